@@ -1,0 +1,5 @@
+//! Evaluation: entity-level scores and error analysis.
+
+pub mod score;
+
+pub use score::{ErrorKind, ScoreReport, Scorer, SpanError, classify_errors, score_tweets};

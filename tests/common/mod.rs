@@ -1,0 +1,33 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// `$PROMPTMNER_SHARED`, or `None` after printing why the calling test skips.
+pub fn shared() -> Option<PathBuf> {
+    match std::env::var_os("PROMPTMNER_SHARED") {
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => {
+            eprintln!(
+                "skipped: PROMPTMNER_SHARED is not set (point it at ../shared to run this test)"
+            );
+            None
+        }
+    }
+}
+
+/// The real Twitter-2015 text under `$PROMPTMNER_SHARED/data/twitter2015`.
+pub fn twitter2015() -> Option<PathBuf> {
+    let dir = shared()?.join("data/twitter2015");
+    assert!(
+        dir.is_dir(),
+        "PROMPTMNER_SHARED is set but {} is missing",
+        dir.display()
+    );
+    Some(dir)
+}
+
+/// The promptmner binary built for these tests.
+pub fn promptmner() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_promptmner"))
+}
