@@ -104,6 +104,8 @@ pub fn decode_image(path: &Path) -> Result<DynamicImage, NoImage> {
 
 /// CLIP's mean and standard deviation per RGB channel (openai/clip-vit-base-patch32).
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+// Written exactly as HF publishes them; f32 rounding is what PyTorch uses too.
+#[allow(clippy::excessive_precision)]
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
 /// CLIPImageProcessor's settings: resize the shortest side (bicubic), centre crop,

@@ -1,0 +1,237 @@
+//! The command line, run as a user runs it.
+
+mod common;
+
+use common::promptmner;
+use serde_json::Value;
+use std::path::Path;
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let out = promptmner().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn run_err(args: &[&str]) -> String {
+    let out = promptmner().args(args).output().unwrap();
+    assert!(!out.status.success(), "{args:?} should fail");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[test]
+fn score_equals_conlleval_and_seqeval_on_edge_case_fixture() {
+    let dir = fixture("scoring");
+    let gold = dir.join("gold.txt");
+    let pred = dir.join("pred.txt");
+    let report: Value = serde_json::from_str(&run_ok(&[
+        "score",
+        "--gold",
+        gold.to_str().unwrap(),
+        "--pred",
+        pred.to_str().unwrap(),
+        "--json",
+    ]))
+    .unwrap();
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let num = |v: &Value| v.as_f64().unwrap();
+    let close = |a: f64, b: f64, what: &str| assert!((a - b).abs() < 1e-9, "{what}: {a} vs {b}");
+
+    let conll = &expected["conlleval"];
+    assert_eq!(report["micro"]["tp"], conll["correct"]);
+    assert_eq!(report["gold_entities"], conll["found_gold"]);
+    assert_eq!(report["predicted_entities"], conll["found_pred"]);
+    close(
+        num(&report["token_accuracy"]),
+        num(&conll["accuracy"]),
+        "accuracy",
+    );
+    for (kind, want) in conll["per_type"].as_object().unwrap() {
+        let got = &report["per_type"][kind];
+        let tp = got["tp"].as_u64().unwrap();
+        assert_eq!(tp, want["correct"].as_u64().unwrap(), "{kind}");
+        assert_eq!(
+            tp + got["fn"].as_u64().unwrap(),
+            want["gold"].as_u64().unwrap(),
+            "{kind}"
+        );
+        assert_eq!(
+            tp + got["fp"].as_u64().unwrap(),
+            want["pred"].as_u64().unwrap(),
+            "{kind}"
+        );
+    }
+
+    let seq = &expected["seqeval"];
+    for key in ["precision", "recall", "f1"] {
+        close(num(&report["micro"][key]), num(&seq[key]), key);
+    }
+    for (key, seq_key) in [
+        ("precision", "precision"),
+        ("recall", "recall"),
+        ("f1", "f1-score"),
+    ] {
+        close(
+            num(&report["macro"][key]),
+            num(&seq["macro"][seq_key]),
+            "macro",
+        );
+        for (kind, want) in seq["per_type"].as_object().unwrap() {
+            close(
+                num(&report["per_type"][kind][key]),
+                num(&want[seq_key]),
+                kind,
+            );
+        }
+    }
+    // Every error kind is counted in the JSON.
+    for kind in [
+        "wrong_type",
+        "wrong_boundary",
+        "wrong_boundary_and_type",
+        "spurious",
+        "missed",
+    ] {
+        assert!(report["errors"][kind].as_u64().unwrap() > 0, "{kind}");
+    }
+}
+
+#[test]
+fn score_prints_a_table() {
+    let dir = fixture("scoring");
+    let gold = dir.join("gold.txt");
+    let text = run_ok(&[
+        "score",
+        "--gold",
+        gold.to_str().unwrap(),
+        "--pred",
+        gold.to_str().unwrap(),
+    ]);
+    assert!(text.contains("micro"), "{text}");
+    assert!(text.contains("100.00"), "{text}");
+}
+
+#[test]
+fn score_rejects_misaligned_predictions_naming_the_tweet() {
+    let dir = tempfile::tempdir().unwrap();
+    let gold = dir.path().join("gold.txt");
+    let pred = dir.path().join("pred.txt");
+    std::fs::write(&gold, "IMGID:1\na\tO\n\nIMGID:2\nb\tB-PER\nc\tO\n").unwrap();
+    std::fs::write(&pred, "IMGID:1\na\tO\n\nIMGID:2\nb\tB-PER\nd\tO\n").unwrap();
+    let err = run_err(&[
+        "score",
+        "--gold",
+        gold.to_str().unwrap(),
+        "--pred",
+        pred.to_str().unwrap(),
+    ]);
+    assert!(err.contains("tweet 2"), "{err}");
+    assert!(
+        err.contains("token 2 is 'c' in gold, 'd' in prediction"),
+        "{err}"
+    );
+}
+
+#[test]
+fn malformed_files_are_one_clear_error_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.txt");
+    std::fs::write(&bad, "IMGID:1\na\tO\nb\tB-PERSON\n").unwrap();
+    let err = run_err(&[
+        "score",
+        "--gold",
+        bad.to_str().unwrap(),
+        "--pred",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(err.contains("bad.txt:3: label 'B-PERSON'"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let missing = dir.path().join("nope.txt");
+    let err = run_err(&[
+        "score",
+        "--gold",
+        missing.to_str().unwrap(),
+        "--pred",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(err.contains("nope.txt"), "{err}");
+}
+
+#[test]
+fn data_stats_reports_every_split_as_text_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    for split in ["train", "valid", "test"] {
+        std::fs::write(
+            dir.path().join(format!("{split}.txt")),
+            "IMGID:1\nGeorge\tB-PER\nZimmerman\tI-PER\n\nIMGID:2\nParis\tB-LOC\n",
+        )
+        .unwrap();
+    }
+    let images = dir.path().join("pics");
+    std::fs::create_dir(&images).unwrap();
+    image::RgbImage::new(4, 4)
+        .save(images.join("1.png"))
+        .unwrap();
+    let d = dir.path().to_str().unwrap();
+    let text = run_ok(&["data", "stats", d]);
+    assert!(text.contains("images missing"), "{text}");
+    let json: Value = serde_json::from_str(&run_ok(&[
+        "data",
+        "stats",
+        d,
+        "--images",
+        images.to_str().unwrap(),
+        "--json",
+    ]))
+    .unwrap();
+    let splits = json["splits"].as_array().unwrap();
+    assert_eq!(splits.len(), 3);
+    assert_eq!(splits[2]["split"], "test");
+    assert_eq!(splits[0]["tweets"], 2);
+    assert_eq!(splits[0]["entities"]["PER"], 1);
+    assert_eq!(splits[0]["longest_entity"], 2);
+    assert_eq!(splits[0]["images_found"], 1);
+    assert_eq!(splits[0]["images_missing"], 1);
+}
+
+#[test]
+fn data_stats_on_twitter2015_counts_its_splits() {
+    let Some(dir) = common::twitter2015() else {
+        return;
+    };
+    let json: Value =
+        serde_json::from_str(&run_ok(&["data", "stats", dir.to_str().unwrap(), "--json"])).unwrap();
+    let tweets: Vec<u64> = json["splits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["tweets"].as_u64().unwrap())
+        .collect();
+    assert_eq!(tweets, [4000, 1000, 3257]);
+    // Entity counts agree with counting B- tags in the files.
+    for split in json["splits"].as_array().unwrap() {
+        let name = split["split"].as_str().unwrap();
+        let text = std::fs::read_to_string(dir.join(format!("{name}.txt"))).unwrap();
+        for kind in ["PER", "LOC", "ORG", "OTHER"] {
+            let b_tags = text
+                .lines()
+                .filter(|l| l.ends_with(&format!("\tB-{kind}")))
+                .count() as u64;
+            assert_eq!(
+                split["entities"][kind].as_u64().unwrap(),
+                b_tags,
+                "{name} {kind}"
+            );
+        }
+    }
+}
