@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use crate::data::demo;
 use crate::data::images::ImageResolver;
 use crate::data::read_conll;
 use crate::data::stats::dataset_stats;
@@ -21,8 +22,10 @@ pub struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Without a command: the furthest step built so far on the embedded demo
+    /// (today its dataset statistics; the workbench when it lands).
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -38,6 +41,30 @@ pub enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Generate the demo world: a multimodal NER dataset whose ambiguous names only the image types.
+    DemoData {
+        /// Output directory (train.txt, valid.txt, test.txt, images/, captions.tsv, meta.tsv).
+        #[arg(long)]
+        out: PathBuf,
+        /// Random seed; the same seed gives byte-identical files.
+        #[arg(long, default_value_t = demo::DEFAULT_SEED)]
+        seed: u64,
+        /// Tweets in train.txt.
+        #[arg(long, default_value_t = 1200)]
+        train: usize,
+        /// Tweets in valid.txt.
+        #[arg(long, default_value_t = 300)]
+        valid: usize,
+        /// Tweets in test.txt.
+        #[arg(long, default_value_t = 300)]
+        test: usize,
+        /// Width and height of the images in pixels.
+        #[arg(long, default_value_t = 96)]
+        image_size: u32,
+        /// Also write a PNG grid of example images, one row per scene category.
+        #[arg(long)]
+        contact_sheet: Option<PathBuf>,
     },
     /// Dataset tools.
     Data {
@@ -63,8 +90,39 @@ pub enum DataCommand {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+    let Some(command) = cli.command else {
+        let dir = demo::embedded_dir();
+        let stats = dataset_stats(&dir, &ImageResolver::for_dataset(&dir, None))?;
+        print!("The embedded demo world (promptmner demo-data regenerates it)\n{stats}");
+        return Ok(());
+    };
+    match command {
         Command::Score { gold, pred, json } => score(&gold, &pred, json),
+        Command::DemoData {
+            out,
+            seed,
+            train,
+            valid,
+            test,
+            image_size,
+            contact_sheet,
+        } => {
+            let config = demo::DemoConfig {
+                seed,
+                sizes: [train, valid, test],
+                image_size,
+            };
+            let world = demo::generate(&config)?;
+            world.write(&out)?;
+            eprintln!("wrote the demo world to {}", out.display());
+            if let Some(path) = contact_sheet {
+                let png = demo::encode_png(&world.contact_sheet(8))?;
+                crate::util::write_atomic(&path, &png)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                eprintln!("wrote the contact sheet to {}", path.display());
+            }
+            Ok(())
+        }
         Command::Data {
             command: DataCommand::Stats { dir, images, json },
         } => {

@@ -1,6 +1,7 @@
 //! Datasets (Twitter CoNLL layout), BIO tags and spans, images, dataset statistics.
 
 pub mod conll;
+pub mod demo;
 pub mod images;
 pub mod spans;
 pub mod stats;
