@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod data;
 pub mod eval;
+pub mod model;
 pub mod progress;
 pub mod prompts;
 pub mod util;

@@ -33,6 +33,24 @@ pub fn embedded_dir() -> PathBuf {
     }
 }
 
+/// Every word of the embedded demo world's tweets and prompt vocabulary (the tiny
+/// backbones' tokenizers are built from it).
+pub fn embedded_words() -> std::collections::BTreeSet<String> {
+    let dir = embedded_dir();
+    let mut words: std::collections::BTreeSet<String> = crate::data::SPLITS
+        .iter()
+        .filter_map(|split| crate::data::read_conll(&crate::data::split_path(&dir, split)).ok())
+        .flatten()
+        .flat_map(|t| t.words)
+        .collect();
+    if let Ok(vocabulary) = demo_vocabulary() {
+        for prompt in vocabulary.prompts() {
+            words.extend(prompt.text.split(' ').map(str::to_string));
+        }
+    }
+    words
+}
+
 /// The seed `data/demo` is generated with.
 pub const DEFAULT_SEED: u64 = 2022;
 

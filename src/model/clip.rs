@@ -1,0 +1,490 @@
+//! CLIP (HF `CLIPModel` layout): vision tower and text tower with their projections.
+//! The text tower also runs from embeddings, so a learnable token can fill a prompt's
+//! word slot (continuous prompts); its LayerNorms pass gradients back to that token.
+
+use std::path::Path;
+
+use candle_core::{D, DType, Device, Module, Result, Tensor};
+use candle_nn::{Embedding, Linear, VarBuilder};
+use serde::{Deserialize, Serialize};
+use tokenizers::Tokenizer;
+
+use super::ModelError;
+use super::ops::{Activation, LayerNorm, Mode, mask_value, merge_heads, softmax, split_heads};
+
+fn quick_gelu() -> Activation {
+    Activation::QuickGelu
+}
+fn eps() -> f64 {
+    1e-5
+}
+
+/// `text_config` of a CLIP `config.json` (HF defaults for absent fields).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClipTextConfig {
+    #[serde(default = "ClipTextConfig::vocab")]
+    pub vocab_size: usize,
+    #[serde(default = "ClipTextConfig::hidden")]
+    pub hidden_size: usize,
+    #[serde(default = "ClipTextConfig::intermediate")]
+    pub intermediate_size: usize,
+    #[serde(default = "ClipTextConfig::layers")]
+    pub num_hidden_layers: usize,
+    #[serde(default = "ClipTextConfig::heads")]
+    pub num_attention_heads: usize,
+    #[serde(default = "ClipTextConfig::positions")]
+    pub max_position_embeddings: usize,
+    #[serde(default = "quick_gelu")]
+    pub hidden_act: Activation,
+    #[serde(default = "eps")]
+    pub layer_norm_eps: f64,
+}
+
+impl ClipTextConfig {
+    fn vocab() -> usize {
+        49408
+    }
+    fn hidden() -> usize {
+        512
+    }
+    fn intermediate() -> usize {
+        2048
+    }
+    fn layers() -> usize {
+        12
+    }
+    fn heads() -> usize {
+        8
+    }
+    fn positions() -> usize {
+        77
+    }
+}
+
+/// `vision_config` of a CLIP `config.json` (HF defaults for absent fields).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClipVisionConfig {
+    #[serde(default = "ClipVisionConfig::hidden")]
+    pub hidden_size: usize,
+    #[serde(default = "ClipVisionConfig::intermediate")]
+    pub intermediate_size: usize,
+    #[serde(default = "ClipVisionConfig::layers")]
+    pub num_hidden_layers: usize,
+    #[serde(default = "ClipVisionConfig::heads")]
+    pub num_attention_heads: usize,
+    #[serde(default = "ClipVisionConfig::image")]
+    pub image_size: usize,
+    #[serde(default = "ClipVisionConfig::patch")]
+    pub patch_size: usize,
+    #[serde(default = "ClipVisionConfig::channels")]
+    pub num_channels: usize,
+    #[serde(default = "quick_gelu")]
+    pub hidden_act: Activation,
+    #[serde(default = "eps")]
+    pub layer_norm_eps: f64,
+}
+
+impl ClipVisionConfig {
+    fn hidden() -> usize {
+        768
+    }
+    fn intermediate() -> usize {
+        3072
+    }
+    fn layers() -> usize {
+        12
+    }
+    fn heads() -> usize {
+        12
+    }
+    fn image() -> usize {
+        224
+    }
+    fn patch() -> usize {
+        32
+    }
+    fn channels() -> usize {
+        3
+    }
+}
+
+/// A CLIP `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClipConfig {
+    pub text_config: ClipTextConfig,
+    pub vision_config: ClipVisionConfig,
+    #[serde(default = "ClipConfig::projection")]
+    pub projection_dim: usize,
+}
+
+impl ClipConfig {
+    fn projection() -> usize {
+        512
+    }
+
+    pub fn load(path: &Path) -> std::result::Result<Self, ModelError> {
+        super::read_json(path)
+    }
+}
+
+/// A pre-LayerNorm transformer layer, as CLIP's text and vision towers use.
+struct EncoderLayer {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
+    norm1: LayerNorm,
+    norm2: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    heads: usize,
+    act: Activation,
+}
+
+impl EncoderLayer {
+    fn load(
+        vb: VarBuilder,
+        hidden: usize,
+        inner: usize,
+        heads: usize,
+        act: Activation,
+        eps: f64,
+    ) -> Result<Self> {
+        let att = vb.pp("self_attn");
+        Ok(Self {
+            q: candle_nn::linear(hidden, hidden, att.pp("q_proj"))?,
+            k: candle_nn::linear(hidden, hidden, att.pp("k_proj"))?,
+            v: candle_nn::linear(hidden, hidden, att.pp("v_proj"))?,
+            out: candle_nn::linear(hidden, hidden, att.pp("out_proj"))?,
+            norm1: LayerNorm::load(vb.pp("layer_norm1"), hidden, eps)?,
+            norm2: LayerNorm::load(vb.pp("layer_norm2"), hidden, eps)?,
+            fc1: candle_nn::linear(hidden, inner, vb.pp("mlp").pp("fc1"))?,
+            fc2: candle_nn::linear(inner, hidden, vb.pp("mlp").pp("fc2"))?,
+            heads,
+            act,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor, additive_mask: Option<&Tensor>, mode: Mode) -> Result<Tensor> {
+        let h = self.norm1.forward(xs, mode)?;
+        let q = split_heads(&self.q.forward(&h)?, self.heads)?;
+        let k = split_heads(&self.k.forward(&h)?, self.heads)?;
+        let v = split_heads(&self.v.forward(&h)?, self.heads)?;
+        let scale = 1.0 / (q.dim(3)? as f64).sqrt();
+        let mut scores = (q.matmul(&k.t()?)? * scale)?;
+        if let Some(mask) = additive_mask {
+            scores = scores.broadcast_add(mask)?;
+        }
+        let context = merge_heads(&softmax(&scores, mode)?.matmul(&v)?)?;
+        let xs = (xs + self.out.forward(&context)?)?;
+        let h = self.norm2.forward(&xs, mode)?;
+        let h = self
+            .fc2
+            .forward(&self.act.forward(&self.fc1.forward(&h)?)?)?;
+        xs + h
+    }
+}
+
+fn load_layers(
+    vb: VarBuilder,
+    count: usize,
+    hidden: usize,
+    inner: usize,
+    heads: usize,
+    act: Activation,
+    eps: f64,
+) -> Result<Vec<EncoderLayer>> {
+    (0..count)
+        .map(|i| EncoderLayer::load(vb.pp("layers").pp(i), hidden, inner, heads, act, eps))
+        .collect()
+}
+
+/// CLIP's text tower up to the final LayerNorm.
+pub struct ClipTextTransformer {
+    token_embedding: Embedding,
+    position_embedding: Embedding,
+    layers: Vec<EncoderLayer>,
+    final_norm: LayerNorm,
+    pub config: ClipTextConfig,
+}
+
+impl ClipTextTransformer {
+    pub fn load(vb: VarBuilder, cfg: &ClipTextConfig) -> Result<Self> {
+        let emb = vb.pp("embeddings");
+        Ok(Self {
+            token_embedding: candle_nn::embedding(
+                cfg.vocab_size,
+                cfg.hidden_size,
+                emb.pp("token_embedding"),
+            )?,
+            position_embedding: candle_nn::embedding(
+                cfg.max_position_embeddings,
+                cfg.hidden_size,
+                emb.pp("position_embedding"),
+            )?,
+            layers: load_layers(
+                vb.pp("encoder"),
+                cfg.num_hidden_layers,
+                cfg.hidden_size,
+                cfg.intermediate_size,
+                cfg.num_attention_heads,
+                cfg.hidden_act,
+                cfg.layer_norm_eps,
+            )?,
+            final_norm: LayerNorm::load(
+                vb.pp("final_layer_norm"),
+                cfg.hidden_size,
+                cfg.layer_norm_eps,
+            )?,
+            config: cfg.clone(),
+        })
+    }
+
+    /// Token embeddings [b, n, hidden] of ids [b, n] (before positions are added).
+    pub fn embed_tokens(&self, ids: &Tensor) -> Result<Tensor> {
+        self.token_embedding.forward(ids)
+    }
+
+    /// Pooled states [b, hidden]: the final-LayerNorm state at each sequence's end token
+    /// (`end[i]`), from token embeddings [b, n, hidden]. The mask is causal, so padding
+    /// after the end token changes nothing.
+    pub fn forward_embeds(
+        &self,
+        token_embeds: &Tensor,
+        end: &[usize],
+        mode: Mode,
+    ) -> Result<Tensor> {
+        let (b, n, _) = token_embeds.dims3()?;
+        let device = token_embeds.device();
+        let positions = Tensor::arange(0u32, n as u32, device)?;
+        let mut xs = token_embeds.broadcast_add(&self.position_embedding.forward(&positions)?)?;
+        let causal = causal_mask(n, token_embeds.dtype(), device)?;
+        for layer in &self.layers {
+            xs = layer.forward(&xs, Some(&causal), mode)?;
+        }
+        let xs = self.final_norm.forward(&xs, mode)?;
+        let index: Vec<u32> = end
+            .iter()
+            .enumerate()
+            .map(|(i, &e)| (i * n + e) as u32)
+            .collect();
+        let index = Tensor::from_vec(index, b, device)?;
+        xs.reshape((b * n, ()))?.index_select(&index, 0)
+    }
+}
+
+fn causal_mask(n: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+    let masked = mask_value(dtype) as f32;
+    let values: Vec<f32> = (0..n)
+        .flat_map(|i| (0..n).map(move |j| if j > i { masked } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(values, (1, 1, n, n), device)?.to_dtype(dtype)
+}
+
+/// CLIP's vision tower up to the post-LayerNorm of the class token.
+pub struct ClipVisionTransformer {
+    class_embedding: Tensor,
+    patch_embedding: candle_nn::Conv2d,
+    position_embedding: Embedding,
+    pre_norm: LayerNorm,
+    layers: Vec<EncoderLayer>,
+    post_norm: LayerNorm,
+    pub config: ClipVisionConfig,
+}
+
+impl ClipVisionTransformer {
+    pub fn load(vb: VarBuilder, cfg: &ClipVisionConfig) -> Result<Self> {
+        let emb = vb.pp("embeddings");
+        let patches = (cfg.image_size / cfg.patch_size).pow(2);
+        let conv = candle_nn::Conv2dConfig {
+            stride: cfg.patch_size,
+            ..Default::default()
+        };
+        Ok(Self {
+            class_embedding: emb.get(cfg.hidden_size, "class_embedding")?,
+            patch_embedding: candle_nn::conv2d_no_bias(
+                cfg.num_channels,
+                cfg.hidden_size,
+                cfg.patch_size,
+                conv,
+                emb.pp("patch_embedding"),
+            )?,
+            position_embedding: candle_nn::embedding(
+                patches + 1,
+                cfg.hidden_size,
+                emb.pp("position_embedding"),
+            )?,
+            // "pre_layrnorm" is HF's spelling.
+            pre_norm: LayerNorm::load(vb.pp("pre_layrnorm"), cfg.hidden_size, cfg.layer_norm_eps)?,
+            layers: load_layers(
+                vb.pp("encoder"),
+                cfg.num_hidden_layers,
+                cfg.hidden_size,
+                cfg.intermediate_size,
+                cfg.num_attention_heads,
+                cfg.hidden_act,
+                cfg.layer_norm_eps,
+            )?,
+            post_norm: LayerNorm::load(
+                vb.pp("post_layernorm"),
+                cfg.hidden_size,
+                cfg.layer_norm_eps,
+            )?,
+            config: cfg.clone(),
+        })
+    }
+
+    /// Pooled states [b, hidden] of pixels [b, 3, size, size].
+    pub fn forward(&self, pixels: &Tensor, mode: Mode) -> Result<Tensor> {
+        let b = pixels.dim(0)?;
+        let patches = self
+            .patch_embedding
+            .forward(pixels)?
+            .flatten_from(2)?
+            .transpose(1, 2)?;
+        let hidden = self.config.hidden_size;
+        let class = self
+            .class_embedding
+            .reshape((1, 1, hidden))?
+            .broadcast_as((b, 1, hidden))?;
+        let xs = Tensor::cat(&[&class, &patches], 1)?;
+        let positions = Tensor::arange(0u32, xs.dim(1)? as u32, pixels.device())?;
+        let mut xs = self.pre_norm.forward(
+            &xs.broadcast_add(&self.position_embedding.forward(&positions)?)?,
+            mode,
+        )?;
+        for layer in &self.layers {
+            xs = layer.forward(&xs, None, mode)?;
+        }
+        self.post_norm
+            .forward(&xs.narrow(1, 0, 1)?.squeeze(1)?, mode)
+    }
+}
+
+/// CLIP: both towers, their projections and the logit scale.
+pub struct ClipModel {
+    pub text: ClipTextTransformer,
+    pub vision: ClipVisionTransformer,
+    text_projection: Linear,
+    visual_projection: Linear,
+    /// τ = exp(logit_scale).
+    pub logit_scale: f32,
+    pub config: ClipConfig,
+    pub device: Device,
+}
+
+impl ClipModel {
+    pub fn load(vb: VarBuilder, cfg: &ClipConfig) -> Result<Self> {
+        let logit_scale = vb
+            .get_with_hints((), "logit_scale", candle_nn::Init::Const(2.6592))?
+            .to_dtype(DType::F32)?
+            .to_scalar::<f32>()?
+            .exp();
+        Ok(Self {
+            text: ClipTextTransformer::load(vb.pp("text_model"), &cfg.text_config)?,
+            vision: ClipVisionTransformer::load(vb.pp("vision_model"), &cfg.vision_config)?,
+            text_projection: candle_nn::linear_no_bias(
+                cfg.text_config.hidden_size,
+                cfg.projection_dim,
+                vb.pp("text_projection"),
+            )?,
+            visual_projection: candle_nn::linear_no_bias(
+                cfg.vision_config.hidden_size,
+                cfg.projection_dim,
+                vb.pp("visual_projection"),
+            )?,
+            logit_scale,
+            config: cfg.clone(),
+            device: vb.device().clone(),
+        })
+    }
+
+    /// Projected image embeddings [b, e] (not normalised).
+    pub fn image_embeds(&self, pixels: &Tensor) -> Result<Tensor> {
+        self.visual_projection
+            .forward(&self.vision.forward(pixels, Mode::Eval)?)
+    }
+
+    /// Projected text embeddings [b, e] (not normalised) from token embeddings.
+    pub fn text_embeds(&self, token_embeds: &Tensor, end: &[usize], mode: Mode) -> Result<Tensor> {
+        self.text_projection
+            .forward(&self.text.forward_embeds(token_embeds, end, mode)?)
+    }
+}
+
+/// Rows scaled to unit L2 norm.
+pub fn l2_normalize(xs: &Tensor) -> Result<Tensor> {
+    xs.broadcast_div(&xs.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?)
+}
+
+/// A CLIP HF directory loaded frozen: model and tokenizer.
+pub struct ClipBackbone {
+    pub model: ClipModel,
+    pub tokenizer: ClipTokenizer,
+}
+
+impl ClipBackbone {
+    /// Loads `dir` (config.json, model.safetensors, tokenizer.json).
+    pub fn load(dir: &Path, device: &Device) -> std::result::Result<Self, ModelError> {
+        let config = ClipConfig::load(&dir.join("config.json"))?;
+        let file = dir.join("model.safetensors");
+        let weights_error = |source| ModelError::Weights {
+            file: file.clone(),
+            source,
+        };
+        let tensors = candle_core::safetensors::load(&file, device).map_err(weights_error)?;
+        let model = ClipModel::load(
+            VarBuilder::from_tensors(tensors, DType::F32, device),
+            &config,
+        )
+        .map_err(weights_error)?;
+        let tokenizer = ClipTokenizer::load(
+            &dir.join("tokenizer.json"),
+            config.text_config.max_position_embeddings,
+        )?;
+        Ok(Self { model, tokenizer })
+    }
+}
+
+/// CLIP's BPE tokenizer (`tokenizer.json`), with its start and end tokens.
+pub struct ClipTokenizer {
+    tokenizer: Tokenizer,
+    pub max_len: usize,
+}
+
+impl ClipTokenizer {
+    pub fn load(path: &Path, max_len: usize) -> std::result::Result<Self, ModelError> {
+        let mut tokenizer = Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        tokenizer.with_padding(None);
+        Ok(Self { tokenizer, max_len })
+    }
+
+    fn encode(&self, text: &str, special: bool) -> std::result::Result<Vec<u32>, ModelError> {
+        self.tokenizer
+            .encode(text, special)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| ModelError::Tokenizer {
+                path: "CLIP tokenizer.json".into(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Ids of `text` with start and end tokens, cut to the tower's length (end kept).
+    pub fn encode_prompt(&self, text: &str) -> std::result::Result<Vec<u32>, ModelError> {
+        let mut ids = self.encode(text, true)?;
+        if ids.len() > self.max_len {
+            let end = *ids.last().expect("not empty");
+            ids.truncate(self.max_len - 1);
+            ids.push(end);
+        }
+        Ok(ids)
+    }
+
+    /// Ids of `text` without special tokens (a template's fixed words).
+    pub fn encode_words(&self, text: &str) -> std::result::Result<Vec<u32>, ModelError> {
+        self.encode(text, false)
+    }
+}

@@ -1,0 +1,294 @@
+//! Modality-aware attention (DESIGN §4 item 5), as a plain batched forward for
+//! training and as the staged split of DESIGN §5 for live rescoring.
+//!
+//! Text queries attend jointly over text keys and clue keys; clues have their own
+//! key/value projections and a learned per-head bias on their logits; a sigmoid gate
+//! on [h; o] decides how much of the attended output enters the residual; LayerNorm.
+//! `plain` shares the projections and drops bias and gate.
+
+use candle_core::{D, Module, Result, Tensor};
+use candle_nn::{Linear, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+use super::ops::{LayerNorm, Mode, dropout, mask_value, merge_heads, softmax, split_heads};
+
+/// The fusion ablation switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum FusionMode {
+    /// Separate clue projections, per-head clue bias, gate (the paper's model).
+    #[default]
+    Modality,
+    /// Shared projections, no bias, no gate.
+    Plain,
+    /// Text only: no fusion layer.
+    None,
+}
+
+impl FusionMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FusionMode::Modality => "modality",
+            FusionMode::Plain => "plain",
+            FusionMode::None => "none",
+        }
+    }
+}
+
+/// The parts of a tweet's attention that prompts cannot change: queries, the text
+/// keys' running maximum, normaliser and weighted value sum (per head), and the words.
+pub struct TextSide {
+    /// [H, n, dh]
+    q: Tensor,
+    /// [H, n, 1]
+    max: Tensor,
+    /// [H, n, 1]
+    norm: Tensor,
+    /// [H, n, dh]
+    acc: Tensor,
+    /// [n, d]
+    words: Tensor,
+}
+
+/// The clue-side keys and values of a prompt bank, per head and with a_i factored out:
+/// the key of prompt i at weight a_i is `a_i·pk_i + bk` (likewise values).
+pub struct ClueSide {
+    /// [H, K, dh]
+    pk: Tensor,
+    pv: Tensor,
+    /// [H, 1, dh]
+    bk: Tensor,
+    bv: Tensor,
+}
+
+pub struct Fusion {
+    clue_proj: Linear,
+    query: Linear,
+    text_key: Linear,
+    text_value: Linear,
+    clue_key: Option<Linear>,
+    clue_value: Option<Linear>,
+    clue_bias: Option<Tensor>,
+    gate: Option<Linear>,
+    out: Linear,
+    norm: LayerNorm,
+    heads: usize,
+    dropout: f32,
+}
+
+impl Fusion {
+    pub fn load(
+        vb: VarBuilder,
+        mode: FusionMode,
+        hidden: usize,
+        clue_dim: usize,
+        heads: usize,
+        dropout: f32,
+    ) -> Result<Self> {
+        let modality = mode == FusionMode::Modality;
+        Ok(Self {
+            clue_proj: candle_nn::linear(clue_dim, hidden, vb.pp("clue_proj"))?,
+            query: candle_nn::linear(hidden, hidden, vb.pp("query"))?,
+            text_key: candle_nn::linear(hidden, hidden, vb.pp("text_key"))?,
+            text_value: candle_nn::linear(hidden, hidden, vb.pp("text_value"))?,
+            clue_key: modality
+                .then(|| candle_nn::linear(hidden, hidden, vb.pp("clue_key")))
+                .transpose()?,
+            clue_value: modality
+                .then(|| candle_nn::linear(hidden, hidden, vb.pp("clue_value")))
+                .transpose()?,
+            clue_bias: modality
+                .then(|| vb.get_with_hints(heads, "clue_bias", candle_nn::Init::Const(0.0)))
+                .transpose()?,
+            gate: modality
+                .then(|| candle_nn::linear(2 * hidden, hidden, vb.pp("gate")))
+                .transpose()?,
+            out: candle_nn::linear(hidden, hidden, vb.pp("out"))?,
+            norm: LayerNorm::load(vb.pp("norm"), hidden, 1e-12)?,
+            heads,
+            dropout,
+        })
+    }
+
+    fn clue_key(&self) -> &Linear {
+        self.clue_key.as_ref().unwrap_or(&self.text_key)
+    }
+
+    fn clue_value(&self) -> &Linear {
+        self.clue_value.as_ref().unwrap_or(&self.text_value)
+    }
+
+    fn scale(&self, hidden: usize) -> f64 {
+        1.0 / ((hidden / self.heads) as f64).sqrt()
+    }
+
+    /// Residual, gate and LayerNorm after attention: words [.., n, d], attended [.., n, d].
+    fn finish(&self, words: &Tensor, attended: &Tensor, mode: Mode) -> Result<Tensor> {
+        let attended = dropout(&self.out.forward(attended)?, self.dropout, mode)?;
+        let update = match &self.gate {
+            Some(gate) => {
+                let g = candle_nn::ops::sigmoid(
+                    &gate.forward(&Tensor::cat(&[words, &attended], D::Minus1)?)?,
+                )?;
+                attended.mul(&g)?
+            }
+            None => attended,
+        };
+        self.norm.forward(&(words + update)?, mode)
+    }
+
+    /// The batched forward: words [b, n, d] with `word_mask` [b, n] (1 = real word);
+    /// prompt embeddings `prompts` [K, e] weighted by `weights` [b, K], for the tweets
+    /// whose `clue_mask` [b] is 1 (the others have no image and get no clues).
+    /// Returns the fused words and the attention mass on each clue, averaged over heads
+    /// [b, n, K].
+    pub fn forward(
+        &self,
+        words: &Tensor,
+        word_mask: &Tensor,
+        clues: Option<(&Tensor, &Tensor, &Tensor)>,
+        mode: Mode,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let (b, n, d) = words.dims3()?;
+        let dtype = words.dtype();
+        let q = split_heads(&self.query.forward(words)?, self.heads)?;
+        let kt = split_heads(&self.text_key.forward(words)?, self.heads)?;
+        let vt = split_heads(&self.text_value.forward(words)?, self.heads)?;
+        let text_add =
+            ((word_mask.to_dtype(dtype)? - 1.0)? * -mask_value(dtype))?.reshape((b, 1, 1, n))?;
+        let text_logits = (q.matmul(&kt.t()?)? * self.scale(d))?.broadcast_add(&text_add)?;
+        let Some((prompts, weights, clue_mask)) = clues else {
+            let attn = softmax(&text_logits, mode)?;
+            let attended = merge_heads(&attn.matmul(&vt)?)?;
+            return Ok((self.finish(words, &attended, mode)?, None));
+        };
+        let k = prompts.dim(0)?;
+        let weighted = weights
+            .unsqueeze(2)?
+            .broadcast_mul(&prompts.unsqueeze(0)?)?; // [b, K, e]
+        let clue_states = self.clue_proj.forward(&weighted)?; // [b, K, d]
+        let kc = split_heads(&self.clue_key().forward(&clue_states)?, self.heads)?;
+        let vc = split_heads(&self.clue_value().forward(&clue_states)?, self.heads)?;
+        let mut clue_logits = (q.matmul(&kc.t()?)? * self.scale(d))?;
+        if let Some(bias) = &self.clue_bias {
+            clue_logits = clue_logits.broadcast_add(&bias.reshape((1, self.heads, 1, 1))?)?;
+        }
+        let clue_add =
+            ((clue_mask.to_dtype(dtype)? - 1.0)? * -mask_value(dtype))?.reshape((b, 1, 1, 1))?;
+        let clue_logits = clue_logits.broadcast_add(&clue_add)?;
+        let attn = softmax(
+            &Tensor::cat(&[&text_logits, &clue_logits], D::Minus1)?,
+            mode,
+        )?;
+        let attn_text = attn.narrow(D::Minus1, 0, n)?;
+        let attn_clue = attn.narrow(D::Minus1, n, k)?;
+        let attended = (attn_text.matmul(&vt)? + attn_clue.matmul(&vc)?)?;
+        let attended = merge_heads(&attended)?;
+        let clue_attention = attn_clue.mean(1)?;
+        Ok((self.finish(words, &attended, mode)?, Some(clue_attention)))
+    }
+
+    /// The prompt-independent part of one tweet's attention: words [n, d], `word_mask`
+    /// [n] (1 = a word the encoder saw; the others are no keys).
+    pub fn text_side(&self, words: &Tensor, word_mask: &Tensor) -> Result<TextSide> {
+        let (n, d) = words.dims2()?;
+        let batch = words.reshape((1, n, d))?;
+        let q = split_heads(&self.query.forward(&batch)?, self.heads)?.squeeze(0)?;
+        let kt = split_heads(&self.text_key.forward(&batch)?, self.heads)?.squeeze(0)?;
+        let vt = split_heads(&self.text_value.forward(&batch)?, self.heads)?.squeeze(0)?;
+        let dtype = words.dtype();
+        let key_add =
+            ((word_mask.to_dtype(dtype)? - 1.0)? * -mask_value(dtype))?.reshape((1, 1, n))?;
+        let logits = (q.matmul(&kt.t()?)? * self.scale(d))?.broadcast_add(&key_add)?;
+        let max = logits.max_keepdim(D::Minus1)?;
+        let weights = logits.broadcast_sub(&max)?.exp()?;
+        let norm = weights.sum_keepdim(D::Minus1)?;
+        let acc = weights.matmul(&vt)?;
+        Ok(TextSide {
+            q,
+            max,
+            norm,
+            acc,
+            words: words.clone(),
+        })
+    }
+
+    /// Per-prompt clue keys and values without a_i: rows [K, d] each, from unit prompt
+    /// embeddings [K, e]. Linear in the prompt, so they are computed once per prompt.
+    pub fn prompt_rows(&self, prompts: &Tensor) -> Result<(Tensor, Tensor)> {
+        let projected = prompts.matmul(&self.clue_proj.weight().t()?)?;
+        let pk = projected.matmul(&self.clue_key().weight().t()?)?;
+        let pv = projected.matmul(&self.clue_value().weight().t()?)?;
+        Ok((pk, pv))
+    }
+
+    /// The clue side of a bank from its per-prompt rows [K, d].
+    pub fn clue_side(&self, pk: &Tensor, pv: &Tensor) -> Result<ClueSide> {
+        let d = pk.dim(1)?;
+        let heads = |x: &Tensor| -> Result<Tensor> {
+            let k = x.dim(0)?;
+            x.reshape((k, self.heads, d / self.heads))?
+                .transpose(0, 1)?
+                .contiguous()
+        };
+        // The bias part: what a clue of weight 0 would give (the projections' biases).
+        let zero = Tensor::zeros(
+            (1, self.clue_proj.weight().dim(1)?),
+            pk.dtype(),
+            pk.device(),
+        )?;
+        let base = self.clue_proj.forward(&zero)?;
+        let bk = self.clue_key().forward(&base)?;
+        let bv = self.clue_value().forward(&base)?;
+        Ok(ClueSide {
+            pk: heads(pk)?,
+            pv: heads(pv)?,
+            bk: heads(&bk)?,
+            bv: heads(&bv)?,
+        })
+    }
+
+    /// One tweet's fused words [n, d] from its text side and, when it has an image, the
+    /// bank's clue side with matching weights a [K]; also the clue attention [n, K]
+    /// averaged over heads. Equal to [`Fusion::forward`] (the softmax merge of
+    /// flash-attention, exact up to rounding).
+    pub fn score(
+        &self,
+        text: &TextSide,
+        clues: Option<(&ClueSide, &Tensor)>,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let Some((side, weights)) = clues else {
+            let attended = text.acc.broadcast_div(&text.norm)?;
+            let attended = merge_heads(&attended.unsqueeze(0)?)?.squeeze(0)?;
+            return Ok((self.finish(&text.words, &attended, Mode::Eval)?, None));
+        };
+        let d = text.words.dim(1)?;
+        let k = weights.dim(0)?;
+        let a = weights.reshape((1, 1, k))?;
+        let mut logits = (text
+            .q
+            .matmul(&side.pk.t()?)?
+            .broadcast_mul(&a)?
+            .broadcast_add(&text.q.matmul(&side.bk.t()?)?)?
+            * self.scale(d))?;
+        if let Some(bias) = &self.clue_bias {
+            logits = logits.broadcast_add(&bias.reshape((self.heads, 1, 1))?)?;
+        }
+        let max = text.max.maximum(&logits.max_keepdim(D::Minus1)?)?;
+        let text_scale = (&text.max - &max)?.exp()?;
+        let clue_weights = logits.broadcast_sub(&max)?.exp()?; // [H, n, K]
+        let clue_mass = clue_weights.sum_keepdim(D::Minus1)?;
+        let norm = (text.norm.mul(&text_scale)? + &clue_mass)?;
+        let values = clue_weights
+            .broadcast_mul(&a)?
+            .matmul(&side.pv)?
+            .add(&clue_mass.broadcast_mul(&side.bv)?)?;
+        let acc = (text.acc.broadcast_mul(&text_scale)? + values)?;
+        let attended = merge_heads(&acc.broadcast_div(&norm)?.unsqueeze(0)?)?.squeeze(0)?;
+        let clue_attention = clue_weights.broadcast_div(&norm)?.mean(0)?;
+        Ok((
+            self.finish(&text.words, &attended, Mode::Eval)?,
+            Some(clue_attention),
+        ))
+    }
+}

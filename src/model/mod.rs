@@ -1,0 +1,771 @@
+//! The PromptMNER model (DESIGN §4) on candle, with the staged interface of DESIGN §5:
+//! `encode_text`, `encode_image`, `encode_prompts` and `score`, each cached so that a
+//! prompt edit recomputes only what it touches.
+
+pub mod clip;
+pub mod device;
+pub mod fusion;
+pub mod ops;
+pub mod prompts;
+pub mod span;
+pub mod store;
+pub mod text;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use candle_core::{D, DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use image::DynamicImage;
+use serde::{Deserialize, Serialize};
+
+use crate::data::images::{ClipPreprocess, NoImage};
+use crate::prompts::Vocabulary;
+use clip::{ClipBackbone, ClipModel, ClipTokenizer, l2_normalize};
+use fusion::{Fusion, FusionMode, TextSide};
+use ops::Mode;
+use prompts::{ContinuousPrompts, PromptBank, PromptSource};
+use span::{PredictedSpan, ScoredSpan, SpanHead};
+use text::{BertModel, TextBackbone, WordPieceTokenizer, WordPieces};
+
+/// Errors building or running the model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Config { path: PathBuf, message: String },
+    #[error("cannot load the tokenizer {path}: {message}")]
+    Tokenizer { path: PathBuf, message: String },
+    #[error("{file} has no tensor '{tensor}'")]
+    MissingTensor { file: PathBuf, tensor: String },
+    #[error("tensor '{tensor}' in {file} has shape {found:?}, the model needs {expected:?}")]
+    ShapeMismatch {
+        file: PathBuf,
+        tensor: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    #[error("cannot load {file}: {source}")]
+    Weights {
+        file: PathBuf,
+        source: candle_core::Error,
+    },
+    #[error("invalid model configuration: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Device(#[from] device::DeviceError),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// Reads a JSON config file.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ModelError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| ModelError::Config {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+fn default_heads() -> usize {
+    4
+}
+fn default_true() -> bool {
+    true
+}
+fn default_continuous() -> usize {
+    16
+}
+fn default_width() -> usize {
+    8
+}
+fn default_span_hidden() -> usize {
+    256
+}
+fn default_dropout() -> f32 {
+    0.1
+}
+fn default_pieces() -> usize {
+    128
+}
+
+/// The PromptMNER layers' settings (the backbones bring their own configs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Fusion ablation switch: `modality`, `plain` or `none` (text only).
+    #[serde(default)]
+    pub fusion: FusionMode,
+    #[serde(default = "default_heads")]
+    pub fusion_heads: usize,
+    /// Use the vocabulary's discrete prompts.
+    #[serde(default = "default_true")]
+    pub discrete_prompts: bool,
+    /// Continuous prompts the model holds (a bank may use fewer).
+    #[serde(default = "default_continuous")]
+    pub continuous_prompts: usize,
+    /// Longest span in words (W).
+    #[serde(default = "default_width")]
+    pub span_width: usize,
+    #[serde(default = "default_span_hidden")]
+    pub span_hidden: usize,
+    #[serde(default = "default_dropout")]
+    pub dropout: f32,
+    /// Word pieces per tweet, special tokens included; later words are not encoded.
+    #[serde(default = "default_pieces")]
+    pub max_pieces: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            fusion: FusionMode::default(),
+            fusion_heads: default_heads(),
+            discrete_prompts: true,
+            continuous_prompts: default_continuous(),
+            span_width: default_width(),
+            span_hidden: default_span_hidden(),
+            dropout: default_dropout(),
+            max_pieces: default_pieces(),
+        }
+    }
+}
+
+/// The HF-format directories the model is built on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backbones {
+    pub text: PathBuf,
+    pub clip: PathBuf,
+}
+
+/// How many times each stage did real work (the caches are tested with these).
+#[derive(Debug, Default)]
+pub struct StageCounters {
+    pub texts_encoded: AtomicUsize,
+    pub images_encoded: AtomicUsize,
+    /// Prompt strings run through the CLIP text tower.
+    pub prompts_encoded: AtomicUsize,
+}
+
+/// One prompt's cached encoding: unit embedding [e] and clue rows [d] (empty without fusion).
+#[derive(Clone)]
+struct CachedPrompt {
+    embed: Tensor,
+    rows: Option<(Tensor, Tensor)>,
+}
+
+/// A tweet after the text stage.
+pub struct TextState {
+    pub words: Vec<String>,
+    pub pieces: WordPieces,
+    /// [n, d]: each word's first-piece state (zeros for words beyond the limit).
+    word_states: Tensor,
+    fusion: Option<TextSide>,
+}
+
+impl TextState {
+    /// Words the encoder saw (false for words beyond its limit).
+    pub fn encoded(&self) -> Vec<bool> {
+        self.pieces
+            .first_piece
+            .iter()
+            .map(Option::is_some)
+            .collect()
+    }
+}
+
+/// An image after the image stage: its unit CLIP embedding, or why there is none.
+#[derive(Clone)]
+pub struct ImageState {
+    embed: Option<Tensor>,
+    pub no_image: Option<NoImage>,
+}
+
+impl ImageState {
+    /// A tweet without a usable image.
+    pub fn none(reason: NoImage) -> Self {
+        Self {
+            embed: None,
+            no_image: Some(reason),
+        }
+    }
+
+    pub fn has_image(&self) -> bool {
+        self.embed.is_some()
+    }
+
+    /// The unit CLIP image embedding [e].
+    pub fn embedding(&self) -> Option<&Tensor> {
+        self.embed.as_ref()
+    }
+}
+
+/// What the model says about one tweet.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Prediction {
+    /// Decoded entities, by position.
+    pub spans: Vec<PredictedSpan>,
+    /// Every candidate span with its class probabilities.
+    pub candidates: Vec<ScoredSpan>,
+    /// a_i per prompt of the bank (empty without an image).
+    pub similarities: Vec<f32>,
+    /// Per word, the attention mass on each prompt clue (empty without an image).
+    pub clue_attention: Vec<Vec<f32>>,
+    /// Words beyond the encoder's limit, predicted as no entity.
+    pub truncated_words: usize,
+}
+
+/// The PromptMNER model.
+pub struct PromptMner {
+    pub config: ModelConfig,
+    pub backbones: Backbones,
+    text: BertModel,
+    tokenizer: WordPieceTokenizer,
+    clip: ClipModel,
+    clip_tokenizer: ClipTokenizer,
+    preprocess: ClipPreprocess,
+    fusion: Option<Fusion>,
+    span: SpanHead,
+    continuous: Option<ContinuousPrompts>,
+    /// The trainable weights: fine-tuned text encoder, fusion, span head, continuous prompts.
+    pub varmap: VarMap,
+    pub device: Device,
+    prompt_cache: Mutex<HashMap<String, CachedPrompt>>,
+    continuous_cache: Mutex<HashMap<String, (Tensor, Option<(Tensor, Tensor)>)>>,
+    pub counters: StageCounters,
+}
+
+/// Copies a backbone's tensors into the variables under `prefix`; every variable must
+/// be in the file (its name with or without `alternative` before it) with its shape.
+pub(crate) fn load_into_varmap(
+    varmap: &VarMap,
+    prefix: &str,
+    file: &Path,
+    alternative: &str,
+    device: &Device,
+) -> Result<(), ModelError> {
+    let tensors =
+        candle_core::safetensors::load(file, device).map_err(|source| ModelError::Weights {
+            file: file.to_path_buf(),
+            source,
+        })?;
+    let data = varmap
+        .data()
+        .lock()
+        .expect("the varmap lock is not poisoned");
+    for (name, var) in data.iter() {
+        let Some(local) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        let tensor = tensors
+            .get(local)
+            .or_else(|| tensors.get(&format!("{alternative}{local}")))
+            .ok_or_else(|| ModelError::MissingTensor {
+                file: file.to_path_buf(),
+                tensor: local.to_string(),
+            })?;
+        if tensor.dims() != var.dims() {
+            return Err(ModelError::ShapeMismatch {
+                file: file.to_path_buf(),
+                tensor: local.to_string(),
+                expected: var.dims().to_vec(),
+                found: tensor.dims().to_vec(),
+            });
+        }
+        var.set(&tensor.to_dtype(var.dtype())?)?;
+    }
+    Ok(())
+}
+
+impl PromptMner {
+    /// Builds the model on two backbone directories: the text encoder is loaded into
+    /// trainable variables, CLIP is loaded frozen, the new layers start at random.
+    pub fn new(
+        backbones: &Backbones,
+        config: &ModelConfig,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        let text =
+            TextBackbone::load(&backbones.text, config.max_pieces, &varmap, "text.", device)?;
+        let clip = ClipBackbone::load(&backbones.clip, device)?;
+        let hidden = text.model.config.hidden_size;
+        let clip_config = clip.model.config.clone();
+        if config.fusion != FusionMode::None
+            && (config.fusion_heads == 0 || hidden % config.fusion_heads != 0)
+        {
+            return Err(ModelError::Invalid(format!(
+                "fusion_heads = {} does not divide the text width {hidden}",
+                config.fusion_heads
+            )));
+        }
+        if config.span_width == 0 {
+            return Err(ModelError::Invalid("span_width must be at least 1".into()));
+        }
+
+        let fusion = (config.fusion != FusionMode::None)
+            .then(|| {
+                Fusion::load(
+                    vb.pp("fusion"),
+                    config.fusion,
+                    hidden,
+                    clip_config.projection_dim,
+                    config.fusion_heads,
+                    config.dropout,
+                )
+            })
+            .transpose()?;
+        let span = SpanHead::load(
+            vb.pp("span"),
+            hidden,
+            config.span_hidden,
+            config.span_width,
+            config.dropout,
+        )?;
+        let continuous = (config.fusion != FusionMode::None && config.continuous_prompts > 0)
+            .then(|| {
+                ContinuousPrompts::load(
+                    vb.pp("prompts"),
+                    config.continuous_prompts,
+                    clip_config.text_config.hidden_size,
+                )
+            })
+            .transpose()?;
+        Ok(Self {
+            config: config.clone(),
+            backbones: backbones.clone(),
+            text: text.model,
+            tokenizer: text.tokenizer,
+            clip: clip.model,
+            clip_tokenizer: clip.tokenizer,
+            preprocess: ClipPreprocess::default(),
+            fusion,
+            span,
+            continuous,
+            varmap,
+            device: device.clone(),
+            prompt_cache: Mutex::new(HashMap::new()),
+            continuous_cache: Mutex::new(HashMap::new()),
+            counters: StageCounters::default(),
+        })
+    }
+
+    /// Loads trained weights (a checkpoint's `model.safetensors`): every trainable
+    /// tensor must be present with its shape. Clears the caches that depend on them.
+    pub fn load_weights(&mut self, file: &Path) -> Result<(), ModelError> {
+        load_into_varmap(&self.varmap, "", file, "", &self.device)?;
+        self.prompt_cache.lock().expect("cache lock").clear();
+        self.continuous_cache.lock().expect("cache lock").clear();
+        Ok(())
+    }
+
+    /// Saves the trainable weights as safetensors.
+    pub fn save_weights(&self, file: &Path) -> Result<(), ModelError> {
+        self.varmap
+            .save(file)
+            .map_err(|source| ModelError::Weights {
+                file: file.to_path_buf(),
+                source,
+            })
+    }
+
+    pub fn clip(&self) -> &ClipModel {
+        &self.clip
+    }
+
+    /// The text stage: word pieces, encoder states of each word's first piece, and the
+    /// prompt-independent half of the fusion attention.
+    pub fn encode_text<S: AsRef<str>>(&self, words: &[S]) -> Result<TextState, ModelError> {
+        self.counters.texts_encoded.fetch_add(1, Ordering::Relaxed);
+        let pieces = self.tokenizer.encode_words(words)?;
+        let (word_states, word_mask) = self.encode_pieces(&[&pieces], Mode::Eval)?;
+        let word_states = word_states.squeeze(0)?;
+        let fusion = self
+            .fusion
+            .as_ref()
+            .map(|f| f.text_side(&word_states, &word_mask.squeeze(0)?))
+            .transpose()?;
+        Ok(TextState {
+            words: words.iter().map(|w| w.as_ref().to_string()).collect(),
+            pieces,
+            word_states,
+            fusion,
+        })
+    }
+
+    /// Word states [b, n, d] (zeros at padding and beyond the limit) and the word mask
+    /// [b, n] (1 = a word the encoder saw).
+    fn encode_pieces(
+        &self,
+        batch: &[&WordPieces],
+        mode: Mode,
+    ) -> Result<(Tensor, Tensor), ModelError> {
+        let (ids, mask) = text::pad_batch(batch, &self.device)?;
+        let states = self.text.forward(&ids, &mask, mode)?;
+        let (b, p, d) = states.dims3()?;
+        let n = batch
+            .iter()
+            .map(|w| w.first_piece.len())
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let mut index = Vec::with_capacity(b * n);
+        let mut word_mask = Vec::with_capacity(b * n);
+        for (i, pieces) in batch.iter().enumerate() {
+            for w in 0..n {
+                let piece = pieces.first_piece.get(w).copied().flatten();
+                index.push((i * p + piece.unwrap_or(0)) as u32);
+                word_mask.push(if piece.is_some() { 1f32 } else { 0.0 });
+            }
+        }
+        let index = Tensor::from_vec(index, b * n, &self.device)?;
+        let word_mask = Tensor::from_vec(word_mask, (b, n), &self.device)?;
+        let words = states
+            .reshape((b * p, d))?
+            .index_select(&index, 0)?
+            .reshape((b, n, d))?
+            .broadcast_mul(&word_mask.unsqueeze(2)?)?;
+        Ok((words, word_mask))
+    }
+
+    /// CLIP pixels [3, s, s] of an image.
+    pub fn pixels(&self, image: &DynamicImage) -> Result<Tensor, ModelError> {
+        let size = self.preprocess.crop_size as usize;
+        Ok(Tensor::from_vec(
+            self.preprocess.apply(image),
+            (3, size, size),
+            &self.device,
+        )?)
+    }
+
+    /// The image stage: the unit CLIP embedding of an image.
+    pub fn encode_image(&self, image: &DynamicImage) -> Result<ImageState, ModelError> {
+        let pixels = self.pixels(image)?.unsqueeze(0)?;
+        Ok(self.encode_pixels(&pixels)?.remove(0))
+    }
+
+    /// Image states of a batch of pixels [b, 3, s, s].
+    pub fn encode_pixels(&self, pixels: &Tensor) -> Result<Vec<ImageState>, ModelError> {
+        let b = pixels.dim(0)?;
+        self.counters.images_encoded.fetch_add(b, Ordering::Relaxed);
+        let embeds = l2_normalize(&self.clip.image_embeds(pixels)?)?;
+        (0..b)
+            .map(|i| {
+                Ok(ImageState {
+                    embed: Some(embeds.get(i)?),
+                    no_image: None,
+                })
+            })
+            .collect()
+    }
+
+    /// An image state from a stored unit embedding [e] (the on-disk image cache).
+    pub fn image_state_from_embedding(&self, embedding: Tensor) -> ImageState {
+        ImageState {
+            embed: Some(embedding),
+            no_image: None,
+        }
+    }
+
+    /// The prompt stage: the vocabulary's discrete prompts (when the model uses them)
+    /// and the first `n_continuous` continuous prompts. Prompt strings already encoded
+    /// by this model are taken from its cache, so an edit encodes only the new words.
+    pub fn encode_prompts(
+        &self,
+        vocabulary: &Vocabulary,
+        n_continuous: usize,
+    ) -> Result<PromptBank, ModelError> {
+        let n_continuous =
+            n_continuous.min(self.continuous.as_ref().map_or(0, ContinuousPrompts::len));
+        let infos = prompts::prompt_infos(vocabulary, self.config.discrete_prompts, n_continuous);
+        let mut cache = self.prompt_cache.lock().expect("cache lock");
+        let missing: Vec<String> = {
+            let mut seen = std::collections::HashSet::new();
+            infos
+                .iter()
+                .filter(|p| matches!(p.source, PromptSource::Discrete { .. }))
+                .filter(|p| !cache.contains_key(&p.text) && seen.insert(p.text.clone()))
+                .map(|p| p.text.clone())
+                .collect()
+        };
+        if !missing.is_empty() {
+            self.counters
+                .prompts_encoded
+                .fetch_add(missing.len(), Ordering::Relaxed);
+            let embeds = prompts::encode_texts(&self.clip, &self.clip_tokenizer, &missing)?;
+            let rows = self
+                .fusion
+                .as_ref()
+                .map(|f| f.prompt_rows(&embeds))
+                .transpose()?;
+            for (i, text) in missing.into_iter().enumerate() {
+                let rows = rows
+                    .as_ref()
+                    .map(|(pk, pv)| Ok::<_, candle_core::Error>((pk.get(i)?, pv.get(i)?)))
+                    .transpose()?;
+                cache.insert(
+                    text,
+                    CachedPrompt {
+                        embed: embeds.get(i)?,
+                        rows,
+                    },
+                );
+            }
+        }
+        let mut embeds: Vec<Tensor> = Vec::with_capacity(infos.len());
+        let mut pk: Vec<Tensor> = Vec::new();
+        let mut pv: Vec<Tensor> = Vec::new();
+        for info in infos
+            .iter()
+            .filter(|p| matches!(p.source, PromptSource::Discrete { .. }))
+        {
+            let cached = &cache[&info.text];
+            embeds.push(cached.embed.clone());
+            if let Some((k, v)) = &cached.rows {
+                pk.push(k.clone());
+                pv.push(v.clone());
+            }
+        }
+        drop(cache);
+        if n_continuous > 0 {
+            let (cont, rows) = self.continuous_bank(&vocabulary.template)?;
+            embeds.push(cont.narrow(0, 0, n_continuous)?);
+            if let Some((k, v)) = rows {
+                pk.push(k.narrow(0, 0, n_continuous)?);
+                pv.push(v.narrow(0, 0, n_continuous)?);
+            }
+        }
+        let stack = |rows: &[Tensor]| -> Result<Tensor, candle_core::Error> {
+            let rows: Vec<Tensor> = rows
+                .iter()
+                .map(|r| {
+                    if r.rank() == 1 {
+                        r.unsqueeze(0)
+                    } else {
+                        Ok(r.clone())
+                    }
+                })
+                .collect::<Result<_, _>>()?;
+            Tensor::cat(&rows, 0)
+        };
+        let e = self.clip.config.projection_dim;
+        let embeds = if embeds.is_empty() {
+            Tensor::zeros((0, e), DType::F32, &self.device)?
+        } else {
+            stack(&embeds)?
+        };
+        let clues = match &self.fusion {
+            Some(f) if !pk.is_empty() => Some(f.clue_side(&stack(&pk)?, &stack(&pv)?)?),
+            _ => None,
+        };
+        Ok(PromptBank {
+            prompts: infos,
+            embeds,
+            clues,
+        })
+    }
+
+    /// All continuous prompts in `template`, encoded once per template.
+    fn continuous_bank(
+        &self,
+        template: &str,
+    ) -> Result<(Tensor, Option<(Tensor, Tensor)>), ModelError> {
+        let mut cache = self.continuous_cache.lock().expect("cache lock");
+        if let Some(hit) = cache.get(template) {
+            return Ok(hit.clone());
+        }
+        let continuous = self.continuous.as_ref().expect("checked by the caller");
+        let n = continuous.len();
+        self.counters
+            .prompts_encoded
+            .fetch_add(n, Ordering::Relaxed);
+        let embeds =
+            continuous.encode(&self.clip, &self.clip_tokenizer, template, n, Mode::Eval)?;
+        let rows = self
+            .fusion
+            .as_ref()
+            .map(|f| f.prompt_rows(&embeds))
+            .transpose()?;
+        cache.insert(template.to_string(), (embeds.clone(), rows.clone()));
+        Ok((embeds, rows))
+    }
+
+    /// Matching weights a = softmax(τ·⟨s_i, v⟩) of a bank for one image [K].
+    fn matching(&self, bank: &PromptBank, image: &Tensor) -> Result<Tensor, ModelError> {
+        let logits =
+            (bank.embeds.matmul(&image.unsqueeze(1)?)?.squeeze(1)? * self.clip.logit_scale as f64)?;
+        Ok(candle_nn::ops::softmax(&logits, D::Minus1)?)
+    }
+
+    /// The scoring stage: matching, fusion, span scores and decoding for one tweet. It
+    /// reuses the text and prompt stages, so after a prompt edit only this runs.
+    pub fn score(
+        &self,
+        text: &TextState,
+        image: &ImageState,
+        bank: &PromptBank,
+    ) -> Result<Prediction, ModelError> {
+        let weights = match (&image.embed, bank.is_empty()) {
+            (Some(v), false) => Some(self.matching(bank, v)?),
+            _ => None,
+        };
+        let (fused, attention) = match (&self.fusion, &text.fusion) {
+            (Some(fusion), Some(side)) => {
+                let clues = match (&bank.clues, &weights) {
+                    (Some(c), Some(a)) => Some((c, a)),
+                    _ => None,
+                };
+                fusion.score(side, clues)?
+            }
+            _ => (text.word_states.clone(), None),
+        };
+        let logits = self
+            .span
+            .forward(&fused.unsqueeze(0)?, Mode::Eval)?
+            .squeeze(0)?;
+        let probs = span::class_probs(&logits)?;
+        let candidates = span::scored_spans(&probs, text.words.len(), &text.encoded())?;
+        Ok(Prediction {
+            spans: span::decode(&candidates),
+            candidates,
+            similarities: weights
+                .map(|a| a.to_vec1::<f32>())
+                .transpose()?
+                .unwrap_or_default(),
+            clue_attention: attention
+                .map(|a| a.to_vec2::<f32>())
+                .transpose()?
+                .unwrap_or_default(),
+            truncated_words: text.pieces.truncated_words(),
+        })
+    }
+
+    /// Word pieces of a tweet (the batched path's input).
+    pub fn tokenize<S: AsRef<str>>(&self, words: &[S]) -> Result<WordPieces, ModelError> {
+        self.tokenizer.encode_words(words)
+    }
+
+    /// The plain batched forward: span logits [b, n, W, 5] and the span mask [b, n, W]
+    /// for tweets given as word pieces, their unit image embeddings (None = no image)
+    /// and the prompt embeddings [K, e].
+    pub fn forward_batch(
+        &self,
+        pieces: &[&WordPieces],
+        images: &[Option<&Tensor>],
+        prompts: &Tensor,
+        mode: Mode,
+    ) -> Result<BatchOutput, ModelError> {
+        let (words, word_mask) = self.encode_pieces(pieces, mode)?;
+        let n = words.dim(1)?;
+        let (fused, clue_attention, weights) = match &self.fusion {
+            None => (words, None, None),
+            Some(fusion) => {
+                let k = prompts.dim(0)?;
+                let e = self.clip.config.projection_dim;
+                let clues = if k == 0 || images.iter().all(Option::is_none) {
+                    None
+                } else {
+                    let zero = Tensor::zeros(e, DType::F32, &self.device)?;
+                    let stacked: Vec<Tensor> = images
+                        .iter()
+                        .map(|i| i.cloned().unwrap_or_else(|| zero.clone()))
+                        .collect();
+                    let v = Tensor::stack(&stacked, 0)?; // [b, e]
+                    let logits = (v.matmul(&prompts.t()?)? * self.clip.logit_scale as f64)?;
+                    let a = ops::softmax(&logits, mode)?;
+                    let present: Vec<f32> = images
+                        .iter()
+                        .map(|i| if i.is_some() { 1.0 } else { 0.0 })
+                        .collect();
+                    let present = Tensor::from_vec(present, images.len(), &self.device)?;
+                    Some((a, present))
+                };
+                let (fused, attention) = fusion.forward(
+                    &words,
+                    &word_mask,
+                    clues.as_ref().map(|(a, m)| (prompts, a, m)),
+                    mode,
+                )?;
+                (fused, attention, clues.map(|(a, _)| a))
+            }
+        };
+        let logits = self.span.forward(&fused, mode)?;
+        let encoded: Vec<Vec<bool>> = pieces
+            .iter()
+            .map(|p| p.first_piece.iter().map(Option::is_some).collect())
+            .collect();
+        let span_mask = span::span_mask(&encoded, n, self.config.span_width, &self.device)?;
+        Ok(BatchOutput {
+            logits,
+            span_mask,
+            clue_attention,
+            weights,
+        })
+    }
+
+    /// Predictions for a batch of tweets through the plain forward.
+    pub fn predict_batch(
+        &self,
+        pieces: &[&WordPieces],
+        images: &[Option<&Tensor>],
+        bank: &PromptBank,
+    ) -> Result<Vec<Prediction>, ModelError> {
+        let out = self.forward_batch(pieces, images, &bank.embeds, Mode::Eval)?;
+        let probs = span::class_probs(&out.logits)?;
+        let mut predictions = Vec::with_capacity(pieces.len());
+        for (i, p) in pieces.iter().enumerate() {
+            let words = p.first_piece.len();
+            let encoded: Vec<bool> = p.first_piece.iter().map(Option::is_some).collect();
+            let candidates = span::scored_spans(&probs.get(i)?, words, &encoded)?;
+            let has_image = images[i].is_some() && out.weights.is_some();
+            predictions.push(Prediction {
+                spans: span::decode(&candidates),
+                candidates,
+                similarities: if has_image {
+                    out.weights
+                        .as_ref()
+                        .map(|a| a.get(i)?.to_vec1::<f32>())
+                        .transpose()?
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                },
+                clue_attention: if has_image {
+                    out.clue_attention
+                        .as_ref()
+                        .map(|a| a.get(i)?.narrow(0, 0, words)?.to_vec2::<f32>())
+                        .transpose()?
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                },
+                truncated_words: p.truncated_words(),
+            });
+        }
+        Ok(predictions)
+    }
+}
+
+/// What the batched forward gives.
+pub struct BatchOutput {
+    /// [b, n, W, 5]
+    pub logits: Tensor,
+    /// [b, n, W]: 1 for spans inside the tweet.
+    pub span_mask: Tensor,
+    /// [b, n, K], when there were clues.
+    pub clue_attention: Option<Tensor>,
+    /// Matching weights [b, K], when there were clues.
+    pub weights: Option<Tensor>,
+}

@@ -1,0 +1,362 @@
+//! The text backbone: a BERT-family encoder (HF `bert` weights layout) over word
+//! pieces, each word represented by its first piece.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::{Embedding, Linear, VarBuilder};
+use serde::{Deserialize, Serialize};
+use tokenizers::{EncodeInput, InputSequence, Tokenizer, TruncationParams};
+
+use super::ModelError;
+use super::ops::{
+    Activation, LayerNorm, Mode, dropout, mask_value, merge_heads, softmax, split_heads,
+};
+
+fn default_eps() -> f64 {
+    1e-12
+}
+
+fn default_type_vocab() -> usize {
+    2
+}
+
+fn default_dropout() -> f32 {
+    0.1
+}
+
+/// `config.json` of a BERT-family model (the fields the encoder needs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub hidden_act: Activation,
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default = "default_dropout")]
+    pub hidden_dropout_prob: f32,
+    #[serde(default = "default_dropout")]
+    pub attention_probs_dropout_prob: f32,
+}
+
+impl BertConfig {
+    pub fn load(path: &Path) -> std::result::Result<Self, ModelError> {
+        super::read_json(path)
+    }
+}
+
+struct Embeddings {
+    word: Embedding,
+    position: Embedding,
+    token_type: Embedding,
+    norm: LayerNorm,
+    dropout: f32,
+}
+
+impl Embeddings {
+    fn load(vb: VarBuilder, cfg: &BertConfig) -> Result<Self> {
+        Ok(Self {
+            word: candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, vb.pp("word_embeddings"))?,
+            position: candle_nn::embedding(
+                cfg.max_position_embeddings,
+                cfg.hidden_size,
+                vb.pp("position_embeddings"),
+            )?,
+            token_type: candle_nn::embedding(
+                cfg.type_vocab_size,
+                cfg.hidden_size,
+                vb.pp("token_type_embeddings"),
+            )?,
+            norm: LayerNorm::load(vb.pp("LayerNorm"), cfg.hidden_size, cfg.layer_norm_eps)?,
+            dropout: cfg.hidden_dropout_prob,
+        })
+    }
+
+    fn forward(&self, ids: &Tensor, mode: Mode) -> Result<Tensor> {
+        let (_, n) = ids.dims2()?;
+        let positions = Tensor::arange(0u32, n as u32, ids.device())?;
+        // Single-segment input: token type 0 everywhere (CANDLE_NOTES trap 7).
+        let types = ids.zeros_like()?;
+        let xs = self
+            .word
+            .forward(ids)?
+            .broadcast_add(&self.position.forward(&positions)?)?
+            .add(&self.token_type.forward(&types)?)?;
+        dropout(&self.norm.forward(&xs, mode)?, self.dropout, mode)
+    }
+}
+
+struct Layer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attention_out: Linear,
+    attention_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: LayerNorm,
+    heads: usize,
+    act: Activation,
+    hidden_dropout: f32,
+    attention_dropout: f32,
+}
+
+impl Layer {
+    fn load(vb: VarBuilder, cfg: &BertConfig) -> Result<Self> {
+        let h = cfg.hidden_size;
+        let att = vb.pp("attention");
+        Ok(Self {
+            query: candle_nn::linear(h, h, att.pp("self").pp("query"))?,
+            key: candle_nn::linear(h, h, att.pp("self").pp("key"))?,
+            value: candle_nn::linear(h, h, att.pp("self").pp("value"))?,
+            attention_out: candle_nn::linear(h, h, att.pp("output").pp("dense"))?,
+            attention_norm: LayerNorm::load(
+                att.pp("output").pp("LayerNorm"),
+                h,
+                cfg.layer_norm_eps,
+            )?,
+            intermediate: candle_nn::linear(
+                h,
+                cfg.intermediate_size,
+                vb.pp("intermediate").pp("dense"),
+            )?,
+            output: candle_nn::linear(cfg.intermediate_size, h, vb.pp("output").pp("dense"))?,
+            output_norm: LayerNorm::load(vb.pp("output").pp("LayerNorm"), h, cfg.layer_norm_eps)?,
+            heads: cfg.num_attention_heads,
+            act: cfg.hidden_act,
+            hidden_dropout: cfg.hidden_dropout_prob,
+            attention_dropout: cfg.attention_probs_dropout_prob,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor, additive_mask: &Tensor, mode: Mode) -> Result<Tensor> {
+        let q = split_heads(&self.query.forward(xs)?, self.heads)?;
+        let k = split_heads(&self.key.forward(xs)?, self.heads)?;
+        let v = split_heads(&self.value.forward(xs)?, self.heads)?;
+        let scale = 1.0 / (q.dim(3)? as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(additive_mask)?;
+        let probs = dropout(&softmax(&scores, mode)?, self.attention_dropout, mode)?;
+        let context = merge_heads(&probs.matmul(&v)?)?;
+        let attended = dropout(
+            &self.attention_out.forward(&context)?,
+            self.hidden_dropout,
+            mode,
+        )?;
+        let xs = self.attention_norm.forward(&(attended + xs)?, mode)?;
+        let inner = self.act.forward(&self.intermediate.forward(&xs)?)?;
+        let out = dropout(&self.output.forward(&inner)?, self.hidden_dropout, mode)?;
+        self.output_norm.forward(&(out + xs)?, mode)
+    }
+}
+
+/// The BERT encoder (embeddings and layers; no pooler).
+pub struct BertModel {
+    embeddings: Embeddings,
+    layers: Vec<Layer>,
+    pub config: BertConfig,
+}
+
+impl BertModel {
+    /// Loads from a [`VarBuilder`] whose root holds `embeddings.*` and `encoder.*`.
+    pub fn load(vb: VarBuilder, cfg: &BertConfig) -> Result<Self> {
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| Layer::load(vb.pp("encoder").pp("layer").pp(i), cfg))
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            embeddings: Embeddings::load(vb.pp("embeddings"), cfg)?,
+            layers,
+            config: cfg.clone(),
+        })
+    }
+
+    /// Hidden states [b, n, hidden] of ids [b, n]; `mask` [b, n] is 1 for real pieces.
+    pub fn forward(&self, ids: &Tensor, mask: &Tensor, mode: Mode) -> Result<Tensor> {
+        let (b, n) = ids.dims2()?;
+        let dtype = self.embeddings.word.embeddings().dtype();
+        // 0 where attended, a large negative number at padding: [b, 1, 1, n].
+        let additive =
+            ((mask.to_dtype(dtype)? - 1.0)? * -mask_value(dtype))?.reshape((b, 1, 1, n))?;
+        let mut xs = self.embeddings.forward(ids, mode)?;
+        for layer in &self.layers {
+            xs = layer.forward(&xs, &additive, mode)?;
+        }
+        Ok(xs)
+    }
+}
+
+/// A tweet's words as word pieces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WordPieces {
+    /// Piece ids with the special tokens, at most the encoder's limit.
+    pub ids: Vec<u32>,
+    /// Index in `ids` of each word's first piece; `None` for words cut by the limit.
+    pub first_piece: Vec<Option<usize>>,
+}
+
+impl WordPieces {
+    /// Words that did not fit in the encoder's limit (predicted as no entity).
+    pub fn truncated_words(&self) -> usize {
+        self.first_piece.iter().filter(|p| p.is_none()).count()
+    }
+}
+
+/// The tokenizer of a BERT-family model, splitting pre-tokenized words into pieces.
+pub struct WordPieceTokenizer {
+    tokenizer: Tokenizer,
+    unk: String,
+    pub max_len: usize,
+}
+
+impl WordPieceTokenizer {
+    /// Loads `tokenizer.json`; padding is turned off (MiniLM's file pads to 128, trap 4)
+    /// and truncation set to `max_len` pieces.
+    pub fn load(path: &Path, max_len: usize) -> std::result::Result<Self, ModelError> {
+        let mut tokenizer = Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: max_len,
+                ..Default::default()
+            }))
+            .map_err(|e| ModelError::Tokenizer {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        let unk = ["[UNK]", "<unk>"]
+            .into_iter()
+            .find(|t| tokenizer.token_to_id(t).is_some())
+            .unwrap_or("[UNK]")
+            .to_string();
+        Ok(Self {
+            tokenizer,
+            unk,
+            max_len,
+        })
+    }
+
+    fn encode_raw(&self, words: &[&str]) -> std::result::Result<tokenizers::Encoding, ModelError> {
+        let input = EncodeInput::Single(InputSequence::from(words.to_vec()));
+        self.tokenizer
+            .encode(input, true)
+            .map_err(|e| ModelError::Tokenizer {
+                path: PathBuf::from("tokenizer.json"),
+                message: e.to_string(),
+            })
+    }
+
+    /// Pieces of pre-split words, as HF's `tokenizer(words, is_split_into_words=True,
+    /// truncation=True, max_length=max_len)`. A word the normaliser erases entirely
+    /// (a lone U+00A0, say) is read as the unknown token so that every word keeps a piece.
+    pub fn encode_words<S: AsRef<str>>(
+        &self,
+        words: &[S],
+    ) -> std::result::Result<WordPieces, ModelError> {
+        let mut words: Vec<&str> = words.iter().map(AsRef::as_ref).collect();
+        let mut encoding = self.encode_raw(&words)?;
+        let mut first = first_pieces(&encoding, words.len());
+        // A word without pieces was either cut by the limit or erased by the normaliser.
+        let erased: Vec<usize> = (0..words.len())
+            .filter(|&w| first[w].is_none())
+            .filter(|&w| {
+                self.tokenizer
+                    .encode(words[w], false)
+                    .is_ok_and(|e| e.get_ids().is_empty())
+            })
+            .collect();
+        if !erased.is_empty() {
+            for &w in &erased {
+                words[w] = &self.unk;
+            }
+            encoding = self.encode_raw(&words)?;
+            first = first_pieces(&encoding, words.len());
+        }
+        Ok(WordPieces {
+            ids: encoding.get_ids().to_vec(),
+            first_piece: first,
+        })
+    }
+}
+
+fn first_pieces(encoding: &tokenizers::Encoding, words: usize) -> Vec<Option<usize>> {
+    let mut first = vec![None; words];
+    for (piece, word) in encoding.get_word_ids().iter().enumerate() {
+        if let Some(w) = word {
+            let slot = &mut first[*w as usize];
+            if slot.is_none() {
+                *slot = Some(piece);
+            }
+        }
+    }
+    first
+}
+
+/// A BERT-family HF directory loaded into trainable variables: encoder and tokenizer.
+pub struct TextBackbone {
+    pub model: BertModel,
+    pub tokenizer: WordPieceTokenizer,
+}
+
+impl TextBackbone {
+    /// Loads `dir` (config.json, model.safetensors with or without the `bert.` prefix,
+    /// tokenizer.json) into `varmap` under `prefix`.
+    pub fn load(
+        dir: &Path,
+        max_pieces: usize,
+        varmap: &candle_nn::VarMap,
+        prefix: &str,
+        device: &Device,
+    ) -> std::result::Result<Self, ModelError> {
+        let config = BertConfig::load(&dir.join("config.json"))?;
+        let tokenizer = WordPieceTokenizer::load(
+            &dir.join("tokenizer.json"),
+            max_pieces.min(config.max_position_embeddings),
+        )?;
+        let vb = VarBuilder::from_varmap(varmap, DType::F32, device);
+        let vb = match prefix.strip_suffix('.') {
+            Some(p) => vb.pp(p),
+            None => vb,
+        };
+        let model = BertModel::load(vb, &config)?;
+        super::load_into_varmap(
+            varmap,
+            prefix,
+            &dir.join("model.safetensors"),
+            "bert.",
+            device,
+        )?;
+        Ok(Self { model, tokenizer })
+    }
+
+    /// Hidden states [b, p, d] of a padded batch of word pieces.
+    pub fn hidden_states(&self, batch: &[&WordPieces], mode: Mode) -> Result<Tensor> {
+        let device = self.model.embeddings.word.embeddings().device().clone();
+        let (ids, mask) = pad_batch(batch, &device)?;
+        self.model.forward(&ids, &mask, mode)
+    }
+}
+
+/// Pads piece ids into a batch: ids [b, n] (pad 0) and mask [b, n].
+pub fn pad_batch(batch: &[&WordPieces], device: &Device) -> Result<(Tensor, Tensor)> {
+    let n = batch.iter().map(|p| p.ids.len()).max().unwrap_or(0);
+    let mut ids = Vec::with_capacity(batch.len() * n);
+    let mut mask = Vec::with_capacity(batch.len() * n);
+    for pieces in batch {
+        ids.extend(pieces.ids.iter().copied());
+        ids.extend(std::iter::repeat_n(0u32, n - pieces.ids.len()));
+        mask.extend(std::iter::repeat_n(1u8, pieces.ids.len()));
+        mask.extend(std::iter::repeat_n(0u8, n - pieces.ids.len()));
+    }
+    Ok((
+        Tensor::from_vec(ids, (batch.len(), n), device)?,
+        Tensor::from_vec(mask, (batch.len(), n), device)?.to_dtype(DType::F32)?,
+    ))
+}
