@@ -11,6 +11,7 @@ use crate::data::read_conll;
 use crate::data::stats::dataset_stats;
 use crate::data::tags::EntityType;
 use crate::eval::score::{ErrorKind, ScoreReport, score_tweets};
+use crate::model::store::{ModelStore, Preset};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -66,10 +67,27 @@ pub enum Command {
         #[arg(long)]
         contact_sheet: Option<PathBuf>,
     },
+    /// The local model store: backbones by name.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
     /// Dataset tools.
     Data {
         #[command(subcommand)]
         command: DataCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// The models in the store and what each preset needs.
+    List,
+    /// Download a model from the Hugging Face hub into the store (`tiny` writes the
+    /// small random backbones from the demo world instead).
+    Fetch {
+        /// all-MiniLM-L6-v2, bert-base-cased, clip-vit-base-patch32, tiny, or owner/name.
+        name: String,
     },
 }
 
@@ -123,6 +141,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Models { command } => models(command),
         Command::Data {
             command: DataCommand::Stats { dir, images, json },
         } => {
@@ -132,6 +151,54 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&stats)?);
             } else {
                 print!("{stats}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn models(command: ModelsCommand) -> anyhow::Result<()> {
+    let store = ModelStore::default_location();
+    match command {
+        ModelsCommand::List => {
+            println!("model store: {}", store.root.display());
+            let entries = store.list();
+            if entries.is_empty() {
+                println!("  (empty)");
+            }
+            for entry in &entries {
+                if entry.missing.is_empty() {
+                    println!("  {:<28} ready", entry.name);
+                } else {
+                    println!("  {:<28} lacks {}", entry.name, entry.missing.join(", "));
+                }
+            }
+            for preset in [Preset::Tiny, Preset::Minilm, Preset::Base] {
+                let (text, clip) = preset.backbone_names();
+                let missing: Vec<&str> = [text, clip]
+                    .into_iter()
+                    .filter(|name| store.resolve(name).is_err())
+                    .collect();
+                let state = if missing.is_empty() {
+                    "ready".to_string()
+                } else if preset == Preset::Tiny {
+                    "needs `promptmner models fetch tiny`".to_string()
+                } else {
+                    format!(
+                        "needs `promptmner models fetch {}`",
+                        missing.join("` and `promptmner models fetch ")
+                    )
+                };
+                println!(
+                    "preset {:<7} text {text}, clip {clip}: {state}",
+                    format!("{preset:?}").to_lowercase()
+                );
+            }
+            Ok(())
+        }
+        ModelsCommand::Fetch { name } => {
+            for dir in store.fetch(&name)? {
+                eprintln!("{name}: {}", dir.display());
             }
             Ok(())
         }

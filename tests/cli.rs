@@ -235,3 +235,39 @@ fn data_stats_on_twitter2015_counts_its_splits() {
         }
     }
 }
+
+#[test]
+fn models_fetch_tiny_then_list_shows_it_ready() {
+    let store = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        promptmner()
+            .args(args)
+            .env("PROMPTMNER_MODELS", store.path())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["models", "list"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("needs `promptmner models fetch tiny`"));
+    assert!(run(&["models", "fetch", "tiny"]).status.success());
+    let text = String::from_utf8(run(&["models", "list"]).stdout).unwrap();
+    assert!(
+        text.contains("tiny-bert")
+            && text.contains("preset tiny    text tiny-bert, clip tiny-clip: ready"),
+        "{text}"
+    );
+    // Without a network a download fails with a sentence saying which files go where,
+    // and leaves nothing behind.
+    let out = run(&["models", "fetch", "clip-vit-base-patch32"]);
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("config.json, model.safetensors, tokenizer.json"),
+            "{err}"
+        );
+        assert!(err.contains("clip-vit-base-patch32"), "{err}");
+        assert!(!store.path().join("clip-vit-base-patch32").exists());
+    }
+    let out = run(&["models", "fetch", "no-such-model"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown model"));
+}

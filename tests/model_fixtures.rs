@@ -180,3 +180,50 @@ fn clip_preprocessing_of_fixture_images_feeds_the_tower() {
     eprintln!("embeddings from our pixels: max |diff| {diff:.2e}");
     assert!(diff <= 1e-2, "{diff}");
 }
+
+#[test]
+fn minilm_with_a_clip_builds_and_scores_real_tweets() {
+    use promptmner::data::images::NoImage;
+    use promptmner::model::store::{ModelStore, Preset};
+    use promptmner::model::{Backbones, ImageState, PromptMner};
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    // Backbones resolve by path as well as by name.
+    let store = ModelStore::new(shared.join("models"));
+    let backbones = Backbones {
+        text: store.resolve("all-MiniLM-L6-v2").unwrap(),
+        clip: store
+            .resolve(shared.join("fixtures/tiny-clip").to_str().unwrap())
+            .unwrap(),
+    };
+    let model = PromptMner::new(&backbones, &Preset::Minilm.model_config(), &Device::Cpu).unwrap();
+    let vocabulary = promptmner::prompts::Vocabulary::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts/twitter.toml"),
+    )
+    .unwrap();
+    let bank = model.encode_prompts(&vocabulary, 4).unwrap();
+    assert_eq!(bank.len(), vocabulary.prompts().len() + 4);
+    let tweets = promptmner::data::read_conll(&shared.join("data/twitter2015/test.txt")).unwrap();
+    let image = ImageState::none(NoImage::NoImageId);
+    for tweet in &tweets[..5] {
+        let text = model.encode_text(&tweet.words).unwrap();
+        let prediction = model.score(&text, &image, &bank).unwrap();
+        assert_eq!(prediction.truncated_words, 0);
+        assert!(
+            prediction
+                .candidates
+                .iter()
+                .all(|c| c.end <= tweet.words.len())
+        );
+    }
+    // A tweet longer than 128 pieces is cut, not crashed.
+    let long: Vec<String> = tweets
+        .iter()
+        .take(8)
+        .flat_map(|t| t.words.clone())
+        .collect();
+    let text = model.encode_text(&long).unwrap();
+    let prediction = model.score(&text, &image, &bank).unwrap();
+    assert!(prediction.truncated_words > 0);
+}

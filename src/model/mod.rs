@@ -158,7 +158,8 @@ pub struct StageCounters {
     pub prompts_encoded: AtomicUsize,
 }
 
-/// One prompt's cached encoding: unit embedding [e] and clue rows [d] (empty without fusion).
+/// Cached prompt encodings: unit embeddings ([e], or [N, e] for the continuous
+/// prompts) and clue rows ([d] or [N, d]; none without fusion).
 #[derive(Clone)]
 struct CachedPrompt {
     embed: Tensor,
@@ -242,7 +243,8 @@ pub struct PromptMner {
     pub varmap: VarMap,
     pub device: Device,
     prompt_cache: Mutex<HashMap<String, CachedPrompt>>,
-    continuous_cache: Mutex<HashMap<String, (Tensor, Option<(Tensor, Tensor)>)>>,
+    /// Continuous prompts by template: embeddings [N, e] and clue rows [N, d].
+    continuous_cache: Mutex<HashMap<String, CachedPrompt>>,
     pub counters: StageCounters,
 }
 
@@ -540,8 +542,8 @@ impl PromptMner {
         }
         drop(cache);
         if n_continuous > 0 {
-            let (cont, rows) = self.continuous_bank(&vocabulary.template)?;
-            embeds.push(cont.narrow(0, 0, n_continuous)?);
+            let CachedPrompt { embed, rows } = self.continuous_bank(&vocabulary.template)?;
+            embeds.push(embed.narrow(0, 0, n_continuous)?);
             if let Some((k, v)) = rows {
                 pk.push(k.narrow(0, 0, n_continuous)?);
                 pv.push(v.narrow(0, 0, n_continuous)?);
@@ -578,10 +580,7 @@ impl PromptMner {
     }
 
     /// All continuous prompts in `template`, encoded once per template.
-    fn continuous_bank(
-        &self,
-        template: &str,
-    ) -> Result<(Tensor, Option<(Tensor, Tensor)>), ModelError> {
+    fn continuous_bank(&self, template: &str) -> Result<CachedPrompt, ModelError> {
         let mut cache = self.continuous_cache.lock().expect("cache lock");
         if let Some(hit) = cache.get(template) {
             return Ok(hit.clone());
@@ -598,8 +597,37 @@ impl PromptMner {
             .as_ref()
             .map(|f| f.prompt_rows(&embeds))
             .transpose()?;
-        cache.insert(template.to_string(), (embeds.clone(), rows.clone()));
-        Ok((embeds, rows))
+        let cached = CachedPrompt {
+            embed: embeds,
+            rows,
+        };
+        cache.insert(template.to_string(), cached.clone());
+        Ok(cached)
+    }
+
+    /// Unit prompt embeddings [K, e] for training: discrete prompts from the cache
+    /// (constant: CLIP is frozen) and the continuous ones run through the CLIP text tower
+    /// in a differentiable mode, so their token embeddings receive gradients.
+    pub fn training_prompts(
+        &self,
+        vocabulary: &Vocabulary,
+        n_continuous: usize,
+    ) -> Result<Tensor, ModelError> {
+        let bank = self.encode_prompts(vocabulary, 0)?;
+        let n_continuous =
+            n_continuous.min(self.continuous.as_ref().map_or(0, ContinuousPrompts::len));
+        if n_continuous == 0 {
+            return Ok(bank.embeds);
+        }
+        let continuous = self.continuous.as_ref().expect("n_continuous > 0");
+        let embeds = continuous.encode(
+            &self.clip,
+            &self.clip_tokenizer,
+            &vocabulary.template,
+            n_continuous,
+            Mode::Grad,
+        )?;
+        Ok(Tensor::cat(&[&bank.embeds, &embeds], 0)?)
     }
 
     /// Matching weights a = softmax(τ·⟨s_i, v⟩) of a bank for one image [K].
@@ -669,38 +697,36 @@ impl PromptMner {
     ) -> Result<BatchOutput, ModelError> {
         let (words, word_mask) = self.encode_pieces(pieces, mode)?;
         let n = words.dim(1)?;
-        let (fused, clue_attention, weights) = match &self.fusion {
-            None => (words, None, None),
-            Some(fusion) => {
-                let k = prompts.dim(0)?;
-                let e = self.clip.config.projection_dim;
-                let clues = if k == 0 || images.iter().all(Option::is_none) {
-                    None
-                } else {
-                    let zero = Tensor::zeros(e, DType::F32, &self.device)?;
-                    let stacked: Vec<Tensor> = images
-                        .iter()
-                        .map(|i| i.cloned().unwrap_or_else(|| zero.clone()))
-                        .collect();
-                    let v = Tensor::stack(&stacked, 0)?; // [b, e]
-                    let logits = (v.matmul(&prompts.t()?)? * self.clip.logit_scale as f64)?;
-                    let a = ops::softmax(&logits, mode)?;
-                    let present: Vec<f32> = images
-                        .iter()
-                        .map(|i| if i.is_some() { 1.0 } else { 0.0 })
-                        .collect();
-                    let present = Tensor::from_vec(present, images.len(), &self.device)?;
-                    Some((a, present))
-                };
-                let (fused, attention) = fusion.forward(
-                    &words,
-                    &word_mask,
-                    clues.as_ref().map(|(a, m)| (prompts, a, m)),
-                    mode,
-                )?;
-                (fused, attention, clues.map(|(a, _)| a))
-            }
+        // Matching weights [b, K] and which tweets have an image; shown even by a
+        // text-only model, which does not use them.
+        let k = prompts.dim(0)?;
+        let clues = if k == 0 || images.iter().all(Option::is_none) {
+            None
+        } else {
+            let zero = Tensor::zeros(self.clip.config.projection_dim, DType::F32, &self.device)?;
+            let stacked: Vec<Tensor> = images
+                .iter()
+                .map(|i| i.cloned().unwrap_or_else(|| zero.clone()))
+                .collect();
+            let v = Tensor::stack(&stacked, 0)?;
+            let logits = (v.matmul(&prompts.t()?)? * self.clip.logit_scale as f64)?;
+            let a = ops::softmax(&logits, mode)?;
+            let present: Vec<f32> = images
+                .iter()
+                .map(|i| if i.is_some() { 1.0 } else { 0.0 })
+                .collect();
+            Some((a, Tensor::from_vec(present, images.len(), &self.device)?))
         };
+        let (fused, clue_attention) = match &self.fusion {
+            None => (words, None),
+            Some(fusion) => fusion.forward(
+                &words,
+                &word_mask,
+                clues.as_ref().map(|(a, m)| (prompts, a, m)),
+                mode,
+            )?,
+        };
+        let weights = clues.map(|(a, _)| a);
         let logits = self.span.forward(&fused, mode)?;
         let encoded: Vec<Vec<bool>> = pieces
             .iter()

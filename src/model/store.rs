@@ -168,9 +168,14 @@ impl ModelStore {
             .build()
             .map_err(|e| download_error(e.to_string()))?;
         let model = api.model(repo.clone());
+        // Everything is downloaded before the store directory is made, so a failed
+        // fetch leaves nothing half-written behind.
+        let cached = BACKBONE_FILES
+            .iter()
+            .map(|file| model.get(file).map_err(|e| download_error(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
         std::fs::create_dir_all(&dir).map_err(|e| write_error(&dir, e))?;
-        for file in BACKBONE_FILES {
-            let cached = model.get(file).map_err(|e| download_error(e.to_string()))?;
+        for (file, cached) in BACKBONE_FILES.iter().zip(cached) {
             let target = dir.join(file);
             std::fs::copy(&cached, &target).map_err(|e| write_error(&target, e))?;
         }

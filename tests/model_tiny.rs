@@ -1,0 +1,371 @@
+//! The model on tiny random backbones: staged path against the plain forward, caches,
+//! padding, truncation, gradients and loading errors.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+
+use candle_core::{Device, Tensor};
+use promptmner::data::demo;
+use promptmner::data::images::{ImageResolver, NoImage};
+use promptmner::data::tags::EntityType;
+use promptmner::data::{Tweet, read_conll, split_path};
+use promptmner::model::fusion::FusionMode;
+use promptmner::model::ops::Mode;
+use promptmner::model::store::{Preset, write_tiny_backbones};
+use promptmner::model::{ImageState, ModelConfig, ModelError, Prediction, PromptMner};
+use promptmner::prompts::{Vocabulary, WordList};
+
+struct World {
+    _dir: tempfile::TempDir,
+    backbones: promptmner::model::Backbones,
+    tweets: Vec<Tweet>,
+    vocabulary: Vocabulary,
+}
+
+fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let backbones = write_tiny_backbones(dir.path(), &demo::embedded_words(), 7).unwrap();
+    let tweets = read_conll(&split_path(&demo::embedded_dir(), "test")).unwrap();
+    World {
+        _dir: dir,
+        backbones,
+        tweets,
+        vocabulary: demo::demo_vocabulary().unwrap(),
+    }
+}
+
+fn model(world: &World, fusion: FusionMode) -> PromptMner {
+    let config = ModelConfig {
+        fusion,
+        dropout: 0.1,
+        ..Preset::Tiny.model_config()
+    };
+    let model = PromptMner::new(&world.backbones, &config, &Device::Cpu).unwrap();
+    // Random layers with non-trivial weights everywhere, fixed by a seed.
+    promptmner::model::ops::reinitialize(&model.varmap, "fusion.", 1).unwrap();
+    promptmner::model::ops::reinitialize(&model.varmap, "span.", 2).unwrap();
+    promptmner::model::ops::reinitialize(&model.varmap, "prompts.", 3).unwrap();
+    model
+}
+
+fn image(world: &World, model: &PromptMner, tweet: &Tweet) -> ImageState {
+    let resolver = ImageResolver::for_dataset(&demo::embedded_dir(), None);
+    let _ = world;
+    match resolver.load(tweet.image_id.as_deref()) {
+        Ok((_, img)) => model.encode_image(&img).unwrap(),
+        Err(reason) => ImageState::none(reason),
+    }
+}
+
+fn max_diff(a: &Prediction, b: &Prediction) -> f32 {
+    assert_eq!(a.candidates.len(), b.candidates.len());
+    a.candidates
+        .iter()
+        .zip(&b.candidates)
+        .flat_map(|(x, y)| {
+            assert_eq!((x.start, x.end), (y.start, y.end));
+            x.probs.iter().zip(&y.probs).map(|(p, q)| (p - q).abs())
+        })
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn staged_scoring_equals_the_plain_forward() {
+    let w = world();
+    for fusion in [FusionMode::Modality, FusionMode::Plain, FusionMode::None] {
+        let m = model(&w, fusion);
+        let bank = m.encode_prompts(&w.vocabulary, 4).unwrap();
+        let tweets = &w.tweets[..6];
+        let pieces: Vec<_> = tweets
+            .iter()
+            .map(|t| m.tokenize(&t.words).unwrap())
+            .collect();
+        let images: Vec<ImageState> = tweets.iter().map(|t| image(&w, &m, t)).collect();
+        let embeds: Vec<Option<&Tensor>> = images.iter().map(ImageState::embedding).collect();
+        let batch = m
+            .predict_batch(&pieces.iter().collect::<Vec<_>>(), &embeds, &bank)
+            .unwrap();
+        for (i, t) in tweets.iter().enumerate() {
+            let text = m.encode_text(&t.words).unwrap();
+            let staged = m.score(&text, &images[i], &bank).unwrap();
+            let diff = max_diff(&staged, &batch[i]);
+            assert!(diff < 1e-5, "{fusion:?} tweet {i}: {diff}");
+            assert_eq!(staged.spans.len(), batch[i].spans.len());
+            assert_eq!(staged.similarities.len(), batch[i].similarities.len());
+            for (a, b) in staged.similarities.iter().zip(&batch[i].similarities) {
+                assert!((a - b).abs() < 1e-5);
+            }
+            for (a, b) in staged
+                .clue_attention
+                .iter()
+                .flatten()
+                .zip(batch[i].clue_attention.iter().flatten())
+            {
+                assert!((a - b).abs() < 1e-5);
+            }
+            if fusion != FusionMode::None && images[i].has_image() {
+                assert_eq!(staged.similarities.len(), bank.len());
+                assert_eq!(staged.clue_attention.len(), t.words.len());
+                let sum: f32 = staged.similarities.iter().sum();
+                assert!((sum - 1.0).abs() < 1e-4);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_tweet_without_image_gets_exactly_the_text_only_prediction() {
+    let w = world();
+    let m = model(&w, FusionMode::Modality);
+    let bank = m.encode_prompts(&w.vocabulary, 4).unwrap();
+    let empty = m.encode_prompts(&Vocabulary::default(), 0).unwrap();
+    assert!(empty.is_empty());
+    let tweet = &w.tweets[0];
+    let text = m.encode_text(&tweet.words).unwrap();
+    let no_image = ImageState::none(NoImage::NoImageId);
+    let with_bank = m.score(&text, &no_image, &bank).unwrap();
+    let text_only = m.score(&text, &no_image, &empty).unwrap();
+    assert_eq!(with_bank.candidates, text_only.candidates);
+    assert!(with_bank.similarities.is_empty() && with_bank.clue_attention.is_empty());
+
+    // In a batch beside tweets with images, its clues are masked: again the same.
+    let other = &w.tweets[1];
+    let other_image = image(&w, &m, other);
+    assert!(other_image.has_image());
+    let pieces = [
+        m.tokenize(&tweet.words).unwrap(),
+        m.tokenize(&other.words).unwrap(),
+    ];
+    let mixed = m
+        .predict_batch(
+            &[&pieces[0], &pieces[1]],
+            &[None, other_image.embedding()],
+            &bank,
+        )
+        .unwrap();
+    let alone = m.predict_batch(&[&pieces[0]], &[None], &empty).unwrap();
+    assert!(max_diff(&mixed[0], &alone[0]) < 1e-6);
+    assert!(max_diff(&mixed[0], &text_only) < 1e-5);
+}
+
+#[test]
+fn a_tweet_scores_the_same_alone_and_in_a_padded_batch() {
+    let w = world();
+    let m = model(&w, FusionMode::Modality);
+    let bank = m.encode_prompts(&w.vocabulary, 4).unwrap();
+    let mut tweets: Vec<&Tweet> = w.tweets.iter().take(12).collect();
+    tweets.sort_by_key(|t| t.words.len());
+    let pieces: Vec<_> = tweets
+        .iter()
+        .map(|t| m.tokenize(&t.words).unwrap())
+        .collect();
+    let images: Vec<ImageState> = tweets.iter().map(|t| image(&w, &m, t)).collect();
+    let embeds: Vec<Option<&Tensor>> = images.iter().map(ImageState::embedding).collect();
+    let batch = m
+        .predict_batch(&pieces.iter().collect::<Vec<_>>(), &embeds, &bank)
+        .unwrap();
+    assert!(
+        pieces[0].ids.len() < pieces[11].ids.len(),
+        "the batch is padded"
+    );
+    for i in 0..tweets.len() {
+        let alone = m.predict_batch(&[&pieces[i]], &[embeds[i]], &bank).unwrap();
+        assert!(max_diff(&alone[0], &batch[i]) < 1e-5, "tweet {i}");
+        assert_eq!(alone[0].spans, batch[i].spans, "tweet {i}");
+    }
+}
+
+#[test]
+fn prompt_and_text_caches_do_only_new_work() {
+    let w = world();
+    let m = model(&w, FusionMode::Modality);
+    let discrete = w.vocabulary.prompts().len();
+    let bank = m.encode_prompts(&w.vocabulary, 4).unwrap();
+    assert_eq!(bank.len(), discrete + 4);
+    assert_eq!(
+        m.counters.prompts_encoded.load(Ordering::Relaxed),
+        discrete + 4
+    );
+
+    // The same vocabulary again: nothing is encoded.
+    let again = m.encode_prompts(&w.vocabulary, 4).unwrap();
+    assert_eq!(
+        m.counters.prompts_encoded.load(Ordering::Relaxed),
+        discrete + 4
+    );
+    let diff = (&bank.embeds - &again.embeds)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert_eq!(diff, 0.0);
+
+    // One added word: one prompt string through CLIP; fewer continuous prompts: none.
+    let mut edited = w.vocabulary.clone();
+    edited
+        .add_word(EntityType::Per, WordList::Expert, "athlete")
+        .unwrap();
+    let bank = m.encode_prompts(&edited, 2).unwrap();
+    assert_eq!(bank.len(), discrete + 1 + 2);
+    assert_eq!(
+        m.counters.prompts_encoded.load(Ordering::Relaxed),
+        discrete + 4 + 1
+    );
+
+    // Scoring after the edit reuses the text and image stages.
+    let tweet = &w.tweets[1];
+    let text = m.encode_text(&tweet.words).unwrap();
+    let img = image(&w, &m, tweet);
+    let (texts, images) = (
+        m.counters.texts_encoded.load(Ordering::Relaxed),
+        m.counters.images_encoded.load(Ordering::Relaxed),
+    );
+    m.score(&text, &img, &bank).unwrap();
+    m.score(&text, &img, &again).unwrap();
+    assert_eq!(m.counters.texts_encoded.load(Ordering::Relaxed), texts);
+    assert_eq!(m.counters.images_encoded.load(Ordering::Relaxed), images);
+}
+
+#[test]
+fn tweets_longer_than_the_encoder_are_cut_not_crashed() {
+    let w = world();
+    let m = model(&w, FusionMode::Modality);
+    let bank = m.encode_prompts(&w.vocabulary, 4).unwrap();
+    let words: Vec<String> = (0..300)
+        .map(|i| {
+            if i % 2 == 0 {
+                "Jordan".to_string()
+            } else {
+                "wins".to_string()
+            }
+        })
+        .collect();
+    let text = m.encode_text(&words).unwrap();
+    let pred = m
+        .score(&text, &ImageState::none(NoImage::NoImageId), &bank)
+        .unwrap();
+    assert!(pred.truncated_words > 150, "{}", pred.truncated_words);
+    let encoded = words.len() - pred.truncated_words;
+    assert!(pred.candidates.iter().all(|c| c.end <= encoded));
+    assert!(
+        pred.spans
+            .iter()
+            .all(|s| s.span.end <= encoded && s.span.len() <= 8)
+    );
+}
+
+#[test]
+fn every_trainable_tensor_receives_a_gradient() {
+    let w = world();
+    let m = model(&w, FusionMode::Modality);
+    let tweets = &w.tweets[..4];
+    let pieces: Vec<_> = tweets
+        .iter()
+        .map(|t| m.tokenize(&t.words).unwrap())
+        .collect();
+    let images: Vec<ImageState> = tweets.iter().map(|t| image(&w, &m, t)).collect();
+    let embeds: Vec<Option<&Tensor>> = images.iter().map(ImageState::embedding).collect();
+    let prompts = m.training_prompts(&w.vocabulary, 4).unwrap();
+    let rng =
+        std::cell::RefCell::new(<rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0));
+    let out = m
+        .forward_batch(
+            &pieces.iter().collect::<Vec<_>>(),
+            &embeds,
+            &prompts,
+            Mode::Train(&rng),
+        )
+        .unwrap();
+    let loss = out.logits.sqr().unwrap().mean_all().unwrap();
+    let grads = loss.backward().unwrap();
+    let vars = m.varmap.data().lock().unwrap();
+    let mut without = Vec::new();
+    for (name, var) in vars.iter() {
+        let ok = grads
+            .get(var.as_tensor())
+            .map(|g| {
+                g.abs()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+                    > 0.0
+            })
+            .unwrap_or(false);
+        // Position rows beyond the longest tweet and unused vocabulary rows get zero
+        // gradient by design; every tensor must still get some.
+        if !ok {
+            without.push(name.clone());
+        }
+    }
+    assert!(without.is_empty(), "no gradient: {without:?}");
+}
+
+#[test]
+fn missing_or_mismatched_weights_name_the_tensor() {
+    let w = world();
+    let mut m = model(&w, FusionMode::Modality);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("model.safetensors");
+    m.save_weights(&file).unwrap();
+    m.load_weights(&file).unwrap();
+
+    let mut tensors = candle_core::safetensors::load(&file, &Device::Cpu).unwrap();
+    tensors.remove("span.out.weight");
+    candle_core::safetensors::save(&tensors, &file).unwrap();
+    let err = m.load_weights(&file).unwrap_err();
+    assert!(
+        matches!(&err, ModelError::MissingTensor { tensor, .. } if tensor == "span.out.weight"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("span.out.weight"));
+
+    tensors.insert(
+        "span.out.weight".into(),
+        Tensor::zeros((3, 3), candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
+    candle_core::safetensors::save(&tensors, &file).unwrap();
+    let err = m.load_weights(&file).unwrap_err();
+    assert!(matches!(err, ModelError::ShapeMismatch { .. }), "{err}");
+
+    // A backbone without one of its tensors.
+    let text = w.backbones.text.join("model.safetensors");
+    let mut tensors = candle_core::safetensors::load(&text, &Device::Cpu).unwrap();
+    tensors.remove("encoder.layer.1.output.dense.weight");
+    candle_core::safetensors::save(&tensors, &text).unwrap();
+    let err = PromptMner::new(&w.backbones, &Preset::Tiny.model_config(), &Device::Cpu)
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string()
+            .contains("encoder.layer.1.output.dense.weight"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_whole_split_predicts_in_batches_in_tweet_order() {
+    let w = world();
+    let m = model(&w, FusionMode::Modality);
+    let bank = m.encode_prompts(&w.vocabulary, 4).unwrap();
+    let tweets = &w.tweets[..20];
+    let resolver = ImageResolver::for_dataset(&demo::embedded_dir(), None);
+    let predictions =
+        promptmner::eval::predict::predict_split(&m, tweets, &resolver, &bank, 6).unwrap();
+    assert_eq!(predictions.len(), tweets.len());
+    for (t, p) in tweets.iter().zip(&predictions) {
+        let staged = m
+            .score(&m.encode_text(&t.words).unwrap(), &image(&w, &m, t), &bank)
+            .unwrap();
+        assert!(max_diff(&staged, p) < 1e-5);
+        assert_eq!(
+            staged.spans.iter().map(|s| s.span).collect::<Vec<_>>(),
+            p.spans.iter().map(|s| s.span).collect::<Vec<_>>()
+        );
+    }
+}
