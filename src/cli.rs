@@ -5,13 +5,18 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use crate::data::conll::write_conll;
 use crate::data::demo;
 use crate::data::images::ImageResolver;
 use crate::data::read_conll;
 use crate::data::stats::dataset_stats;
 use crate::data::tags::EntityType;
+use crate::engine::image_cache::{ImageCache, image_states};
+use crate::eval::predict::{predict_split, predicted_tweets};
 use crate::eval::score::{ErrorKind, ScoreReport, score_tweets};
+use crate::model::device::{self, DeviceChoice};
 use crate::model::store::{ModelStore, Preset};
+use crate::train::{self, Checkpoint, TrainConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -66,6 +71,47 @@ pub enum Command {
         /// Also write a PNG grid of example images, one row per scene category.
         #[arg(long)]
         contact_sheet: Option<PathBuf>,
+    },
+    /// Train a model (fine-tunes the text encoder; CLIP stays frozen).
+    Train {
+        /// TOML training configuration (see configs/).
+        #[arg(long)]
+        config: PathBuf,
+        /// Run directory: checkpoint, metrics.json, train.log, events.jsonl.
+        /// Default: runs/<config name>.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue the run in --out from its last completed epoch.
+        #[arg(long)]
+        resume: bool,
+        /// Override a configuration key, e.g. --set optim.lr_text=3e-5 --set model.fusion=none.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+        device: DeviceChoice,
+    },
+    /// Evaluate a checkpoint on a split: CoNLL predictions and scores.
+    Eval {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Dataset directory.
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value = "test")]
+        split: String,
+        /// Images directory, instead of DATA/images.
+        #[arg(long)]
+        images: Option<PathBuf>,
+        /// Write the predictions here (CoNLL, token-aligned with the split).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print the scores as JSON.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+        device: DeviceChoice,
     },
     /// The local model store: backbones by name.
     Models {
@@ -142,6 +188,65 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Models { command } => models(command),
+        Command::Train {
+            config,
+            out,
+            resume,
+            overrides,
+            device,
+        } => {
+            let train_config = TrainConfig::load(&config, &overrides)?;
+            let out = out.unwrap_or_else(|| {
+                PathBuf::from("runs").join(config.file_stem().unwrap_or_default())
+            });
+            let summary = train::train(&train_config, &out, resume, &device::select(device)?)?;
+            let m = &summary.metrics;
+            println!(
+                "best epoch {} (dev F1 {:.2}){}; checkpoint in {}",
+                m.best_epoch.map_or("-".into(), |e| e.to_string()),
+                m.best_dev_f1(),
+                m.test.map_or(String::new(), |t| format!(
+                    ", test P {:.2} R {:.2} F1 {:.2}",
+                    t.precision, t.recall, t.f1
+                )),
+                summary.out.display()
+            );
+            Ok(())
+        }
+        Command::Eval {
+            checkpoint,
+            data,
+            split,
+            images,
+            out,
+            json,
+            batch_size,
+            device,
+        } => {
+            let checkpoint = Checkpoint::load(&checkpoint, &device::select(device)?)?;
+            let model = &checkpoint.model;
+            let gold = read_conll(&crate::data::split_path(&data, &split))?;
+            let resolver = ImageResolver::for_dataset(&data, images.as_deref());
+            let cache = ImageCache::open(&ImageCache::default_root(), &model.backbones.clip).ok();
+            let states = image_states(model, &gold, &resolver, cache.as_ref(), batch_size)?;
+            let bank = model.encode_prompts(
+                &checkpoint.vocabulary,
+                checkpoint.config.model.continuous_prompts,
+            )?;
+            let predictions = predict_split(model, &gold, &states, &bank, batch_size)?;
+            let predicted = predicted_tweets(&gold, &predictions);
+            if let Some(path) = &out {
+                write_conll(path, &predicted)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            let report = score_tweets(&gold, &predicted)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", format_report(&report));
+            }
+            Ok(())
+        }
         Command::Data {
             command: DataCommand::Stats { dir, images, json },
         } => {

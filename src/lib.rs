@@ -6,8 +6,10 @@
 
 pub mod cli;
 pub mod data;
+pub mod engine;
 pub mod eval;
 pub mod model;
 pub mod progress;
 pub mod prompts;
+pub mod train;
 pub mod util;

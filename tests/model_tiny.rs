@@ -10,9 +10,11 @@ use promptmner::data::demo;
 use promptmner::data::images::{ImageResolver, NoImage};
 use promptmner::data::tags::EntityType;
 use promptmner::data::{Tweet, read_conll, split_path};
+use promptmner::engine::image_cache::{ImageCache, image_states};
 use promptmner::model::fusion::FusionMode;
 use promptmner::model::ops::Mode;
 use promptmner::model::store::{Preset, write_tiny_backbones};
+use promptmner::model::text::WordPieces;
 use promptmner::model::{ImageState, ModelConfig, ModelError, Prediction, PromptMner};
 use promptmner::prompts::{Vocabulary, WordList};
 
@@ -58,6 +60,17 @@ fn image(world: &World, model: &PromptMner, tweet: &Tweet) -> ImageState {
     }
 }
 
+/// Word pieces and image states of tweets.
+fn inputs<'a>(
+    w: &World,
+    m: &PromptMner,
+    tweets: impl Iterator<Item = &'a Tweet>,
+) -> (Vec<WordPieces>, Vec<ImageState>) {
+    tweets
+        .map(|t| (m.tokenize(&t.words).unwrap(), image(w, m, t)))
+        .unzip()
+}
+
 fn max_diff(a: &Prediction, b: &Prediction) -> f32 {
     assert_eq!(a.candidates.len(), b.candidates.len());
     a.candidates
@@ -77,11 +90,7 @@ fn staged_scoring_equals_the_plain_forward() {
         let m = model(&w, fusion);
         let bank = m.encode_prompts(&w.vocabulary, 4).unwrap();
         let tweets = &w.tweets[..6];
-        let pieces: Vec<_> = tweets
-            .iter()
-            .map(|t| m.tokenize(&t.words).unwrap())
-            .collect();
-        let images: Vec<ImageState> = tweets.iter().map(|t| image(&w, &m, t)).collect();
+        let (pieces, images) = inputs(&w, &m, tweets.iter());
         let embeds: Vec<Option<&Tensor>> = images.iter().map(ImageState::embedding).collect();
         let batch = m
             .predict_batch(&pieces.iter().collect::<Vec<_>>(), &embeds, &bank)
@@ -156,11 +165,7 @@ fn a_tweet_scores_the_same_alone_and_in_a_padded_batch() {
     let bank = m.encode_prompts(&w.vocabulary, 4).unwrap();
     let mut tweets: Vec<&Tweet> = w.tweets.iter().take(12).collect();
     tweets.sort_by_key(|t| t.words.len());
-    let pieces: Vec<_> = tweets
-        .iter()
-        .map(|t| m.tokenize(&t.words).unwrap())
-        .collect();
-    let images: Vec<ImageState> = tweets.iter().map(|t| image(&w, &m, t)).collect();
+    let (pieces, images) = inputs(&w, &m, tweets.iter().copied());
     let embeds: Vec<Option<&Tensor>> = images.iter().map(ImageState::embedding).collect();
     let batch = m
         .predict_batch(&pieces.iter().collect::<Vec<_>>(), &embeds, &bank)
@@ -263,11 +268,7 @@ fn every_trainable_tensor_receives_a_gradient() {
     let w = world();
     let m = model(&w, FusionMode::Modality);
     let tweets = &w.tweets[..4];
-    let pieces: Vec<_> = tweets
-        .iter()
-        .map(|t| m.tokenize(&t.words).unwrap())
-        .collect();
-    let images: Vec<ImageState> = tweets.iter().map(|t| image(&w, &m, t)).collect();
+    let (pieces, images) = inputs(&w, &m, tweets.iter());
     let embeds: Vec<Option<&Tensor>> = images.iter().map(ImageState::embedding).collect();
     let prompts = m.training_prompts(&w.vocabulary, 4).unwrap();
     let rng =
@@ -355,8 +356,19 @@ fn a_whole_split_predicts_in_batches_in_tweet_order() {
     let bank = m.encode_prompts(&w.vocabulary, 4).unwrap();
     let tweets = &w.tweets[..20];
     let resolver = ImageResolver::for_dataset(&demo::embedded_dir(), None);
+    let cache_dir = tempfile::tempdir().unwrap();
+    let cache = ImageCache::open(cache_dir.path(), &w.backbones.clip).unwrap();
+    let images = image_states(&m, tweets, &resolver, Some(&cache), 4).unwrap();
+    let encoded = m.counters.images_encoded.load(Ordering::Relaxed);
+    // A second pass reads every embedding from the disk cache.
+    let again = image_states(&m, tweets, &resolver, Some(&cache), 4).unwrap();
+    assert_eq!(m.counters.images_encoded.load(Ordering::Relaxed), encoded);
+    for (a, b) in images.iter().zip(&again) {
+        let values = |s: &ImageState| s.embedding().map(|e| e.to_vec1::<f32>().unwrap());
+        assert_eq!(values(a), values(b));
+    }
     let predictions =
-        promptmner::eval::predict::predict_split(&m, tweets, &resolver, &bank, 6).unwrap();
+        promptmner::eval::predict::predict_split(&m, tweets, &images, &bank, 6).unwrap();
     assert_eq!(predictions.len(), tweets.len());
     for (t, p) in tweets.iter().zip(&predictions) {
         let staged = m

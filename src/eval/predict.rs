@@ -1,18 +1,17 @@
-//! Predictions for a whole split: length-sorted batches through the model's plain
-//! forward, images encoded in batches too.
+//! Predictions for a whole split: length-sorted batches through the model's plain forward.
 
 use candle_core::Tensor;
 
 use crate::data::Tweet;
-use crate::data::images::ImageResolver;
 use crate::model::prompts::PromptBank;
 use crate::model::{ImageState, ModelError, Prediction, PromptMner};
 
-/// One prediction per tweet, in the tweets' order.
+/// One prediction per tweet, in the tweets' order; `images[i]` is tweet i's image state
+/// (see [`crate::engine::image_cache::image_states`]).
 pub fn predict_split(
     model: &PromptMner,
     tweets: &[Tweet],
-    images: &ImageResolver,
+    images: &[ImageState],
     bank: &PromptBank,
     batch_size: usize,
 ) -> Result<Vec<Prediction>, ModelError> {
@@ -27,8 +26,7 @@ pub fn predict_split(
     let bar = crate::progress::bar(tweets.len() as u64, "predicting");
     let mut predictions: Vec<Option<Prediction>> = vec![None; tweets.len()];
     for chunk in order.chunks(batch_size) {
-        let states = encode_images(model, chunk.iter().map(|&i| &tweets[i]), images)?;
-        let embeds: Vec<Option<&Tensor>> = states.iter().map(ImageState::embedding).collect();
+        let embeds: Vec<Option<&Tensor>> = chunk.iter().map(|&i| images[i].embedding()).collect();
         let batch: Vec<_> = chunk.iter().map(|&i| &pieces[i]).collect();
         for (&i, prediction) in chunk
             .iter()
@@ -45,33 +43,17 @@ pub fn predict_split(
         .collect())
 }
 
-/// Image states of tweets, decoding their images and encoding the found ones in one batch.
-pub fn encode_images<'a>(
-    model: &PromptMner,
-    tweets: impl Iterator<Item = &'a Tweet>,
-    images: &ImageResolver,
-) -> Result<Vec<ImageState>, ModelError> {
-    let mut states: Vec<Option<ImageState>> = Vec::new();
-    let mut pixels = Vec::new();
-    let mut slots = Vec::new();
-    for tweet in tweets {
-        match images.load(tweet.image_id.as_deref()) {
-            Ok((_, image)) => {
-                slots.push(states.len());
-                pixels.push(model.pixels(&image)?);
-                states.push(None);
+/// The predicted tweets: the gold words with predicted tags (for CoNLL output and scoring).
+pub fn predicted_tweets(tweets: &[Tweet], predictions: &[Prediction]) -> Vec<Tweet> {
+    tweets
+        .iter()
+        .zip(predictions)
+        .map(|(t, p)| {
+            let spans: Vec<_> = p.spans.iter().map(|s| s.span).collect();
+            Tweet {
+                tags: crate::data::spans::tags_from_spans(&spans, t.len()),
+                ..t.clone()
             }
-            Err(reason) => states.push(Some(ImageState::none(reason))),
-        }
-    }
-    if !pixels.is_empty() {
-        let encoded = model.encode_pixels(&Tensor::stack(&pixels, 0)?)?;
-        for (slot, state) in slots.into_iter().zip(encoded) {
-            states[slot] = Some(state);
-        }
-    }
-    Ok(states
-        .into_iter()
-        .map(|s| s.expect("every tweet has a state"))
-        .collect())
+        })
+        .collect()
 }

@@ -454,12 +454,10 @@ pub struct ClipTokenizer {
 
 impl ClipTokenizer {
     pub fn load(path: &Path, max_len: usize) -> std::result::Result<Self, ModelError> {
-        let mut tokenizer = Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        tokenizer.with_padding(None);
-        Ok(Self { tokenizer, max_len })
+        Ok(Self {
+            tokenizer: super::load_tokenizer(path)?,
+            max_len,
+        })
     }
 
     fn encode(&self, text: &str, special: bool) -> std::result::Result<Vec<u32>, ModelError> {

@@ -78,6 +78,18 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Model
     })
 }
 
+/// Loads a `tokenizer.json` with padding turned off (MiniLM's file pads every input to
+/// 128 pieces, CANDLE_NOTES trap 4).
+pub(crate) fn load_tokenizer(path: &Path) -> Result<tokenizers::Tokenizer, ModelError> {
+    let mut tokenizer =
+        tokenizers::Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    tokenizer.with_padding(None);
+    Ok(tokenizer)
+}
+
 fn default_heads() -> usize {
     4
 }
@@ -368,9 +380,15 @@ impl PromptMner {
     /// tensor must be present with its shape. Clears the caches that depend on them.
     pub fn load_weights(&mut self, file: &Path) -> Result<(), ModelError> {
         load_into_varmap(&self.varmap, "", file, "", &self.device)?;
+        self.clear_prompt_caches();
+        Ok(())
+    }
+
+    /// Forgets cached prompt encodings (their clue rows depend on the trainable
+    /// weights); training calls it before evaluating.
+    pub fn clear_prompt_caches(&self) {
         self.prompt_cache.lock().expect("cache lock").clear();
         self.continuous_cache.lock().expect("cache lock").clear();
-        Ok(())
     }
 
     /// Saves the trainable weights as safetensors.

@@ -217,11 +217,7 @@ impl WordPieceTokenizer {
     /// Loads `tokenizer.json`; padding is turned off (MiniLM's file pads to 128, trap 4)
     /// and truncation set to `max_len` pieces.
     pub fn load(path: &Path, max_len: usize) -> std::result::Result<Self, ModelError> {
-        let mut tokenizer = Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        tokenizer.with_padding(None);
+        let mut tokenizer = super::load_tokenizer(path)?;
         tokenizer
             .with_truncation(Some(TruncationParams {
                 max_length: max_len,

@@ -1,0 +1,143 @@
+//! Image embeddings cached on disk, keyed by CLIP model and image content, so a second
+//! run (or the workbench) does not encode images again.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::Hasher;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use candle_core::Tensor;
+
+use crate::data::Tweet;
+use crate::data::images::{ImageResolver, decode_image};
+use crate::model::{ImageState, ModelError, PromptMner};
+
+/// A folder of `<image content hash>.f32` files for one CLIP model.
+#[derive(Debug, Clone)]
+pub struct ImageCache {
+    dir: PathBuf,
+}
+
+fn hash_file(path: &Path, hasher: &mut DefaultHasher) -> std::io::Result<()> {
+    let mut file = std::fs::File::open(path)?;
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            return Ok(());
+        }
+        hasher.write(&buffer[..n]);
+    }
+}
+
+impl ImageCache {
+    /// `$PROMPTMNER_CACHE` or the platform cache directory, under `image-embeddings/`.
+    pub fn default_root() -> PathBuf {
+        std::env::var_os("PROMPTMNER_CACHE")
+            .map(PathBuf::from)
+            .or_else(|| {
+                directories::ProjectDirs::from("", "", "promptmner")
+                    .map(|d| d.cache_dir().to_path_buf())
+            })
+            .unwrap_or_else(|| PathBuf::from(".promptmner"))
+            .join("image-embeddings")
+    }
+
+    /// The cache of the CLIP model in `clip_dir` (keyed by its config and weights).
+    pub fn open(root: &Path, clip_dir: &Path) -> std::io::Result<Self> {
+        let mut hasher = DefaultHasher::new();
+        hash_file(&clip_dir.join("config.json"), &mut hasher)?;
+        hash_file(&clip_dir.join("model.safetensors"), &mut hasher)?;
+        let dir = root.join(format!("{:016x}", hasher.finish()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self { dir })
+    }
+
+    fn entry(&self, image: &Path) -> std::io::Result<PathBuf> {
+        let mut hasher = DefaultHasher::new();
+        hash_file(image, &mut hasher)?;
+        Ok(self.dir.join(format!("{:016x}.f32", hasher.finish())))
+    }
+
+    fn get(&self, entry: &Path) -> Option<Vec<f32>> {
+        let bytes = std::fs::read(entry).ok()?;
+        (bytes.len() % 4 == 0).then(|| {
+            bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect()
+        })
+    }
+
+    fn put(&self, entry: &Path, values: &[f32]) -> std::io::Result<()> {
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        crate::util::write_atomic(entry, &bytes)
+    }
+}
+
+/// Image states of tweets: from the disk cache where present, else decoded and encoded
+/// in batches of `batch_size` (and stored). Tweets without a usable image get the reason.
+pub fn image_states(
+    model: &PromptMner,
+    tweets: &[Tweet],
+    resolver: &ImageResolver,
+    cache: Option<&ImageCache>,
+    batch_size: usize,
+) -> Result<Vec<ImageState>, ModelError> {
+    let mut states: Vec<Option<ImageState>> = vec![None; tweets.len()];
+    // (tweet index, cache entry, decoded pixels) still to encode.
+    let mut pending: Vec<(usize, Option<PathBuf>, Tensor)> = Vec::new();
+    let bar = crate::progress::bar(tweets.len() as u64, "encoding images");
+    let flush = |pending: &mut Vec<(usize, Option<PathBuf>, Tensor)>,
+                 states: &mut Vec<Option<ImageState>>|
+     -> Result<(), ModelError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let pixels: Vec<Tensor> = pending.iter().map(|(_, _, p)| p.clone()).collect();
+        let encoded = model.encode_pixels(&Tensor::stack(&pixels, 0)?)?;
+        for ((i, entry, _), state) in pending.drain(..).zip(encoded) {
+            if let (Some(cache), Some(entry), Some(embedding)) = (cache, entry, state.embedding()) {
+                if let Err(e) = cache.put(&entry, &embedding.to_vec1::<f32>()?) {
+                    tracing::warn!("cannot write the image cache {}: {e}", entry.display());
+                }
+            }
+            states[i] = Some(state);
+        }
+        Ok(())
+    };
+    for (i, tweet) in tweets.iter().enumerate() {
+        bar.inc(1);
+        let Some(id) = tweet.image_id.as_deref() else {
+            states[i] = Some(ImageState::none(crate::data::images::NoImage::NoImageId));
+            continue;
+        };
+        let Some(path) = resolver.resolve(id) else {
+            states[i] = Some(ImageState::none(crate::data::images::NoImage::NotFound {
+                id: id.to_string(),
+                dir: resolver.dir().to_path_buf(),
+            }));
+            continue;
+        };
+        let entry = cache.and_then(|c| c.entry(&path).ok());
+        if let Some(values) = cache.zip(entry.as_ref()).and_then(|(c, e)| c.get(e)) {
+            let n = values.len();
+            states[i] =
+                Some(model.image_state_from_embedding(Tensor::from_vec(values, n, &model.device)?));
+            continue;
+        }
+        match decode_image(&path) {
+            Ok(image) => pending.push((i, entry, model.pixels(&image)?)),
+            Err(reason) => states[i] = Some(ImageState::none(reason)),
+        }
+        if pending.len() >= batch_size.max(1) {
+            flush(&mut pending, &mut states)?;
+        }
+    }
+    flush(&mut pending, &mut states)?;
+    bar.finish_and_clear();
+    Ok(states
+        .into_iter()
+        .map(|s| s.expect("every tweet has an image state"))
+        .collect())
+}

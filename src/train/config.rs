@@ -1,0 +1,200 @@
+//! `promptmner train --config FILE [--set key=value]...`: the training configuration.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::optim::OptimConfig;
+use crate::model::ModelConfig;
+
+/// Backbones by store name or directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackboneNames {
+    pub text: String,
+    pub clip: String,
+}
+
+fn default_epochs() -> usize {
+    3
+}
+fn default_batch() -> usize {
+    16
+}
+fn default_eval_batch() -> usize {
+    32
+}
+fn default_seed() -> u64 {
+    42
+}
+fn default_log_every() -> usize {
+    10
+}
+
+/// Everything a training run needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Dataset directory (train.txt, valid.txt, test.txt, images/).
+    pub data: PathBuf,
+    /// Images directory, instead of `data/images`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<PathBuf>,
+    /// Prompt vocabulary file.
+    pub prompts: PathBuf,
+    pub backbones: BackboneNames,
+    #[serde(default)]
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub optim: OptimConfig,
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    #[serde(default = "default_eval_batch")]
+    pub eval_batch_size: usize,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Steps between `step` events.
+    #[serde(default = "default_log_every")]
+    pub log_every: usize,
+    /// Stop after this many training examples per epoch (0 = all); for quick runs.
+    #[serde(default)]
+    pub max_train_examples: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("--set {0}: expected key=value (e.g. optim.lr_text=3e-5)")]
+    BadSet(String),
+    #[error("--set {key}: {message}")]
+    SetPath { key: String, message: String },
+}
+
+impl TrainConfig {
+    /// Reads a TOML config and applies `key=value` overrides (dotted keys reach into
+    /// tables; values are TOML, bare words are strings).
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path, overrides)
+    }
+
+    pub fn parse(text: &str, path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
+        let parse_error = |message: String| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        };
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| parse_error(e.to_string()))?;
+        for item in overrides {
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| ConfigError::BadSet(item.clone()))?;
+            set_dotted(&mut table, key.trim(), parse_value(value.trim())).map_err(|message| {
+                ConfigError::SetPath {
+                    key: key.trim().to_string(),
+                    message,
+                }
+            })?;
+        }
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| parse_error(e.to_string()))
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a training config always serialises")
+    }
+}
+
+fn parse_value(text: &str) -> toml::Value {
+    format!("v = {text}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(text.to_string()))
+}
+
+fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<(), String> {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().filter(|k| !k.is_empty()).ok_or("empty key")?;
+    let mut current = table;
+    for part in parts {
+        current = current
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| format!("'{part}' is not a table"))?;
+    }
+    current.insert(last.to_string(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+data = "data/demo"
+prompts = "prompts/demo.toml"
+[backbones]
+text = "tiny-bert"
+clip = "tiny-clip"
+"#;
+
+    #[test]
+    fn defaults_fill_the_rest() {
+        let c = TrainConfig::parse(BASE, Path::new("c.toml"), &[]).unwrap();
+        assert_eq!(c.epochs, 3);
+        assert_eq!(c.optim.lr_text, 5e-5);
+        assert_eq!(c.model.span_width, 8);
+    }
+
+    #[test]
+    fn every_key_can_be_set() {
+        let sets = [
+            "optim.lr_text=3e-5",
+            "epochs=7",
+            "model.fusion=none",
+            "data=other/dir",
+            "backbones.text=/models/x",
+            "model.continuous_prompts=2",
+        ]
+        .map(String::from);
+        let c = TrainConfig::parse(BASE, Path::new("c.toml"), &sets).unwrap();
+        assert_eq!(c.optim.lr_text, 3e-5);
+        assert_eq!(c.epochs, 7);
+        assert_eq!(c.model.fusion, crate::model::fusion::FusionMode::None);
+        assert_eq!(c.data, PathBuf::from("other/dir"));
+        assert_eq!(c.backbones.text, "/models/x");
+        assert_eq!(c.model.continuous_prompts, 2);
+        // Round trip through the checkpoint's config.toml.
+        assert_eq!(
+            TrainConfig::parse(&c.to_toml(), Path::new("c.toml"), &[]).unwrap(),
+            c
+        );
+    }
+
+    #[test]
+    fn bad_keys_and_values_are_clear_errors() {
+        let err =
+            TrainConfig::parse(BASE, Path::new("c.toml"), &["optim.lr_txt=1".into()]).unwrap_err();
+        assert!(err.to_string().contains("lr_txt"), "{err}");
+        let err = TrainConfig::parse(BASE, Path::new("c.toml"), &["epochs".into()]).unwrap_err();
+        assert!(matches!(err, ConfigError::BadSet(_)));
+        let err =
+            TrainConfig::parse(BASE, Path::new("c.toml"), &["epochs=many".into()]).unwrap_err();
+        assert!(err.to_string().contains("c.toml"), "{err}");
+    }
+}

@@ -1,0 +1,542 @@
+//! Training (DESIGN §3 checkpoint layout): fine-tune the text encoder and train the new
+//! layers and continuous prompts, CLIP frozen; evaluate on valid every epoch, keep the
+//! best checkpoint, and leave a resumable state after every completed epoch.
+
+pub mod config;
+pub mod events;
+pub mod optim;
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::data::images::ImageResolver;
+use crate::data::spans::spans_from_tags;
+use crate::data::{Tweet, read_conll, split_path};
+use crate::engine::image_cache::{ImageCache, image_states};
+use crate::eval::predict::predict_split;
+use crate::eval::score::{Prf, Scorer};
+use crate::model::ops::Mode;
+use crate::model::span::NONE_CLASS;
+use crate::model::store::ModelStore;
+use crate::model::text::WordPieces;
+use crate::model::{Backbones, ImageState, ModelError, PromptMner};
+use crate::prompts::Vocabulary;
+pub use config::TrainConfig;
+use events::{Event, RunLog};
+use optim::AdamW;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Data(#[from] crate::data::conll::ConllError),
+    #[error(transparent)]
+    Vocabulary(#[from] crate::prompts::VocabularyError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0} already holds a run: pass --resume to continue it, or choose another --out")]
+    Exists(PathBuf),
+    #[error("{0} holds no completed epoch to resume from")]
+    NothingToResume(PathBuf),
+    #[error("{path} is not a training state: {message}")]
+    BadState { path: PathBuf, message: String },
+    #[error("the training set {0} is empty")]
+    Empty(PathBuf),
+}
+
+fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Write {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Scores of one evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Scores {
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+}
+
+impl From<Prf> for Scores {
+    fn from(p: Prf) -> Self {
+        Self {
+            precision: p.precision,
+            recall: p.recall,
+            f1: p.f1,
+        }
+    }
+}
+
+/// One epoch's record in `metrics.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub seconds: f64,
+    pub examples_per_second: f64,
+    pub dev: Scores,
+}
+
+/// `metrics.json`: per-epoch dev scores, the best epoch and its test scores.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    pub epochs: Vec<EpochMetrics>,
+    pub best_epoch: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<Scores>,
+}
+
+impl Metrics {
+    pub fn best_dev_f1(&self) -> f64 {
+        self.best_epoch
+            .and_then(|b| self.epochs.iter().find(|e| e.epoch == b))
+            .map_or(f64::NEG_INFINITY, |e| e.dev.f1)
+    }
+}
+
+/// The files of a run directory.
+pub struct RunDir {
+    pub dir: PathBuf,
+}
+
+impl RunDir {
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("config.toml")
+    }
+    pub fn weights(&self) -> PathBuf {
+        self.dir.join("model.safetensors")
+    }
+    pub fn prompts(&self) -> PathBuf {
+        self.dir.join("prompts.toml")
+    }
+    pub fn metrics(&self) -> PathBuf {
+        self.dir.join("metrics.json")
+    }
+    fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+    fn state_weights(&self) -> PathBuf {
+        self.state_dir().join("weights.safetensors")
+    }
+    fn state_optimizer(&self) -> PathBuf {
+        self.state_dir().join("optimizer.safetensors")
+    }
+    fn state_metrics(&self) -> PathBuf {
+        self.state_dir().join("metrics.json")
+    }
+}
+
+/// Writes safetensors atomically (temporary file, then rename).
+fn save_atomic(
+    path: &Path,
+    save: impl FnOnce(&Path) -> candle_core::Result<()>,
+) -> Result<(), TrainError> {
+    let tmp = path.with_extension("safetensors.tmp");
+    save(&tmp)?;
+    std::fs::rename(&tmp, path).map_err(write_error(path))
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
+    let text = serde_json::to_string_pretty(value).expect("metrics serialise");
+    crate::util::write_atomic(path, text.as_bytes()).map_err(write_error(path))
+}
+
+/// Resolves backbone names: a relative path under `base` (a checkpoint directory), an
+/// existing path, or a name in the model store.
+pub fn resolve_backbones(
+    names: &config::BackboneNames,
+    base: Option<&Path>,
+) -> Result<Backbones, ModelError> {
+    let store = ModelStore::default_location();
+    let resolve = |name: &str| -> Result<PathBuf, ModelError> {
+        if let Some(dir) = base.map(|b| b.join(name)).filter(|d| d.is_dir()) {
+            return Ok(store.resolve(dir.to_str().unwrap_or(name))?);
+        }
+        Ok(store.resolve(name)?)
+    };
+    Ok(Backbones {
+        text: resolve(&names.text)?,
+        clip: resolve(&names.clip)?,
+    })
+}
+
+/// A split with everything the model needs per tweet.
+struct Split {
+    tweets: Vec<Tweet>,
+    pieces: Vec<WordPieces>,
+    images: Vec<ImageState>,
+}
+
+fn load_split(
+    model: &PromptMner,
+    path: &Path,
+    resolver: &ImageResolver,
+    cache: Option<&ImageCache>,
+    batch: usize,
+) -> Result<Split, TrainError> {
+    let tweets = read_conll(path)?;
+    let pieces = tweets
+        .iter()
+        .map(|t| model.tokenize(&t.words))
+        .collect::<Result<_, _>>()?;
+    let images = image_states(model, &tweets, resolver, cache, batch)?;
+    Ok(Split {
+        tweets,
+        pieces,
+        images,
+    })
+}
+
+/// Span labels of a batch as flat row indices into [b·n·W] and classes: every span
+/// inside its tweet is a row; its class is the gold type of an entity with exactly
+/// those boundaries, else NONE.
+fn span_targets(
+    tweets: &[&Tweet],
+    pieces: &[&WordPieces],
+    n: usize,
+    width: usize,
+) -> (Vec<u32>, Vec<u32>) {
+    let mut rows = Vec::new();
+    let mut classes = Vec::new();
+    for (b, (tweet, p)) in tweets.iter().zip(pieces).enumerate() {
+        let gold = spans_from_tags(&tweet.tags);
+        let encoded: Vec<bool> = p.first_piece.iter().map(Option::is_some).collect();
+        for i in 0..tweet.len() {
+            for k in 0..width {
+                if i + k >= tweet.len() || !encoded[i..=i + k].iter().all(|e| *e) {
+                    continue;
+                }
+                let class = gold
+                    .iter()
+                    .find(|s| s.start == i && s.end == i + k + 1)
+                    .map_or(NONE_CLASS, |s| s.kind.index());
+                rows.push(((b * n + i) * width + k) as u32);
+                classes.push(class as u32);
+            }
+        }
+    }
+    (rows, classes)
+}
+
+/// Entity-level scores of predictions against a split's gold tags.
+pub fn evaluate(
+    model: &PromptMner,
+    split_tweets: &[Tweet],
+    images: &[ImageState],
+    vocabulary: &Vocabulary,
+    n_continuous: usize,
+    batch: usize,
+) -> Result<(Scores, Vec<crate::model::Prediction>), ModelError> {
+    let bank = model.encode_prompts(vocabulary, n_continuous)?;
+    let predictions = predict_split(model, split_tweets, images, &bank, batch)?;
+    let mut scorer = Scorer::new();
+    for (tweet, prediction) in split_tweets.iter().zip(&predictions) {
+        let predicted: Vec<_> = prediction.spans.iter().map(|s| s.span).collect();
+        scorer.add_spans(&spans_from_tags(&tweet.tags), &predicted);
+    }
+    Ok((scorer.report().micro.prf.into(), predictions))
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    pub metrics: Metrics,
+    pub out: PathBuf,
+}
+
+/// Trains as `config` says into `out`; with `resume`, continues the run there from its
+/// last completed epoch.
+pub fn train(
+    config: &TrainConfig,
+    out: &Path,
+    resume: bool,
+    device: &Device,
+) -> Result<TrainSummary, TrainError> {
+    let run = RunDir {
+        dir: out.to_path_buf(),
+    };
+    let has_state = run.state_metrics().is_file();
+    if resume && !has_state {
+        return Err(TrainError::NothingToResume(out.to_path_buf()));
+    }
+    if !resume && (has_state || run.config().is_file()) {
+        return Err(TrainError::Exists(out.to_path_buf()));
+    }
+    std::fs::create_dir_all(run.state_dir()).map_err(write_error(&run.state_dir()))?;
+    let log = RunLog::open(out).map_err(write_error(out))?;
+    let result = train_inner(config, &run, resume, device, &log);
+    if let Err(e) = &result {
+        log.emit(&Event::Failed {
+            reason: e.to_string(),
+        });
+    }
+    result
+}
+
+fn train_inner(
+    config: &TrainConfig,
+    run: &RunDir,
+    resume: bool,
+    device: &Device,
+    log: &RunLog,
+) -> Result<TrainSummary, TrainError> {
+    let vocabulary = Vocabulary::load(&config.prompts)?;
+    let backbones = resolve_backbones(&config.backbones, None)?;
+    let mut model = PromptMner::new(&backbones, &config.model, device)?;
+    for (i, prefix) in ["fusion.", "span.", "prompts."].iter().enumerate() {
+        crate::model::ops::reinitialize(&model.varmap, prefix, config.seed.wrapping_add(i as u64))?;
+    }
+    let n_continuous = config.model.continuous_prompts;
+
+    let resolver = ImageResolver::for_dataset(&config.data, config.images.as_deref());
+    let cache = ImageCache::open(&ImageCache::default_root(), &backbones.clip)
+        .map_err(|e| tracing::warn!("image cache unavailable: {e}"))
+        .ok();
+    let train_split = load_split(
+        &model,
+        &split_path(&config.data, "train"),
+        &resolver,
+        cache.as_ref(),
+        config.eval_batch_size,
+    )?;
+    let valid = load_split(
+        &model,
+        &split_path(&config.data, "valid"),
+        &resolver,
+        cache.as_ref(),
+        config.eval_batch_size,
+    )?;
+    let test_path = split_path(&config.data, "test");
+    let test = test_path
+        .is_file()
+        .then(|| {
+            load_split(
+                &model,
+                &test_path,
+                &resolver,
+                cache.as_ref(),
+                config.eval_batch_size,
+            )
+        })
+        .transpose()?;
+    if train_split.tweets.is_empty() {
+        return Err(TrainError::Empty(split_path(&config.data, "train")));
+    }
+
+    let per_epoch = match config.max_train_examples {
+        0 => train_split.tweets.len(),
+        n => n.min(train_split.tweets.len()),
+    };
+    let steps_per_epoch = per_epoch.div_ceil(config.batch_size.max(1));
+    let mut optimizer = AdamW::new(
+        &model.varmap,
+        config.optim.clone(),
+        steps_per_epoch * config.epochs,
+    );
+    let mut metrics = Metrics::default();
+    if resume {
+        model.load_weights(&run.state_weights())?;
+        optimizer.load(&run.state_optimizer())?;
+        let text = std::fs::read_to_string(run.state_metrics())
+            .map_err(write_error(&run.state_metrics()))?;
+        metrics = serde_json::from_str(&text).map_err(|e| TrainError::BadState {
+            path: run.state_metrics(),
+            message: e.to_string(),
+        })?;
+        log.emit(&Event::Resumed {
+            after_epoch: metrics.epochs.len(),
+        });
+    } else {
+        crate::util::write_atomic(&run.config(), config.to_toml().as_bytes())
+            .map_err(write_error(&run.config()))?;
+        vocabulary.save(&run.prompts())?;
+        log.emit(&Event::Started {
+            config: Box::new(config.clone()),
+            train_examples: per_epoch,
+            steps: steps_per_epoch * config.epochs,
+        });
+    }
+
+    for epoch in metrics.epochs.len() + 1..=config.epochs {
+        // Data order and dropout come from (seed, epoch): a resumed run repeats them.
+        let mut order: Vec<usize> = (0..train_split.tweets.len()).collect();
+        let epoch_seed = config
+            .seed
+            .wrapping_mul(1_000_003)
+            .wrapping_add(epoch as u64);
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(epoch_seed));
+        order.truncate(per_epoch);
+        let dropout_rng = RefCell::new(ChaCha8Rng::seed_from_u64(epoch_seed ^ 0x5eed));
+        let bar = crate::progress::bar(
+            per_epoch as u64,
+            &format!("epoch {epoch}/{}", config.epochs),
+        );
+        let started = Instant::now();
+        let (mut loss_sum, mut loss_count) = (0.0, 0usize);
+        for batch in order.chunks(config.batch_size.max(1)) {
+            let tweets: Vec<&Tweet> = batch.iter().map(|&i| &train_split.tweets[i]).collect();
+            let pieces: Vec<&WordPieces> = batch.iter().map(|&i| &train_split.pieces[i]).collect();
+            let images: Vec<Option<&Tensor>> = batch
+                .iter()
+                .map(|&i| train_split.images[i].embedding())
+                .collect();
+            let prompts = model.training_prompts(&vocabulary, n_continuous)?;
+            let out = model.forward_batch(&pieces, &images, &prompts, Mode::Train(&dropout_rng))?;
+            let (b, n, w, c) = out.logits.dims4()?;
+            let (rows, classes) = span_targets(&tweets, &pieces, n, w);
+            let rows = Tensor::from_vec(rows, classes.len(), device)?;
+            let classes = Tensor::from_vec(classes, rows.dim(0)?, device)?;
+            let logits = out.logits.reshape((b * n * w, c))?.index_select(&rows, 0)?;
+            let loss = candle_nn::loss::cross_entropy(&logits, &classes)?;
+            let loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            let report = optimizer.step(&loss.backward()?)?;
+            loss_sum += loss_value;
+            loss_count += 1;
+            bar.inc(batch.len() as u64);
+            let rate = bar.position() as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!(
+                "epoch {epoch}/{} loss {:.4} {rate:.1} ex/s",
+                config.epochs,
+                loss_sum / loss_count as f64
+            ));
+            if optimizer.step % config.log_every.max(1) == 0 {
+                log.emit(&Event::Step {
+                    epoch,
+                    step: optimizer.step,
+                    loss: loss_value,
+                    grad_norm: report.grad_norm,
+                    lr_scale: report.schedule,
+                    examples_per_second: rate,
+                });
+            }
+        }
+        bar.finish_and_clear();
+        let seconds = started.elapsed().as_secs_f64();
+        model.clear_prompt_caches();
+        let (dev, _) = evaluate(
+            &model,
+            &valid.tweets,
+            &valid.images,
+            &vocabulary,
+            n_continuous,
+            config.eval_batch_size,
+        )?;
+        let record = EpochMetrics {
+            epoch,
+            train_loss: loss_sum / loss_count.max(1) as f64,
+            seconds,
+            examples_per_second: per_epoch as f64 / seconds.max(1e-9),
+            dev,
+        };
+        let best = dev.f1 > metrics.best_dev_f1();
+        metrics.epochs.push(record.clone());
+        if best {
+            metrics.best_epoch = Some(epoch);
+            save_atomic(&run.weights(), |p| {
+                model
+                    .save_weights(p)
+                    .map_err(|e| candle_core::Error::Msg(e.to_string()))
+            })?;
+        }
+        log.emit(&Event::Epoch {
+            metrics: record,
+            best,
+        });
+        // The resumable state, written after the checkpoint so that it never points
+        // past what is on disk.
+        save_atomic(&run.state_weights(), |p| {
+            model
+                .save_weights(p)
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))
+        })?;
+        save_atomic(&run.state_optimizer(), |p| optimizer.save(p))?;
+        write_json(&run.state_metrics(), &metrics)?;
+        write_json(&run.metrics(), &metrics)?;
+    }
+
+    if let Some(test) = &test {
+        model.load_weights(&run.weights())?;
+        let (scores, _) = evaluate(
+            &model,
+            &test.tweets,
+            &test.images,
+            &vocabulary,
+            n_continuous,
+            config.eval_batch_size,
+        )?;
+        metrics.test = Some(scores);
+        write_json(&run.metrics(), &metrics)?;
+    }
+    log.emit(&Event::Finished {
+        best_epoch: metrics.best_epoch,
+        dev_f1: metrics.best_dev_f1(),
+        test: metrics.test,
+    });
+    Ok(TrainSummary {
+        metrics,
+        out: run.dir.clone(),
+    })
+}
+
+/// A trained model loaded from a checkpoint directory.
+pub struct Checkpoint {
+    pub model: PromptMner,
+    pub vocabulary: Vocabulary,
+    pub config: TrainConfig,
+}
+
+impl Checkpoint {
+    /// Loads `dir` (config.toml, model.safetensors, prompts.toml); backbones named in the
+    /// config resolve under `dir` first, then as paths or store names.
+    pub fn load(dir: &Path, device: &Device) -> Result<Self, TrainError> {
+        let run = RunDir {
+            dir: dir.to_path_buf(),
+        };
+        let config = TrainConfig::load(&run.config(), &[])?;
+        let backbones = resolve_backbones(&config.backbones, Some(dir))?;
+        let mut model = PromptMner::new(&backbones, &config.model, device)?;
+        model.load_weights(&run.weights())?;
+        let vocabulary = Vocabulary::load(&run.prompts())?;
+        Ok(Self {
+            model,
+            vocabulary,
+            config,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::conll::parse_conll;
+
+    #[test]
+    fn span_targets_label_exact_gold_spans_and_none_elsewhere() {
+        let tweets = parse_conll("a\tB-PER\nb\tI-PER\nc\tO\n", Path::new("x")).unwrap();
+        let pieces = WordPieces {
+            ids: vec![0; 5],
+            first_piece: vec![Some(1), Some(2), Some(3)],
+        };
+        let (rows, classes) = span_targets(&[&tweets[0]], &[&pieces], 3, 2);
+        // Spans (i, k): (0,0) (0,1) (1,0) (1,1) (2,0); (2,1) runs past the tweet.
+        assert_eq!(rows, [0, 1, 2, 3, 4]);
+        assert_eq!(classes, [4, 0, 4, 4, 4]);
+    }
+}
