@@ -8,14 +8,16 @@ use clap::{Parser, Subcommand};
 use crate::data::conll::write_conll;
 use crate::data::demo;
 use crate::data::images::ImageResolver;
-use crate::data::read_conll;
 use crate::data::stats::dataset_stats;
 use crate::data::tags::EntityType;
+use crate::data::{Tweet, read_conll};
 use crate::engine::image_cache::{ImageCache, image_states};
 use crate::eval::predict::{predict_split, predicted_tweets};
 use crate::eval::score::{ErrorKind, ScoreReport, score_tweets};
 use crate::model::device::{self, DeviceChoice};
 use crate::model::store::{ModelStore, Preset};
+use crate::prompts::Vocabulary;
+use crate::train::clip_pretrain::{PretrainConfig, pretrain_clip};
 use crate::train::{self, Checkpoint, TrainConfig};
 
 #[derive(Debug, Parser)]
@@ -87,6 +89,32 @@ pub enum Command {
         /// Override a configuration key, e.g. --set optim.lr_text=3e-5 --set model.fusion=none.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
+        #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+        device: DeviceChoice,
+    },
+    /// Contrastive pretraining of a tiny CLIP on a dataset's captions (captions.tsv), with
+    /// its zero-shot scene accuracy on the test images (meta.tsv).
+    PretrainClip {
+        /// Dataset directory with captions.tsv and meta.tsv (the demo world).
+        #[arg(long)]
+        data: PathBuf,
+        /// Where the pretrained CLIP is written (HF layout).
+        #[arg(long)]
+        out: PathBuf,
+        /// A CLIP directory to start from; default: a fresh tiny CLIP over the dataset's words.
+        #[arg(long)]
+        init: Option<PathBuf>,
+        /// The vocabulary whose label words name the scene categories.
+        #[arg(long, default_value = "prompts/demo.toml")]
+        prompts: PathBuf,
+        #[arg(long, default_value_t = 40)]
+        epochs: usize,
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 2e-3)]
+        lr: f64,
+        #[arg(long, default_value_t = 2022)]
+        seed: u64,
         #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
         device: DeviceChoice,
     },
@@ -213,6 +241,41 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::PretrainClip {
+            data,
+            out,
+            init,
+            prompts,
+            epochs,
+            batch_size,
+            lr,
+            seed,
+            device,
+        } => {
+            let vocabulary = Vocabulary::load(&prompts)?;
+            let config = PretrainConfig {
+                epochs,
+                batch_size,
+                lr,
+                seed,
+            };
+            let report = pretrain_clip(
+                &data,
+                init.as_deref(),
+                &out,
+                &vocabulary,
+                &config,
+                &device::select(device)?,
+            )?;
+            println!(
+                "zero-shot scene accuracy on {} test images: {:.1}% (final loss {:.4}); CLIP written to {}",
+                report.test_images,
+                report.zero_shot_accuracy,
+                report.epoch_losses.last().copied().unwrap_or(f64::NAN),
+                out.display()
+            );
+            Ok(())
+        }
         Command::Eval {
             checkpoint,
             data,
@@ -240,10 +303,38 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     .with_context(|| format!("cannot write {}", path.display()))?;
             }
             let report = score_tweets(&gold, &predicted)?;
+            // The demo world marks its image-ambiguous tweets; score them on their own too.
+            let ambiguous = demo::ambiguous_flags(&data, &split, gold.len())
+                .filter(|flags| flags.iter().any(|f| *f))
+                .map(|flags| {
+                    let pick = |tweets: &[Tweet]| -> Vec<Tweet> {
+                        tweets
+                            .iter()
+                            .zip(&flags)
+                            .filter(|(_, f)| **f)
+                            .map(|(t, _)| t.clone())
+                            .collect()
+                    };
+                    score_tweets(&pick(&gold), &pick(&predicted))
+                })
+                .transpose()?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                let mut value = serde_json::to_value(&report)?;
+                if let Some(subset) = &ambiguous {
+                    value["ambiguous"] = serde_json::to_value(subset)?;
+                }
+                println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 print!("{}", format_report(&report));
+                if let Some(subset) = &ambiguous {
+                    println!(
+                        "\nimage-ambiguous tweets ({}): P {:.2} R {:.2} F1 {:.2}",
+                        subset.tweets,
+                        subset.micro.prf.precision,
+                        subset.micro.prf.recall,
+                        subset.micro.prf.f1
+                    );
+                }
             }
             Ok(())
         }

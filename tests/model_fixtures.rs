@@ -109,7 +109,10 @@ fn clip_ids_and_embeddings_match_hf() {
         assert_eq!(ours, theirs, "{prompt}");
     }
 
-    let image = clip.model.image_embeds(&expected["pixel_values"]).unwrap();
+    let image = clip
+        .model
+        .image_embeds(&expected["pixel_values"], Mode::Eval)
+        .unwrap();
     let diff = max_abs_diff(&image, &expected["image_embeds"]);
     eprintln!("image embeddings: max |diff| {diff:.2e}");
     assert!(diff <= 1e-4, "image embeddings: {diff}");
@@ -175,7 +178,7 @@ fn clip_preprocessing_of_fixture_images_feeds_the_tower() {
     let diff = max_abs_diff(&pixels, &expected["pixel_values_pil"]);
     assert!(diff <= 0.031, "{diff}");
     // Embeddings of our pixels stay close to those of the torchvision pixels.
-    let ours = l2_normalize(&clip.model.image_embeds(&pixels).unwrap()).unwrap();
+    let ours = l2_normalize(&clip.model.image_embeds(&pixels, Mode::Eval).unwrap()).unwrap();
     let diff = max_abs_diff(&ours, &expected["image_embeds_normalized"]);
     eprintln!("embeddings from our pixels: max |diff| {diff:.2e}");
     assert!(diff <= 1e-2, "{diff}");

@@ -130,6 +130,15 @@ impl Default for ClipPreprocess {
 }
 
 impl ClipPreprocess {
+    /// CLIP's settings for a vision tower of `size`×`size` pixels (resize and crop to it).
+    pub fn for_image_size(size: u32) -> Self {
+        Self {
+            shortest_edge: size,
+            crop_size: size,
+            ..Self::default()
+        }
+    }
+
     /// Preprocessed pixels, CHW f32 of length `3 × crop × crop`.
     pub fn apply(&self, image: &DynamicImage) -> Vec<f32> {
         let rgb = to_rgb_over_white(image);

@@ -400,9 +400,9 @@ impl ClipModel {
     }
 
     /// Projected image embeddings [b, e] (not normalised).
-    pub fn image_embeds(&self, pixels: &Tensor) -> Result<Tensor> {
+    pub fn image_embeds(&self, pixels: &Tensor, mode: Mode) -> Result<Tensor> {
         self.visual_projection
-            .forward(&self.vision.forward(pixels, Mode::Eval)?)
+            .forward(&self.vision.forward(pixels, mode)?)
     }
 
     /// Projected text embeddings [b, e] (not normalised) from token embeddings.

@@ -364,7 +364,7 @@ impl PromptMner {
             tokenizer: text.tokenizer,
             clip: clip.model,
             clip_tokenizer: clip.tokenizer,
-            preprocess: ClipPreprocess::default(),
+            preprocess: ClipPreprocess::for_image_size(clip_config.vision_config.image_size as u32),
             fusion,
             span,
             continuous,
@@ -480,7 +480,7 @@ impl PromptMner {
     pub fn encode_pixels(&self, pixels: &Tensor) -> Result<Vec<ImageState>, ModelError> {
         let b = pixels.dim(0)?;
         self.counters.images_encoded.fetch_add(b, Ordering::Relaxed);
-        let embeds = l2_normalize(&self.clip.image_embeds(pixels)?)?;
+        let embeds = l2_normalize(&self.clip.image_embeds(pixels, Mode::Eval)?)?;
         (0..b)
             .map(|i| {
                 Ok(ImageState {

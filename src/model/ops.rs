@@ -96,8 +96,9 @@ pub fn dropout(xs: &Tensor, p: f32, mode: Mode) -> Result<Tensor> {
 
 /// Re-draws the variables whose names start with `prefix` from a seeded generator, so
 /// that a seed fixes a model's initial weights (candle's own initialisers are unseeded
-/// on the CPU): matrices and embeddings ~ N(0, 0.02²) (approximated by a sum of
-/// uniforms, which is exact across machines), biases 0, norm weights 1.
+/// on the CPU): weight matrices ~ N(0, 1/fan_in) (LeCun), embeddings and continuous
+/// prompts ~ N(0, 0.02²), biases 0, norm weights 1. Normal draws are sums of uniforms,
+/// which give the same numbers on every machine.
 pub fn reinitialize(varmap: &candle_nn::VarMap, prefix: &str, seed: u64) -> Result<()> {
     use rand::SeedableRng;
     let data = varmap
@@ -110,17 +111,24 @@ pub fn reinitialize(varmap: &candle_nn::VarMap, prefix: &str, seed: u64) -> Resu
     for name in names {
         let var = &data[name];
         let is_norm = name.contains("norm") || name.contains("LayerNorm");
+        let embedding = name.contains("embedding") || name.ends_with("continuous");
+        let std = if embedding || var.rank() < 2 {
+            0.02
+        } else {
+            let fan_in: usize = var.dims()[1..].iter().product();
+            1.0 / (fan_in.max(1) as f32).sqrt()
+        };
         let values: Vec<f32> = if name == "logit_scale" {
             // CLIP's initial temperature, ln(1 / 0.07).
             vec![2.6592; var.elem_count()]
         } else if var.rank() <= 1 && name.ends_with("weight") && is_norm {
             vec![1.0; var.elem_count()]
-        } else if var.rank() <= 1 && !name.ends_with("class_embedding") {
+        } else if var.rank() <= 1 && !embedding {
             vec![0.0; var.elem_count()]
         } else {
             // Irwin–Hall: the sum of 12 uniforms minus 6 has unit variance.
             (0..var.elem_count())
-                .map(|_| ((0..12).map(|_| rng.random::<f32>()).sum::<f32>() - 6.0) * 0.02)
+                .map(|_| ((0..12).map(|_| rng.random::<f32>()).sum::<f32>() - 6.0) * std)
                 .collect()
         };
         var.set(&Tensor::from_vec(values, var.shape(), var.device())?.to_dtype(var.dtype())?)?;

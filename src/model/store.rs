@@ -267,15 +267,25 @@ pub fn write_tiny_backbones(
     words: &BTreeSet<String>,
     seed: u64,
 ) -> Result<Backbones, StoreError> {
-    let text_dir = root.join(TINY_TEXT);
-    let clip_dir = root.join(TINY_CLIP);
-    for dir in [&text_dir, &clip_dir] {
-        std::fs::create_dir_all(dir).map_err(|e| write_error(dir, e))?;
-    }
-    let lower: BTreeSet<String> = words.iter().map(|w| w.to_lowercase()).collect();
+    Ok(Backbones {
+        text: write_tiny_text(&root.join(TINY_TEXT), words, seed)?,
+        clip: write_tiny_clip(&root.join(TINY_CLIP), words, seed + 1)?,
+    })
+}
 
-    // Text: a WordPiece vocabulary of the words plus single characters (so any word
-    // tokenises), BERT's normaliser and pre-tokeniser.
+fn lowercase_words(words: &BTreeSet<String>) -> BTreeSet<String> {
+    words.iter().map(|w| w.to_lowercase()).collect()
+}
+
+/// Writes a tiny BERT into `text_dir`: a WordPiece vocabulary of the words plus single
+/// characters (so any word tokenises), BERT's normaliser and pre-tokeniser.
+pub fn write_tiny_text(
+    text_dir: &Path,
+    words: &BTreeSet<String>,
+    seed: u64,
+) -> Result<PathBuf, StoreError> {
+    std::fs::create_dir_all(text_dir).map_err(|e| write_error(text_dir, e))?;
+    let lower = lowercase_words(words);
     let mut vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
         .map(String::from)
         .to_vec();
@@ -301,11 +311,11 @@ pub fn write_tiny_backbones(
         .vocab(map)
         .unk_token("[UNK]".into())
         .build()
-        .map_err(|e| write_error(&text_dir, e))?;
+        .map_err(|e| write_error(text_dir, e))?;
     let mut tokenizer = Tokenizer::new(wordpiece);
     tokenizer
         .with_normalizer(Some(BertNormalizer::default()))
-        .map_err(|e| write_error(&text_dir, e))?;
+        .map_err(|e| write_error(text_dir, e))?;
     tokenizer.with_pre_tokenizer(Some(BertPreTokenizer));
     tokenizer.with_post_processor(Some(BertProcessing::new(
         ("[SEP]".into(), 3),
@@ -313,13 +323,13 @@ pub fn write_tiny_backbones(
     )));
     tokenizer
         .save(text_dir.join("tokenizer.json"), false)
-        .map_err(|e| write_error(&text_dir, e))?;
+        .map_err(|e| write_error(text_dir, e))?;
     let bert = BertConfig {
         vocab_size: vocab.len(),
-        hidden_size: 32,
+        hidden_size: 64,
         num_hidden_layers: 2,
-        num_attention_heads: 2,
-        intermediate_size: 64,
+        num_attention_heads: 4,
+        intermediate_size: 128,
         hidden_act: Activation::Gelu,
         max_position_embeddings: 128,
         type_vocab_size: 2,
@@ -327,11 +337,22 @@ pub fn write_tiny_backbones(
         hidden_dropout_prob: 0.1,
         attention_probs_dropout_prob: 0.1,
     };
-    write_random(&text_dir, &bert, seed, |vb| {
+    write_random(text_dir, &bert, seed, |vb| {
         BertModel::load(vb, &bert).map(drop)
     })?;
 
-    // CLIP: a word-level vocabulary with start and end tokens.
+    Ok(text_dir.to_path_buf())
+}
+
+/// Writes a tiny CLIP into `clip_dir`: a word-level vocabulary with start and end tokens,
+/// a 96-pixel vision tower.
+pub fn write_tiny_clip(
+    clip_dir: &Path,
+    words: &BTreeSet<String>,
+    seed: u64,
+) -> Result<PathBuf, StoreError> {
+    std::fs::create_dir_all(clip_dir).map_err(|e| write_error(clip_dir, e))?;
+    let lower = lowercase_words(words);
     let mut clip_vocab: Vec<String> = ["<|startoftext|>", "<|endoftext|>", "<unk>"]
         .map(String::from)
         .to_vec();
@@ -346,22 +367,22 @@ pub fn write_tiny_backbones(
         .vocab(clip_map)
         .unk_token("<unk>".into())
         .build()
-        .map_err(|e| write_error(&clip_dir, e))?;
+        .map_err(|e| write_error(clip_dir, e))?;
     let mut tokenizer = Tokenizer::new(wordlevel);
     tokenizer
         .with_normalizer(Some(Lowercase))
-        .map_err(|e| write_error(&clip_dir, e))?;
+        .map_err(|e| write_error(clip_dir, e))?;
     tokenizer.with_pre_tokenizer(Some(Whitespace {}));
     let template = TemplateProcessing::builder()
         .try_single("<|startoftext|> $A <|endoftext|>")
-        .map_err(|e| write_error(&clip_dir, e))?
+        .map_err(|e| write_error(clip_dir, e))?
         .special_tokens(vec![("<|startoftext|>", 0), ("<|endoftext|>", 1)])
         .build()
-        .map_err(|e| write_error(&clip_dir, e))?;
+        .map_err(|e| write_error(clip_dir, e))?;
     tokenizer.with_post_processor(Some(template));
     tokenizer
         .save(clip_dir.join("tokenizer.json"), false)
-        .map_err(|e| write_error(&clip_dir, e))?;
+        .map_err(|e| write_error(clip_dir, e))?;
     let clip = ClipConfig {
         text_config: ClipTextConfig {
             vocab_size: clip_vocab.len(),
@@ -378,21 +399,19 @@ pub fn write_tiny_backbones(
             intermediate_size: 64,
             num_hidden_layers: 2,
             num_attention_heads: 2,
-            image_size: 224,
-            patch_size: 32,
+            // The demo's images are 96×96: the tiny tower sees them as they are.
+            image_size: 96,
+            patch_size: 16,
             num_channels: 3,
             hidden_act: Activation::QuickGelu,
             layer_norm_eps: 1e-5,
         },
         projection_dim: 16,
     };
-    write_random(&clip_dir, &clip, seed + 1, |vb| {
+    write_random(clip_dir, &clip, seed, |vb| {
         ClipModel::load(vb, &clip).map(drop)
     })?;
-    Ok(Backbones {
-        text: text_dir,
-        clip: clip_dir,
-    })
+    Ok(clip_dir.to_path_buf())
 }
 
 /// Writes `config.json` and `model.safetensors` of randomly initialised weights.

@@ -2,6 +2,7 @@
 //! layers and continuous prompts, CLIP frozen; evaluate on valid every epoch, keep the
 //! best checkpoint, and leave a resumable state after every completed epoch.
 
+pub mod clip_pretrain;
 pub mod config;
 pub mod events;
 pub mod optim;
@@ -42,6 +43,8 @@ pub enum TrainError {
     Vocabulary(#[from] crate::prompts::VocabularyError),
     #[error(transparent)]
     Model(#[from] ModelError),
+    #[error(transparent)]
+    Store(#[from] crate::model::store::StoreError),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
     #[error("cannot write {path}: {source}")]
@@ -298,7 +301,33 @@ fn train_inner(
     log: &RunLog,
 ) -> Result<TrainSummary, TrainError> {
     let vocabulary = Vocabulary::load(&config.prompts)?;
-    let backbones = resolve_backbones(&config.backbones, None)?;
+    // The backbones as the run records them: a fresh `tiny` text encoder is written into
+    // the run, and paths inside the run directory are kept relative to it.
+    let names = if resume {
+        TrainConfig::load(&run.config(), &[])?.backbones
+    } else {
+        let mut names = config.backbones.clone();
+        if names.text == "tiny" {
+            let mut words = crate::data::demo::dataset_words(&config.data);
+            for prompt in vocabulary.prompts() {
+                words.extend(prompt.text.split(' ').map(str::to_string));
+            }
+            crate::model::store::write_tiny_text(&run.dir.join("text"), &words, config.seed)?;
+            names.text = "text".into();
+        }
+        for name in [&mut names.text, &mut names.clip] {
+            if let (Ok(path), Ok(dir)) = (
+                Path::new(name.as_str()).canonicalize(),
+                run.dir.canonicalize(),
+            ) {
+                if let Ok(inside) = path.strip_prefix(&dir) {
+                    *name = inside.to_string_lossy().into_owned();
+                }
+            }
+        }
+        names
+    };
+    let backbones = resolve_backbones(&names, Some(&run.dir))?;
     let mut model = PromptMner::new(&backbones, &config.model, device)?;
     for (i, prefix) in ["fusion.", "span.", "prompts."].iter().enumerate() {
         crate::model::ops::reinitialize(&model.varmap, prefix, config.seed.wrapping_add(i as u64))?;
@@ -364,7 +393,11 @@ fn train_inner(
             after_epoch: metrics.epochs.len(),
         });
     } else {
-        crate::util::write_atomic(&run.config(), config.to_toml().as_bytes())
+        let recorded = TrainConfig {
+            backbones: names.clone(),
+            ..config.clone()
+        };
+        crate::util::write_atomic(&run.config(), recorded.to_toml().as_bytes())
             .map_err(write_error(&run.config()))?;
         vocabulary.save(&run.prompts())?;
         log.emit(&Event::Started {

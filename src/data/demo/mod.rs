@@ -33,16 +33,44 @@ pub fn embedded_dir() -> PathBuf {
     }
 }
 
+/// Which tweets of a split are image-ambiguous, from the dataset's `meta.tsv` (in the
+/// split's order); `None` when the dataset has no such file.
+pub fn ambiguous_flags(dir: &Path, split: &str, tweets: usize) -> Option<Vec<bool>> {
+    let text = std::fs::read_to_string(dir.join("meta.tsv")).ok()?;
+    let mut flags = vec![false; tweets];
+    for line in text.lines().skip(1) {
+        let mut cols = line.split('\t');
+        let (Some(id), Some(_), Some(ambiguous)) = (cols.next(), cols.next(), cols.next()) else {
+            continue;
+        };
+        let Some(index) = id
+            .strip_prefix(split)
+            .and_then(|r| r.strip_prefix('-'))
+            .and_then(|i| i.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        if let Some(flag) = flags.get_mut(index) {
+            *flag = ambiguous == "true";
+        }
+    }
+    Some(flags)
+}
+
+/// Every word of a dataset directory's splits.
+pub fn dataset_words(dir: &Path) -> std::collections::BTreeSet<String> {
+    crate::data::SPLITS
+        .iter()
+        .filter_map(|split| crate::data::read_conll(&crate::data::split_path(dir, split)).ok())
+        .flatten()
+        .flat_map(|t| t.words)
+        .collect()
+}
+
 /// Every word of the embedded demo world's tweets and prompt vocabulary (the tiny
 /// backbones' tokenizers are built from it).
 pub fn embedded_words() -> std::collections::BTreeSet<String> {
-    let dir = embedded_dir();
-    let mut words: std::collections::BTreeSet<String> = crate::data::SPLITS
-        .iter()
-        .filter_map(|split| crate::data::read_conll(&crate::data::split_path(&dir, split)).ok())
-        .flatten()
-        .flat_map(|t| t.words)
-        .collect();
+    let mut words = dataset_words(&embedded_dir());
     if let Ok(vocabulary) = demo_vocabulary() {
         for prompt in vocabulary.prompts() {
             words.extend(prompt.text.split(' ').map(str::to_string));

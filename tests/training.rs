@@ -1,0 +1,264 @@
+//! Training, evaluation and the committed demo checkpoint.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use candle_core::Device;
+use common::promptmner;
+use promptmner::data::demo;
+use promptmner::data::images::{ClipPreprocess, ImageResolver};
+use promptmner::engine::image_cache::image_states;
+use promptmner::model::clip::ClipBackbone;
+use promptmner::train::clip_pretrain::zero_shot_accuracy;
+use promptmner::train::{Checkpoint, Metrics, evaluate};
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
+fn metrics(dir: &Path) -> Metrics {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn the_committed_demo_checkpoint_reaches_its_recorded_f1() {
+    let dir = root().join("checkpoints/demo");
+    let recorded = metrics(&dir)
+        .test
+        .expect("the demo checkpoint records its test scores");
+    assert!(recorded.f1 >= 90.0, "{}", recorded.f1);
+    let checkpoint = Checkpoint::load(&dir, &Device::Cpu).unwrap();
+    let tweets = promptmner::data::read_conll(&promptmner::data::split_path(
+        &root().join("data/demo"),
+        "test",
+    ))
+    .unwrap();
+    let resolver = ImageResolver::for_dataset(&root().join("data/demo"), None);
+    let images = image_states(&checkpoint.model, &tweets, &resolver, None, 64).unwrap();
+    let n = checkpoint.config.model.continuous_prompts;
+    let (scores, _) = evaluate(
+        &checkpoint.model,
+        &tweets,
+        &images,
+        &checkpoint.vocabulary,
+        n,
+        64,
+    )
+    .unwrap();
+    assert!(
+        scores.f1 >= recorded.f1 - 1e-6,
+        "{} < recorded {}",
+        scores.f1,
+        recorded.f1
+    );
+}
+
+#[test]
+fn the_committed_demo_clip_types_scenes_zero_shot() {
+    let dir = root().join("checkpoints/demo/clip");
+    let clip = ClipBackbone::load(&dir, &Device::Cpu).unwrap();
+    let vocabulary = demo::demo_vocabulary().unwrap();
+    let pre = ClipPreprocess::for_image_size(clip.model.config.vision_config.image_size as u32);
+    let (accuracy, images) = zero_shot_accuracy(
+        &clip.model,
+        &clip.tokenizer,
+        &root().join("data/demo"),
+        &vocabulary,
+        &pre,
+        &Device::Cpu,
+    )
+    .unwrap();
+    assert!(images > 250);
+    assert!(accuracy >= 90.0, "zero-shot scene accuracy {accuracy}");
+}
+
+/// A quick training configuration on the demo, writing into `dir`.
+fn quick_config(dir: &Path) -> PathBuf {
+    let config = dir.join("quick.toml");
+    let data = root().join("data/demo");
+    let clip = root().join("checkpoints/demo/clip");
+    std::fs::write(
+        &config,
+        format!(
+            r#"data = "{}"
+prompts = "{}"
+epochs = 3
+batch_size = 4
+eval_batch_size = 64
+seed = 7
+log_every = 1
+max_train_examples = 400
+[backbones]
+text = "tiny"
+clip = "{}"
+[model]
+fusion_heads = 4
+continuous_prompts = 2
+span_hidden = 32
+"#,
+            data.display(),
+            root().join("prompts/demo.toml").display(),
+            clip.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn train(config: &Path, out: &Path, cache: &Path, extra: &[&str]) -> std::process::Child {
+    promptmner()
+        .args(["train", "--config"])
+        .arg(config)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .env("PROMPTMNER_CACHE", cache)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn events(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[test]
+fn a_run_killed_mid_epoch_resumes_to_the_same_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let config = quick_config(dir.path());
+
+    let whole = dir.path().join("whole");
+    assert!(
+        train(&config, &whole, &cache, &[])
+            .wait()
+            .unwrap()
+            .success()
+    );
+
+    let killed = dir.path().join("killed");
+    let mut child = train(&config, &killed, &cache, &[]);
+    let start = Instant::now();
+    loop {
+        let mid_epoch_two = events(&killed)
+            .iter()
+            .any(|e| e["event"] == "step" && e["epoch"] == 2);
+        if mid_epoch_two {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        assert!(start.elapsed() < Duration::from_secs(300));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = metrics(&killed);
+    assert_eq!(before.epochs.len(), 1, "killed during epoch 2");
+
+    // Without --resume the directory is refused; with it the run completes.
+    let refused = train(&config, &killed, &cache, &[])
+        .wait_with_output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        train(&config, &killed, &cache, &["--resume"])
+            .wait()
+            .unwrap()
+            .success()
+    );
+
+    let (a, b) = (metrics(&whole), metrics(&killed));
+    assert_eq!(a.epochs.len(), 3);
+    for (x, y) in a.epochs.iter().zip(&b.epochs) {
+        assert_eq!(x.dev, y.dev, "epoch {}", x.epoch);
+        assert!(
+            (x.train_loss - y.train_loss).abs() < 1e-9,
+            "epoch {}",
+            x.epoch
+        );
+    }
+    assert_eq!(a.best_epoch, b.best_epoch);
+    assert_eq!(a.test, b.test);
+    let kinds: Vec<String> = events(&killed)
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_string())
+        .collect();
+    assert!(kinds.contains(&"resumed".to_string()) && kinds.last().unwrap() == "finished");
+    // The checkpoint layout.
+    for file in [
+        "config.toml",
+        "model.safetensors",
+        "prompts.toml",
+        "metrics.json",
+        "train.log",
+        "events.jsonl",
+    ] {
+        assert!(killed.join(file).is_file(), "{file}");
+    }
+}
+
+#[test]
+fn eval_writes_predictions_that_score_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let pred = dir.path().join("pred.txt");
+    let data = root().join("data/demo");
+    let out = promptmner()
+        .args(["eval", "--checkpoint"])
+        .arg(root().join("checkpoints/demo"))
+        .arg("--data")
+        .arg(&data)
+        .args(["--split", "test", "--json", "--out"])
+        .arg(&pred)
+        .env("PROMPTMNER_CACHE", dir.path().join("cache"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let eval: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(eval["ambiguous"]["micro"]["f1"].as_f64().unwrap() > 0.0);
+    let out = promptmner()
+        .args(["score", "--json", "--gold"])
+        .arg(data.join("test.txt"))
+        .arg("--pred")
+        .arg(&pred)
+        .output()
+        .unwrap();
+    let scored: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(eval["micro"], scored["micro"]);
+    assert_eq!(eval["per_type"], scored["per_type"]);
+}
+
+#[test]
+fn pretrain_clip_runs_and_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("clip");
+    let status = promptmner()
+        .args(["pretrain-clip", "--data"])
+        .arg(root().join("data/demo"))
+        .arg("--out")
+        .arg(&out)
+        .args(["--epochs", "2", "--prompts"])
+        .arg(root().join("prompts/demo.toml"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("pretrain.json")).unwrap()).unwrap();
+    let losses = report["epoch_losses"].as_array().unwrap();
+    assert!(losses[1].as_f64().unwrap() < losses[0].as_f64().unwrap());
+    ClipBackbone::load(&out, &Device::Cpu).unwrap();
+}
