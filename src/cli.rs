@@ -183,10 +183,27 @@ pub enum DataCommand {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let Some(command) = cli.command else {
-        let dir = demo::embedded_dir();
-        let stats = dataset_stats(&dir, &ImageResolver::for_dataset(&dir, None))?;
-        print!("The embedded demo world (promptmner demo-data regenerates it)\n{stats}");
-        return Ok(());
+        // Until the workbench lands: the demo checkpoint evaluated on the demo world.
+        let data = demo::embedded_dir();
+        let checkpoint = data.parent().and_then(Path::parent).map_or_else(
+            || PathBuf::from("checkpoints/demo"),
+            |root| root.join("checkpoints/demo"),
+        );
+        println!(
+            "The demo checkpoint ({}) on the demo world's test split ({}):\n",
+            checkpoint.display(),
+            data.display()
+        );
+        return eval(&EvalArgs {
+            checkpoint,
+            data,
+            split: "test".into(),
+            images: None,
+            out: None,
+            json: false,
+            batch_size: 64,
+            device: DeviceChoice::Auto,
+        });
     };
     match command {
         Command::Score { gold, pred, json } => score(&gold, &pred, json),
@@ -285,59 +302,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             batch_size,
             device,
-        } => {
-            let checkpoint = Checkpoint::load(&checkpoint, &device::select(device)?)?;
-            let model = &checkpoint.model;
-            let gold = read_conll(&crate::data::split_path(&data, &split))?;
-            let resolver = ImageResolver::for_dataset(&data, images.as_deref());
-            let cache = ImageCache::open(&ImageCache::default_root(), &model.backbones.clip).ok();
-            let states = image_states(model, &gold, &resolver, cache.as_ref(), batch_size)?;
-            let bank = model.encode_prompts(
-                &checkpoint.vocabulary,
-                checkpoint.config.model.continuous_prompts,
-            )?;
-            let predictions = predict_split(model, &gold, &states, &bank, batch_size)?;
-            let predicted = predicted_tweets(&gold, &predictions);
-            if let Some(path) = &out {
-                write_conll(path, &predicted)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-            }
-            let report = score_tweets(&gold, &predicted)?;
-            // The demo world marks its image-ambiguous tweets; score them on their own too.
-            let ambiguous = demo::ambiguous_flags(&data, &split, gold.len())
-                .filter(|flags| flags.iter().any(|f| *f))
-                .map(|flags| {
-                    let pick = |tweets: &[Tweet]| -> Vec<Tweet> {
-                        tweets
-                            .iter()
-                            .zip(&flags)
-                            .filter(|(_, f)| **f)
-                            .map(|(t, _)| t.clone())
-                            .collect()
-                    };
-                    score_tweets(&pick(&gold), &pick(&predicted))
-                })
-                .transpose()?;
-            if json {
-                let mut value = serde_json::to_value(&report)?;
-                if let Some(subset) = &ambiguous {
-                    value["ambiguous"] = serde_json::to_value(subset)?;
-                }
-                println!("{}", serde_json::to_string_pretty(&value)?);
-            } else {
-                print!("{}", format_report(&report));
-                if let Some(subset) = &ambiguous {
-                    println!(
-                        "\nimage-ambiguous tweets ({}): P {:.2} R {:.2} F1 {:.2}",
-                        subset.tweets,
-                        subset.micro.prf.precision,
-                        subset.micro.prf.recall,
-                        subset.micro.prf.f1
-                    );
-                }
-            }
-            Ok(())
-        }
+        } => eval(&EvalArgs {
+            checkpoint,
+            data,
+            split,
+            images,
+            out,
+            json,
+            batch_size,
+            device,
+        }),
         Command::Data {
             command: DataCommand::Stats { dir, images, json },
         } => {
@@ -351,6 +325,73 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// What `promptmner eval` takes.
+struct EvalArgs {
+    checkpoint: PathBuf,
+    data: PathBuf,
+    split: String,
+    images: Option<PathBuf>,
+    out: Option<PathBuf>,
+    json: bool,
+    batch_size: usize,
+    device: DeviceChoice,
+}
+
+/// Evaluates a checkpoint on a split; the demo world's ambiguous tweets also on their own.
+fn eval(args: &EvalArgs) -> anyhow::Result<()> {
+    let checkpoint = Checkpoint::load(&args.checkpoint, &device::select(args.device)?)?;
+    let model = &checkpoint.model;
+    let gold = read_conll(&crate::data::split_path(&args.data, &args.split))?;
+    let resolver = ImageResolver::for_dataset(&args.data, args.images.as_deref());
+    let cache = ImageCache::open(&ImageCache::default_root(), &model.backbones.clip).ok();
+    let states = image_states(model, &gold, &resolver, cache.as_ref(), args.batch_size)?;
+    let bank = model.encode_prompts(
+        &checkpoint.vocabulary,
+        checkpoint.config.model.continuous_prompts,
+    )?;
+    let predictions = predict_split(model, &gold, &states, &bank, args.batch_size)?;
+    let predicted = predicted_tweets(&gold, &predictions);
+    if let Some(path) = &args.out {
+        write_conll(path, &predicted)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let report = score_tweets(&gold, &predicted)?;
+    // The demo world marks its image-ambiguous tweets; score them on their own too.
+    let ambiguous = demo::ambiguous_flags(&args.data, &args.split, gold.len())
+        .filter(|flags| flags.iter().any(|f| *f))
+        .map(|flags| {
+            let pick = |tweets: &[Tweet]| -> Vec<Tweet> {
+                tweets
+                    .iter()
+                    .zip(&flags)
+                    .filter(|(_, f)| **f)
+                    .map(|(t, _)| t.clone())
+                    .collect()
+            };
+            score_tweets(&pick(&gold), &pick(&predicted))
+        })
+        .transpose()?;
+    if args.json {
+        let mut value = serde_json::to_value(&report)?;
+        if let Some(subset) = &ambiguous {
+            value["ambiguous"] = serde_json::to_value(subset)?;
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print!("{}", format_report(&report));
+        if let Some(subset) = &ambiguous {
+            println!(
+                "\nimage-ambiguous tweets ({}): P {:.2} R {:.2} F1 {:.2}",
+                subset.tweets,
+                subset.micro.prf.precision,
+                subset.micro.prf.recall,
+                subset.micro.prf.f1
+            );
+        }
+    }
+    Ok(())
 }
 
 fn models(command: ModelsCommand) -> anyhow::Result<()> {
