@@ -177,7 +177,9 @@ fn a_tweet_scores_the_same_alone_and_in_a_padded_batch() {
     for i in 0..tweets.len() {
         let alone = m.predict_batch(&[&pieces[i]], &[embeds[i]], &bank).unwrap();
         assert!(max_diff(&alone[0], &batch[i]) < 1e-5, "tweet {i}");
-        assert_eq!(alone[0].spans, batch[i].spans, "tweet {i}");
+        // The same entities; their probabilities agree to rounding (checked above).
+        let spans = |p: &Prediction| p.spans.iter().map(|s| s.span).collect::<Vec<_>>();
+        assert_eq!(spans(&alone[0]), spans(&batch[i]), "tweet {i}");
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod clip;
 pub mod device;
 pub mod fusion;
+pub mod kernels;
 pub mod ops;
 pub mod prompts;
 pub mod span;

@@ -52,7 +52,15 @@ impl LayerNorm {
     }
 
     pub fn forward(&self, xs: &Tensor, mode: Mode) -> Result<Tensor> {
-        if mode.differentiable() {
+        if mode.differentiable() && super::kernels::applies(xs) {
+            xs.contiguous()?.apply_op3(
+                &self.weight,
+                &self.bias,
+                super::kernels::LayerNormOp {
+                    eps: self.eps as f32,
+                },
+            )
+        } else if mode.differentiable() {
             candle_nn::ops::layer_norm_slow(xs, &self.weight, &self.bias, self.eps as f32)
         } else {
             candle_nn::ops::layer_norm(&xs.contiguous()?, &self.weight, &self.bias, self.eps as f32)
@@ -62,7 +70,9 @@ impl LayerNorm {
 
 /// Softmax over the last dimension.
 pub fn softmax(xs: &Tensor, mode: Mode) -> Result<Tensor> {
-    if mode.differentiable() {
+    if mode.differentiable() && super::kernels::applies(xs) {
+        xs.contiguous()?.apply_op1(super::kernels::SoftmaxOp)
+    } else if mode.differentiable() {
         candle_nn::ops::softmax(xs, D::Minus1)
     } else {
         candle_nn::ops::softmax_last_dim(&xs.contiguous()?)
@@ -152,6 +162,9 @@ pub enum Activation {
 impl Activation {
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         match self {
+            Activation::Gelu if super::kernels::applies(xs) => {
+                xs.contiguous()?.apply_op1(super::kernels::GeluOp)
+            }
             Activation::Gelu => xs.gelu_erf(),
             Activation::GeluNew => xs.gelu(),
             Activation::QuickGelu => xs.mul(&candle_nn::ops::sigmoid(&(xs * 1.702)?)?),
