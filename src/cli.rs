@@ -119,28 +119,7 @@ pub enum Command {
         device: DeviceChoice,
     },
     /// Evaluate a checkpoint on a split: CoNLL predictions and scores.
-    Eval {
-        #[arg(long)]
-        checkpoint: PathBuf,
-        /// Dataset directory.
-        #[arg(long)]
-        data: PathBuf,
-        #[arg(long, default_value = "test")]
-        split: String,
-        /// Images directory, instead of DATA/images.
-        #[arg(long)]
-        images: Option<PathBuf>,
-        /// Write the predictions here (CoNLL, token-aligned with the split).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Print the scores as JSON.
-        #[arg(long)]
-        json: bool,
-        #[arg(long, default_value_t = 32)]
-        batch_size: usize,
-        #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
-        device: DeviceChoice,
-    },
+    Eval(EvalArgs),
     /// The local model store: backbones by name.
     Models {
         #[command(subcommand)]
@@ -293,25 +272,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Eval {
-            checkpoint,
-            data,
-            split,
-            images,
-            out,
-            json,
-            batch_size,
-            device,
-        } => eval(&EvalArgs {
-            checkpoint,
-            data,
-            split,
-            images,
-            out,
-            json,
-            batch_size,
-            device,
-        }),
+        Command::Eval(args) => eval(&args),
         Command::Data {
             command: DataCommand::Stats { dir, images, json },
         } => {
@@ -328,15 +289,29 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// What `promptmner eval` takes.
-struct EvalArgs {
-    checkpoint: PathBuf,
-    data: PathBuf,
-    split: String,
-    images: Option<PathBuf>,
-    out: Option<PathBuf>,
-    json: bool,
-    batch_size: usize,
-    device: DeviceChoice,
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// Checkpoint directory (config.toml, model.safetensors, prompts.toml).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Dataset directory.
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Images directory, instead of DATA/images.
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+    /// Write the predictions here (CoNLL, token-aligned with the split).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print the scores as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
 }
 
 /// Evaluates a checkpoint on a split; the demo world's ambiguous tweets also on their own.

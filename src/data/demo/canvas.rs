@@ -120,23 +120,6 @@ impl Canvas {
         }
     }
 
-    /// A thick straight line.
-    pub fn line(&mut self, (x0, y0): (i32, i32), (x1, y1): (i32, i32), width: i32, color: Color) {
-        let steps = (x1 - x0).abs().max((y1 - y0).abs()).max(1);
-        let r = (width / 2).max(0);
-        for s in 0..=steps {
-            let x = x0 + (x1 - x0) * s / steps;
-            let y = y0 + (y1 - y0) * s / steps;
-            self.rect(
-                x - r,
-                y - r,
-                x - r + width.max(1),
-                y - r + width.max(1),
-                color,
-            );
-        }
-    }
-
     /// Speckle noise: a share of pixels nudged by up to `amount` per channel, so no
     /// single pixel value identifies a scene.
     pub fn speckle(&mut self, rng: &mut impl rand::Rng, per_mille: u32, amount: i32) {
@@ -188,7 +171,6 @@ mod tests {
         let mut c = Canvas::new(8, [0, 0, 0]);
         c.circle(0, 0, 20, [1, 2, 3]);
         c.polygon(&[(-5, -5), (20, -5), (3, 20)], [4, 5, 6]);
-        c.line((-3, -3), (30, 30), 3, [7, 8, 9]);
         assert_eq!(c.image.width(), 8);
     }
 }
