@@ -255,18 +255,17 @@ fn models_fetch_tiny_then_list_shows_it_ready() {
             && text.contains("preset tiny    text tiny-bert, clip tiny-clip: ready"),
         "{text}"
     );
-    // Without a network a download fails with a sentence saying which files go where,
-    // and leaves nothing behind.
-    let out = run(&["models", "fetch", "clip-vit-base-patch32"]);
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("config.json, model.safetensors, tokenizer.json"),
-            "{err}"
-        );
-        assert!(err.contains("clip-vit-base-patch32"), "{err}");
-        assert!(!store.path().join("clip-vit-base-patch32").exists());
-    }
+    // A download that cannot happen (no network here; no such repository anywhere) fails
+    // with a sentence saying which files to place where, and leaves nothing behind.
+    let out = run(&["models", "fetch", "promptmner-tests/no-such-model"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("config.json, model.safetensors, tokenizer.json"),
+        "{err}"
+    );
+    assert!(err.contains("promptmner-tests/no-such-model"), "{err}");
+    assert!(!store.path().join("no-such-model").exists());
     let out = run(&["models", "fetch", "no-such-model"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown model"));
