@@ -22,7 +22,19 @@ fn keep_freed_memory() {
 }
 use tracing_subscriber::EnvFilter;
 
+/// On two cores or fewer, candle's element-wise thread pool spins against gemm's threads
+/// for the same cores; one thread for it trained 14% and evaluated 20% faster here.
+/// An explicit CANDLE_NUM_THREADS is left alone.
+fn size_candle_pool() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores <= 2 && std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // SAFETY: the first thing main does, before any other thread exists.
+        unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
+    }
+}
+
 fn main() -> std::process::ExitCode {
+    size_candle_pool();
     keep_freed_memory();
     let cli = promptmner::cli::Cli::parse();
     let default_level = match cli.verbose {
