@@ -3,7 +3,8 @@
 
 mod common;
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use promptmner::data::images::decode_image;
@@ -28,6 +29,15 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
         .to_scalar::<f32>()
         .unwrap()
+}
+
+/// The tiny-clip fixture: its directory, expected tensors and the CLIP loaded from it.
+fn tiny_clip() -> Option<(PathBuf, HashMap<String, Tensor>, ClipBackbone)> {
+    let dir = common::shared()?.join("fixtures/tiny-clip");
+    let expected =
+        candle_core::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu).unwrap();
+    let clip = ClipBackbone::load(&dir, &Device::Cpu).unwrap();
+    Some((dir, expected, clip))
 }
 
 #[test]
@@ -87,13 +97,9 @@ fn minilm_ids_and_hidden_states_match_hf() {
 
 #[test]
 fn clip_ids_and_embeddings_match_hf() {
-    let Some(shared) = common::shared() else {
+    let Some((dir, expected, clip)) = tiny_clip() else {
         return;
     };
-    let dir = shared.join("fixtures/tiny-clip");
-    let expected =
-        candle_core::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu).unwrap();
-    let clip = ClipBackbone::load(&dir, &Device::Cpu).unwrap();
     let prompts: Vec<String> = serde_json::from_value(json(&dir.join("prompts.json"))).unwrap();
 
     let ids = expected["input_ids"].to_vec2::<i64>().unwrap();
@@ -156,13 +162,9 @@ fn clip_ids_and_embeddings_match_hf() {
 
 #[test]
 fn clip_preprocessing_of_fixture_images_feeds_the_tower() {
-    let Some(shared) = common::shared() else {
+    let Some((dir, expected, clip)) = tiny_clip() else {
         return;
     };
-    let dir = shared.join("fixtures/tiny-clip");
-    let expected =
-        candle_core::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu).unwrap();
-    let clip = ClipBackbone::load(&dir, &Device::Cpu).unwrap();
     let cases = json(&dir.join("cases.json"));
     let pre = promptmner::data::images::ClipPreprocess::default();
     let pixels: Vec<Tensor> = cases["images"]

@@ -225,18 +225,7 @@ mod tests {
     use super::*;
     use candle_core::{D, Device, Var};
 
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
+    use crate::model::testing::max_abs_diff as max_diff;
 
     #[test]
     fn layer_norm_kernel_matches_the_composite_with_gradients() {

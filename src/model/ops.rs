@@ -211,14 +211,7 @@ mod tests {
             candle_core::Var::from_tensor(&Tensor::randn(0f32, 1., (3, 8), &dev).unwrap()).unwrap();
         let fused = ln.forward(&x, Mode::Eval).unwrap();
         let slow = ln.forward(&x, Mode::Grad).unwrap();
-        let diff = (fused - &slow)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = crate::model::testing::max_abs_diff(&fused, &slow);
         assert!(diff < 1e-5, "{diff}");
         let loss = slow.sqr().unwrap().sum_all().unwrap();
         let grads = loss.backward().unwrap();

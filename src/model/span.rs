@@ -242,14 +242,7 @@ mod tests {
             .unwrap()
             .reshape((1, 1, CLASSES))
             .unwrap();
-        let diff = (direct - staged)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = crate::model::testing::max_abs_diff(&direct, &staged);
         assert!(diff < 1e-5);
     }
 }
