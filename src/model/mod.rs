@@ -5,6 +5,7 @@
 pub mod clip;
 pub mod device;
 pub mod fusion;
+pub mod cpu;
 pub mod kernels;
 pub mod ops;
 pub mod prompts;
@@ -455,6 +456,16 @@ impl PromptMner {
     ) -> Result<(Tensor, Tensor), ModelError> {
         let (ids, mask) = text::pad_batch(batch, &self.device)?;
         let states = self.text.forward(&ids, &mask, mode)?;
+        self.word_states(&states, batch)
+    }
+
+    /// Word states [b, n, d] gathered from piece states [b, p, d] at each word's first
+    /// piece (zeros at padding and beyond the limit), and the word mask [b, n].
+    fn word_states(
+        &self,
+        states: &Tensor,
+        batch: &[&WordPieces],
+    ) -> Result<(Tensor, Tensor), ModelError> {
         let (b, p, d) = states.dims3()?;
         let n = batch
             .iter()
@@ -734,7 +745,37 @@ impl PromptMner {
         prompts: &Tensor,
         mode: Mode,
     ) -> Result<BatchOutput, ModelError> {
-        let (words, word_mask) = self.encode_pieces(pieces, mode)?;
+        let words = self.encode_pieces(pieces, mode)?;
+        self.forward_words(words, pieces, images, prompts, mode)
+    }
+
+    /// The batched forward from the text encoder's piece states [b, p, d] on (a trainer
+    /// that runs the encoder itself hands them in).
+    pub fn forward_batch_from_states(
+        &self,
+        states: &Tensor,
+        pieces: &[&WordPieces],
+        images: &[Option<&Tensor>],
+        prompts: &Tensor,
+        mode: Mode,
+    ) -> Result<BatchOutput, ModelError> {
+        let words = self.word_states(states, pieces)?;
+        self.forward_words(words, pieces, images, prompts, mode)
+    }
+
+    /// The text encoder.
+    pub fn text_model(&self) -> &BertModel {
+        &self.text
+    }
+
+    fn forward_words(
+        &self,
+        (words, word_mask): (Tensor, Tensor),
+        pieces: &[&WordPieces],
+        images: &[Option<&Tensor>],
+        prompts: &Tensor,
+        mode: Mode,
+    ) -> Result<BatchOutput, ModelError> {
         let n = words.dim(1)?;
         // Matching weights [b, K] and which tweets have an image; shown even by a
         // text-only model, which does not use them.

@@ -51,6 +51,11 @@ impl LayerNorm {
         Ok(Self { weight, bias, eps })
     }
 
+    /// Weight and bias.
+    pub fn tensors(&self) -> (Tensor, Tensor) {
+        (self.weight.clone(), self.bias.clone())
+    }
+
     pub fn forward(&self, xs: &Tensor, mode: Mode) -> Result<Tensor> {
         if mode.differentiable() && super::kernels::applies(xs) {
             xs.contiguous()?.apply_op3(

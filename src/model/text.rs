@@ -155,6 +155,47 @@ impl Layer {
     }
 }
 
+/// A linear layer's tensors (the variables themselves, sharing their storage).
+pub struct LinearTensors {
+    /// [out, in]
+    pub weight: Tensor,
+    /// [out]
+    pub bias: Tensor,
+}
+
+impl LinearTensors {
+    fn of(linear: &Linear) -> Result<Self> {
+        let bias = linear
+            .bias()
+            .ok_or_else(|| candle_core::Error::Msg("a BERT linear layer without bias".into()))?;
+        Ok(Self {
+            weight: linear.weight().clone(),
+            bias: bias.clone(),
+        })
+    }
+}
+
+/// One encoder layer's tensors.
+pub struct LayerTensors {
+    pub query: LinearTensors,
+    pub key: LinearTensors,
+    pub value: LinearTensors,
+    pub attention_out: LinearTensors,
+    pub attention_norm: (Tensor, Tensor),
+    pub intermediate: LinearTensors,
+    pub output: LinearTensors,
+    pub output_norm: (Tensor, Tensor),
+}
+
+/// The encoder's trainable tensors, for a trainer that runs its own backward pass.
+pub struct BertTensors {
+    pub word: Tensor,
+    pub position: Tensor,
+    pub token_type: Tensor,
+    pub embedding_norm: (Tensor, Tensor),
+    pub layers: Vec<LayerTensors>,
+}
+
 /// The BERT encoder (embeddings and layers; no pooler).
 pub struct BertModel {
     embeddings: Embeddings,
@@ -172,6 +213,33 @@ impl BertModel {
             embeddings: Embeddings::load(vb.pp("embeddings"), cfg)?,
             layers,
             config: cfg.clone(),
+        })
+    }
+
+    /// The tensors of every trainable weight.
+    pub fn tensors(&self) -> Result<BertTensors> {
+        let e = &self.embeddings;
+        Ok(BertTensors {
+            word: e.word.embeddings().clone(),
+            position: e.position.embeddings().clone(),
+            token_type: e.token_type.embeddings().clone(),
+            embedding_norm: e.norm.tensors(),
+            layers: self
+                .layers
+                .iter()
+                .map(|l| {
+                    Ok(LayerTensors {
+                        query: LinearTensors::of(&l.query)?,
+                        key: LinearTensors::of(&l.key)?,
+                        value: LinearTensors::of(&l.value)?,
+                        attention_out: LinearTensors::of(&l.attention_out)?,
+                        attention_norm: l.attention_norm.tensors(),
+                        intermediate: LinearTensors::of(&l.intermediate)?,
+                        output: LinearTensors::of(&l.output)?,
+                        output_norm: l.output_norm.tensors(),
+                    })
+                })
+                .collect::<Result<_>>()?,
         })
     }
 

@@ -233,7 +233,7 @@ pub fn pretrain_clip(
                 + soft_cross_entropy(&logits.t()?, &text_targets)?)?
                 * 0.5)?;
             total += loss.to_scalar::<f32>()? as f64;
-            let report = optimizer.step(&loss.backward()?)?;
+            let report = optimizer.step(&loss.backward()?, |_| None)?;
             tracing::debug!(
                 "loss {:.4}, gradient norm {:.4}, lr scale {:.3}",
                 loss.to_scalar::<f32>()?,

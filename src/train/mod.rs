@@ -4,6 +4,7 @@
 
 pub mod clip_pretrain;
 pub mod config;
+pub mod encoder;
 pub mod events;
 pub mod optim;
 
@@ -11,8 +12,8 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
-use rand::SeedableRng;
+use candle_core::{DType, Device, Tensor, Var};
+use rand::{RngExt, SeedableRng};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,7 @@ use crate::model::{Backbones, ImageState, ModelError, PromptMner};
 use crate::prompts::Vocabulary;
 pub use config::TrainConfig;
 use events::{Event, RunLog};
+use encoder::EncoderTrainer;
 use optim::AdamW;
 
 #[derive(Debug, thiserror::Error)]
@@ -379,6 +381,13 @@ fn train_inner(
         config.optim.clone(),
         steps_per_epoch * config.epochs,
     );
+    // The text encoder trains through its own CPU forward and backward passes where it
+    // can (see `encoder`); elsewhere through candle's autograd.
+    let mut encoder = if EncoderTrainer::supports(model.text_model(), device) {
+        Some(EncoderTrainer::new(model.text_model())?)
+    } else {
+        None
+    };
     let mut metrics = Metrics::default();
     if resume {
         model.load_weights(&run.state_weights())?;
@@ -431,7 +440,25 @@ fn train_inner(
                 .map(|&i| train_split.images[i].embedding())
                 .collect();
             let prompts = model.training_prompts(&vocabulary, n_continuous)?;
-            let out = model.forward_batch(&pieces, &images, &prompts, Mode::Train(&dropout_rng))?;
+            let mode = Mode::Train(&dropout_rng);
+            let (out, states) = match &mut encoder {
+                Some(encoder) => {
+                    let seed = dropout_rng.borrow_mut().random::<u64>();
+                    let states = Var::from_tensor(&encoder.forward(&pieces, seed, true)?)?;
+                    let out = model.forward_batch_from_states(
+                        states.as_tensor(),
+                        &pieces,
+                        &images,
+                        &prompts,
+                        mode,
+                    )?;
+                    (out, Some(states))
+                }
+                None => (
+                    model.forward_batch(&pieces, &images, &prompts, mode)?,
+                    None,
+                ),
+            };
             let (b, n, w, c) = out.logits.dims4()?;
             let (rows, classes) = span_targets(&tweets, &pieces, n, w);
             let rows = Tensor::from_vec(rows, classes.len(), device)?;
@@ -439,7 +466,17 @@ fn train_inner(
             let logits = out.logits.reshape((b * n * w, c))?.index_select(&rows, 0)?;
             let loss = candle_nn::loss::cross_entropy(&logits, &classes)?;
             let loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-            let report = optimizer.step(&loss.backward()?)?;
+            let grads = loss.backward()?;
+            if let (Some(encoder), Some(states)) = (&mut encoder, &states) {
+                let grad = match grads.get(states.as_tensor()) {
+                    Some(g) => g.clone(),
+                    None => states.zeros_like()?,
+                };
+                encoder.backward(&grad)?;
+            }
+            let report = optimizer.step(&grads, |t| {
+                encoder.as_ref().and_then(|e| e.gradient(t))
+            })?;
             loss_sum += loss_value;
             loss_count += 1;
             bar.inc(batch.len() as u64);

@@ -7,10 +7,81 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use std::sync::Mutex;
+
 use candle_core::backprop::GradStore;
-use candle_core::{Device, Tensor, Var};
+use candle_core::{CpuStorage, Device, InplaceOp1, Layout, Tensor, Var};
+use rayon::prelude::*;
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
+
+use crate::model::cpu;
+
+
+/// Σ g² in f64, over chunks in parallel.
+fn squared_norm(g: &[f32]) -> f64 {
+    g.par_chunks(cpu::CHUNK)
+        .map(|c| cpu::simd(|| cpu::dot(c, c)) as f64)
+        .sum()
+}
+
+/// One tensor's AdamW update, applied in place to the variable's storage.
+struct Update<'a> {
+    grad: &'a [f32],
+    moments: Mutex<(&'a mut Vec<f32>, &'a mut Vec<f32>)>,
+    clip: f32,
+    lr: f32,
+    decay: f32,
+    betas: (f32, f32),
+    corrections: (f32, f32),
+    eps: f32,
+}
+
+impl Update<'_> {
+    /// Updates `theta` and the moments in place.
+    fn apply(&self, theta: &mut [f32]) -> candle_core::Result<()> {
+        let mut moments = self.moments.lock().expect("the moments lock is not poisoned");
+        let (m, v) = &mut *moments;
+        if theta.len() != self.grad.len() || theta.len() != m.len() {
+            candle_core::bail!("AdamW: a gradient or moment does not match its variable");
+        }
+        let (b1, b2) = self.betas;
+        let (bc1, bc2) = self.corrections;
+        theta
+            .par_chunks_mut(cpu::CHUNK)
+            .zip(m.par_chunks_mut(cpu::CHUNK).zip(v.par_chunks_mut(cpu::CHUNK)))
+            .zip(self.grad.par_chunks(cpu::CHUNK))
+            .for_each(|((t, (m, v)), g)| {
+                cpu::simd(|| {
+                    for (((t, m), v), &g) in t.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+                        let g = g * self.clip;
+                        *m = b1 * *m + (1.0 - b1) * g;
+                        *v = b2 * *v + (1.0 - b2) * g * g;
+                        let update = (*m / bc1) / ((*v / bc2).sqrt() + self.eps);
+                        *t = *t * self.decay - self.lr * update;
+                    }
+                })
+            });
+        Ok(())
+    }
+}
+
+impl InplaceOp1 for Update<'_> {
+    fn name(&self) -> &'static str {
+        "adamw"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let CpuStorage::F32(values) = storage else {
+            candle_core::bail!("AdamW updates f32 variables");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("AdamW updates contiguous variables");
+        };
+        self.apply(&mut values[start..end])?;
+        Ok(())
+    }
+}
 
 /// Optimiser settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -150,23 +221,35 @@ impl AdamW {
         }
     }
 
-    /// Clips the gradients to the global norm and applies one AdamW update.
-    pub fn step(&mut self, grads: &GradStore) -> candle_core::Result<StepReport> {
-        let host: Vec<Option<Vec<f32>>> = self
+    /// Clips the gradients to the global norm and applies one AdamW update. Gradients
+    /// come from candle's backward pass or, for variables trained outside its graph
+    /// (the text encoder's CPU trainer), from `host`.
+    pub fn step<'a>(
+        &mut self,
+        grads: &GradStore,
+        host: impl Fn(&Tensor) -> Option<&'a [f32]>,
+    ) -> candle_core::Result<StepReport> {
+        let from_store: Vec<Option<Vec<f32>>> = self
             .slots
             .iter()
-            .map(|s| {
-                grads
+            .map(|s| match host(s.var.as_tensor()) {
+                Some(_) => Ok(None),
+                None => grads
                     .get(s.var.as_tensor())
                     .map(|g| g.flatten_all()?.to_vec1::<f32>())
-                    .transpose()
+                    .transpose(),
             })
             .collect::<candle_core::Result<_>>()?;
-        let norm = host
+        let slot_grads: Vec<Option<&[f32]>> = self
+            .slots
+            .iter()
+            .zip(&from_store)
+            .map(|(s, g)| host(s.var.as_tensor()).or(g.as_deref()))
+            .collect();
+        let norm = slot_grads
             .iter()
             .flatten()
-            .flat_map(|g| g.iter())
-            .map(|x| (*x as f64) * (*x as f64))
+            .map(|g| squared_norm(g))
             .sum::<f64>()
             .sqrt();
         let clip = if self.config.clip_norm > 0.0 && norm > self.config.clip_norm {
@@ -179,35 +262,34 @@ impl AdamW {
         let (b1, b2) = (self.config.beta1, self.config.beta2);
         let bc1 = 1.0 - b1.powi(self.step as i32);
         let bc2 = 1.0 - b2.powi(self.step as i32);
-        let eps = self.config.eps as f32;
-        let wd = self.config.weight_decay;
-        for (slot_index, grad) in host.into_iter().enumerate() {
+        for (slot_index, grad) in slot_grads.into_iter().enumerate() {
             let Some(grad) = grad else { continue };
             let lr = self.lr(self.slots[slot_index].group) * schedule;
             let slot = &mut self.slots[slot_index];
-            let mut theta = slot.var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
-            let decay = if slot.decay {
-                (1.0 - lr * wd) as f32
-            } else {
-                1.0
+            let update = Update {
+                grad,
+                moments: Mutex::new((&mut slot.m, &mut slot.v)),
+                clip,
+                lr: lr as f32,
+                decay: if slot.decay {
+                    (1.0 - lr * self.config.weight_decay) as f32
+                } else {
+                    1.0
+                },
+                betas: (b1 as f32, b2 as f32),
+                corrections: (bc1 as f32, bc2 as f32),
+                eps: self.config.eps as f32,
             };
-            let (lr, b1f, b2f) = (lr as f32, b1 as f32, b2 as f32);
-            let (bc1, bc2) = (bc1 as f32, bc2 as f32);
-            for (((t, m), v), g) in theta
-                .iter_mut()
-                .zip(slot.m.iter_mut())
-                .zip(slot.v.iter_mut())
-                .zip(grad)
-            {
-                let g = g * clip;
-                *m = b1f * *m + (1.0 - b1f) * g;
-                *v = b2f * *v + (1.0 - b2f) * g * g;
-                let update = (*m / bc1) / ((*v / bc2).sqrt() + eps);
-                *t = *t * decay - lr * update;
+            if slot.var.device().is_cpu() {
+                slot.var.as_tensor().inplace_op1(&update)?;
+            } else {
+                // Moments live in host memory: round-trip the variable through it.
+                let mut theta = slot.var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+                update.apply(&mut theta)?;
+                let shape = slot.var.shape().clone();
+                slot.var
+                    .set(&Tensor::from_vec(theta, shape, slot.var.device())?)?;
             }
-            let shape = slot.var.shape().clone();
-            slot.var
-                .set(&Tensor::from_vec(theta, shape, slot.var.device())?)?;
         }
         Ok(StepReport {
             grad_norm: norm,
@@ -301,7 +383,7 @@ mod tests {
         };
         let mut opt = AdamW::new(&varmap, config, 1_000_000);
         let loss = (x.sqr().unwrap().sum_all().unwrap() * 0.5).unwrap();
-        let report = opt.step(&loss.backward().unwrap()).unwrap();
+        let report = opt.step(&loss.backward().unwrap(), |_| None).unwrap();
         assert!((report.grad_norm - 5.0).abs() < 1e-5);
         let after = varmap.data().lock().unwrap()["head.weight2d"]
             .as_tensor()
@@ -321,7 +403,7 @@ mod tests {
             .get_with_hints(3, "w", candle_nn::Init::Const(1.0))
             .unwrap();
         let mut opt = AdamW::new(&varmap, OptimConfig::default(), 10);
-        opt.step(&x.sqr().unwrap().sum_all().unwrap().backward().unwrap())
+        opt.step(&x.sqr().unwrap().sum_all().unwrap().backward().unwrap(), |_| None)
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("opt.safetensors");
