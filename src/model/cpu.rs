@@ -105,7 +105,7 @@ pub fn gelu_forward(x: &[f32], out: &mut [f32]) {
     out.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
         .for_each(|(o, x)| {
-            simd(|| {
+            simd(#[inline(always)] || {
                 for (o, &v) in o.iter_mut().zip(x) {
                     *o = gelu(v);
                 }
@@ -118,7 +118,7 @@ pub fn gelu_backward(x: &[f32], grad: &[f32], dx: &mut [f32]) {
     dx.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK).zip(grad.par_chunks(CHUNK)))
         .for_each(|(d, (x, g))| {
-            simd(|| {
+            simd(#[inline(always)] || {
                 for ((d, &v), &gv) in d.iter_mut().zip(x).zip(g) {
                     *d = gv * gelu_grad(v);
                 }
@@ -145,7 +145,7 @@ pub fn softmax_row(row: &mut [f32], valid: usize) {
 pub fn softmax_forward(x: &[f32], out: &mut [f32], d: usize) {
     out.copy_from_slice(x);
     out.par_chunks_mut(d.max(1) * ROW_CHUNK).for_each(|rows| {
-        simd(|| {
+        simd(#[inline(always)] || {
             for row in rows.chunks_mut(d.max(1)) {
                 softmax_row(row, d);
             }
@@ -168,7 +168,7 @@ pub fn softmax_backward(y: &[f32], g: &[f32], dx: &mut [f32], d: usize) {
     dx.par_chunks_mut(c)
         .zip(y.par_chunks(c).zip(g.par_chunks(c)))
         .for_each(|(dx, (y, g))| {
-            simd(|| {
+            simd(#[inline(always)] || {
                 for ((dx, y), g) in dx
                     .chunks_mut(d.max(1))
                     .zip(y.chunks(d.max(1)))
@@ -228,7 +228,7 @@ pub fn layer_norm_forward(
             .zip(x.par_chunks(c))
             .zip(xhat.par_chunks_mut(c).zip(rstd.par_chunks_mut(ROW_CHUNK)))
             .for_each(|((o, x), (xh, rs))| {
-                simd(|| {
+                simd(#[inline(always)] || {
                     for (((o, x), xh), r) in o
                         .chunks_mut(d)
                         .zip(x.chunks(d))
@@ -240,7 +240,7 @@ pub fn layer_norm_forward(
                 })
             }),
         None => out.par_chunks_mut(c).zip(x.par_chunks(c)).for_each(|(o, x)| {
-            simd(|| {
+            simd(#[inline(always)] || {
                 for (o, x) in o.chunks_mut(d).zip(x.chunks(d)) {
                     row((o, x), None);
                 }
@@ -269,7 +269,7 @@ pub fn layer_norm_backward(
         .zip(xhat.par_chunks(c).zip(grad.par_chunks(c)))
         .zip(rstd.par_chunks(ROW_CHUNK))
         .map(|((dx, (xh, g)), rs)| {
-            simd(|| {
+            simd(#[inline(always)] || {
                 let mut da = vec![0f32; d];
                 let mut db = vec![0f32; d];
                 let mut gh = vec![0f32; d];
@@ -314,7 +314,7 @@ pub fn add_column_sums(x: &[f32], d: usize, out: &mut [f32]) {
     let partial: Vec<Vec<f32>> = x
         .par_chunks(c)
         .map(|rows| {
-            simd(|| {
+            simd(#[inline(always)] || {
                 let mut acc = vec![0f32; d];
                 for row in rows.chunks(d) {
                     for (a, v) in acc.iter_mut().zip(row) {
@@ -383,7 +383,7 @@ impl DropoutMask {
     pub fn apply_all(&self, xs: &mut [f32]) {
         xs.par_chunks_mut(CHUNK)
             .enumerate()
-            .for_each(|(c, xs)| simd(|| self.apply(xs, c * CHUNK)));
+            .for_each(|(c, xs)| simd(#[inline(always)] || self.apply(xs, c * CHUNK)));
     }
 }
 

@@ -81,6 +81,25 @@ struct LayerActivations {
     rstd2: Vec<f32>,
 }
 
+/// Buffers reused from step to step (fresh large allocations each step would cost page
+/// faults: the kernel clears every new page).
+#[derive(Default)]
+struct Scratch {
+    /// A residual sum before its LayerNorm.
+    sum: Vec<f32>,
+    /// Gradient of the current layer's output, and of its input.
+    dy: Vec<f32>,
+    dx: Vec<f32>,
+    /// Gradient of the residual sum after attention.
+    dx1: Vec<f32>,
+    /// Gradient of a dropped-out branch output.
+    d_branch: Vec<f32>,
+    d_context: Vec<f32>,
+    d_act: Vec<f32>,
+    dz: Vec<f32>,
+    d_qkv: Vec<f32>,
+}
+
 /// The trainer; it reads the encoder's weights from the model's own variables.
 pub struct EncoderTrainer {
     config: BertConfig,
@@ -101,6 +120,7 @@ pub struct EncoderTrainer {
     embedding_xhat: Vec<f32>,
     embedding_rstd: Vec<f32>,
     layers: Vec<LayerActivations>,
+    scratch: Scratch,
 }
 
 /// Dropout sites of a layer (the mask key is seed, site).
@@ -162,7 +182,7 @@ fn add_assign(out: &mut [f32], x: &[f32]) {
     out.par_chunks_mut(cpu::CHUNK)
         .zip(x.par_chunks(cpu::CHUNK))
         .for_each(|(o, x)| {
-            simd(|| {
+            simd(#[inline(always)] || {
                 for (o, x) in o.iter_mut().zip(x) {
                     *o += x;
                 }
@@ -201,6 +221,7 @@ impl EncoderTrainer {
             embedding_xhat: Vec::new(),
             embedding_rstd: Vec::new(),
             layers: (0..layers).map(|_| LayerActivations::default()).collect(),
+            scratch: Scratch::default(),
         })
     }
 
@@ -257,9 +278,10 @@ impl EncoderTrainer {
 
     fn embeddings_forward(&mut self, w: &[&[f32]], m: usize, n: usize, d: usize) {
         let (word, position, token_type) = (w[0], w[1], w[2]);
-        let mut sum = vec![0f32; m * d];
+        let mut sum = std::mem::take(&mut self.scratch.sum);
         let ids = &self.ids;
-        sum.par_chunks_mut(d).enumerate().for_each(|(r, row)| {
+        sized(&mut sum, m * d)
+            .par_chunks_mut(d).enumerate().for_each(|(r, row)| {
             let id = ids[r] as usize;
             let pos = r % n;
             let (we, pe, te) = (
@@ -287,6 +309,7 @@ impl EncoderTrainer {
         if hidden_p > 0.0 {
             DropoutMask::new(self.seed, EMBEDDING_SITE, hidden_p).apply_all(out);
         }
+        self.scratch.sum = sum;
     }
 
     fn layer_forward(&mut self, w: &[&[f32]], l: usize, m: usize, d: usize) {
@@ -316,9 +339,9 @@ impl EncoderTrainer {
             (attention_p > 0.0).then(|| DropoutMask::new(seed, site(l, ATTENTION_PROBS), attention_p)),
         );
 
-        let mut sum = vec![0f32; m * d];
+        let sum = sized(&mut self.scratch.sum, m * d);
         linear(
-            &mut sum,
+            sum,
             d,
             context,
             m,
@@ -326,12 +349,12 @@ impl EncoderTrainer {
             w[p + at::ATTENTION_OUT + 1],
         );
         if hidden_p > 0.0 {
-            DropoutMask::new(seed, site(l, ATTENTION_OUT), hidden_p).apply_all(&mut sum);
+            DropoutMask::new(seed, site(l, ATTENTION_OUT), hidden_p).apply_all(sum);
         }
-        add_assign(&mut sum, x);
+        add_assign(sum, x);
         let x1 = sized(&mut acts.x1, m * d);
         cpu::layer_norm_forward(
-            &sum,
+            sum,
             w[p + at::ATTENTION_NORM],
             w[p + at::ATTENTION_NORM + 1],
             eps,
@@ -343,13 +366,13 @@ impl EncoderTrainer {
         linear(z, inner, x1, m, w[p + at::INTERMEDIATE], w[p + at::INTERMEDIATE + 1]);
         let act = sized(&mut acts.act, m * inner);
         cpu::gelu_forward(z, act);
-        linear(&mut sum, d, act, m, w[p + at::OUTPUT], w[p + at::OUTPUT + 1]);
+        linear(sum, d, act, m, w[p + at::OUTPUT], w[p + at::OUTPUT + 1]);
         if hidden_p > 0.0 {
-            DropoutMask::new(seed, site(l, FFN_OUT), hidden_p).apply_all(&mut sum);
+            DropoutMask::new(seed, site(l, FFN_OUT), hidden_p).apply_all(sum);
         }
-        add_assign(&mut sum, x1);
+        add_assign(sum, x1);
         cpu::layer_norm_forward(
-            &sum,
+            sum,
             w[p + at::OUTPUT_NORM],
             w[p + at::OUTPUT_NORM + 1],
             eps,
@@ -366,12 +389,24 @@ impl EncoderTrainer {
         if grad.dims() != [b, n, d] {
             candle_core::bail!("gradient {:?} does not match the forward pass [{b}, {n}, {d}]", grad.dims());
         }
-        let mut dy = grad.flatten_all()?.to_vec1::<f32>()?;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        {
+            let (storage, layout) = grad.storage_and_layout();
+            let Storage::Cpu(CpuStorage::F32(values)) = &*storage else {
+                candle_core::bail!("the encoder trainer needs an f32 gradient on the CPU");
+            };
+            match layout.contiguous_offsets() {
+                Some((start, end)) => sized(&mut scratch.dy, m * d).copy_from_slice(&values[start..end]),
+                None => {
+                    drop(storage);
+                    scratch.dy = grad.flatten_all()?.to_vec1::<f32>()?;
+                }
+            }
+        }
         // Every weight gradient below is written, not added, except these.
-        let word_dim = d;
         for &row in &self.touched_words {
             let r = row as usize;
-            self.grads[0][r * word_dim..(r + 1) * word_dim].fill(0.0);
+            self.grads[0][r * d..(r + 1) * d].fill(0.0);
         }
         for (i, g) in self.grads.iter_mut().enumerate().skip(1) {
             if i < EMBEDDING_PARAMS || self.params[i].rank() == 1 {
@@ -382,102 +417,104 @@ impl EncoderTrainer {
         let mut grads = std::mem::take(&mut self.grads);
         let result = with_host(&params, |w| {
             for l in (0..self.layers.len()).rev() {
-                dy = self.layer_backward(w, &mut grads, l, dy, m, d);
+                self.layer_backward(w, &mut grads, &mut scratch, l, m, d);
             }
-            self.embeddings_backward(w, &mut grads, dy, m, n, d);
+            self.embeddings_backward(w, &mut grads, &mut scratch, m, n, d);
             Ok(())
         });
         self.grads = grads;
+        self.scratch = scratch;
         result
     }
 
-    /// Returns the gradient of the layer's input.
+    /// From the gradient of the layer's output in `s.dy`, leaves that of its input there.
     fn layer_backward(
         &self,
         w: &[&[f32]],
         g: &mut [Vec<f32>],
+        s: &mut Scratch,
         l: usize,
-        dy: Vec<f32>,
         m: usize,
         d: usize,
-    ) -> Vec<f32> {
+    ) {
         let p = EMBEDDING_PARAMS + l * PER_LAYER;
         let inner = self.config.intermediate_size;
         let heads = self.config.num_attention_heads;
         let (hidden_p, attention_p) = self.dropouts();
         let acts = &self.layers[l];
         let x = &self.hidden[l][..m * d];
+        let dy = &s.dy[..m * d];
 
         // Output LayerNorm, then the residual branch and the feed-forward one.
-        let mut dx1 = vec![0f32; m * d];
+        let dx1 = sized(&mut s.dx1, m * d);
         let (ga, gb) = two(g, p + at::OUTPUT_NORM, p + at::OUTPUT_NORM + 1);
-        cpu::layer_norm_backward(&acts.xhat2, &acts.rstd2, w[p + at::OUTPUT_NORM], &dy, &mut dx1, false, ga, gb);
-        let mut d_out = dx1.clone();
+        cpu::layer_norm_backward(&acts.xhat2, &acts.rstd2, w[p + at::OUTPUT_NORM], dy, dx1, false, ga, gb);
+        let d_out = sized(&mut s.d_branch, m * d);
+        d_out.copy_from_slice(dx1);
         if hidden_p > 0.0 {
-            DropoutMask::new(self.seed, site(l, FFN_OUT), hidden_p).apply_all(&mut d_out);
+            DropoutMask::new(self.seed, site(l, FFN_OUT), hidden_p).apply_all(d_out);
         }
         let (gw, gbias) = two(g, p + at::OUTPUT, p + at::OUTPUT + 1);
-        linear_backward_weights(gw, gbias, &d_out, &acts.act, m, d, inner);
-        let mut d_act = vec![0f32; m * inner];
-        matmul(&mut d_act, inner, MatRef::new(&d_out, m, d), MatRef::new(w[p + at::OUTPUT], d, inner), false, true);
-        let mut dz = vec![0f32; m * inner];
-        cpu::gelu_backward(&acts.z, &d_act, &mut dz);
+        linear_backward_weights(gw, gbias, d_out, &acts.act, m, d, inner);
+        let d_act = sized(&mut s.d_act, m * inner);
+        matmul(d_act, inner, MatRef::new(d_out, m, d), MatRef::new(w[p + at::OUTPUT], d, inner), false, true);
+        let dz = sized(&mut s.dz, m * inner);
+        cpu::gelu_backward(&acts.z, d_act, dz);
         let (gw, gbias) = two(g, p + at::INTERMEDIATE, p + at::INTERMEDIATE + 1);
-        linear_backward_weights(gw, gbias, &dz, &acts.x1, m, inner, d);
-        matmul(&mut dx1, d, MatRef::new(&dz, m, inner), MatRef::new(w[p + at::INTERMEDIATE], inner, d), true, true);
+        linear_backward_weights(gw, gbias, dz, &acts.x1, m, inner, d);
+        matmul(dx1, d, MatRef::new(dz, m, inner), MatRef::new(w[p + at::INTERMEDIATE], inner, d), true, true);
 
         // Attention LayerNorm, residual, output projection, attention, q/k/v.
-        let mut dx = dz;
-        dx.truncate(m * d);
+        let dx = sized(&mut s.dx, m * d);
         let (ga, gb) = two(g, p + at::ATTENTION_NORM, p + at::ATTENTION_NORM + 1);
-        cpu::layer_norm_backward(&acts.xhat1, &acts.rstd1, w[p + at::ATTENTION_NORM], &dx1, &mut dx, false, ga, gb);
-        let mut d_attn = dx1;
-        d_attn.copy_from_slice(&dx);
+        cpu::layer_norm_backward(&acts.xhat1, &acts.rstd1, w[p + at::ATTENTION_NORM], dx1, dx, false, ga, gb);
+        let d_attn = sized(&mut s.d_branch, m * d);
+        d_attn.copy_from_slice(dx);
         if hidden_p > 0.0 {
-            DropoutMask::new(self.seed, site(l, ATTENTION_OUT), hidden_p).apply_all(&mut d_attn);
+            DropoutMask::new(self.seed, site(l, ATTENTION_OUT), hidden_p).apply_all(d_attn);
         }
         let (gw, gbias) = two(g, p + at::ATTENTION_OUT, p + at::ATTENTION_OUT + 1);
-        linear_backward_weights(gw, gbias, &d_attn, &acts.context, m, d, d);
-        let mut d_context = d_act;
-        d_context.truncate(m * d);
-        matmul(&mut d_context, d, MatRef::new(&d_attn, m, d), MatRef::new(w[p + at::ATTENTION_OUT], d, d), false, true);
+        linear_backward_weights(gw, gbias, d_attn, &acts.context, m, d, d);
+        let d_context = sized(&mut s.d_context, m * d);
+        matmul(d_context, d, MatRef::new(d_attn, m, d), MatRef::new(w[p + at::ATTENTION_OUT], d, d), false, true);
 
-        let mut d_qkv = vec![0f32; m * 3 * d];
+        let d_qkv = sized(&mut s.d_qkv, m * 3 * d);
         attention_backward(
             &acts.qkv,
             &acts.probs,
-            &d_context,
-            &mut d_qkv,
+            d_context,
+            d_qkv,
             AttentionShape { n: self.len, d, heads },
             (attention_p > 0.0).then(|| DropoutMask::new(self.seed, site(l, ATTENTION_PROBS), attention_p)),
         );
         let mut bias_sums = vec![0f32; 3 * d];
-        cpu::add_column_sums(&d_qkv, 3 * d, &mut bias_sums);
+        cpu::add_column_sums(d_qkv, 3 * d, &mut bias_sums);
         for (j, off) in [(at::Q, 0), (at::K, d), (at::V, 2 * d)] {
             g[p + j + 1].copy_from_slice(&bias_sums[off..off + d]);
             let dq = MatRef::strided(&d_qkv[off..], m, d, 3 * d, 1);
             matmul(&mut g[p + j], d, dq.t(), MatRef::new(x, m, d), false, true);
-            matmul(&mut dx, d, dq, MatRef::new(w[p + j], d, d), true, true);
+            matmul(dx, d, dq, MatRef::new(w[p + j], d, d), true, true);
         }
-        dx
+        std::mem::swap(&mut s.dy, &mut s.dx);
     }
 
     fn embeddings_backward(
         &mut self,
         w: &[&[f32]],
         g: &mut [Vec<f32>],
-        mut dy: Vec<f32>,
+        s: &mut Scratch,
         m: usize,
         n: usize,
         d: usize,
     ) {
         let (hidden_p, _) = self.dropouts();
+        let dy = &mut s.dy[..m * d];
         if hidden_p > 0.0 {
-            DropoutMask::new(self.seed, EMBEDDING_SITE, hidden_p).apply_all(&mut dy);
+            DropoutMask::new(self.seed, EMBEDDING_SITE, hidden_p).apply_all(dy);
         }
-        let mut de = vec![0f32; m * d];
+        let de = sized(&mut s.dx, m * d);
         let (ga, gb) = two(g, 3, 4);
-        cpu::layer_norm_backward(&self.embedding_xhat, &self.embedding_rstd, w[3], &dy, &mut de, false, ga, gb);
+        cpu::layer_norm_backward(&self.embedding_xhat, &self.embedding_rstd, w[3], dy, de, false, ga, gb);
         self.touched_words.clear();
         for (r, row) in de.chunks(d).enumerate() {
             let id = self.ids[r] as usize;
@@ -553,7 +590,7 @@ fn attention_forward(
                 let k = MatRef::strided(&rows[d + h * dh..], n, dh, 3 * d, 1);
                 let v = MatRef::strided(&rows[2 * d + h * dh..], n, dh, 3 * d, 1);
                 matmul(p, n, q, k.t(), false, false);
-                simd(|| {
+                simd(#[inline(always)] || {
                     for row in p.chunks_mut(n) {
                         for x in row.iter_mut() {
                             *x *= scale;
@@ -564,7 +601,7 @@ fn attention_forward(
                 let used: &[f32] = match &dropout {
                     Some(mask) => {
                         dropped.copy_from_slice(p);
-                        simd(|| mask.apply(&mut dropped, (bi * heads + h) * n * n));
+                        simd(#[inline(always)] || mask.apply(&mut dropped, (bi * heads + h) * n * n));
                         &dropped
                     }
                     None => p,
@@ -605,7 +642,7 @@ fn attention_backward(
                 let used: &[f32] = match &dropout {
                     Some(mask) => {
                         dropped.copy_from_slice(p);
-                        simd(|| mask.apply(&mut dropped, at));
+                        simd(#[inline(always)] || mask.apply(&mut dropped, at));
                         &dropped
                     }
                     None => p,
@@ -613,7 +650,7 @@ fn attention_backward(
                 // dV = P̃ᵀ·dC; dP̃ = dC·Vᵀ, then through dropout and softmax.
                 matmul(&mut d_rows[2 * d + h * dh..], 3 * d, MatRef::new(used, n, n).t(), dc, false, false);
                 matmul(&mut d_probs, n, dc, v.t(), false, false);
-                simd(|| {
+                simd(#[inline(always)] || {
                     if let Some(mask) = &dropout {
                         mask.apply(&mut d_probs, at);
                     }
@@ -633,4 +670,132 @@ fn attention_backward(
                 matmul(&mut d_rows[d + h * dh..], 3 * d, ds.t(), q, false, false);
             }
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ops::Mode;
+    use crate::model::testing::max_abs_diff;
+    use crate::model::text::pad_batch;
+    use candle_nn::{VarBuilder, VarMap};
+
+    /// A small BERT with every weight (biases and norms too) drawn at random.
+    fn tiny_bert(dropout: f32) -> (BertModel, VarMap) {
+        let config = BertConfig {
+            vocab_size: 50,
+            hidden_size: 32,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            intermediate_size: 48,
+            hidden_act: Activation::Gelu,
+            max_position_embeddings: 16,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+            hidden_dropout_prob: dropout,
+            attention_probs_dropout_prob: dropout,
+        };
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let model = BertModel::load(vb, &config).unwrap();
+        for var in varmap.all_vars() {
+            let mean = if var.rank() == 1 { 0.5 } else { 0.0 };
+            var.set(&Tensor::randn(mean, 0.3f32, var.shape(), &Device::Cpu).unwrap())
+                .unwrap();
+        }
+        (model, varmap)
+    }
+
+    fn pieces(ids: &[u32]) -> WordPieces {
+        WordPieces {
+            ids: ids.to_vec(),
+            first_piece: (0..ids.len()).map(Some).collect(),
+        }
+    }
+
+    #[test]
+    fn forward_and_gradients_match_candles_autograd_on_a_padded_batch() {
+        let (model, varmap) = tiny_bert(0.1);
+        let batch = [pieces(&[1, 7, 9, 3, 2]), pieces(&[1, 4, 2]), pieces(&[1, 5, 6, 8, 11, 12, 2])];
+        let refs: Vec<&WordPieces> = batch.iter().collect();
+        let mut trainer = EncoderTrainer::new(&model).unwrap();
+        let ours = trainer.forward(&refs, 0, false).unwrap();
+
+        let (ids, mask) = pad_batch(&refs, &Device::Cpu).unwrap();
+        let reference = model.forward(&ids, &mask, Mode::Grad).unwrap();
+        let diff = max_abs_diff(&ours, &reference);
+        assert!(diff < 1e-5, "hidden states differ by {diff}");
+
+        // Loss Σ h ⊙ W, with W zero at padding as the model's word gather leaves it.
+        let weights = (Tensor::randn(0f32, 1.0, reference.shape(), &Device::Cpu).unwrap()
+            * mask.unsqueeze(2).unwrap().broadcast_as(reference.shape()).unwrap())
+        .unwrap();
+        let grads = (&reference * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+        trainer.backward(&weights).unwrap();
+        let named = varmap.data().lock().unwrap();
+        assert_eq!(named.len(), EMBEDDING_PARAMS + 2 * PER_LAYER);
+        for (name, var) in named.iter() {
+            let theirs = grads.get(var.as_tensor()).unwrap();
+            let ours = trainer.gradient(var.as_tensor()).unwrap();
+            let ours = Tensor::from_slice(ours, theirs.shape(), &Device::Cpu).unwrap();
+            let scale = theirs.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let diff = max_abs_diff(&ours, theirs);
+            assert!(diff <= 1e-4 * scale.max(1.0), "{name}: gradient differs by {diff} (scale {scale})");
+        }
+        // A second backward pass replaces the gradients rather than adding to them.
+        let first = trainer.gradient(named["embeddings.word_embeddings.weight"].as_tensor()).unwrap().to_vec();
+        trainer.backward(&weights).unwrap();
+        let again = trainer.gradient(named["embeddings.word_embeddings.weight"].as_tensor()).unwrap();
+        assert_eq!(first, again);
+    }
+
+    #[test]
+    fn dropout_is_seeded_and_its_gradient_matches_finite_differences() {
+        let (model, varmap) = tiny_bert(0.2);
+        let batch = [pieces(&[1, 7, 9, 3, 2]), pieces(&[1, 4, 2])];
+        let refs: Vec<&WordPieces> = batch.iter().collect();
+        let mut trainer = EncoderTrainer::new(&model).unwrap();
+        let a = trainer.forward(&refs, 11, true).unwrap();
+        let b = trainer.forward(&refs, 11, true).unwrap();
+        let c = trainer.forward(&refs, 12, true).unwrap();
+        let plain = trainer.forward(&refs, 11, false).unwrap();
+        assert_eq!(max_abs_diff(&a, &b), 0.0);
+        assert!(max_abs_diff(&a, &c) > 1e-3);
+        assert!(max_abs_diff(&a, &plain) > 1e-3);
+
+        // f(θ) = Σ h(θ) ⊙ W under fixed masks; compare ⟨∇f, v⟩ with a central difference
+        // along a random direction v of every weight.
+        let weights = Tensor::randn(0f32, 1.0, a.shape(), &Device::Cpu).unwrap();
+        let f = |t: &mut EncoderTrainer| {
+            let h = t.forward(&refs, 11, true).unwrap();
+            (h * &weights).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() as f64
+        };
+        f(&mut trainer);
+        trainer.backward(&weights).unwrap();
+        let vars = varmap.all_vars();
+        let directions: Vec<Tensor> = vars
+            .iter()
+            .map(|v| Tensor::randn(0f32, 1.0, v.shape(), &Device::Cpu).unwrap())
+            .collect();
+        let predicted: f64 = vars
+            .iter()
+            .zip(&directions)
+            .map(|(v, d)| {
+                let g = trainer.gradient(v.as_tensor()).unwrap();
+                let d = d.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                g.iter().zip(&d).map(|(a, b)| (a * b) as f64).sum::<f64>()
+            })
+            .sum();
+        let originals: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().copy().unwrap()).collect();
+        let shifted = |t: &mut EncoderTrainer, eps: f64| {
+            for ((v, o), d) in vars.iter().zip(&originals).zip(&directions) {
+                v.set(&(o + (d * eps).unwrap()).unwrap()).unwrap();
+            }
+            f(t)
+        };
+        let eps = 1e-3;
+        let numeric = (shifted(&mut trainer, eps) - shifted(&mut trainer, -eps)) / (2.0 * eps);
+        let rel = (numeric - predicted).abs() / predicted.abs().max(1.0);
+        assert!(rel < 2e-2, "directional derivative {predicted} vs finite difference {numeric}");
+    }
 }

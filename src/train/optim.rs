@@ -21,7 +21,7 @@ use crate::model::cpu;
 /// Σ g² in f64, over chunks in parallel.
 fn squared_norm(g: &[f32]) -> f64 {
     g.par_chunks(cpu::CHUNK)
-        .map(|c| cpu::simd(|| cpu::dot(c, c)) as f64)
+        .map(|c| cpu::simd(#[inline(always)] || cpu::dot(c, c)) as f64)
         .sum()
 }
 
@@ -52,7 +52,7 @@ impl Update<'_> {
             .zip(m.par_chunks_mut(cpu::CHUNK).zip(v.par_chunks_mut(cpu::CHUNK)))
             .zip(self.grad.par_chunks(cpu::CHUNK))
             .for_each(|((t, (m, v)), g)| {
-                cpu::simd(|| {
+                cpu::simd(#[inline(always)] || {
                     for (((t, m), v), &g) in t.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
                         let g = g * self.clip;
                         *m = b1 * *m + (1.0 - b1) * g;
