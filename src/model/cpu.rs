@@ -64,7 +64,10 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 5.000_000_1e-1;
     let y = p * r * r + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2^n from the bits of the integer-valued n + 127 (no float-to-int conversion, which
+    // would not vectorise).
+    let biased = (n + (127.0 + 8_388_608.0)).to_bits() & 0x7f_ffff;
+    let scale = f32::from_bits(biased << 23);
     if x < -87.33 { 0.0 } else { y * scale }
 }
 
@@ -105,11 +108,14 @@ pub fn gelu_forward(x: &[f32], out: &mut [f32]) {
     out.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
         .for_each(|(o, x)| {
-            simd(#[inline(always)] || {
-                for (o, &v) in o.iter_mut().zip(x) {
-                    *o = gelu(v);
-                }
-            })
+            simd(
+                #[inline(always)]
+                || {
+                    for (o, &v) in o.iter_mut().zip(x) {
+                        *o = gelu(v);
+                    }
+                },
+            )
         });
 }
 
@@ -118,11 +124,14 @@ pub fn gelu_backward(x: &[f32], grad: &[f32], dx: &mut [f32]) {
     dx.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK).zip(grad.par_chunks(CHUNK)))
         .for_each(|(d, (x, g))| {
-            simd(#[inline(always)] || {
-                for ((d, &v), &gv) in d.iter_mut().zip(x).zip(g) {
-                    *d = gv * gelu_grad(v);
-                }
-            })
+            simd(
+                #[inline(always)]
+                || {
+                    for ((d, &v), &gv) in d.iter_mut().zip(x).zip(g) {
+                        *d = gv * gelu_grad(v);
+                    }
+                },
+            )
         });
 }
 
@@ -145,11 +154,14 @@ pub fn softmax_row(row: &mut [f32], valid: usize) {
 pub fn softmax_forward(x: &[f32], out: &mut [f32], d: usize) {
     out.copy_from_slice(x);
     out.par_chunks_mut(d.max(1) * ROW_CHUNK).for_each(|rows| {
-        simd(#[inline(always)] || {
-            for row in rows.chunks_mut(d.max(1)) {
-                softmax_row(row, d);
-            }
-        })
+        simd(
+            #[inline(always)]
+            || {
+                for row in rows.chunks_mut(d.max(1)) {
+                    softmax_row(row, d);
+                }
+            },
+        )
     });
 }
 
@@ -168,15 +180,18 @@ pub fn softmax_backward(y: &[f32], g: &[f32], dx: &mut [f32], d: usize) {
     dx.par_chunks_mut(c)
         .zip(y.par_chunks(c).zip(g.par_chunks(c)))
         .for_each(|(dx, (y, g))| {
-            simd(#[inline(always)] || {
-                for ((dx, y), g) in dx
-                    .chunks_mut(d.max(1))
-                    .zip(y.chunks(d.max(1)))
-                    .zip(g.chunks(d.max(1)))
-                {
-                    softmax_row_backward(y, g, dx);
-                }
-            })
+            simd(
+                #[inline(always)]
+                || {
+                    for ((dx, y), g) in dx
+                        .chunks_mut(d.max(1))
+                        .zip(y.chunks(d.max(1)))
+                        .zip(g.chunks(d.max(1)))
+                    {
+                        softmax_row_backward(y, g, dx);
+                    }
+                },
+            )
         });
 }
 
@@ -228,24 +243,33 @@ pub fn layer_norm_forward(
             .zip(x.par_chunks(c))
             .zip(xhat.par_chunks_mut(c).zip(rstd.par_chunks_mut(ROW_CHUNK)))
             .for_each(|((o, x), (xh, rs))| {
-                simd(#[inline(always)] || {
-                    for (((o, x), xh), r) in o
-                        .chunks_mut(d)
-                        .zip(x.chunks(d))
-                        .zip(xh.chunks_mut(d))
-                        .zip(rs.iter_mut())
-                    {
-                        row((o, x), Some((xh, r)));
-                    }
-                })
+                simd(
+                    #[inline(always)]
+                    || {
+                        for (((o, x), xh), r) in o
+                            .chunks_mut(d)
+                            .zip(x.chunks(d))
+                            .zip(xh.chunks_mut(d))
+                            .zip(rs.iter_mut())
+                        {
+                            row((o, x), Some((xh, r)));
+                        }
+                    },
+                )
             }),
-        None => out.par_chunks_mut(c).zip(x.par_chunks(c)).for_each(|(o, x)| {
-            simd(#[inline(always)] || {
-                for (o, x) in o.chunks_mut(d).zip(x.chunks(d)) {
-                    row((o, x), None);
-                }
-            })
-        }),
+        None => out
+            .par_chunks_mut(c)
+            .zip(x.par_chunks(c))
+            .for_each(|(o, x)| {
+                simd(
+                    #[inline(always)]
+                    || {
+                        for (o, x) in o.chunks_mut(d).zip(x.chunks(d)) {
+                            row((o, x), None);
+                        }
+                    },
+                )
+            }),
     }
 }
 
@@ -269,35 +293,35 @@ pub fn layer_norm_backward(
         .zip(xhat.par_chunks(c).zip(grad.par_chunks(c)))
         .zip(rstd.par_chunks(ROW_CHUNK))
         .map(|((dx, (xh, g)), rs)| {
-            simd(#[inline(always)] || {
-                let mut da = vec![0f32; d];
-                let mut db = vec![0f32; d];
-                let mut gh = vec![0f32; d];
-                for (((dx, xh), g), &inv) in dx
-                    .chunks_mut(d)
-                    .zip(xh.chunks(d))
-                    .zip(g.chunks(d))
-                    .zip(rs)
-                {
-                    for i in 0..d {
-                        gh[i] = g[i] * alpha[i];
-                        da[i] += g[i] * xh[i];
-                        db[i] += g[i];
-                    }
-                    let mg = sum(&gh) / d as f32;
-                    let mgx = dot(&gh, xh) / d as f32;
-                    if accumulate {
+            simd(
+                #[inline(always)]
+                || {
+                    let mut da = vec![0f32; d];
+                    let mut db = vec![0f32; d];
+                    let mut gh = vec![0f32; d];
+                    for (((dx, xh), g), &inv) in
+                        dx.chunks_mut(d).zip(xh.chunks(d)).zip(g.chunks(d)).zip(rs)
+                    {
                         for i in 0..d {
-                            dx[i] += inv * (gh[i] - mg - xh[i] * mgx);
+                            gh[i] = g[i] * alpha[i];
+                            da[i] += g[i] * xh[i];
+                            db[i] += g[i];
                         }
-                    } else {
-                        for i in 0..d {
-                            dx[i] = inv * (gh[i] - mg - xh[i] * mgx);
+                        let mg = sum(&gh) / d as f32;
+                        let mgx = dot(&gh, xh) / d as f32;
+                        if accumulate {
+                            for i in 0..d {
+                                dx[i] += inv * (gh[i] - mg - xh[i] * mgx);
+                            }
+                        } else {
+                            for i in 0..d {
+                                dx[i] = inv * (gh[i] - mg - xh[i] * mgx);
+                            }
                         }
                     }
-                }
-                (da, db)
-            })
+                    (da, db)
+                },
+            )
         })
         .collect();
     for (pa, pb) in partial {
@@ -314,15 +338,18 @@ pub fn add_column_sums(x: &[f32], d: usize, out: &mut [f32]) {
     let partial: Vec<Vec<f32>> = x
         .par_chunks(c)
         .map(|rows| {
-            simd(#[inline(always)] || {
-                let mut acc = vec![0f32; d];
-                for row in rows.chunks(d) {
-                    for (a, v) in acc.iter_mut().zip(row) {
-                        *a += v;
+            simd(
+                #[inline(always)]
+                || {
+                    let mut acc = vec![0f32; d];
+                    for row in rows.chunks(d) {
+                        for (a, v) in acc.iter_mut().zip(row) {
+                            *a += v;
+                        }
                     }
-                }
-                acc
-            })
+                    acc
+                },
+            )
         })
         .collect();
     for p in partial {
@@ -381,9 +408,12 @@ impl DropoutMask {
 
     /// Applies the mask to a whole buffer, in parallel.
     pub fn apply_all(&self, xs: &mut [f32]) {
-        xs.par_chunks_mut(CHUNK)
-            .enumerate()
-            .for_each(|(c, xs)| simd(#[inline(always)] || self.apply(xs, c * CHUNK)));
+        xs.par_chunks_mut(CHUNK).enumerate().for_each(|(c, xs)| {
+            simd(
+                #[inline(always)]
+                || self.apply(xs, c * CHUNK),
+            )
+        });
     }
 }
 
@@ -412,7 +442,9 @@ impl<'a> MatRef<'a> {
         col_stride: usize,
     ) -> Self {
         assert!(
-            rows == 0 || cols == 0 || (rows - 1) * row_stride + (cols - 1) * col_stride < data.len(),
+            rows == 0
+                || cols == 0
+                || (rows - 1) * row_stride + (cols - 1) * col_stride < data.len(),
             "matrix operand out of bounds"
         );
         Self {

@@ -1,10 +1,11 @@
-//! CPU kernels with a backward pass for training: LayerNorm and softmax over the last
+//! candle ops with a backward pass for training on the CPU: LayerNorm and softmax over the last
 //! dimension. candle's fused versions record no backward, and its differentiable
 //! composites build about a dozen tensor ops each way; these run one pass over host
 //! memory forward and one backward, rows in parallel.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
+
+use super::cpu;
 
 fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
     let all = match storage {
@@ -47,18 +48,8 @@ impl CustomOp3 for LayerNormOp {
     ) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(s1, l1)?;
         let (alpha, beta) = (f32_slice(s2, l2)?, f32_slice(s3, l3)?);
-        let d = alpha.len();
         let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(d)
-            .zip(x.par_chunks(d))
-            .for_each(|(o, row)| {
-                let mean = row.iter().sum::<f32>() / d as f32;
-                let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
-                let inv = 1.0 / (var + self.eps).sqrt();
-                for i in 0..d {
-                    o[i] = (row[i] - mean) * inv * alpha[i] + beta[i];
-                }
-            });
+        cpu::layer_norm_forward(x, alpha, beta, self.eps, &mut out, None);
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -66,48 +57,26 @@ impl CustomOp3 for LayerNormOp {
         &self,
         x: &Tensor,
         alpha: &Tensor,
-        _beta: &Tensor,
+        beta: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (xs, a, g) = (host(x)?, host(alpha)?, host(grad)?);
+        let (xs, a, b, g) = (host(x)?, host(alpha)?, host(beta)?, host(grad)?);
         let d = a.len();
+        let rows = xs.len() / d.max(1);
+        let (mut out, mut xhat, mut rstd) =
+            (vec![0f32; xs.len()], vec![0f32; xs.len()], vec![0f32; rows]);
+        cpu::layer_norm_forward(
+            &xs,
+            &a,
+            &b,
+            self.eps,
+            &mut out,
+            Some((&mut xhat, &mut rstd)),
+        );
         let mut dx = vec![0f32; xs.len()];
-        // Per row: dx = inv · (ĝ − mean(ĝ) − x̂ · mean(ĝ x̂)) with ĝ = g·α; dα, dβ per row.
-        let partial: Vec<(Vec<f32>, Vec<f32>)> = dx
-            .par_chunks_mut(d)
-            .zip(xs.par_chunks(d).zip(g.par_chunks(d)))
-            .map(|(dxr, (row, gr))| {
-                let mean = row.iter().sum::<f32>() / d as f32;
-                let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
-                let inv = 1.0 / (var + self.eps).sqrt();
-                let (mut sum_g, mut sum_gx) = (0f32, 0f32);
-                let mut da = vec![0f32; d];
-                let mut db = vec![0f32; d];
-                for i in 0..d {
-                    let xhat = (row[i] - mean) * inv;
-                    let gh = gr[i] * a[i];
-                    sum_g += gh;
-                    sum_gx += gh * xhat;
-                    da[i] = gr[i] * xhat;
-                    db[i] = gr[i];
-                }
-                let (mg, mgx) = (sum_g / d as f32, sum_gx / d as f32);
-                for i in 0..d {
-                    let xhat = (row[i] - mean) * inv;
-                    dxr[i] = inv * (gr[i] * a[i] - mg - xhat * mgx);
-                }
-                (da, db)
-            })
-            .collect();
-        let mut da = vec![0f32; d];
-        let mut db = vec![0f32; d];
-        for (pa, pb) in partial {
-            for i in 0..d {
-                da[i] += pa[i];
-                db[i] += pb[i];
-            }
-        }
+        let (mut da, mut db) = (vec![0f32; d], vec![0f32; d]);
+        cpu::layer_norm_backward(&xhat, &rstd, &a, &g, &mut dx, false, &mut da, &mut db);
         let device = x.device();
         Ok((
             Some(Tensor::from_vec(dx, x.shape(), device)?),
@@ -129,19 +98,7 @@ impl CustomOp1 for SoftmaxOp {
         let x = f32_slice(storage, layout)?;
         let d = *layout.dims().last().unwrap_or(&1);
         let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(d.max(1))
-            .zip(x.par_chunks(d.max(1)))
-            .for_each(|(o, row)| {
-                let max = row.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
-                let mut sum = 0f32;
-                for (o, v) in o.iter_mut().zip(row) {
-                    *o = (v - max).exp();
-                    sum += *o;
-                }
-                for o in o.iter_mut() {
-                    *o /= sum;
-                }
-            });
+        cpu::softmax_forward(x, &mut out, d);
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 
@@ -149,38 +106,10 @@ impl CustomOp1 for SoftmaxOp {
         let (y, g) = (host(res)?, host(grad)?);
         let d = *arg.dims().last().unwrap_or(&1);
         let mut dx = vec![0f32; y.len()];
-        dx.par_chunks_mut(d.max(1))
-            .zip(y.par_chunks(d.max(1)).zip(g.par_chunks(d.max(1))))
-            .for_each(|(dxr, (yr, gr))| {
-                let dot: f32 = yr.iter().zip(gr).map(|(a, b)| a * b).sum();
-                for i in 0..dxr.len() {
-                    dxr[i] = yr[i] * (gr[i] - dot);
-                }
-            });
+        cpu::softmax_backward(&y, &g, &mut dx, d);
         Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
     }
 }
-
-/// erfc with a Chebyshev fit (Numerical Recipes `erfcc`): fractional error below 1.2e-7,
-/// several times faster than libm's `erff`, which candle calls one value at a time.
-#[allow(clippy::excessive_precision)] // the published coefficients, as published
-fn erfc(x: f32) -> f32 {
-    let z = x.abs();
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let poly = -z * z - 1.26551223
-        + t * (1.00002368
-            + t * (0.37409196
-                + t * (0.09678418
-                    + t * (-0.18628806
-                        + t * (0.27886807
-                            + t * (-1.13520398
-                                + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
-    let r = t * poly.exp();
-    if x >= 0.0 { r } else { 2.0 - r }
-}
-
-/// Elements per parallel chunk of the element-wise kernels.
-const CHUNK: usize = 1 << 14;
 
 /// GELU with the exact (erf) form BERT uses: x · Φ(x).
 pub struct GeluOp;
@@ -193,29 +122,14 @@ impl CustomOp1 for GeluOp {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(storage, layout)?;
         let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK))
-            .for_each(|(o, xs)| {
-                for (o, &v) in o.iter_mut().zip(xs) {
-                    *o = v - 0.5 * v * erfc(v * std::f32::consts::FRAC_1_SQRT_2);
-                }
-            });
+        cpu::gelu_forward(x, &mut out);
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let (x, g) = (host(arg)?, host(grad)?);
         let mut dx = vec![0f32; x.len()];
-        // d/dx x·Φ(x) = Φ(x) + x·φ(x).
-        let inv_sqrt_2pi = 0.5 * std::f32::consts::FRAC_2_SQRT_PI * std::f32::consts::FRAC_1_SQRT_2;
-        dx.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
-            .for_each(|(d, (xs, gs))| {
-                for ((d, &v), &gv) in d.iter_mut().zip(xs).zip(gs) {
-                    let cdf = 1.0 - 0.5 * erfc(v * std::f32::consts::FRAC_1_SQRT_2);
-                    *d = gv * (cdf + v * inv_sqrt_2pi * (-0.5 * v * v).exp());
-                }
-            });
+        cpu::gelu_backward(&x, &g, &mut dx);
         Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
     }
 }

@@ -3,9 +3,9 @@
 //! prompt edit recomputes only what it touches.
 
 pub mod clip;
+pub mod cpu;
 pub mod device;
 pub mod fusion;
-pub mod cpu;
 pub mod kernels;
 pub mod ops;
 pub mod prompts;

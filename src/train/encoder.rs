@@ -182,11 +182,14 @@ fn add_assign(out: &mut [f32], x: &[f32]) {
     out.par_chunks_mut(cpu::CHUNK)
         .zip(x.par_chunks(cpu::CHUNK))
         .for_each(|(o, x)| {
-            simd(#[inline(always)] || {
-                for (o, x) in o.iter_mut().zip(x) {
-                    *o += x;
-                }
-            })
+            simd(
+                #[inline(always)]
+                || {
+                    for (o, x) in o.iter_mut().zip(x) {
+                        *o += x;
+                    }
+                },
+            )
         });
 }
 
@@ -202,7 +205,11 @@ impl EncoderTrainer {
 
     pub fn new(model: &BertModel) -> Result<Self> {
         let params = layer_tensors(&model.tensors()?);
-        let index = params.iter().enumerate().map(|(i, t)| (t.id(), i)).collect();
+        let index = params
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id(), i))
+            .collect();
         let grads = params.iter().map(|t| vec![0f32; t.elem_count()]).collect();
         let layers = model.config.num_hidden_layers;
         Ok(Self {
@@ -228,7 +235,9 @@ impl EncoderTrainer {
     /// The gradient the last backward pass computed for `tensor`, if it is an encoder
     /// weight.
     pub fn gradient(&self, tensor: &Tensor) -> Option<&[f32]> {
-        self.index.get(&tensor.id()).map(|&i| self.grads[i].as_slice())
+        self.index
+            .get(&tensor.id())
+            .map(|&i| self.grads[i].as_slice())
     }
 
     fn dropouts(&self) -> (f32, f32) {
@@ -259,11 +268,18 @@ impl EncoderTrainer {
             self.ids.extend(p.ids.iter().copied());
             self.ids.extend(std::iter::repeat_n(0u32, n - p.ids.len()));
         }
-        if let Some(bad) = self.ids.iter().find(|&&id| id as usize >= self.config.vocab_size) {
+        if let Some(bad) = self
+            .ids
+            .iter()
+            .find(|&&id| id as usize >= self.config.vocab_size)
+        {
             candle_core::bail!("piece id {bad} is outside the vocabulary");
         }
         if n > self.config.max_position_embeddings {
-            candle_core::bail!("{n} pieces exceed the encoder's {} positions", self.config.max_position_embeddings);
+            candle_core::bail!(
+                "{n} pieces exceed the encoder's {} positions",
+                self.config.max_position_embeddings
+            );
         }
         let params = self.params.clone();
         with_host(&params, |w| {
@@ -273,7 +289,11 @@ impl EncoderTrainer {
             }
             Ok(())
         })?;
-        Tensor::from_slice(&self.hidden[self.layers.len()][..m * d], (b, n, d), &Device::Cpu)
+        Tensor::from_slice(
+            &self.hidden[self.layers.len()][..m * d],
+            (b, n, d),
+            &Device::Cpu,
+        )
     }
 
     fn embeddings_forward(&mut self, w: &[&[f32]], m: usize, n: usize, d: usize) {
@@ -281,18 +301,20 @@ impl EncoderTrainer {
         let mut sum = std::mem::take(&mut self.scratch.sum);
         let ids = &self.ids;
         sized(&mut sum, m * d)
-            .par_chunks_mut(d).enumerate().for_each(|(r, row)| {
-            let id = ids[r] as usize;
-            let pos = r % n;
-            let (we, pe, te) = (
-                &word[id * d..(id + 1) * d],
-                &position[pos * d..(pos + 1) * d],
-                &token_type[..d],
-            );
-            for i in 0..d {
-                row[i] = we[i] + pe[i] + te[i];
-            }
-        });
+            .par_chunks_mut(d)
+            .enumerate()
+            .for_each(|(r, row)| {
+                let id = ids[r] as usize;
+                let pos = r % n;
+                let (we, pe, te) = (
+                    &word[id * d..(id + 1) * d],
+                    &position[pos * d..(pos + 1) * d],
+                    &token_type[..d],
+                );
+                for i in 0..d {
+                    row[i] = we[i] + pe[i] + te[i];
+                }
+            });
         let (hidden_p, _) = self.dropouts();
         let out = sized(&mut self.hidden[0], m * d);
         cpu::layer_norm_forward(
@@ -336,7 +358,8 @@ impl EncoderTrainer {
             context,
             &self.lengths,
             AttentionShape { n, d, heads },
-            (attention_p > 0.0).then(|| DropoutMask::new(seed, site(l, ATTENTION_PROBS), attention_p)),
+            (attention_p > 0.0)
+                .then(|| DropoutMask::new(seed, site(l, ATTENTION_PROBS), attention_p)),
         );
 
         let sum = sized(&mut self.scratch.sum, m * d);
@@ -363,7 +386,14 @@ impl EncoderTrainer {
         );
 
         let z = sized(&mut acts.z, m * inner);
-        linear(z, inner, x1, m, w[p + at::INTERMEDIATE], w[p + at::INTERMEDIATE + 1]);
+        linear(
+            z,
+            inner,
+            x1,
+            m,
+            w[p + at::INTERMEDIATE],
+            w[p + at::INTERMEDIATE + 1],
+        );
         let act = sized(&mut acts.act, m * inner);
         cpu::gelu_forward(z, act);
         linear(sum, d, act, m, w[p + at::OUTPUT], w[p + at::OUTPUT + 1]);
@@ -387,7 +417,10 @@ impl EncoderTrainer {
         let (b, n, d) = (self.batch, self.len, self.config.hidden_size);
         let m = b * n;
         if grad.dims() != [b, n, d] {
-            candle_core::bail!("gradient {:?} does not match the forward pass [{b}, {n}, {d}]", grad.dims());
+            candle_core::bail!(
+                "gradient {:?} does not match the forward pass [{b}, {n}, {d}]",
+                grad.dims()
+            );
         }
         let mut scratch = std::mem::take(&mut self.scratch);
         {
@@ -396,7 +429,9 @@ impl EncoderTrainer {
                 candle_core::bail!("the encoder trainer needs an f32 gradient on the CPU");
             };
             match layout.contiguous_offsets() {
-                Some((start, end)) => sized(&mut scratch.dy, m * d).copy_from_slice(&values[start..end]),
+                Some((start, end)) => {
+                    sized(&mut scratch.dy, m * d).copy_from_slice(&values[start..end])
+                }
                 None => {
                     drop(storage);
                     scratch.dy = grad.flatten_all()?.to_vec1::<f32>()?;
@@ -448,7 +483,16 @@ impl EncoderTrainer {
         // Output LayerNorm, then the residual branch and the feed-forward one.
         let dx1 = sized(&mut s.dx1, m * d);
         let (ga, gb) = two(g, p + at::OUTPUT_NORM, p + at::OUTPUT_NORM + 1);
-        cpu::layer_norm_backward(&acts.xhat2, &acts.rstd2, w[p + at::OUTPUT_NORM], dy, dx1, false, ga, gb);
+        cpu::layer_norm_backward(
+            &acts.xhat2,
+            &acts.rstd2,
+            w[p + at::OUTPUT_NORM],
+            dy,
+            dx1,
+            false,
+            ga,
+            gb,
+        );
         let d_out = sized(&mut s.d_branch, m * d);
         d_out.copy_from_slice(dx1);
         if hidden_p > 0.0 {
@@ -457,17 +501,40 @@ impl EncoderTrainer {
         let (gw, gbias) = two(g, p + at::OUTPUT, p + at::OUTPUT + 1);
         linear_backward_weights(gw, gbias, d_out, &acts.act, m, d, inner);
         let d_act = sized(&mut s.d_act, m * inner);
-        matmul(d_act, inner, MatRef::new(d_out, m, d), MatRef::new(w[p + at::OUTPUT], d, inner), false, true);
+        matmul(
+            d_act,
+            inner,
+            MatRef::new(d_out, m, d),
+            MatRef::new(w[p + at::OUTPUT], d, inner),
+            false,
+            true,
+        );
         let dz = sized(&mut s.dz, m * inner);
         cpu::gelu_backward(&acts.z, d_act, dz);
         let (gw, gbias) = two(g, p + at::INTERMEDIATE, p + at::INTERMEDIATE + 1);
         linear_backward_weights(gw, gbias, dz, &acts.x1, m, inner, d);
-        matmul(dx1, d, MatRef::new(dz, m, inner), MatRef::new(w[p + at::INTERMEDIATE], inner, d), true, true);
+        matmul(
+            dx1,
+            d,
+            MatRef::new(dz, m, inner),
+            MatRef::new(w[p + at::INTERMEDIATE], inner, d),
+            true,
+            true,
+        );
 
         // Attention LayerNorm, residual, output projection, attention, q/k/v.
         let dx = sized(&mut s.dx, m * d);
         let (ga, gb) = two(g, p + at::ATTENTION_NORM, p + at::ATTENTION_NORM + 1);
-        cpu::layer_norm_backward(&acts.xhat1, &acts.rstd1, w[p + at::ATTENTION_NORM], dx1, dx, false, ga, gb);
+        cpu::layer_norm_backward(
+            &acts.xhat1,
+            &acts.rstd1,
+            w[p + at::ATTENTION_NORM],
+            dx1,
+            dx,
+            false,
+            ga,
+            gb,
+        );
         let d_attn = sized(&mut s.d_branch, m * d);
         d_attn.copy_from_slice(dx);
         if hidden_p > 0.0 {
@@ -476,7 +543,14 @@ impl EncoderTrainer {
         let (gw, gbias) = two(g, p + at::ATTENTION_OUT, p + at::ATTENTION_OUT + 1);
         linear_backward_weights(gw, gbias, d_attn, &acts.context, m, d, d);
         let d_context = sized(&mut s.d_context, m * d);
-        matmul(d_context, d, MatRef::new(d_attn, m, d), MatRef::new(w[p + at::ATTENTION_OUT], d, d), false, true);
+        matmul(
+            d_context,
+            d,
+            MatRef::new(d_attn, m, d),
+            MatRef::new(w[p + at::ATTENTION_OUT], d, d),
+            false,
+            true,
+        );
 
         let d_qkv = sized(&mut s.d_qkv, m * 3 * d);
         attention_backward(
@@ -484,8 +558,13 @@ impl EncoderTrainer {
             &acts.probs,
             d_context,
             d_qkv,
-            AttentionShape { n: self.len, d, heads },
-            (attention_p > 0.0).then(|| DropoutMask::new(self.seed, site(l, ATTENTION_PROBS), attention_p)),
+            AttentionShape {
+                n: self.len,
+                d,
+                heads,
+            },
+            (attention_p > 0.0)
+                .then(|| DropoutMask::new(self.seed, site(l, ATTENTION_PROBS), attention_p)),
         );
         let mut bias_sums = vec![0f32; 3 * d];
         cpu::add_column_sums(d_qkv, 3 * d, &mut bias_sums);
@@ -514,7 +593,16 @@ impl EncoderTrainer {
         }
         let de = sized(&mut s.dx, m * d);
         let (ga, gb) = two(g, 3, 4);
-        cpu::layer_norm_backward(&self.embedding_xhat, &self.embedding_rstd, w[3], dy, de, false, ga, gb);
+        cpu::layer_norm_backward(
+            &self.embedding_xhat,
+            &self.embedding_rstd,
+            w[3],
+            dy,
+            de,
+            false,
+            ga,
+            gb,
+        );
         self.touched_words.clear();
         for (r, row) in de.chunks(d).enumerate() {
             let id = self.ids[r] as usize;
@@ -552,7 +640,14 @@ fn linear_backward_weights(
     out: usize,
     inp: usize,
 ) {
-    matmul(gw, inp, MatRef::new(dy, m, out).t(), MatRef::new(x, m, inp), false, true);
+    matmul(
+        gw,
+        inp,
+        MatRef::new(dy, m, out).t(),
+        MatRef::new(x, m, inp),
+        false,
+        true,
+    );
     gb.fill(0.0);
     cpu::add_column_sums(dy, out, gb);
 }
@@ -590,23 +685,36 @@ fn attention_forward(
                 let k = MatRef::strided(&rows[d + h * dh..], n, dh, 3 * d, 1);
                 let v = MatRef::strided(&rows[2 * d + h * dh..], n, dh, 3 * d, 1);
                 matmul(p, n, q, k.t(), false, false);
-                simd(#[inline(always)] || {
-                    for row in p.chunks_mut(n) {
-                        for x in row.iter_mut() {
-                            *x *= scale;
+                simd(
+                    #[inline(always)]
+                    || {
+                        for row in p.chunks_mut(n) {
+                            for x in row.iter_mut() {
+                                *x *= scale;
+                            }
+                            cpu::softmax_row(row, lengths[bi]);
                         }
-                        cpu::softmax_row(row, lengths[bi]);
-                    }
-                });
+                    },
+                );
                 let used: &[f32] = match &dropout {
                     Some(mask) => {
                         dropped.copy_from_slice(p);
-                        simd(#[inline(always)] || mask.apply(&mut dropped, (bi * heads + h) * n * n));
+                        simd(
+                            #[inline(always)]
+                            || mask.apply(&mut dropped, (bi * heads + h) * n * n),
+                        );
                         &dropped
                     }
                     None => p,
                 };
-                matmul(&mut context[h * dh..], d, MatRef::new(used, n, n), v, false, false);
+                matmul(
+                    &mut context[h * dh..],
+                    d,
+                    MatRef::new(used, n, n),
+                    v,
+                    false,
+                    false,
+                );
             }
         });
 }
@@ -642,29 +750,42 @@ fn attention_backward(
                 let used: &[f32] = match &dropout {
                     Some(mask) => {
                         dropped.copy_from_slice(p);
-                        simd(#[inline(always)] || mask.apply(&mut dropped, at));
+                        simd(
+                            #[inline(always)]
+                            || mask.apply(&mut dropped, at),
+                        );
                         &dropped
                     }
                     None => p,
                 };
                 // dV = P̃ᵀ·dC; dP̃ = dC·Vᵀ, then through dropout and softmax.
-                matmul(&mut d_rows[2 * d + h * dh..], 3 * d, MatRef::new(used, n, n).t(), dc, false, false);
+                matmul(
+                    &mut d_rows[2 * d + h * dh..],
+                    3 * d,
+                    MatRef::new(used, n, n).t(),
+                    dc,
+                    false,
+                    false,
+                );
                 matmul(&mut d_probs, n, dc, v.t(), false, false);
-                simd(#[inline(always)] || {
-                    if let Some(mask) = &dropout {
-                        mask.apply(&mut d_probs, at);
-                    }
-                    for ((ds, pr), dp) in d_scores
-                        .chunks_mut(n)
-                        .zip(p.chunks(n))
-                        .zip(d_probs.chunks(n))
-                    {
-                        cpu::softmax_row_backward(pr, dp, ds);
-                        for x in ds.iter_mut() {
-                            *x *= scale;
+                simd(
+                    #[inline(always)]
+                    || {
+                        if let Some(mask) = &dropout {
+                            mask.apply(&mut d_probs, at);
                         }
-                    }
-                });
+                        for ((ds, pr), dp) in d_scores
+                            .chunks_mut(n)
+                            .zip(p.chunks(n))
+                            .zip(d_probs.chunks(n))
+                        {
+                            cpu::softmax_row_backward(pr, dp, ds);
+                            for x in ds.iter_mut() {
+                                *x *= scale;
+                            }
+                        }
+                    },
+                );
                 let ds = MatRef::new(&d_scores, n, n);
                 matmul(&mut d_rows[h * dh..], 3 * d, ds, k, false, false);
                 matmul(&mut d_rows[d + h * dh..], 3 * d, ds.t(), q, false, false);
@@ -716,7 +837,11 @@ mod tests {
     #[test]
     fn forward_and_gradients_match_candles_autograd_on_a_padded_batch() {
         let (model, varmap) = tiny_bert(0.1);
-        let batch = [pieces(&[1, 7, 9, 3, 2]), pieces(&[1, 4, 2]), pieces(&[1, 5, 6, 8, 11, 12, 2])];
+        let batch = [
+            pieces(&[1, 7, 9, 3, 2]),
+            pieces(&[1, 4, 2]),
+            pieces(&[1, 5, 6, 8, 11, 12, 2]),
+        ];
         let refs: Vec<&WordPieces> = batch.iter().collect();
         let mut trainer = EncoderTrainer::new(&model).unwrap();
         let ours = trainer.forward(&refs, 0, false).unwrap();
@@ -728,9 +853,18 @@ mod tests {
 
         // Loss Σ h ⊙ W, with W zero at padding as the model's word gather leaves it.
         let weights = (Tensor::randn(0f32, 1.0, reference.shape(), &Device::Cpu).unwrap()
-            * mask.unsqueeze(2).unwrap().broadcast_as(reference.shape()).unwrap())
+            * mask
+                .unsqueeze(2)
+                .unwrap()
+                .broadcast_as(reference.shape())
+                .unwrap())
         .unwrap();
-        let grads = (&reference * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+        let grads = (&reference * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
         trainer.backward(&weights).unwrap();
         let named = varmap.data().lock().unwrap();
         assert_eq!(named.len(), EMBEDDING_PARAMS + 2 * PER_LAYER);
@@ -738,14 +872,28 @@ mod tests {
             let theirs = grads.get(var.as_tensor()).unwrap();
             let ours = trainer.gradient(var.as_tensor()).unwrap();
             let ours = Tensor::from_slice(ours, theirs.shape(), &Device::Cpu).unwrap();
-            let scale = theirs.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let scale = theirs
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             let diff = max_abs_diff(&ours, theirs);
-            assert!(diff <= 1e-4 * scale.max(1.0), "{name}: gradient differs by {diff} (scale {scale})");
+            assert!(
+                diff <= 1e-4 * scale.max(1.0),
+                "{name}: gradient differs by {diff} (scale {scale})"
+            );
         }
         // A second backward pass replaces the gradients rather than adding to them.
-        let first = trainer.gradient(named["embeddings.word_embeddings.weight"].as_tensor()).unwrap().to_vec();
+        let first = trainer
+            .gradient(named["embeddings.word_embeddings.weight"].as_tensor())
+            .unwrap()
+            .to_vec();
         trainer.backward(&weights).unwrap();
-        let again = trainer.gradient(named["embeddings.word_embeddings.weight"].as_tensor()).unwrap();
+        let again = trainer
+            .gradient(named["embeddings.word_embeddings.weight"].as_tensor())
+            .unwrap();
         assert_eq!(first, again);
     }
 
@@ -768,7 +916,12 @@ mod tests {
         let weights = Tensor::randn(0f32, 1.0, a.shape(), &Device::Cpu).unwrap();
         let f = |t: &mut EncoderTrainer| {
             let h = t.forward(&refs, 11, true).unwrap();
-            (h * &weights).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() as f64
+            (h * &weights)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap() as f64
         };
         f(&mut trainer);
         trainer.backward(&weights).unwrap();
@@ -796,6 +949,9 @@ mod tests {
         let eps = 1e-3;
         let numeric = (shifted(&mut trainer, eps) - shifted(&mut trainer, -eps)) / (2.0 * eps);
         let rel = (numeric - predicted).abs() / predicted.abs().max(1.0);
-        assert!(rel < 2e-2, "directional derivative {predicted} vs finite difference {numeric}");
+        assert!(
+            rel < 2e-2,
+            "directional derivative {predicted} vs finite difference {numeric}"
+        );
     }
 }

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var};
-use rand::{RngExt, SeedableRng};
 use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -31,8 +31,8 @@ use crate::model::text::WordPieces;
 use crate::model::{Backbones, ImageState, ModelError, PromptMner};
 use crate::prompts::Vocabulary;
 pub use config::TrainConfig;
-use events::{Event, RunLog};
 use encoder::EncoderTrainer;
+use events::{Event, RunLog};
 use optim::AdamW;
 
 #[derive(Debug, thiserror::Error)]
@@ -454,10 +454,7 @@ fn train_inner(
                     )?;
                     (out, Some(states))
                 }
-                None => (
-                    model.forward_batch(&pieces, &images, &prompts, mode)?,
-                    None,
-                ),
+                None => (model.forward_batch(&pieces, &images, &prompts, mode)?, None),
             };
             let (b, n, w, c) = out.logits.dims4()?;
             let (rows, classes) = span_targets(&tweets, &pieces, n, w);
@@ -474,9 +471,8 @@ fn train_inner(
                 };
                 encoder.backward(&grad)?;
             }
-            let report = optimizer.step(&grads, |t| {
-                encoder.as_ref().and_then(|e| e.gradient(t))
-            })?;
+            let report =
+                optimizer.step(&grads, |t| encoder.as_ref().and_then(|e| e.gradient(t)))?;
             loss_sum += loss_value;
             loss_count += 1;
             bar.inc(batch.len() as u64);

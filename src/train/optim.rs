@@ -11,17 +11,21 @@ use std::sync::Mutex;
 
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, Device, InplaceOp1, Layout, Tensor, Var};
-use rayon::prelude::*;
 use candle_nn::VarMap;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::model::cpu;
 
-
 /// Σ g² in f64, over chunks in parallel.
 fn squared_norm(g: &[f32]) -> f64 {
     g.par_chunks(cpu::CHUNK)
-        .map(|c| cpu::simd(#[inline(always)] || cpu::dot(c, c)) as f64)
+        .map(|c| {
+            cpu::simd(
+                #[inline(always)]
+                || cpu::dot(c, c),
+            ) as f64
+        })
         .sum()
 }
 
@@ -40,7 +44,10 @@ struct Update<'a> {
 impl Update<'_> {
     /// Updates `theta` and the moments in place.
     fn apply(&self, theta: &mut [f32]) -> candle_core::Result<()> {
-        let mut moments = self.moments.lock().expect("the moments lock is not poisoned");
+        let mut moments = self
+            .moments
+            .lock()
+            .expect("the moments lock is not poisoned");
         let (m, v) = &mut *moments;
         if theta.len() != self.grad.len() || theta.len() != m.len() {
             candle_core::bail!("AdamW: a gradient or moment does not match its variable");
@@ -49,18 +56,26 @@ impl Update<'_> {
         let (bc1, bc2) = self.corrections;
         theta
             .par_chunks_mut(cpu::CHUNK)
-            .zip(m.par_chunks_mut(cpu::CHUNK).zip(v.par_chunks_mut(cpu::CHUNK)))
+            .zip(
+                m.par_chunks_mut(cpu::CHUNK)
+                    .zip(v.par_chunks_mut(cpu::CHUNK)),
+            )
             .zip(self.grad.par_chunks(cpu::CHUNK))
             .for_each(|((t, (m, v)), g)| {
-                cpu::simd(#[inline(always)] || {
-                    for (((t, m), v), &g) in t.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
-                        let g = g * self.clip;
-                        *m = b1 * *m + (1.0 - b1) * g;
-                        *v = b2 * *v + (1.0 - b2) * g * g;
-                        let update = (*m / bc1) / ((*v / bc2).sqrt() + self.eps);
-                        *t = *t * self.decay - self.lr * update;
-                    }
-                })
+                cpu::simd(
+                    #[inline(always)]
+                    || {
+                        for (((t, m), v), &g) in
+                            t.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g)
+                        {
+                            let g = g * self.clip;
+                            *m = b1 * *m + (1.0 - b1) * g;
+                            *v = b2 * *v + (1.0 - b2) * g * g;
+                            let update = (*m / bc1) / ((*v / bc2).sqrt() + self.eps);
+                            *t = *t * self.decay - self.lr * update;
+                        }
+                    },
+                )
             });
         Ok(())
     }
@@ -403,8 +418,11 @@ mod tests {
             .get_with_hints(3, "w", candle_nn::Init::Const(1.0))
             .unwrap();
         let mut opt = AdamW::new(&varmap, OptimConfig::default(), 10);
-        opt.step(&x.sqr().unwrap().sum_all().unwrap().backward().unwrap(), |_| None)
-            .unwrap();
+        opt.step(
+            &x.sqr().unwrap().sum_all().unwrap().backward().unwrap(),
+            |_| None,
+        )
+        .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("opt.safetensors");
         opt.save(&file).unwrap();
