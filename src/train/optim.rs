@@ -17,16 +17,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::cpu;
 
-/// Σ g² in f64, over chunks in parallel.
+/// Σ g² in f64, over chunks in parallel; the chunk sums are added in order, so the norm
+/// (and so a resumed run) does not depend on how the work was split between threads.
 fn squared_norm(g: &[f32]) -> f64 {
-    g.par_chunks(cpu::CHUNK)
+    let partial: Vec<f64> = g
+        .par_chunks(cpu::CHUNK)
         .map(|c| {
             cpu::simd(
                 #[inline(always)]
                 || cpu::dot(c, c),
             ) as f64
         })
-        .sum()
+        .collect();
+    partial.iter().sum()
 }
 
 /// One tensor's AdamW update, applied in place to the variable's storage.
