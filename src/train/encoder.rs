@@ -438,7 +438,7 @@ impl EncoderTrainer {
                 }
             }
         }
-        // Every weight gradient below is written, not added, except these.
+        // Weight matrices' gradients below are written; these are added to.
         for &row in &self.touched_words {
             let r = row as usize;
             self.grads[0][r * d..(r + 1) * d].fill(0.0);
@@ -480,35 +480,20 @@ impl EncoderTrainer {
         let x = &self.hidden[l][..m * d];
         let dy = &s.dy[..m * d];
 
-        // Output LayerNorm, then the residual branch and the feed-forward one.
+        // Output LayerNorm and its residual, the feed-forward branch, then the attention
+        // LayerNorm and its residual and the attention output projection.
         let dx1 = sized(&mut s.dx1, m * d);
-        let (ga, gb) = two(g, p + at::OUTPUT_NORM, p + at::OUTPUT_NORM + 1);
-        cpu::layer_norm_backward(
-            &acts.xhat2,
-            &acts.rstd2,
-            w[p + at::OUTPUT_NORM],
-            dy,
-            dx1,
-            false,
-            ga,
-            gb,
-        );
-        let d_out = sized(&mut s.d_branch, m * d);
-        d_out.copy_from_slice(dx1);
-        if hidden_p > 0.0 {
-            DropoutMask::new(self.seed, site(l, FFN_OUT), hidden_p).apply_all(d_out);
-        }
-        let (gw, gbias) = two(g, p + at::OUTPUT, p + at::OUTPUT + 1);
-        linear_backward_weights(gw, gbias, d_out, &acts.act, m, d, inner);
         let d_act = sized(&mut s.d_act, m * inner);
-        matmul(
-            d_act,
-            inner,
-            MatRef::new(d_out, m, d),
-            MatRef::new(w[p + at::OUTPUT], d, inner),
-            false,
-            true,
-        );
+        let branch = Branch {
+            norm: p + at::OUTPUT_NORM,
+            xhat: &acts.xhat2,
+            rstd: &acts.rstd2,
+            dropout: (hidden_p > 0.0)
+                .then(|| DropoutMask::new(self.seed, site(l, FFN_OUT), hidden_p)),
+            linear: p + at::OUTPUT,
+            input: &acts.act,
+        };
+        branch.backward(w, g, dy, dx1, &mut s.d_branch, d_act);
         let dz = sized(&mut s.dz, m * inner);
         cpu::gelu_backward(&acts.z, d_act, dz);
         let (gw, gbias) = two(g, p + at::INTERMEDIATE, p + at::INTERMEDIATE + 1);
@@ -522,35 +507,18 @@ impl EncoderTrainer {
             true,
         );
 
-        // Attention LayerNorm, residual, output projection, attention, q/k/v.
         let dx = sized(&mut s.dx, m * d);
-        let (ga, gb) = two(g, p + at::ATTENTION_NORM, p + at::ATTENTION_NORM + 1);
-        cpu::layer_norm_backward(
-            &acts.xhat1,
-            &acts.rstd1,
-            w[p + at::ATTENTION_NORM],
-            dx1,
-            dx,
-            false,
-            ga,
-            gb,
-        );
-        let d_attn = sized(&mut s.d_branch, m * d);
-        d_attn.copy_from_slice(dx);
-        if hidden_p > 0.0 {
-            DropoutMask::new(self.seed, site(l, ATTENTION_OUT), hidden_p).apply_all(d_attn);
-        }
-        let (gw, gbias) = two(g, p + at::ATTENTION_OUT, p + at::ATTENTION_OUT + 1);
-        linear_backward_weights(gw, gbias, d_attn, &acts.context, m, d, d);
         let d_context = sized(&mut s.d_context, m * d);
-        matmul(
-            d_context,
-            d,
-            MatRef::new(d_attn, m, d),
-            MatRef::new(w[p + at::ATTENTION_OUT], d, d),
-            false,
-            true,
-        );
+        let branch = Branch {
+            norm: p + at::ATTENTION_NORM,
+            xhat: &acts.xhat1,
+            rstd: &acts.rstd1,
+            dropout: (hidden_p > 0.0)
+                .then(|| DropoutMask::new(self.seed, site(l, ATTENTION_OUT), hidden_p)),
+            linear: p + at::ATTENTION_OUT,
+            input: &acts.context,
+        };
+        branch.backward(w, g, dx1, dx, &mut s.d_branch, d_context);
 
         let d_qkv = sized(&mut s.d_qkv, m * 3 * d);
         attention_backward(
@@ -630,7 +598,63 @@ fn two(g: &mut [Vec<f32>], i: usize, j: usize) -> (&mut [f32], &mut [f32]) {
     (&mut a[i], &mut b[0])
 }
 
-/// dW = dyᵀ·x (written) and db = Σ rows of dy (written) for y = x·Wᵀ + b.
+/// The backward pass of `LayerNorm(x + dropout(input·Wᵀ + b))`: a residual sum's norm
+/// (parameters at `norm`, `norm + 1`) over a linear branch (at `linear`, `linear + 1`).
+struct Branch<'a> {
+    norm: usize,
+    xhat: &'a [f32],
+    rstd: &'a [f32],
+    dropout: Option<DropoutMask>,
+    linear: usize,
+    input: &'a [f32],
+}
+
+impl Branch<'_> {
+    /// From the gradient `dy` of the norm's output: writes the residual's gradient to
+    /// `d_residual` and the branch input's to `d_input`, and the weight gradients to `g`.
+    #[allow(clippy::too_many_arguments)]
+    fn backward(
+        &self,
+        w: &[&[f32]],
+        g: &mut [Vec<f32>],
+        dy: &[f32],
+        d_residual: &mut [f32],
+        d_branch: &mut Vec<f32>,
+        d_input: &mut [f32],
+    ) {
+        let (m, d) = (self.rstd.len(), d_residual.len() / self.rstd.len().max(1));
+        let inp = self.input.len() / m.max(1);
+        let (ga, gb) = two(g, self.norm, self.norm + 1);
+        cpu::layer_norm_backward(
+            self.xhat,
+            self.rstd,
+            w[self.norm],
+            dy,
+            d_residual,
+            false,
+            ga,
+            gb,
+        );
+        let d_out = sized(d_branch, m * d);
+        d_out.copy_from_slice(d_residual);
+        if let Some(mask) = &self.dropout {
+            mask.apply_all(d_out);
+        }
+        let (gw, gbias) = two(g, self.linear, self.linear + 1);
+        linear_backward_weights(gw, gbias, d_out, self.input, m, d, inp);
+        matmul(
+            d_input,
+            inp,
+            MatRef::new(d_out, m, d),
+            MatRef::new(w[self.linear], d, inp),
+            false,
+            true,
+        );
+    }
+}
+
+/// dW = dyᵀ·x (written) and db += Σ rows of dy (biases start each pass at zero) for
+/// y = x·Wᵀ + b.
 fn linear_backward_weights(
     gw: &mut [f32],
     gb: &mut [f32],
@@ -648,7 +672,6 @@ fn linear_backward_weights(
         false,
         true,
     );
-    gb.fill(0.0);
     cpu::add_column_sums(dy, out, gb);
 }
 

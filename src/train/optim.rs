@@ -247,15 +247,15 @@ impl AdamW {
         grads: &GradStore,
         host: impl Fn(&Tensor) -> Option<&'a [f32]>,
     ) -> candle_core::Result<StepReport> {
+        // Host gradients are borrowed; candle's are copied out of their tensors.
         let from_store: Vec<Option<Vec<f32>>> = self
             .slots
             .iter()
-            .map(|s| match host(s.var.as_tensor()) {
-                Some(_) => Ok(None),
-                None => grads
+            .map(|s| {
+                grads
                     .get(s.var.as_tensor())
                     .map(|g| g.flatten_all()?.to_vec1::<f32>())
-                    .transpose(),
+                    .transpose()
             })
             .collect::<candle_core::Result<_>>()?;
         let slot_grads: Vec<Option<&[f32]>> = self
