@@ -2,14 +2,16 @@
 //! integration for multimodal NER) in Rust, with a terminal research workbench.
 //!
 //! The crate is laid out by stage, in the order data flows: [`data`] (datasets, spans,
-//! images), [`prompts`] (the prompt vocabulary), [`eval`] (scoring).
+//! images), [`prompts`] (the prompt vocabulary), [`model`], [`stages`] (cached stages),
+//! [`eval`] (scoring), [`run`] (run directories), [`train`].
 
 pub mod cli;
 pub mod data;
-pub mod engine;
 pub mod eval;
 pub mod model;
 pub mod progress;
 pub mod prompts;
+pub mod run;
+pub mod stages;
 pub mod train;
 pub mod util;

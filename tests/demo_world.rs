@@ -14,6 +14,7 @@ use promptmner::data::spans::spans_from_tags;
 use promptmner::data::stats::dataset_stats;
 use promptmner::data::tags::EntityType;
 use promptmner::data::{SPLITS, Tweet, split_path};
+use promptmner::progress::NoProgress;
 
 fn demo_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data/demo")
@@ -119,9 +120,9 @@ fn demo_other_seeds_give_other_worlds() {
         sizes: [20, 5, 5],
         image_size: 32,
     };
-    let a = demo::generate(&small(1)).unwrap();
-    let b = demo::generate(&small(1)).unwrap();
-    let c = demo::generate(&small(2)).unwrap();
+    let a = demo::generate(&small(1), &NoProgress).unwrap();
+    let b = demo::generate(&small(1), &NoProgress).unwrap();
+    let c = demo::generate(&small(2), &NoProgress).unwrap();
     let words = |w: &demo::DemoWorld| {
         w.tweets()
             .map(|t| t.tweet.words.clone())
@@ -322,7 +323,7 @@ fn demo_captions_use_the_demo_vocabulary() {
 #[test]
 fn demo_is_accepted_by_data_stats() {
     let resolver = promptmner::data::images::ImageResolver::for_dataset(&demo_dir(), None);
-    let stats = dataset_stats(&demo_dir(), &resolver).unwrap();
+    let stats = dataset_stats(&demo_dir(), &resolver, &NoProgress).unwrap();
     for split in &stats.splits {
         assert_eq!(
             split.images_missing + split.images_unreadable,

@@ -10,13 +10,14 @@ use promptmner::data::demo;
 use promptmner::data::images::{ImageResolver, NoImage};
 use promptmner::data::tags::EntityType;
 use promptmner::data::{Tweet, read_conll, split_path};
-use promptmner::engine::image_cache::{ImageCache, image_states};
 use promptmner::model::fusion::FusionMode;
 use promptmner::model::ops::Mode;
 use promptmner::model::store::{Preset, write_tiny_backbones};
 use promptmner::model::text::WordPieces;
 use promptmner::model::{ImageState, ModelConfig, ModelError, Prediction, PromptMner};
+use promptmner::progress::NoProgress;
 use promptmner::prompts::{Vocabulary, WordList};
+use promptmner::stages::image_cache::{ImageCache, image_states};
 
 struct World {
     _dir: tempfile::TempDir,
@@ -360,17 +361,18 @@ fn a_whole_split_predicts_in_batches_in_tweet_order() {
     let resolver = ImageResolver::for_dataset(&demo::embedded_dir(), None);
     let cache_dir = tempfile::tempdir().unwrap();
     let cache = ImageCache::open(cache_dir.path(), &w.backbones.clip).unwrap();
-    let images = image_states(&m, tweets, &resolver, Some(&cache), 4).unwrap();
+    let images = image_states(&m, tweets, &resolver, Some(&cache), 4, &NoProgress).unwrap();
     let encoded = m.counters.images_encoded.load(Ordering::Relaxed);
     // A second pass reads every embedding from the disk cache.
-    let again = image_states(&m, tweets, &resolver, Some(&cache), 4).unwrap();
+    let again = image_states(&m, tweets, &resolver, Some(&cache), 4, &NoProgress).unwrap();
     assert_eq!(m.counters.images_encoded.load(Ordering::Relaxed), encoded);
     for (a, b) in images.iter().zip(&again) {
         let values = |s: &ImageState| s.embedding().map(|e| e.to_vec1::<f32>().unwrap());
         assert_eq!(values(a), values(b));
     }
     let predictions =
-        promptmner::eval::predict::predict_split(&m, tweets, &images, &bank, 6).unwrap();
+        promptmner::eval::predict::predict_split(&m, tweets, &images, &bank, 6, &NoProgress)
+            .unwrap();
     assert_eq!(predictions.len(), tweets.len());
     for (t, p) in tweets.iter().zip(&predictions) {
         let staged = m

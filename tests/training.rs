@@ -9,8 +9,9 @@ use candle_core::Device;
 use common::promptmner;
 use promptmner::data::demo;
 use promptmner::data::images::{ClipPreprocess, ImageResolver};
-use promptmner::engine::image_cache::image_states;
 use promptmner::model::clip::ClipBackbone;
+use promptmner::progress::NoProgress;
+use promptmner::stages::image_cache::image_states;
 use promptmner::train::clip_pretrain::zero_shot_accuracy;
 use promptmner::train::{Checkpoint, Metrics, evaluate};
 use serde_json::Value;
@@ -37,7 +38,8 @@ fn the_committed_demo_checkpoint_reaches_its_recorded_f1() {
     ))
     .unwrap();
     let resolver = ImageResolver::for_dataset(&root().join("data/demo"), None);
-    let images = image_states(&checkpoint.model, &tweets, &resolver, None, 64).unwrap();
+    let images =
+        image_states(&checkpoint.model, &tweets, &resolver, None, 64, &NoProgress).unwrap();
     let n = checkpoint.config.model.continuous_prompts;
     let (scores, _) = evaluate(
         &checkpoint.model,
@@ -46,6 +48,7 @@ fn the_committed_demo_checkpoint_reaches_its_recorded_f1() {
         &checkpoint.vocabulary,
         n,
         64,
+        &NoProgress,
     )
     .unwrap();
     assert!(

@@ -11,6 +11,7 @@ use crate::data::images::{ImageResolver, NoImage};
 use crate::data::spans::spans_from_tags;
 use crate::data::tags::{EntityType, Tag};
 use crate::data::{SPLITS, split_path};
+use crate::progress::{Progress, Task};
 
 /// Counts for one split.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -55,7 +56,11 @@ pub enum StatsError {
 }
 
 /// Reads every split of `dir` and checks every tweet's image (decoding it).
-pub fn dataset_stats(dir: &Path, images: &ImageResolver) -> Result<DatasetStats, StatsError> {
+pub fn dataset_stats(
+    dir: &Path,
+    images: &ImageResolver,
+    progress: &dyn Progress,
+) -> Result<DatasetStats, StatsError> {
     let mut splits = Vec::new();
     // Each image decoded once, however many tweets share it.
     let mut checked: HashMap<String, Result<(), NoImage>> = HashMap::new();
@@ -77,9 +82,13 @@ pub fn dataset_stats(dir: &Path, images: &ImageResolver) -> Result<DatasetStats,
             images_unreadable: 0,
             without_imgid: 0,
         };
-        let bar = crate::progress::bar(tweets.len() as u64, &format!("{split}: checking images"));
+        let mut task = Task::start(
+            progress,
+            format!("{split}: checking images"),
+            tweets.len() as u64,
+        );
         for tweet in &tweets {
-            bar.inc(1);
+            task.advance(1);
             stats.tokens += tweet.len();
             for span in spans_from_tags(&tweet.tags) {
                 let counts = match tweet.tags[span.start] {
@@ -105,7 +114,7 @@ pub fn dataset_stats(dir: &Path, images: &ImageResolver) -> Result<DatasetStats,
                 Err(_) => stats.images_missing += 1,
             }
         }
-        bar.finish_and_clear();
+        drop(task);
         splits.push(stats);
     }
     if splits.is_empty() {
@@ -158,6 +167,7 @@ impl fmt::Display for DatasetStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::progress::NoProgress;
 
     #[test]
     fn counts_tweets_entities_and_image_states() {
@@ -174,8 +184,12 @@ mod tests {
             .save(images.join("1.png"))
             .unwrap();
         std::fs::write(images.join("2.jpg"), b"not an image").unwrap();
-        let stats =
-            dataset_stats(dir.path(), &ImageResolver::for_dataset(dir.path(), None)).unwrap();
+        let stats = dataset_stats(
+            dir.path(),
+            &ImageResolver::for_dataset(dir.path(), None),
+            &NoProgress,
+        )
+        .unwrap();
         assert_eq!(stats.splits.len(), 2);
         let train = &stats.splits[0];
         assert_eq!((train.tweets, train.tokens), (4, 8));
@@ -200,8 +214,12 @@ mod tests {
     #[test]
     fn a_directory_without_splits_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let err =
-            dataset_stats(dir.path(), &ImageResolver::for_dataset(dir.path(), None)).unwrap_err();
+        let err = dataset_stats(
+            dir.path(),
+            &ImageResolver::for_dataset(dir.path(), None),
+            &NoProgress,
+        )
+        .unwrap_err();
         assert!(matches!(err, StatsError::NoSplits(_)));
     }
 }

@@ -5,15 +5,17 @@ use candle_core::Tensor;
 use crate::data::Tweet;
 use crate::model::prompts::PromptBank;
 use crate::model::{ImageState, ModelError, Prediction, PromptMner};
+use crate::progress::{Progress, Task};
 
 /// One prediction per tweet, in the tweets' order; `images[i]` is tweet i's image state
-/// (see [`crate::engine::image_cache::image_states`]).
+/// (see [`crate::stages::image_cache::image_states`]).
 pub fn predict_split(
     model: &PromptMner,
     tweets: &[Tweet],
     images: &[ImageState],
     bank: &PromptBank,
     batch_size: usize,
+    progress: &dyn Progress,
 ) -> Result<Vec<Prediction>, ModelError> {
     let batch_size = batch_size.max(1);
     let pieces = tweets
@@ -23,7 +25,7 @@ pub fn predict_split(
     // Similar lengths together: less padding.
     let mut order: Vec<usize> = (0..tweets.len()).collect();
     order.sort_by_key(|&i| pieces[i].ids.len());
-    let bar = crate::progress::bar(tweets.len() as u64, "predicting");
+    let mut task = Task::start(progress, "predicting", tweets.len() as u64);
     let mut predictions: Vec<Option<Prediction>> = vec![None; tweets.len()];
     for chunk in order.chunks(batch_size) {
         let embeds: Vec<Option<&Tensor>> = chunk.iter().map(|&i| images[i].embedding()).collect();
@@ -34,9 +36,9 @@ pub fn predict_split(
         {
             predictions[i] = Some(prediction);
         }
-        bar.inc(chunk.len() as u64);
+        task.advance(chunk.len() as u64);
     }
-    bar.finish_and_clear();
+    drop(task);
     Ok(predictions
         .into_iter()
         .map(|p| p.expect("every tweet is in one batch"))

@@ -13,14 +13,16 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::TrainError;
-use super::optim::{AdamW, OptimConfig};
+use super::optim::AdamW;
 use crate::data::images::{ClipPreprocess, ImageResolver};
 use crate::data::tags::EntityType;
 use crate::data::{read_conll, split_path};
 use crate::model::clip::{ClipConfig, ClipModel, ClipTokenizer, l2_normalize};
 use crate::model::ops::Mode;
 use crate::model::store::write_tiny_clip;
+use crate::progress::{Progress, Task};
 use crate::prompts::Vocabulary;
+use crate::run::config::OptimConfig;
 
 /// Settings of a pretraining run.
 #[derive(Debug, Clone, Serialize)]
@@ -143,6 +145,7 @@ pub fn pretrain_clip(
     vocabulary: &Vocabulary,
     config: &PretrainConfig,
     device: &Device,
+    progress: &dyn Progress,
 ) -> Result<PretrainReport, TrainError> {
     let write_err = |path: &Path| {
         let path = path.to_path_buf();
@@ -188,7 +191,11 @@ pub fn pretrain_clip(
     let tau = model.logit_scale as f64;
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let mut epoch_losses = Vec::new();
-    let bar = crate::progress::bar((config.epochs * train_ids.len()) as u64, "pretraining CLIP");
+    let mut task = Task::start(
+        progress,
+        "pretraining CLIP",
+        (config.epochs * train_ids.len()) as u64,
+    );
     for _ in 0..config.epochs {
         let mut order: Vec<usize> = (0..train_ids.len()).collect();
         order.shuffle(&mut rng);
@@ -240,13 +247,15 @@ pub fn pretrain_clip(
                 report.grad_norm,
                 report.schedule
             );
-            bar.inc(b as u64);
+            match epoch_losses.last() {
+                Some(mean) => task.advance_with(b as u64, &format!("loss {mean:.4}")),
+                None => task.advance(b as u64),
+            }
         }
         let mean = total / batches.max(1) as f64;
-        bar.set_message(format!("pretraining CLIP, loss {mean:.4}"));
         epoch_losses.push(mean);
     }
-    bar.finish_and_clear();
+    drop(task);
 
     let (accuracy, test_images) =
         zero_shot_accuracy(&model, &tokenizer, data, vocabulary, &pre, device)?;

@@ -3,9 +3,7 @@
 //! best checkpoint, and leave a resumable state after every completed epoch.
 
 pub mod clip_pretrain;
-pub mod config;
 pub mod encoder;
-pub mod events;
 pub mod optim;
 
 use std::cell::RefCell;
@@ -16,23 +14,24 @@ use candle_core::{DType, Device, Tensor, Var};
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::data::images::ImageResolver;
 use crate::data::spans::spans_from_tags;
 use crate::data::{Tweet, read_conll, split_path};
-use crate::engine::image_cache::{ImageCache, image_states};
 use crate::eval::predict::predict_split;
-use crate::eval::score::{Prf, Scorer};
+use crate::eval::score::Scorer;
 use crate::model::ops::Mode;
 use crate::model::span::NONE_CLASS;
-use crate::model::store::ModelStore;
 use crate::model::text::WordPieces;
-use crate::model::{Backbones, ImageState, ModelError, PromptMner};
+use crate::model::{ImageState, ModelError, PromptMner};
+use crate::progress::{Progress, Task};
 use crate::prompts::Vocabulary;
-pub use config::TrainConfig;
+pub use crate::run::config::{self, TrainConfig};
+use crate::run::events::{Event, RunLog};
+pub use crate::run::{Checkpoint, EpochMetrics, Metrics, RunDir, Scores, resolve_backbones};
+use crate::stages::image_cache::{ImageCache, image_states};
 use encoder::EncoderTrainer;
-use events::{Event, RunLog};
 use optim::AdamW;
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +46,8 @@ pub enum TrainError {
     Model(#[from] ModelError),
     #[error(transparent)]
     Store(#[from] crate::model::store::StoreError),
+    #[error(transparent)]
+    Run(#[from] crate::run::RunError),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
     #[error("cannot write {path}: {source}")]
@@ -71,83 +72,6 @@ fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
     }
 }
 
-/// Scores of one evaluation.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Scores {
-    pub precision: f64,
-    pub recall: f64,
-    pub f1: f64,
-}
-
-impl From<Prf> for Scores {
-    fn from(p: Prf) -> Self {
-        Self {
-            precision: p.precision,
-            recall: p.recall,
-            f1: p.f1,
-        }
-    }
-}
-
-/// One epoch's record in `metrics.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochMetrics {
-    pub epoch: usize,
-    pub train_loss: f64,
-    pub seconds: f64,
-    pub examples_per_second: f64,
-    pub dev: Scores,
-}
-
-/// `metrics.json`: per-epoch dev scores, the best epoch and its test scores.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Metrics {
-    pub epochs: Vec<EpochMetrics>,
-    pub best_epoch: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub test: Option<Scores>,
-}
-
-impl Metrics {
-    pub fn best_dev_f1(&self) -> f64 {
-        self.best_epoch
-            .and_then(|b| self.epochs.iter().find(|e| e.epoch == b))
-            .map_or(f64::NEG_INFINITY, |e| e.dev.f1)
-    }
-}
-
-/// The files of a run directory.
-pub struct RunDir {
-    pub dir: PathBuf,
-}
-
-impl RunDir {
-    pub fn config(&self) -> PathBuf {
-        self.dir.join("config.toml")
-    }
-    pub fn weights(&self) -> PathBuf {
-        self.dir.join("model.safetensors")
-    }
-    pub fn prompts(&self) -> PathBuf {
-        self.dir.join("prompts.toml")
-    }
-    pub fn metrics(&self) -> PathBuf {
-        self.dir.join("metrics.json")
-    }
-    fn state_dir(&self) -> PathBuf {
-        self.dir.join("state")
-    }
-    fn state_weights(&self) -> PathBuf {
-        self.state_dir().join("weights.safetensors")
-    }
-    fn state_optimizer(&self) -> PathBuf {
-        self.state_dir().join("optimizer.safetensors")
-    }
-    fn state_metrics(&self) -> PathBuf {
-        self.state_dir().join("metrics.json")
-    }
-}
-
 /// Writes safetensors atomically (temporary file, then rename).
 fn save_atomic(
     path: &Path,
@@ -163,25 +87,6 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
     crate::util::write_atomic(path, text.as_bytes()).map_err(write_error(path))
 }
 
-/// Resolves backbone names: a relative path under `base` (a checkpoint directory), an
-/// existing path, or a name in the model store.
-pub fn resolve_backbones(
-    names: &config::BackboneNames,
-    base: Option<&Path>,
-) -> Result<Backbones, ModelError> {
-    let store = ModelStore::default_location();
-    let resolve = |name: &str| -> Result<PathBuf, ModelError> {
-        if let Some(dir) = base.map(|b| b.join(name)).filter(|d| d.is_dir()) {
-            return Ok(store.resolve(dir.to_str().unwrap_or(name))?);
-        }
-        Ok(store.resolve(name)?)
-    };
-    Ok(Backbones {
-        text: resolve(&names.text)?,
-        clip: resolve(&names.clip)?,
-    })
-}
-
 /// A split with everything the model needs per tweet.
 struct Split {
     tweets: Vec<Tweet>,
@@ -195,13 +100,14 @@ fn load_split(
     resolver: &ImageResolver,
     cache: Option<&ImageCache>,
     batch: usize,
+    progress: &dyn Progress,
 ) -> Result<Split, TrainError> {
     let tweets = read_conll(path)?;
     let pieces = tweets
         .iter()
         .map(|t| model.tokenize(&t.words))
         .collect::<Result<_, _>>()?;
-    let images = image_states(model, &tweets, resolver, cache, batch)?;
+    let images = image_states(model, &tweets, resolver, cache, batch, progress)?;
     Ok(Split {
         tweets,
         pieces,
@@ -248,9 +154,10 @@ pub fn evaluate(
     vocabulary: &Vocabulary,
     n_continuous: usize,
     batch: usize,
+    progress: &dyn Progress,
 ) -> Result<(Scores, Vec<crate::model::Prediction>), ModelError> {
     let bank = model.encode_prompts(vocabulary, n_continuous)?;
-    let predictions = predict_split(model, split_tweets, images, &bank, batch)?;
+    let predictions = predict_split(model, split_tweets, images, &bank, batch, progress)?;
     let mut scorer = Scorer::new();
     for (tweet, prediction) in split_tweets.iter().zip(&predictions) {
         let predicted: Vec<_> = prediction.spans.iter().map(|s| s.span).collect();
@@ -273,6 +180,7 @@ pub fn train(
     out: &Path,
     resume: bool,
     device: &Device,
+    progress: &dyn Progress,
 ) -> Result<TrainSummary, TrainError> {
     let run = RunDir {
         dir: out.to_path_buf(),
@@ -286,7 +194,7 @@ pub fn train(
     }
     std::fs::create_dir_all(run.state_dir()).map_err(write_error(&run.state_dir()))?;
     let log = RunLog::open(out).map_err(write_error(out))?;
-    let result = train_inner(config, &run, resume, device, &log);
+    let result = train_inner(config, &run, resume, device, &log, progress);
     if let Err(e) = &result {
         log.emit(&Event::Failed {
             reason: e.to_string(),
@@ -301,6 +209,7 @@ fn train_inner(
     resume: bool,
     device: &Device,
     log: &RunLog,
+    progress: &dyn Progress,
 ) -> Result<TrainSummary, TrainError> {
     let vocabulary = Vocabulary::load(&config.prompts)?;
     // The backbones as the run records them: a fresh `tiny` text encoder is written into
@@ -346,6 +255,7 @@ fn train_inner(
         &resolver,
         cache.as_ref(),
         config.eval_batch_size,
+        progress,
     )?;
     let valid = load_split(
         &model,
@@ -353,6 +263,7 @@ fn train_inner(
         &resolver,
         cache.as_ref(),
         config.eval_batch_size,
+        progress,
     )?;
     let test_path = split_path(&config.data, "test");
     let test = test_path
@@ -364,6 +275,7 @@ fn train_inner(
                 &resolver,
                 cache.as_ref(),
                 config.eval_batch_size,
+                progress,
             )
         })
         .transpose()?;
@@ -426,9 +338,10 @@ fn train_inner(
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(epoch_seed));
         order.truncate(per_epoch);
         let dropout_rng = RefCell::new(ChaCha8Rng::seed_from_u64(epoch_seed ^ 0x5eed));
-        let bar = crate::progress::bar(
+        let mut task = Task::start(
+            progress,
+            format!("epoch {epoch}/{}", config.epochs),
             per_epoch as u64,
-            &format!("epoch {epoch}/{}", config.epochs),
         );
         let started = Instant::now();
         let (mut loss_sum, mut loss_count) = (0.0, 0usize);
@@ -475,13 +388,12 @@ fn train_inner(
                 optimizer.step(&grads, |t| encoder.as_ref().and_then(|e| e.gradient(t)))?;
             loss_sum += loss_value;
             loss_count += 1;
-            bar.inc(batch.len() as u64);
-            let rate = bar.position() as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            bar.set_message(format!(
-                "epoch {epoch}/{} loss {:.4} {rate:.1} ex/s",
-                config.epochs,
-                loss_sum / loss_count as f64
-            ));
+            let rate = (task.done() + batch.len() as u64) as f64
+                / started.elapsed().as_secs_f64().max(1e-9);
+            task.advance_with(
+                batch.len() as u64,
+                &format!("loss {:.4} {rate:.1} ex/s", loss_sum / loss_count as f64),
+            );
             if optimizer.step % config.log_every.max(1) == 0 {
                 log.emit(&Event::Step {
                     epoch,
@@ -493,7 +405,7 @@ fn train_inner(
                 });
             }
         }
-        bar.finish_and_clear();
+        drop(task);
         let seconds = started.elapsed().as_secs_f64();
         model.clear_prompt_caches();
         let (dev, _) = evaluate(
@@ -503,6 +415,7 @@ fn train_inner(
             &vocabulary,
             n_continuous,
             config.eval_batch_size,
+            progress,
         )?;
         let record = EpochMetrics {
             epoch,
@@ -546,6 +459,7 @@ fn train_inner(
             &vocabulary,
             n_continuous,
             config.eval_batch_size,
+            progress,
         )?;
         metrics.test = Some(scores);
         write_json(&run.metrics(), &metrics)?;
@@ -559,33 +473,6 @@ fn train_inner(
         metrics,
         out: run.dir.clone(),
     })
-}
-
-/// A trained model loaded from a checkpoint directory.
-pub struct Checkpoint {
-    pub model: PromptMner,
-    pub vocabulary: Vocabulary,
-    pub config: TrainConfig,
-}
-
-impl Checkpoint {
-    /// Loads `dir` (config.toml, model.safetensors, prompts.toml); backbones named in the
-    /// config resolve under `dir` first, then as paths or store names.
-    pub fn load(dir: &Path, device: &Device) -> Result<Self, TrainError> {
-        let run = RunDir {
-            dir: dir.to_path_buf(),
-        };
-        let config = TrainConfig::load(&run.config(), &[])?;
-        let backbones = resolve_backbones(&config.backbones, Some(dir))?;
-        let mut model = PromptMner::new(&backbones, &config.model, device)?;
-        model.load_weights(&run.weights())?;
-        let vocabulary = Vocabulary::load(&run.prompts())?;
-        Ok(Self {
-            model,
-            vocabulary,
-            config,
-        })
-    }
 }
 
 #[cfg(test)]

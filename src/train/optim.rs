@@ -13,9 +13,9 @@ use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, Device, InplaceOp1, Layout, Tensor, Var};
 use candle_nn::VarMap;
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use crate::model::cpu;
+use crate::run::config::OptimConfig;
 
 /// Σ g² in f64, over chunks in parallel; the chunk sums are added in order, so the norm
 /// (and so a resumed run) does not depend on how the work was split between threads.
@@ -98,42 +98,6 @@ impl InplaceOp1 for Update<'_> {
         };
         self.apply(&mut values[start..end])?;
         Ok(())
-    }
-}
-
-/// Optimiser settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OptimConfig {
-    /// Learning rate of the fine-tuned text encoder.
-    pub lr_text: f64,
-    /// Learning rate of the new layers (fusion, span head).
-    pub lr_new: f64,
-    /// Learning rate of the continuous prompt embeddings.
-    pub lr_prompts: f64,
-    pub weight_decay: f64,
-    /// Share of the steps spent warming up linearly from 0.
-    pub warmup: f64,
-    /// Largest global gradient norm (0 = no clipping).
-    pub clip_norm: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-}
-
-impl Default for OptimConfig {
-    fn default() -> Self {
-        Self {
-            lr_text: 5e-5,
-            lr_new: 1e-3,
-            lr_prompts: 1e-3,
-            weight_decay: 0.01,
-            warmup: 0.1,
-            clip_norm: 1.0,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-        }
     }
 }
 

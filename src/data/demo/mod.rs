@@ -16,6 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::data::conll::{Tweet, format_conll};
 use crate::data::spans::{Span, tags_from_spans};
 use crate::data::tags::EntityType;
+use crate::progress::{Progress, Task};
 use crate::prompts::Vocabulary;
 use scenes::{Scene, View};
 
@@ -156,10 +157,10 @@ pub fn demo_vocabulary() -> Result<Vocabulary, crate::prompts::VocabularyError> 
 
 /// Generates the world. Each tweet draws from its own generator seeded by
 /// (seed, index), so output depends on nothing but the configuration.
-pub fn generate(config: &DemoConfig) -> Result<DemoWorld, DemoError> {
+pub fn generate(config: &DemoConfig, progress: &dyn Progress) -> Result<DemoWorld, DemoError> {
     let vocabulary = demo_vocabulary()?;
     let total: usize = config.sizes.iter().sum();
-    let bar = crate::progress::bar(total as u64, "drawing the demo world");
+    let mut task = Task::start(progress, "drawing the demo world", total as u64);
     let mut index = 0u64;
     let mut splits = Vec::new();
     for (split, &size) in crate::data::SPLITS.iter().zip(&config.sizes) {
@@ -167,13 +168,13 @@ pub fn generate(config: &DemoConfig) -> Result<DemoWorld, DemoError> {
             .map(|i| {
                 let tweet = generate_tweet(config, &vocabulary, split, i, index);
                 index += 1;
-                bar.inc(1);
+                task.advance(1);
                 tweet
             })
             .collect();
         splits.push((split.to_string(), tweets));
     }
-    bar.finish_and_clear();
+    drop(task);
     Ok(DemoWorld { splits })
 }
 
@@ -328,7 +329,7 @@ fn fill_template(rng: &mut ChaCha8Rng, template: &str, slots: &[(&str, EntityTyp
 impl DemoWorld {
     /// Writes `train.txt`, `valid.txt`, `test.txt`, `images/<id>.png`, `captions.tsv`
     /// and `meta.tsv` into `dir`.
-    pub fn write(&self, dir: &Path) -> Result<(), DemoError> {
+    pub fn write(&self, dir: &Path, progress: &dyn Progress) -> Result<(), DemoError> {
         let write = |path: PathBuf, bytes: &[u8]| {
             crate::util::write_atomic(&path, bytes)
                 .map_err(|source| DemoError::Write { path, source })
@@ -341,7 +342,7 @@ impl DemoWorld {
         let mut captions = String::from("image_id\tcaption\n");
         let mut meta = String::from("tweet_id\timage_id\tambiguous\tscene\tview\n");
         let total = self.splits.iter().map(|(_, t)| t.len()).sum::<usize>();
-        let bar = crate::progress::bar(total as u64, "writing the demo world");
+        let mut task = Task::start(progress, "writing the demo world", total as u64);
         for (split, tweets) in &self.splits {
             let conll: Vec<Tweet> = tweets.iter().map(|t| t.tweet.clone()).collect();
             write(
@@ -349,7 +350,7 @@ impl DemoWorld {
                 format_conll(&conll).as_bytes(),
             )?;
             for t in tweets {
-                bar.inc(1);
+                task.advance(1);
                 let image_id = t.tweet.image_id.as_deref().unwrap_or("-");
                 let _ = writeln!(
                     meta,
@@ -371,7 +372,7 @@ impl DemoWorld {
                 }
             }
         }
-        bar.finish_and_clear();
+        drop(task);
         write(dir.join("captions.tsv"), captions.as_bytes())?;
         write(dir.join("meta.tsv"), meta.as_bytes())
     }

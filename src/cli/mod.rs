@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+mod bars;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
@@ -11,14 +13,15 @@ use crate::data::images::ImageResolver;
 use crate::data::stats::dataset_stats;
 use crate::data::tags::EntityType;
 use crate::data::{Tweet, read_conll};
-use crate::engine::image_cache::{ImageCache, image_states};
 use crate::eval::predict::{predict_split, predicted_tweets};
 use crate::eval::score::{ErrorKind, ScoreReport, score_tweets};
 use crate::model::device::{self, DeviceChoice};
 use crate::model::store::{ModelStore, Preset};
 use crate::prompts::Vocabulary;
+use crate::stages::image_cache::{ImageCache, image_states};
 use crate::train::clip_pretrain::{PretrainConfig, pretrain_clip};
 use crate::train::{self, Checkpoint, TrainConfig};
+pub use bars::Bars;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -200,8 +203,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 sizes: [train, valid, test],
                 image_size,
             };
-            let world = demo::generate(&config)?;
-            world.write(&out)?;
+            let world = demo::generate(&config, &Bars::default())?;
+            world.write(&out, &Bars::default())?;
             eprintln!("wrote the demo world to {}", out.display());
             if let Some(path) = contact_sheet {
                 let png = demo::encode_png(&world.contact_sheet(8))?;
@@ -223,7 +226,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let out = out.unwrap_or_else(|| {
                 PathBuf::from("runs").join(config.file_stem().unwrap_or_default())
             });
-            let summary = train::train(&train_config, &out, resume, &device::select(device)?)?;
+            let summary = train::train(
+                &train_config,
+                &out,
+                resume,
+                &device::select(device)?,
+                &Bars::default(),
+            )?;
             let m = &summary.metrics;
             println!(
                 "best epoch {} (dev F1 {:.2}){}; checkpoint in {}",
@@ -262,6 +271,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 &vocabulary,
                 &config,
                 &device::select(device)?,
+                &Bars::default(),
             )?;
             println!(
                 "zero-shot scene accuracy on {} test images: {:.1}% (final loss {:.4}); CLIP written to {}",
@@ -277,7 +287,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             command: DataCommand::Stats { dir, images, json },
         } => {
             let resolver = ImageResolver::for_dataset(&dir, images.as_deref());
-            let stats = dataset_stats(&dir, &resolver)?;
+            let stats = dataset_stats(&dir, &resolver, &Bars::default())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&stats)?);
             } else {
@@ -321,12 +331,20 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     let gold = read_conll(&crate::data::split_path(&args.data, &args.split))?;
     let resolver = ImageResolver::for_dataset(&args.data, args.images.as_deref());
     let cache = ImageCache::open(&ImageCache::default_root(), &model.backbones.clip).ok();
-    let states = image_states(model, &gold, &resolver, cache.as_ref(), args.batch_size)?;
+    let bars = Bars::default();
+    let states = image_states(
+        model,
+        &gold,
+        &resolver,
+        cache.as_ref(),
+        args.batch_size,
+        &bars,
+    )?;
     let bank = model.encode_prompts(
         &checkpoint.vocabulary,
         checkpoint.config.model.continuous_prompts,
     )?;
-    let predictions = predict_split(model, &gold, &states, &bank, args.batch_size)?;
+    let predictions = predict_split(model, &gold, &states, &bank, args.batch_size, &bars)?;
     let predicted = predicted_tweets(&gold, &predictions);
     if let Some(path) = &args.out {
         write_conll(path, &predicted)

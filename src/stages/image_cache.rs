@@ -11,6 +11,7 @@ use candle_core::Tensor;
 use crate::data::Tweet;
 use crate::data::images::{ImageResolver, decode_image};
 use crate::model::{ImageState, ModelError, PromptMner};
+use crate::progress::{Progress, Task};
 
 /// A folder of `<image content hash>.f32` files for one CLIP model.
 #[derive(Debug, Clone)]
@@ -83,11 +84,12 @@ pub fn image_states(
     resolver: &ImageResolver,
     cache: Option<&ImageCache>,
     batch_size: usize,
+    progress: &dyn Progress,
 ) -> Result<Vec<ImageState>, ModelError> {
     let mut states: Vec<Option<ImageState>> = vec![None; tweets.len()];
     // (tweet index, cache entry, decoded pixels) still to encode.
     let mut pending: Vec<(usize, Option<PathBuf>, Tensor)> = Vec::new();
-    let bar = crate::progress::bar(tweets.len() as u64, "encoding images");
+    let mut task = Task::start(progress, "encoding images", tweets.len() as u64);
     let flush = |pending: &mut Vec<(usize, Option<PathBuf>, Tensor)>,
                  states: &mut Vec<Option<ImageState>>|
      -> Result<(), ModelError> {
@@ -107,7 +109,7 @@ pub fn image_states(
         Ok(())
     };
     for (i, tweet) in tweets.iter().enumerate() {
-        bar.inc(1);
+        task.advance(1);
         let Some(id) = tweet.image_id.as_deref() else {
             states[i] = Some(ImageState::none(crate::data::images::NoImage::NoImageId));
             continue;
@@ -135,7 +137,7 @@ pub fn image_states(
         }
     }
     flush(&mut pending, &mut states)?;
-    bar.finish_and_clear();
+    drop(task);
     Ok(states
         .into_iter()
         .map(|s| s.expect("every tweet has an image state"))

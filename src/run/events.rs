@@ -6,11 +6,11 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{EpochMetrics, Scores, TrainConfig};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "lowercase")]
 pub enum Event {
     Started {
@@ -126,5 +126,75 @@ impl RunLog {
         if let Err(e) = written {
             tracing::warn!("cannot append to the run logs: {e}");
         }
+    }
+}
+
+/// An event as `events.jsonl` records it: with the time it was written.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RecordedEvent {
+    /// Seconds since the Unix epoch.
+    pub time: f64,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// What [`read_events`] found: the events in order, and the lines it could not read
+/// (a line cut short by a killed writer, say), by line number.
+#[derive(Debug, Clone, Default)]
+pub struct EventLog {
+    pub events: Vec<RecordedEvent>,
+    pub unreadable_lines: Vec<usize>,
+}
+
+/// Reads a run's `events.jsonl`; unreadable lines are listed, not fatal.
+pub fn read_events(path: &Path) -> std::io::Result<EventLog> {
+    let text = std::fs::read_to_string(path)?;
+    let mut log = EventLog::default();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<RecordedEvent>(line) {
+            Ok(event) => log.events.push(event),
+            Err(e) => {
+                tracing::warn!("{}:{}: {e}", path.display(), i + 1);
+                log.unreadable_lines.push(i + 1);
+            }
+        }
+    }
+    Ok(log)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_written_by_the_log_read_back_and_a_cut_line_is_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = RunLog::open(dir.path()).unwrap();
+        let events = [
+            Event::Resumed { after_epoch: 2 },
+            Event::Finished {
+                best_epoch: Some(3),
+                dev_f1: 71.5,
+                test: Some(Scores {
+                    precision: 70.0,
+                    recall: 69.0,
+                    f1: 69.5,
+                }),
+            },
+        ];
+        for event in &events {
+            log.emit(event);
+        }
+        drop(log);
+        let path = dir.path().join("events.jsonl");
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        write!(file, "{{\"event\":\"step\",\"epo").unwrap();
+        let read = read_events(&path).unwrap();
+        let got: Vec<Event> = read.events.into_iter().map(|e| e.event).collect();
+        assert_eq!(got, events);
+        assert_eq!(read.unreadable_lines, [3]);
     }
 }

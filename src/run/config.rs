@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::optim::OptimConfig;
 use crate::model::ModelConfig;
 
 /// Backbones by store name or directory.
@@ -13,6 +12,42 @@ use crate::model::ModelConfig;
 pub struct BackboneNames {
     pub text: String,
     pub clip: String,
+}
+
+/// Optimiser settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimConfig {
+    /// Learning rate of the fine-tuned text encoder.
+    pub lr_text: f64,
+    /// Learning rate of the new layers (fusion, span head).
+    pub lr_new: f64,
+    /// Learning rate of the continuous prompt embeddings.
+    pub lr_prompts: f64,
+    pub weight_decay: f64,
+    /// Share of the steps spent warming up linearly from 0.
+    pub warmup: f64,
+    /// Largest global gradient norm (0 = no clipping).
+    pub clip_norm: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        Self {
+            lr_text: 5e-5,
+            lr_new: 1e-3,
+            lr_prompts: 1e-3,
+            weight_decay: 0.01,
+            warmup: 0.1,
+            clip_norm: 1.0,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        }
+    }
 }
 
 fn default_epochs() -> usize {
