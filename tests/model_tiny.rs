@@ -366,10 +366,39 @@ fn a_whole_split_predicts_in_batches_in_tweet_order() {
     // A second pass reads every embedding from the disk cache.
     let again = image_states(&m, tweets, &resolver, Some(&cache), 4, &NoProgress).unwrap();
     assert_eq!(m.counters.images_encoded.load(Ordering::Relaxed), encoded);
+    let values = |s: &ImageState| s.embedding().map(|e| e.to_vec1::<f32>().unwrap());
     for (a, b) in images.iter().zip(&again) {
-        let values = |s: &ImageState| s.embedding().map(|e| e.to_vec1::<f32>().unwrap());
         assert_eq!(values(a), values(b));
     }
+    // Entries cut short (a foreign or broken file) are encoded again, not trusted.
+    let entries: Vec<_> = std::fs::read_dir(cache_dir.path())
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(!entries.is_empty());
+    for entry in &entries {
+        let bytes = std::fs::read(entry).unwrap();
+        std::fs::write(entry, &bytes[..bytes.len() - 4]).unwrap();
+    }
+    let repaired = image_states(&m, tweets, &resolver, Some(&cache), 4, &NoProgress).unwrap();
+    assert_eq!(
+        m.counters.images_encoded.load(Ordering::Relaxed),
+        2 * encoded
+    );
+    for (a, b) in images.iter().zip(&repaired) {
+        assert_eq!(values(a), values(b));
+    }
+    // Another CLIP (its weights changed) gets its own cache folder.
+    let weights = w.backbones.clip.join("model.safetensors");
+    let original = std::fs::read(&weights).unwrap();
+    let mut tensors = candle_core::safetensors::load(&weights, &Device::Cpu).unwrap();
+    let scale = tensors["logit_scale"].clone();
+    tensors.insert("logit_scale".into(), (scale + 0.5).unwrap());
+    candle_core::safetensors::save(&tensors, &weights).unwrap();
+    ImageCache::open(cache_dir.path(), &w.backbones.clip).unwrap();
+    std::fs::write(&weights, original).unwrap();
+    assert_eq!(std::fs::read_dir(cache_dir.path()).unwrap().count(), 2);
     let predictions =
         promptmner::eval::predict::predict_split(&m, tweets, &images, &bank, 6, &NoProgress)
             .unwrap();

@@ -1,9 +1,6 @@
 //! Image embeddings cached on disk, keyed by CLIP model and image content, so a second
 //! run (or the workbench) does not encode images again.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::Hasher;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use candle_core::Tensor;
@@ -12,24 +9,16 @@ use crate::data::Tweet;
 use crate::data::images::{ImageResolver, decode_image};
 use crate::model::{ImageState, ModelError, PromptMner};
 use crate::progress::{Progress, Task};
+use crate::stages::key::ContentKey;
 
-/// A folder of `<image content hash>.f32` files for one CLIP model.
+/// A folder of `<image content key>.f32` files for one CLIP model.
 #[derive(Debug, Clone)]
 pub struct ImageCache {
     dir: PathBuf,
 }
 
-fn hash_file(path: &Path, hasher: &mut DefaultHasher) -> std::io::Result<()> {
-    let mut file = std::fs::File::open(path)?;
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            return Ok(());
-        }
-        hasher.write(&buffer[..n]);
-    }
-}
+/// The entry format; a new version gives new keys instead of misreading old entries.
+const FORMAT: &str = "image-embedding-f32le-v1";
 
 impl ImageCache {
     /// `$PROMPTMNER_CACHE` or the platform cache directory, under `image-embeddings/`.
@@ -46,28 +35,40 @@ impl ImageCache {
 
     /// The cache of the CLIP model in `clip_dir` (keyed by its config and weights).
     pub fn open(root: &Path, clip_dir: &Path) -> std::io::Result<Self> {
-        let mut hasher = DefaultHasher::new();
-        hash_file(&clip_dir.join("config.json"), &mut hasher)?;
-        hash_file(&clip_dir.join("model.safetensors"), &mut hasher)?;
-        let dir = root.join(format!("{:016x}", hasher.finish()));
+        let mut key = ContentKey::new(FORMAT);
+        key.file("config.json", &clip_dir.join("config.json"))?
+            .file("model.safetensors", &clip_dir.join("model.safetensors"))?;
+        let dir = root.join(key.hex());
         std::fs::create_dir_all(&dir)?;
         Ok(Self { dir })
     }
 
     fn entry(&self, image: &Path) -> std::io::Result<PathBuf> {
-        let mut hasher = DefaultHasher::new();
-        hash_file(image, &mut hasher)?;
-        Ok(self.dir.join(format!("{:016x}.f32", hasher.finish())))
+        let mut key = ContentKey::new(FORMAT);
+        key.file("image", image)?;
+        Ok(self.dir.join(format!("{}.f32", key.hex())))
     }
 
-    fn get(&self, entry: &Path) -> Option<Vec<f32>> {
+    /// A stored embedding of `dim` values; an entry of another size or with values that
+    /// are not finite (a truncated or foreign file) is treated as absent.
+    fn get(&self, entry: &Path, dim: usize) -> Option<Vec<f32>> {
         let bytes = std::fs::read(entry).ok()?;
-        (bytes.len() % 4 == 0).then(|| {
-            bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect()
-        })
+        if bytes.len() != dim * 4 {
+            if entry.exists() {
+                tracing::warn!(
+                    "{}: {} bytes, expected {}; encoding the image again",
+                    entry.display(),
+                    bytes.len(),
+                    dim * 4
+                );
+            }
+            return None;
+        }
+        let values: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        values.iter().all(|v| v.is_finite()).then_some(values)
     }
 
     fn put(&self, entry: &Path, values: &[f32]) -> std::io::Result<()> {
@@ -86,6 +87,7 @@ pub fn image_states(
     batch_size: usize,
     progress: &dyn Progress,
 ) -> Result<Vec<ImageState>, ModelError> {
+    let dim = model.clip().config.projection_dim;
     let mut states: Vec<Option<ImageState>> = vec![None; tweets.len()];
     // (tweet index, cache entry, decoded pixels) still to encode.
     let mut pending: Vec<(usize, Option<PathBuf>, Tensor)> = Vec::new();
@@ -122,7 +124,7 @@ pub fn image_states(
             continue;
         };
         let entry = cache.and_then(|c| c.entry(&path).ok());
-        if let Some(values) = cache.zip(entry.as_ref()).and_then(|(c, e)| c.get(e)) {
+        if let Some(values) = cache.zip(entry.as_ref()).and_then(|(c, e)| c.get(e, dim)) {
             let n = values.len();
             states[i] =
                 Some(model.image_state_from_embedding(Tensor::from_vec(values, n, &model.device)?));

@@ -2,3 +2,4 @@
 //! engine share: content keys, and the on-disk image-embedding cache.
 
 pub mod image_cache;
+pub mod key;
