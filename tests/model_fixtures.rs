@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use promptmner::data::images::decode_image;
 use promptmner::model::clip::{ClipBackbone, l2_normalize};
+use promptmner::model::encoder_cpu::EncoderPass;
 use promptmner::model::ops::Mode;
 use promptmner::model::prompts::encode_texts;
 use promptmner::model::text::TextBackbone;
@@ -93,6 +94,18 @@ fn minilm_ids_and_hidden_states_match_hf() {
         &want.broadcast_mul(&mask).unwrap(),
     );
     assert!(diff <= 1e-4, "batch: max |diff| {diff}");
+
+    // The fast CPU forward (inference, activations dropped) equals candle's forward.
+    let mut pass = EncoderPass::new(&backbone.model.config, false);
+    let fast = pass
+        .forward(&backbone.model.tensors().unwrap(), &batch, None)
+        .unwrap();
+    let diff = max_abs_diff(
+        &fast.broadcast_mul(&mask).unwrap(),
+        &hidden.broadcast_mul(&mask).unwrap(),
+    );
+    eprintln!("CPU forward against candle's on the padded batch: max |diff| {diff:.2e}");
+    assert!(diff <= 1e-5, "CPU forward: max |diff| {diff}");
 }
 
 #[test]

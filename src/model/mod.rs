@@ -5,6 +5,7 @@
 pub mod clip;
 pub mod cpu;
 pub mod device;
+pub mod encoder_cpu;
 pub mod fusion;
 pub mod kernels;
 pub mod ops;
@@ -16,7 +17,37 @@ pub mod text;
 /// Helpers for the model's unit tests.
 #[cfg(test)]
 pub(crate) mod testing {
-    use candle_core::Tensor;
+    use candle_core::{DType, Device, Tensor};
+    use candle_nn::{VarBuilder, VarMap};
+
+    use super::ops::Activation;
+    use super::text::{BertConfig, BertModel};
+
+    /// A small BERT with every weight (biases and norms too) drawn at random.
+    pub fn tiny_bert(dropout: f32) -> (BertModel, VarMap) {
+        let config = BertConfig {
+            vocab_size: 50,
+            hidden_size: 32,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            intermediate_size: 48,
+            hidden_act: Activation::Gelu,
+            max_position_embeddings: 16,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+            hidden_dropout_prob: dropout,
+            attention_probs_dropout_prob: dropout,
+        };
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let model = BertModel::load(vb, &config).unwrap();
+        for var in varmap.all_vars() {
+            let mean = if var.rank() == 1 { 0.5 } else { 0.0 };
+            var.set(&Tensor::randn(mean, 0.3f32, var.shape(), &Device::Cpu).unwrap())
+                .unwrap();
+        }
+        (model, varmap)
+    }
 
     /// Largest absolute element-wise difference of two tensors of one shape.
     pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
@@ -46,6 +77,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::images::{ClipPreprocess, NoImage};
 use crate::prompts::Vocabulary;
 use clip::{ClipBackbone, ClipModel, ClipTokenizer, l2_normalize};
+use encoder_cpu::EncoderPass;
 use fusion::{Fusion, FusionMode, TextSide};
 use ops::Mode;
 use prompts::{ContinuousPrompts, PromptBank, PromptSource};
@@ -279,6 +311,8 @@ pub struct PromptMner {
     prompt_cache: Mutex<HashMap<String, CachedPrompt>>,
     /// Continuous prompts by template: embeddings [N, e] and clue rows [N, d].
     continuous_cache: Mutex<HashMap<String, CachedPrompt>>,
+    /// The text encoder's CPU forward and its buffers, where it applies.
+    cpu_encoder: Option<Mutex<EncoderPass>>,
     pub counters: StageCounters,
 }
 
@@ -379,6 +413,8 @@ impl PromptMner {
                 )
             })
             .transpose()?;
+        let cpu_encoder = encoder_cpu::supports(&text.model, device)
+            .then(|| Mutex::new(EncoderPass::new(&text.model.config, false)));
         Ok(Self {
             config: config.clone(),
             backbones: backbones.clone(),
@@ -394,6 +430,7 @@ impl PromptMner {
             device: device.clone(),
             prompt_cache: Mutex::new(HashMap::new()),
             continuous_cache: Mutex::new(HashMap::new()),
+            cpu_encoder,
             counters: StageCounters::default(),
         })
     }
@@ -454,8 +491,18 @@ impl PromptMner {
         batch: &[&WordPieces],
         mode: Mode,
     ) -> Result<(Tensor, Tensor), ModelError> {
-        let (ids, mask) = text::pad_batch(batch, &self.device)?;
-        let states = self.text.forward(&ids, &mask, mode)?;
+        let states = match (&self.cpu_encoder, mode) {
+            // Inference on the CPU: the encoder's own forward, several times faster.
+            (Some(pass), Mode::Eval) => pass.lock().unwrap_or_else(|e| e.into_inner()).forward(
+                &self.text.tensors()?,
+                batch,
+                None,
+            )?,
+            _ => {
+                let (ids, mask) = text::pad_batch(batch, &self.device)?;
+                self.text.forward(&ids, &mask, mode)?
+            }
+        };
         self.word_states(&states, batch)
     }
 

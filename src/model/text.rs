@@ -155,45 +155,161 @@ impl Layer {
     }
 }
 
-/// A linear layer's tensors (the variables themselves, sharing their storage).
-pub struct LinearTensors {
-    /// [out, in]
-    pub weight: Tensor,
-    /// [out]
-    pub bias: Tensor,
+/// A linear layer's parameters: weight [out, in] and bias [out].
+#[derive(Debug, Clone, Default)]
+pub struct LinearParams<T> {
+    pub weight: T,
+    pub bias: T,
 }
 
-impl LinearTensors {
-    fn of(linear: &Linear) -> Result<Self> {
-        let bias = linear
-            .bias()
-            .ok_or_else(|| candle_core::Error::Msg("a BERT linear layer without bias".into()))?;
-        Ok(Self {
-            weight: linear.weight().clone(),
-            bias: bias.clone(),
+/// A LayerNorm's parameters: scale and shift [d].
+#[derive(Debug, Clone, Default)]
+pub struct NormParams<T> {
+    pub weight: T,
+    pub bias: T,
+}
+
+/// One encoder layer's parameters.
+#[derive(Debug, Clone, Default)]
+pub struct LayerParams<T> {
+    pub query: LinearParams<T>,
+    pub key: LinearParams<T>,
+    pub value: LinearParams<T>,
+    pub attention_out: LinearParams<T>,
+    pub attention_norm: NormParams<T>,
+    pub intermediate: LinearParams<T>,
+    pub output: LinearParams<T>,
+    pub output_norm: NormParams<T>,
+}
+
+/// Every trainable parameter of the encoder, by name. `T` is what is held per
+/// parameter: the candle variables (`Tensor`), their host data (`&[f32]`), or gradient
+/// buffers (`Vec<f32>`).
+#[derive(Debug, Clone, Default)]
+pub struct BertParams<T> {
+    pub word: T,
+    pub position: T,
+    pub token_type: T,
+    pub embedding_norm: NormParams<T>,
+    pub layers: Vec<LayerParams<T>>,
+}
+
+impl<T> LinearParams<T> {
+    fn try_map<'a, U, E>(
+        &'a self,
+        f: &mut impl FnMut(&'a T) -> std::result::Result<U, E>,
+    ) -> std::result::Result<LinearParams<U>, E> {
+        Ok(LinearParams {
+            weight: f(&self.weight)?,
+            bias: f(&self.bias)?,
         })
     }
 }
 
-/// One encoder layer's tensors.
-pub struct LayerTensors {
-    pub query: LinearTensors,
-    pub key: LinearTensors,
-    pub value: LinearTensors,
-    pub attention_out: LinearTensors,
-    pub attention_norm: (Tensor, Tensor),
-    pub intermediate: LinearTensors,
-    pub output: LinearTensors,
-    pub output_norm: (Tensor, Tensor),
+impl<T> NormParams<T> {
+    fn try_map<'a, U, E>(
+        &'a self,
+        f: &mut impl FnMut(&'a T) -> std::result::Result<U, E>,
+    ) -> std::result::Result<NormParams<U>, E> {
+        Ok(NormParams {
+            weight: f(&self.weight)?,
+            bias: f(&self.bias)?,
+        })
+    }
 }
 
-/// The encoder's trainable tensors, for a trainer that runs its own backward pass.
-pub struct BertTensors {
-    pub word: Tensor,
-    pub position: Tensor,
-    pub token_type: Tensor,
-    pub embedding_norm: (Tensor, Tensor),
-    pub layers: Vec<LayerTensors>,
+impl<T> LayerParams<T> {
+    fn try_map<'a, U, E>(
+        &'a self,
+        f: &mut impl FnMut(&'a T) -> std::result::Result<U, E>,
+    ) -> std::result::Result<LayerParams<U>, E> {
+        Ok(LayerParams {
+            query: self.query.try_map(f)?,
+            key: self.key.try_map(f)?,
+            value: self.value.try_map(f)?,
+            attention_out: self.attention_out.try_map(f)?,
+            attention_norm: self.attention_norm.try_map(f)?,
+            intermediate: self.intermediate.try_map(f)?,
+            output: self.output.try_map(f)?,
+            output_norm: self.output_norm.try_map(f)?,
+        })
+    }
+
+    /// Biases and norm parameters (the vectors), mutably.
+    pub fn vectors_mut(&mut self) -> [&mut T; 10] {
+        [
+            &mut self.query.bias,
+            &mut self.key.bias,
+            &mut self.value.bias,
+            &mut self.attention_out.bias,
+            &mut self.attention_norm.weight,
+            &mut self.attention_norm.bias,
+            &mut self.intermediate.bias,
+            &mut self.output.bias,
+            &mut self.output_norm.weight,
+            &mut self.output_norm.bias,
+        ]
+    }
+}
+
+impl<T> BertParams<T> {
+    /// The same structure with `f` applied to every parameter.
+    pub fn try_map<'a, U, E>(
+        &'a self,
+        mut f: impl FnMut(&'a T) -> std::result::Result<U, E>,
+    ) -> std::result::Result<BertParams<U>, E> {
+        Ok(BertParams {
+            word: f(&self.word)?,
+            position: f(&self.position)?,
+            token_type: f(&self.token_type)?,
+            embedding_norm: self.embedding_norm.try_map(&mut f)?,
+            layers: self
+                .layers
+                .iter()
+                .map(|l| l.try_map(&mut f))
+                .collect::<std::result::Result<_, _>>()?,
+        })
+    }
+
+    /// Every parameter, in one fixed order (to pair two structures element by element).
+    pub fn leaves(&self) -> Vec<&T> {
+        let mut all = vec![
+            &self.word,
+            &self.position,
+            &self.token_type,
+            &self.embedding_norm.weight,
+            &self.embedding_norm.bias,
+        ];
+        for l in &self.layers {
+            for lin in [&l.query, &l.key, &l.value, &l.attention_out] {
+                all.extend([&lin.weight, &lin.bias]);
+            }
+            all.extend([&l.attention_norm.weight, &l.attention_norm.bias]);
+            for lin in [&l.intermediate, &l.output] {
+                all.extend([&lin.weight, &lin.bias]);
+            }
+            all.extend([&l.output_norm.weight, &l.output_norm.bias]);
+        }
+        all
+    }
+}
+
+/// The encoder's trainable tensors (the variables themselves, sharing their storage).
+pub type BertTensors = BertParams<Tensor>;
+
+fn linear_params(linear: &Linear) -> Result<LinearParams<Tensor>> {
+    let bias = linear
+        .bias()
+        .ok_or_else(|| candle_core::Error::Msg("a BERT linear layer without bias".into()))?;
+    Ok(LinearParams {
+        weight: linear.weight().clone(),
+        bias: bias.clone(),
+    })
+}
+
+fn norm_params(norm: &LayerNorm) -> NormParams<Tensor> {
+    let (weight, bias) = norm.tensors();
+    NormParams { weight, bias }
 }
 
 /// The BERT encoder (embeddings and layers; no pooler).
@@ -219,24 +335,24 @@ impl BertModel {
     /// The tensors of every trainable weight.
     pub fn tensors(&self) -> Result<BertTensors> {
         let e = &self.embeddings;
-        Ok(BertTensors {
+        Ok(BertParams {
             word: e.word.embeddings().clone(),
             position: e.position.embeddings().clone(),
             token_type: e.token_type.embeddings().clone(),
-            embedding_norm: e.norm.tensors(),
+            embedding_norm: norm_params(&e.norm),
             layers: self
                 .layers
                 .iter()
                 .map(|l| {
-                    Ok(LayerTensors {
-                        query: LinearTensors::of(&l.query)?,
-                        key: LinearTensors::of(&l.key)?,
-                        value: LinearTensors::of(&l.value)?,
-                        attention_out: LinearTensors::of(&l.attention_out)?,
-                        attention_norm: l.attention_norm.tensors(),
-                        intermediate: LinearTensors::of(&l.intermediate)?,
-                        output: LinearTensors::of(&l.output)?,
-                        output_norm: l.output_norm.tensors(),
+                    Ok(LayerParams {
+                        query: linear_params(&l.query)?,
+                        key: linear_params(&l.key)?,
+                        value: linear_params(&l.value)?,
+                        attention_out: linear_params(&l.attention_out)?,
+                        attention_norm: norm_params(&l.attention_norm),
+                        intermediate: linear_params(&l.intermediate)?,
+                        output: linear_params(&l.output)?,
+                        output_norm: norm_params(&l.output_norm),
                     })
                 })
                 .collect::<Result<_>>()?,
