@@ -414,3 +414,39 @@ fn a_whole_split_predicts_in_batches_in_tweet_order() {
         );
     }
 }
+
+#[test]
+fn batched_staged_scoring_equals_the_plain_forward() {
+    let w = world();
+    for fusion in [FusionMode::Modality, FusionMode::Plain, FusionMode::None] {
+        let m = model(&w, fusion);
+        let bank = m.encode_prompts(&w.vocabulary, 4).unwrap();
+        // Tweets of different lengths, some without an image (no image ids), in one batch.
+        let mut tweets: Vec<Tweet> = w.tweets[..9].to_vec();
+        for t in tweets.iter_mut().step_by(3) {
+            t.image_id = None;
+        }
+        let (pieces, images) = inputs(&w, &m, tweets.iter());
+        let embeds: Vec<Option<&Tensor>> = images.iter().map(ImageState::embedding).collect();
+        assert!(embeds.iter().any(Option::is_some) && embeds.iter().any(Option::is_none));
+        let refs: Vec<&WordPieces> = pieces.iter().collect();
+        let plain = m.predict_batch(&refs, &embeds, &bank).unwrap();
+        let states = m.encode_word_states(&refs).unwrap();
+        let encoded = pieces
+            .iter()
+            .map(|p| p.first_piece.iter().map(Option::is_some).collect())
+            .collect();
+        let batch = m
+            .text_batch(&states.iter().collect::<Vec<_>>(), encoded)
+            .unwrap();
+        let staged = m.score_batch(&batch, &embeds, &bank).unwrap();
+        for (i, (a, b)) in staged.iter().zip(&plain).enumerate() {
+            let diff = max_diff(a, b);
+            assert!(diff < 1e-5, "{fusion:?} tweet {i}: {diff}");
+            assert_eq!(
+                a.spans.iter().map(|s| s.span).collect::<Vec<_>>(),
+                b.spans.iter().map(|s| s.span).collect::<Vec<_>>()
+            );
+        }
+    }
+}

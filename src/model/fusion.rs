@@ -50,6 +50,20 @@ pub struct TextSide {
     words: Tensor,
 }
 
+/// The text sides of a batch of tweets, heads first so that the clue merge is one
+/// matrix product per head for the whole batch: [H, B, n, ·].
+pub struct TextSideBatch {
+    /// [H, B, n, dh]
+    q: Tensor,
+    /// [H, B, n, 1]
+    max: Tensor,
+    norm: Tensor,
+    /// [H, B, n, dh]
+    acc: Tensor,
+    /// [B, n, d]
+    words: Tensor,
+}
+
 /// The clue-side keys and values of a prompt bank, per head and with a_i factored out:
 /// the key of prompt i at weight a_i is `a_i·pk_i + bk` (likewise values).
 pub struct ClueSide {
@@ -290,5 +304,82 @@ impl Fusion {
             self.finish(&text.words, &attended, Mode::Eval)?,
             Some(clue_attention),
         ))
+    }
+
+    /// [H, B, n, dh] from [B, n, d].
+    fn heads_first(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, n, d) = x.dims3()?;
+        x.reshape((b, n, self.heads, d / self.heads))?
+            .permute((2, 0, 1, 3))?
+            .contiguous()
+    }
+
+    /// [`Fusion::text_side`] for a padded batch: words [B, n, d], `word_mask` [B, n].
+    pub fn text_side_batch(&self, words: &Tensor, word_mask: &Tensor) -> Result<TextSideBatch> {
+        let (b, n, d) = words.dims3()?;
+        let q = self.heads_first(&self.query.forward(words)?)?;
+        let kt = self.heads_first(&self.text_key.forward(words)?)?;
+        let vt = self.heads_first(&self.text_value.forward(words)?)?;
+        let dtype = words.dtype();
+        let key_add =
+            ((word_mask.to_dtype(dtype)? - 1.0)? * -mask_value(dtype))?.reshape((1, b, 1, n))?;
+        let logits = (q.matmul(&kt.t()?)? * self.scale(d))?.broadcast_add(&key_add)?;
+        let max = logits.max_keepdim(D::Minus1)?;
+        let weights = logits.broadcast_sub(&max)?.exp()?;
+        let norm = weights.sum_keepdim(D::Minus1)?;
+        let acc = weights.matmul(&vt)?;
+        Ok(TextSideBatch {
+            q,
+            max,
+            norm,
+            acc,
+            words: words.clone(),
+        })
+    }
+
+    /// [`Fusion::score`] for a batch: fused words [B, n, d] from the text sides and, for
+    /// the tweets whose `present` [B] is 1, the bank's clues at matching weights a
+    /// [B, K] (the others get exactly the text-only result).
+    pub fn score_batch(
+        &self,
+        text: &TextSideBatch,
+        clues: Option<(&ClueSide, &Tensor, &Tensor)>,
+    ) -> Result<Tensor> {
+        let (h, b, n, dh) = text.q.dims4()?;
+        let d = h * dh;
+        let merge = |acc: &Tensor, norm: &Tensor| -> Result<Tensor> {
+            acc.broadcast_div(norm)?
+                .permute((1, 2, 0, 3))?
+                .reshape((b, n, d))
+        };
+        let Some((side, weights, present)) = clues else {
+            return self.finish(&text.words, &merge(&text.acc, &text.norm)?, Mode::Eval);
+        };
+        let k = weights.dim(1)?;
+        let a = weights.reshape((1, b, 1, k))?;
+        let q = text.q.reshape((h, b * n, dh))?;
+        let scores = q.matmul(&side.pk.t()?)?.reshape((h, b, n, k))?;
+        let base = q.matmul(&side.bk.t()?)?.reshape((h, b, n, 1))?;
+        let dtype = text.q.dtype();
+        let absent =
+            ((present.to_dtype(dtype)? - 1.0)? * -mask_value(dtype))?.reshape((1, b, 1, 1))?;
+        let mut logits = (scores.broadcast_mul(&a)?.broadcast_add(&base)? * self.scale(d))?
+            .broadcast_add(&absent)?;
+        if let Some(bias) = &self.clue_bias {
+            logits = logits.broadcast_add(&bias.reshape((h, 1, 1, 1))?)?;
+        }
+        let max = text.max.maximum(&logits.max_keepdim(D::Minus1)?)?;
+        let text_scale = (&text.max - &max)?.exp()?;
+        let clue_weights = logits.broadcast_sub(&max)?.exp()?; // [H, B, n, K]
+        let clue_mass = clue_weights.sum_keepdim(D::Minus1)?;
+        let norm = (text.norm.mul(&text_scale)? + &clue_mass)?;
+        let values = clue_weights
+            .broadcast_mul(&a)?
+            .reshape((h, b * n, k))?
+            .matmul(&side.pv)?
+            .reshape((h, b, n, dh))?
+            .add(&clue_mass.broadcast_mul(&side.bv.reshape((h, 1, 1, dh))?)?)?;
+        let acc = (text.acc.broadcast_mul(&text_scale)? + values)?;
+        self.finish(&text.words, &merge(&acc, &norm)?, Mode::Eval)
     }
 }

@@ -252,6 +252,27 @@ impl TextState {
     }
 }
 
+/// A batch of tweets after the text stage, padded, ready for repeated scoring: the
+/// whole-split rescoring after a prompt edit runs only [`PromptMner::score_batch`].
+pub struct TextBatch {
+    /// [B, n, d]
+    words: Tensor,
+    /// The fusion's prompt-independent half (none without fusion).
+    side: Option<fusion::TextSideBatch>,
+    /// Per tweet, which words the encoder saw.
+    encoded: Vec<Vec<bool>>,
+}
+
+impl TextBatch {
+    pub fn len(&self) -> usize {
+        self.encoded.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.encoded.is_empty()
+    }
+}
+
 /// An image after the image stage: its unit CLIP embedding, or why there is none.
 #[derive(Clone)]
 pub struct ImageState {
@@ -482,6 +503,141 @@ impl PromptMner {
             word_states,
             fusion,
         })
+    }
+
+    /// Each tweet's word states [n_i, d] for a batch of word pieces (the text stage's
+    /// expensive half, which the engine caches on disk).
+    pub fn encode_word_states(&self, batch: &[&WordPieces]) -> Result<Vec<Tensor>, ModelError> {
+        self.counters
+            .texts_encoded
+            .fetch_add(batch.len(), Ordering::Relaxed);
+        let (states, _) = self.encode_pieces(batch, Mode::Eval)?;
+        batch
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Ok(states.get(i)?.narrow(0, 0, p.first_piece.len())?))
+            .collect()
+    }
+
+    /// The text stage of one tweet from its stored word states [n, d].
+    pub fn text_state_from_word_states<S: AsRef<str>>(
+        &self,
+        words: &[S],
+        pieces: WordPieces,
+        word_states: Tensor,
+    ) -> Result<TextState, ModelError> {
+        let mask: Vec<f32> = pieces
+            .first_piece
+            .iter()
+            .map(|p| if p.is_some() { 1.0 } else { 0.0 })
+            .collect();
+        let mask = Tensor::from_vec(mask, pieces.first_piece.len(), &self.device)?;
+        let fusion = self
+            .fusion
+            .as_ref()
+            .map(|f| f.text_side(&word_states, &mask))
+            .transpose()?;
+        Ok(TextState {
+            words: words.iter().map(|w| w.as_ref().to_string()).collect(),
+            pieces,
+            word_states,
+            fusion,
+        })
+    }
+
+    /// A padded batch of tweets from their word states [n_i, d] and which words the
+    /// encoder saw, with the fusion's text half computed once.
+    pub fn text_batch(
+        &self,
+        word_states: &[&Tensor],
+        encoded: Vec<Vec<bool>>,
+    ) -> Result<TextBatch, ModelError> {
+        let n = encoded.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        let padded = word_states
+            .iter()
+            .map(|w| Ok(w.pad_with_zeros(0, 0, n - w.dim(0)?)?))
+            .collect::<Result<Vec<_>, ModelError>>()?;
+        let words = Tensor::stack(&padded, 0)?;
+        let mask: Vec<f32> = encoded
+            .iter()
+            .flat_map(|e| {
+                (0..n).map(move |i| {
+                    if e.get(i).copied().unwrap_or(false) {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                })
+            })
+            .collect();
+        let mask = Tensor::from_vec(mask, (encoded.len(), n), &self.device)?;
+        let side = self
+            .fusion
+            .as_ref()
+            .map(|f| f.text_side_batch(&words, &mask))
+            .transpose()?;
+        Ok(TextBatch {
+            words,
+            side,
+            encoded,
+        })
+    }
+
+    /// The scoring stage for a batch: matching, the clue merge, gate, LayerNorm, span
+    /// head and decoding, with `images[i]` the unit embedding of tweet i's image (None:
+    /// no image). Predictions carry spans and candidates (not the per-prompt details of
+    /// [`PromptMner::score`]).
+    pub fn score_batch(
+        &self,
+        batch: &TextBatch,
+        images: &[Option<&Tensor>],
+        bank: &PromptBank,
+    ) -> Result<Vec<Prediction>, ModelError> {
+        let b = batch.len();
+        let fused = match (&self.fusion, &batch.side) {
+            (Some(fusion), Some(side)) => {
+                let clues = match (&bank.clues, images.iter().any(Option::is_some)) {
+                    (Some(clues), true) if !bank.is_empty() => {
+                        let zero = Tensor::zeros(
+                            self.clip.config.projection_dim,
+                            DType::F32,
+                            &self.device,
+                        )?;
+                        let v: Vec<Tensor> = images
+                            .iter()
+                            .map(|i| i.cloned().unwrap_or_else(|| zero.clone()))
+                            .collect();
+                        let logits = (Tensor::stack(&v, 0)?.matmul(&bank.embeds.t()?)?
+                            * self.clip.logit_scale as f64)?;
+                        let a = candle_nn::ops::softmax_last_dim(&logits)?;
+                        let present: Vec<f32> = images
+                            .iter()
+                            .map(|i| if i.is_some() { 1.0 } else { 0.0 })
+                            .collect();
+                        Some((clues, a, Tensor::from_vec(present, b, &self.device)?))
+                    }
+                    _ => None,
+                };
+                fusion.score_batch(side, clues.as_ref().map(|(c, a, p)| (*c, a, p)))?
+            }
+            _ => batch.words.clone(),
+        };
+        let probs = span::class_probs(&self.span.forward(&fused, Mode::Eval)?)?;
+        batch
+            .encoded
+            .iter()
+            .enumerate()
+            .map(|(i, encoded)| {
+                let candidates = span::scored_spans(&probs.get(i)?, encoded.len(), encoded)?;
+                Ok(Prediction {
+                    spans: span::decode(&candidates),
+                    candidates,
+                    similarities: Vec::new(),
+                    clue_attention: Vec::new(),
+                    truncated_words: encoded.iter().filter(|e| !**e).count(),
+                })
+            })
+            .collect()
     }
 
     /// Word states [b, n, d] (zeros at padding and beyond the limit) and the word mask
