@@ -15,6 +15,7 @@ use crate::data::tags::EntityType;
 use crate::data::{Tweet, read_conll};
 use crate::eval::predict::{predict_split, predicted_tweets};
 use crate::eval::score::{ErrorKind, ScoreReport, score_tweets};
+use crate::eval::split::score_predictions;
 use crate::model::device::{self, DeviceChoice};
 use crate::model::store::{ModelStore, Preset};
 use crate::prompts::Vocabulary;
@@ -345,12 +346,13 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         checkpoint.config.model.continuous_prompts,
     )?;
     let predictions = predict_split(model, &gold, &states, &bank, args.batch_size, &bars)?;
+    let scores = score_predictions(&gold, &predictions);
     let predicted = predicted_tweets(&gold, &predictions);
     if let Some(path) = &args.out {
         write_conll(path, &predicted)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    let report = score_tweets(&gold, &predicted)?;
+    let report = scores.report;
     // The demo world marks its image-ambiguous tweets; score them on their own too.
     let ambiguous = demo::ambiguous_flags(&args.data, &args.split, gold.len())
         .filter(|flags| flags.iter().any(|f| *f))

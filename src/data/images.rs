@@ -62,6 +62,8 @@ pub enum NoImage {
     NotFound { id: String, dir: PathBuf },
     /// The file exists but cannot be decoded (empty, truncated, not an image).
     Unreadable { path: PathBuf, reason: String },
+    /// The image was taken away on purpose (the counterfactual "no image" view).
+    Removed,
 }
 
 impl fmt::Display for NoImage {
@@ -74,6 +76,7 @@ impl fmt::Display for NoImage {
             NoImage::Unreadable { path, reason } => {
                 write!(f, "cannot decode {}: {reason}", path.display())
             }
+            NoImage::Removed => f.write_str("the image is switched off"),
         }
     }
 }

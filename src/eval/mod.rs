@@ -2,5 +2,6 @@
 
 pub mod predict;
 pub mod score;
+pub mod split;
 
 pub use score::{ErrorKind, ScoreReport, Scorer, SpanError, classify_errors, score_tweets};

@@ -21,16 +21,9 @@ pub struct ImageCache {
 const FORMAT: &str = "image-embedding-f32le-v1";
 
 impl ImageCache {
-    /// `$PROMPTMNER_CACHE` or the platform cache directory, under `image-embeddings/`.
+    /// [`crate::stages::cache_root`]`/image-embeddings`.
     pub fn default_root() -> PathBuf {
-        std::env::var_os("PROMPTMNER_CACHE")
-            .map(PathBuf::from)
-            .or_else(|| {
-                directories::ProjectDirs::from("", "", "promptmner")
-                    .map(|d| d.cache_dir().to_path_buf())
-            })
-            .unwrap_or_else(|| PathBuf::from(".promptmner"))
-            .join("image-embeddings")
+        crate::stages::cache_root().join("image-embeddings")
     }
 
     /// The cache of the CLIP model in `clip_dir` (keyed by its config and weights).

@@ -20,7 +20,6 @@ use crate::data::images::ImageResolver;
 use crate::data::spans::spans_from_tags;
 use crate::data::{Tweet, read_conll, split_path};
 use crate::eval::predict::predict_split;
-use crate::eval::score::Scorer;
 use crate::model::ops::Mode;
 use crate::model::span::NONE_CLASS;
 use crate::model::text::WordPieces;
@@ -158,12 +157,8 @@ pub fn evaluate(
 ) -> Result<(Scores, Vec<crate::model::Prediction>), ModelError> {
     let bank = model.encode_prompts(vocabulary, n_continuous)?;
     let predictions = predict_split(model, split_tweets, images, &bank, batch, progress)?;
-    let mut scorer = Scorer::new();
-    for (tweet, prediction) in split_tweets.iter().zip(&predictions) {
-        let predicted: Vec<_> = prediction.spans.iter().map(|s| s.span).collect();
-        scorer.add_spans(&spans_from_tags(&tweet.tags), &predicted);
-    }
-    Ok((scorer.report().micro.prf.into(), predictions))
+    let scores = crate::eval::split::score_predictions(split_tweets, &predictions);
+    Ok((scores.report.micro.prf.into(), predictions))
 }
 
 /// What a finished run reports.

@@ -1,0 +1,171 @@
+//! What crosses between the engine's worker and its caller: requests in, events out,
+//! all plain Rust values (no tensor, no model type), each with a generation number.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::data::spans::Span;
+use crate::data::tags::EntityType;
+use crate::eval::score::{ScoreReport, SpanError};
+use crate::model::fusion::FusionMode;
+use crate::model::prompts::PromptSource;
+use crate::model::span::{PredictedSpan, ScoredSpan};
+use crate::prompts::Vocabulary;
+
+/// Which image a tweet is scored with (the counterfactual view switches it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageChoice {
+    /// As if the tweet had no image.
+    None,
+    /// The tweet's own image.
+    Own,
+    /// The image of another tweet of the split (by index).
+    FromTweet(usize),
+}
+
+/// What the caller asks of the worker.
+#[derive(Debug, Clone)]
+pub(crate) enum Request {
+    Select(usize),
+    SetVocabulary(Box<Vocabulary>),
+    SetContinuous(usize),
+    SetImage { tweet: usize, image: ImageChoice },
+    Rescore,
+    Cancel,
+}
+
+impl Request {
+    /// Requests of one kind replace each other: only the newest matters. Image
+    /// overrides are per tweet.
+    pub(crate) fn kind(&self) -> (u8, usize) {
+        match self {
+            Request::Select(_) => (0, 0),
+            Request::SetVocabulary(_) => (1, 0),
+            Request::SetContinuous(_) => (2, 0),
+            Request::SetImage { tweet, .. } => (3, *tweet),
+            Request::Rescore => (4, 0),
+            Request::Cancel => (5, 0),
+        }
+    }
+}
+
+/// A request and its generation (the caller's counter, newest highest).
+#[derive(Debug, Clone)]
+pub(crate) struct Envelope {
+    pub generation: u64,
+    pub request: Request,
+}
+
+/// One tweet of the split, as loaded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TweetInfo {
+    pub words: Vec<String>,
+    pub gold: Vec<Span>,
+    pub image_id: Option<String>,
+}
+
+/// A prompt and how well it matches the image in view (a_i).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PromptScore {
+    pub text: String,
+    #[serde(flatten)]
+    pub source: PromptSource,
+    pub similarity: f32,
+}
+
+/// The image a tweet was scored with.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImageView {
+    pub choice: ImageChoice,
+    /// The tweet whose image was used, when there was one.
+    pub from_tweet: Option<usize>,
+    /// Why there was no image (no id, file missing, unreadable, switched off).
+    pub no_image: Option<String>,
+}
+
+/// Everything the model says about one tweet.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TweetView {
+    pub index: usize,
+    pub words: Vec<String>,
+    pub gold: Vec<Span>,
+    /// Decoded entities with the probability of their type.
+    pub predicted: Vec<PredictedSpan>,
+    /// Every candidate span with its class probabilities (PER, LOC, ORG, OTHER, NONE).
+    pub candidates: Vec<ScoredSpan>,
+    /// Each prompt with its similarity to the image (empty without an image).
+    pub prompts: Vec<PromptScore>,
+    /// Per word, the attention mass on each prompt's clue (empty without an image).
+    pub clue_attention: Vec<Vec<f32>>,
+    pub image: ImageView,
+    pub truncated_words: usize,
+}
+
+/// A whole-split scoring.
+#[derive(Debug, Clone, Serialize)]
+pub struct SplitView {
+    pub report: ScoreReport,
+    /// Micro F1 minus the checkpoint vocabulary's (None until that is known).
+    pub delta_f1: Option<f64>,
+    /// Per type F1 minus the checkpoint vocabulary's.
+    pub delta_per_type: BTreeMap<EntityType, f64>,
+    /// Per tweet, its errors (for the misclassified filters).
+    pub tweet_errors: Vec<Vec<SpanError>>,
+    /// Per tweet, its predicted entities.
+    pub predicted: Vec<Vec<PredictedSpan>>,
+    /// Whether this scoring used the checkpoint's own vocabulary and continuous count.
+    pub is_baseline: bool,
+    pub seconds: f64,
+}
+
+/// Why a rescoring stopped before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// A newer edit arrived; its own rescoring follows.
+    Superseded,
+    Cancelled,
+}
+
+/// What the worker reports.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The checkpoint and split are loaded (generation 0).
+    Loaded {
+        tweets: Vec<TweetInfo>,
+        vocabulary: Box<Vocabulary>,
+        continuous: usize,
+        continuous_trained: usize,
+        fusion: FusionMode,
+    },
+    Tweet {
+        generation: u64,
+        view: Box<TweetView>,
+    },
+    Progress {
+        generation: u64,
+        task: String,
+        done: u64,
+        total: u64,
+    },
+    Scores {
+        generation: u64,
+        view: Box<SplitView>,
+    },
+    RescoreStopped {
+        generation: u64,
+        reason: StopReason,
+    },
+    /// More continuous prompts than the checkpoint trained: a retrain is needed.
+    RetrainNeeded {
+        generation: u64,
+        requested: usize,
+        trained: usize,
+    },
+    Error {
+        generation: u64,
+        message: String,
+    },
+}

@@ -1,0 +1,799 @@
+//! The engine's worker thread: owns the model and the caches, works through requests
+//! newest-first, and runs the long jobs (encoding the split, rescoring it) a batch at a
+//! time so that a new request is looked at between batches.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::time::Instant;
+
+use candle_core::Tensor;
+
+use super::messages::{
+    Envelope, Event, ImageChoice, ImageView, PromptScore, Request, SplitView, StopReason,
+    TweetInfo, TweetView,
+};
+use super::{EngineCounters, EngineOptions};
+use crate::data::images::{ImageResolver, NoImage};
+use crate::data::spans::spans_from_tags;
+use crate::data::{Tweet, read_conll, split_path};
+use crate::eval::score::ScoreReport;
+use crate::eval::split::score_predictions;
+use crate::model::prompts::PromptBank;
+use crate::model::text::WordPieces;
+use crate::model::{ImageState, Prediction, PromptMner, TextBatch, TextState};
+use crate::progress::NoProgress;
+use crate::prompts::Vocabulary;
+use crate::run::{Checkpoint, RunDir};
+use crate::stages::image_cache::{ImageCache, image_states};
+use crate::stages::text_cache::{SplitStates, TextStateCache};
+
+/// What the engine works on.
+pub(crate) struct Source {
+    pub checkpoint: PathBuf,
+    pub dataset: PathBuf,
+    pub split: String,
+}
+
+/// A long job, run one batch per turn of the loop.
+enum Job {
+    /// Text states and image embeddings of the tweets in `order` from `next` on.
+    Encode { order: Vec<usize>, next: usize },
+    /// A whole-split scoring: batches (length-sorted) from `next` on.
+    Rescore(Rescore),
+}
+
+struct Rescore {
+    generation: u64,
+    /// Scoring the checkpoint's own prompts (the reference for deltas).
+    baseline: bool,
+    next: usize,
+    predictions: Vec<Option<Prediction>>,
+    started: Instant,
+}
+
+struct Worker {
+    model: PromptMner,
+    tweets: Vec<Tweet>,
+    pieces: Vec<WordPieces>,
+    /// Each tweet's word states [n, d], once encoded.
+    word_states: Vec<Option<Tensor>>,
+    /// Each tweet's own image, once encoded or looked up.
+    images: Vec<Option<ImageState>>,
+    overrides: Vec<ImageChoice>,
+    resolver: ImageResolver,
+    image_cache: Option<ImageCache>,
+    text_cache: Option<TextStateCache>,
+    checkpoint_vocabulary: Vocabulary,
+    trained_continuous: usize,
+    vocabulary: Vocabulary,
+    continuous: usize,
+    bank: PromptBank,
+    baseline_bank: Option<PromptBank>,
+    selected: usize,
+    /// The selected tweet's text stage (with the per-tweet fusion half).
+    selected_text: Option<(usize, TextState)>,
+    /// Length-sorted batches of tweet indices and their text stages.
+    batches: Vec<Vec<usize>>,
+    text_batches: Vec<Option<TextBatch>>,
+    baseline: Option<ScoreReport>,
+    last_scores: Option<SplitView>,
+    /// A rescoring asked for while the split was still being encoded.
+    rescore_waiting: Option<u64>,
+    job: Option<Job>,
+    batch_size: usize,
+    events: Sender<Event>,
+    counters: Arc<EngineCounters>,
+}
+
+/// The worker's body: load, then serve until the handle is dropped.
+pub(crate) fn run(
+    source: Source,
+    options: EngineOptions,
+    inbox: Receiver<Envelope>,
+    events: Sender<Event>,
+    counters: Arc<EngineCounters>,
+) {
+    let mut worker = match Worker::load(&source, &options, events.clone(), counters) {
+        Ok(worker) => worker,
+        Err(message) => {
+            let _ = events.send(Event::Error {
+                generation: 0,
+                message,
+            });
+            return;
+        }
+    };
+    worker.serve(&inbox);
+}
+
+/// Keeps the newest request of each kind, in the order of the kept ones.
+fn coalesce(pending: &mut VecDeque<Envelope>, counters: &EngineCounters) {
+    let mut kept: Vec<Envelope> = Vec::with_capacity(pending.len());
+    while let Some(envelope) = pending.pop_back() {
+        if kept
+            .iter()
+            .any(|k| k.request.kind() == envelope.request.kind())
+        {
+            counters.stale_dropped.fetch_add(1, Ordering::Relaxed);
+        } else {
+            kept.push(envelope);
+        }
+    }
+    pending.extend(kept.into_iter().rev());
+}
+
+impl Worker {
+    fn load(
+        source: &Source,
+        options: &EngineOptions,
+        events: Sender<Event>,
+        counters: Arc<EngineCounters>,
+    ) -> Result<Self, String> {
+        let checkpoint =
+            Checkpoint::load(&source.checkpoint, &options.device).map_err(|e| e.to_string())?;
+        let split_file = split_path(&source.dataset, &source.split);
+        let tweets = read_conll(&split_file).map_err(|e| e.to_string())?;
+        let model = checkpoint.model;
+        let pieces = tweets
+            .iter()
+            .map(|t| model.tokenize(&t.words))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let trained_continuous = checkpoint.config.model.continuous_prompts;
+        let bank = model
+            .encode_prompts(&checkpoint.vocabulary, trained_continuous)
+            .map_err(|e| e.to_string())?;
+        let run = RunDir {
+            dir: source.checkpoint.clone(),
+        };
+        let text_cache = options.cache_root.as_ref().and_then(|root| {
+            let tokenizer = model.backbones.text.join("tokenizer.json");
+            let files: [&Path; 3] = [&run.config(), &run.weights(), &tokenizer];
+            TextStateCache::open(root, &files, &split_file)
+                .map_err(|e| tracing::warn!("text-state cache unavailable: {e}"))
+                .ok()
+        });
+        let image_cache = options.cache_root.as_ref().and_then(|root| {
+            ImageCache::open(&root.join("image-embeddings"), &model.backbones.clip)
+                .map_err(|e| tracing::warn!("image cache unavailable: {e}"))
+                .ok()
+        });
+        // Length-sorted batches: little padding in the batched scoring.
+        let mut order: Vec<usize> = (0..tweets.len()).collect();
+        order.sort_by_key(|&i| (pieces[i].first_piece.len(), i));
+        let batches: Vec<Vec<usize>> = order
+            .chunks(options.batch_size.max(1))
+            .map(<[usize]>::to_vec)
+            .collect();
+        let n = tweets.len();
+        let _ = events.send(Event::Loaded {
+            tweets: tweets
+                .iter()
+                .map(|t| TweetInfo {
+                    words: t.words.clone(),
+                    gold: spans_from_tags(&t.tags),
+                    image_id: t.image_id.clone(),
+                })
+                .collect(),
+            vocabulary: Box::new(checkpoint.vocabulary.clone()),
+            continuous: trained_continuous,
+            continuous_trained: trained_continuous,
+            fusion: model.config.fusion,
+        });
+        let mut worker = Self {
+            model,
+            tweets,
+            pieces,
+            word_states: vec![None; n],
+            images: vec![None; n],
+            overrides: vec![ImageChoice::Own; n],
+            resolver: ImageResolver::for_dataset(&source.dataset, options.images.as_deref()),
+            image_cache,
+            text_cache,
+            vocabulary: checkpoint.vocabulary.clone(),
+            checkpoint_vocabulary: checkpoint.vocabulary,
+            trained_continuous,
+            continuous: trained_continuous,
+            bank,
+            baseline_bank: None,
+            selected: options.first_tweet.min(n.saturating_sub(1)),
+            selected_text: None,
+            text_batches: batches.iter().map(|_| None).collect(),
+            batches,
+            baseline: None,
+            last_scores: None,
+            rescore_waiting: None,
+            job: None,
+            batch_size: options.batch_size.max(1),
+            events,
+            counters,
+        };
+        worker.start(0);
+        Ok(worker)
+    }
+
+    fn emit(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+
+    fn sync_counters(&self) {
+        let model = &self.model.counters;
+        for (from, to) in [
+            (&model.texts_encoded, &self.counters.texts_encoded),
+            (&model.images_encoded, &self.counters.images_encoded),
+            (&model.prompts_encoded, &self.counters.prompts_encoded),
+        ] {
+            to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
+    /// The first screen: the split's text states from the disk cache when it is warm,
+    /// the selected tweet, then the rest in visiting order (from the selected tweet on,
+    /// then from the start).
+    fn start(&mut self, generation: u64) {
+        let words: Vec<usize> = self.pieces.iter().map(|p| p.first_piece.len()).collect();
+        let hidden = self.model.text_model().config.hidden_size;
+        if let Some(stored) = self
+            .text_cache
+            .as_ref()
+            .and_then(|c| c.load(hidden, &words))
+        {
+            if let Err(e) = self.adopt_stored_states(&stored) {
+                self.report_error(generation, e);
+            }
+        }
+        if !self.tweets.is_empty() {
+            self.show(generation);
+        }
+        let n = self.tweets.len();
+        let order: Vec<usize> = (self.selected..n).chain(0..self.selected).collect();
+        self.job = Some(Job::Encode { order, next: 0 });
+    }
+
+    fn adopt_stored_states(&mut self, stored: &SplitStates) -> Result<(), String> {
+        let device = &self.model.device;
+        for (i, slot) in self.word_states.iter_mut().enumerate() {
+            if slot.is_none() {
+                let values = stored.tweet(i);
+                let tensor = Tensor::from_slice(values, (stored.words[i], stored.hidden), device)
+                    .map_err(|e| e.to_string())?;
+                *slot = Some(tensor);
+            }
+        }
+        Ok(())
+    }
+
+    fn report_error(&self, generation: u64, message: String) {
+        tracing::warn!("engine: {message}");
+        self.emit(Event::Error {
+            generation,
+            message,
+        });
+    }
+
+    /// Waits for requests while idle; between batches of a job, takes what has come.
+    fn serve(&mut self, inbox: &Receiver<Envelope>) {
+        let mut pending: VecDeque<Envelope> = VecDeque::new();
+        loop {
+            if self.job.is_none() && pending.is_empty() {
+                match inbox.recv() {
+                    Ok(envelope) => pending.push_back(envelope),
+                    Err(_) => return,
+                }
+            }
+            loop {
+                match inbox.try_recv() {
+                    Ok(envelope) => pending.push_back(envelope),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return,
+                }
+            }
+            coalesce(&mut pending, &self.counters);
+            if let Some(envelope) = pending.pop_front() {
+                if let Err(message) = self.handle(envelope.generation, envelope.request) {
+                    self.report_error(envelope.generation, message);
+                }
+            } else if let Err(message) = self.step() {
+                self.job = None;
+                self.report_error(0, message);
+            }
+            self.sync_counters();
+        }
+    }
+
+    fn handle(&mut self, generation: u64, request: Request) -> Result<(), String> {
+        match request {
+            Request::Select(index) => {
+                if index >= self.tweets.len() {
+                    return Err(format!(
+                        "tweet {index} is not in the split ({} tweets)",
+                        self.tweets.len()
+                    ));
+                }
+                self.selected = index;
+                self.show(generation);
+            }
+            Request::SetVocabulary(vocabulary) => {
+                self.vocabulary = *vocabulary;
+                self.edited(generation)?;
+            }
+            Request::SetContinuous(count) => {
+                if count > self.trained_continuous {
+                    self.emit(Event::RetrainNeeded {
+                        generation,
+                        requested: count,
+                        trained: self.trained_continuous,
+                    });
+                    return Ok(());
+                }
+                self.continuous = count;
+                self.edited(generation)?;
+            }
+            Request::SetImage { tweet, image } => {
+                let n = self.tweets.len();
+                if tweet >= n || matches!(image, ImageChoice::FromTweet(j) if j >= n) {
+                    return Err(format!("tweet index out of the split ({n} tweets)"));
+                }
+                self.overrides[tweet] = image;
+                if tweet == self.selected {
+                    self.show(generation);
+                }
+                self.queue_rescore(generation);
+            }
+            Request::Rescore => self.queue_rescore(generation),
+            Request::Cancel => {
+                self.rescore_waiting = None;
+                if let Some(Job::Rescore(r)) = &self.job {
+                    self.counters
+                        .rescores_stopped
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.emit(Event::RescoreStopped {
+                        generation: r.generation,
+                        reason: StopReason::Cancelled,
+                    });
+                    self.job = None;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// After a prompt edit: the prompt stage, the current tweet, then the split.
+    fn edited(&mut self, generation: u64) -> Result<(), String> {
+        self.bank = self
+            .model
+            .encode_prompts(&self.vocabulary, self.continuous)
+            .map_err(|e| e.to_string())?;
+        self.show(generation);
+        self.queue_rescore(generation);
+        Ok(())
+    }
+
+    /// Starts a rescoring of the current settings, replacing a running one; while the
+    /// split is still being encoded, it waits for that.
+    fn queue_rescore(&mut self, generation: u64) {
+        match &self.job {
+            Some(Job::Encode { .. }) => {
+                self.rescore_waiting = Some(generation);
+                return;
+            }
+            Some(Job::Rescore(r)) => {
+                self.counters
+                    .rescores_stopped
+                    .fetch_add(1, Ordering::Relaxed);
+                self.emit(Event::RescoreStopped {
+                    generation: r.generation,
+                    reason: StopReason::Superseded,
+                });
+            }
+            None => {}
+        }
+        self.job = Some(Job::Rescore(Rescore {
+            generation,
+            baseline: false,
+            next: 0,
+            predictions: vec![None; self.tweets.len()],
+            started: Instant::now(),
+        }));
+    }
+
+    /// Whether the current settings are the checkpoint's own.
+    fn at_checkpoint_settings(&self) -> bool {
+        self.vocabulary == self.checkpoint_vocabulary && self.continuous == self.trained_continuous
+    }
+
+    /// One batch of the running job.
+    fn step(&mut self) -> Result<(), String> {
+        match self.job.take() {
+            None => Ok(()),
+            Some(Job::Encode { order, next }) => self.encode_step(order, next),
+            Some(Job::Rescore(rescore)) => self.rescore_step(rescore),
+        }
+    }
+
+    fn encode_step(&mut self, order: Vec<usize>, next: usize) -> Result<(), String> {
+        let end = (next + self.batch_size).min(order.len());
+        let chunk = &order[next..end];
+        self.ensure_encoded(chunk)?;
+        self.emit(Event::Progress {
+            generation: 0,
+            task: "encoding the split".into(),
+            done: end as u64,
+            total: order.len() as u64,
+        });
+        if end < order.len() {
+            self.job = Some(Job::Encode { order, next: end });
+            return Ok(());
+        }
+        self.store_text_states();
+        let generation = self.rescore_waiting.take().unwrap_or(0);
+        self.queue_rescore(generation);
+        Ok(())
+    }
+
+    /// Text states and own images of `tweets` that are not there yet.
+    fn ensure_encoded(&mut self, tweets: &[usize]) -> Result<(), String> {
+        let missing: Vec<usize> = tweets
+            .iter()
+            .copied()
+            .filter(|&i| self.word_states[i].is_none())
+            .collect();
+        if !missing.is_empty() {
+            let batch: Vec<&WordPieces> = missing.iter().map(|&i| &self.pieces[i]).collect();
+            let states = self
+                .model
+                .encode_word_states(&batch)
+                .map_err(|e| e.to_string())?;
+            for (i, state) in missing.into_iter().zip(states) {
+                self.word_states[i] = Some(state);
+            }
+        }
+        let missing: Vec<usize> = tweets
+            .iter()
+            .copied()
+            .filter(|&i| self.images[i].is_none())
+            .collect();
+        if !missing.is_empty() {
+            let chunk: Vec<Tweet> = missing.iter().map(|&i| self.tweets[i].clone()).collect();
+            let states = image_states(
+                &self.model,
+                &chunk,
+                &self.resolver,
+                self.image_cache.as_ref(),
+                self.batch_size,
+                &NoProgress,
+            )
+            .map_err(|e| e.to_string())?;
+            for (i, state) in missing.into_iter().zip(states) {
+                self.images[i] = Some(state);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the split's text states to the disk cache (when complete and not there).
+    fn store_text_states(&self) {
+        let Some(cache) = &self.text_cache else {
+            return;
+        };
+        let words: Vec<usize> = self.pieces.iter().map(|p| p.first_piece.len()).collect();
+        let hidden = self.model.text_model().config.hidden_size;
+        if cache.path().is_file() {
+            return;
+        }
+        let mut values = Vec::with_capacity(words.iter().sum::<usize>() * hidden);
+        for state in &self.word_states {
+            let Some(state) = state else { return };
+            match state.flatten_all().and_then(|t| t.to_vec1::<f32>()) {
+                Ok(v) => values.extend(v),
+                Err(e) => {
+                    tracing::warn!("cannot store text states: {e}");
+                    return;
+                }
+            }
+        }
+        let stored = SplitStates {
+            hidden,
+            words,
+            values,
+        };
+        if let Err(e) = cache.store(&stored) {
+            tracing::warn!("cannot write {}: {e}", cache.path().display());
+        }
+    }
+
+    /// The image tweet `i` is scored with, and where it came from.
+    fn image_of(&mut self, i: usize) -> Result<(ImageState, ImageView), String> {
+        self.image_for(i, self.overrides[i])
+    }
+
+    fn image_for(
+        &mut self,
+        i: usize,
+        choice: ImageChoice,
+    ) -> Result<(ImageState, ImageView), String> {
+        let from = match choice {
+            ImageChoice::None => None,
+            ImageChoice::Own => Some(i),
+            ImageChoice::FromTweet(j) => Some(j),
+        };
+        let Some(j) = from else {
+            let reason = NoImage::Removed;
+            let view = ImageView {
+                choice,
+                from_tweet: None,
+                no_image: Some(reason.to_string()),
+            };
+            return Ok((ImageState::none(reason), view));
+        };
+        self.ensure_encoded(&[j])?;
+        let state = self.images[j].clone().ok_or("the image was not encoded")?;
+        let view = ImageView {
+            choice,
+            from_tweet: state.has_image().then_some(j),
+            no_image: state.no_image.as_ref().map(ToString::to_string),
+        };
+        Ok((state, view))
+    }
+
+    /// Scores the selected tweet with the current settings and reports it.
+    fn show(&mut self, generation: u64) {
+        if let Err(message) = self.try_show(generation) {
+            self.report_error(generation, message);
+        }
+    }
+
+    fn try_show(&mut self, generation: u64) -> Result<(), String> {
+        let i = self.selected;
+        self.ensure_encoded(&[i])?;
+        if self.selected_text.as_ref().is_none_or(|(at, _)| *at != i) {
+            let states = self.word_states[i].clone().ok_or("no text state")?;
+            let text = self
+                .model
+                .text_state_from_word_states(&self.tweets[i].words, self.pieces[i].clone(), states)
+                .map_err(|e| e.to_string())?;
+            self.selected_text = Some((i, text));
+        }
+        let (image, image_view) = self.image_of(i)?;
+        let (_, text) = self.selected_text.as_ref().ok_or("no text state")?;
+        let prediction = self
+            .model
+            .score(text, &image, &self.bank)
+            .map_err(|e| e.to_string())?;
+        let prompts = if prediction.similarities.is_empty() {
+            Vec::new()
+        } else {
+            self.bank
+                .prompts
+                .iter()
+                .zip(&prediction.similarities)
+                .map(|(p, &similarity)| PromptScore {
+                    text: p.text.clone(),
+                    source: p.source.clone(),
+                    similarity,
+                })
+                .collect()
+        };
+        let tweet = &self.tweets[i];
+        self.emit(Event::Tweet {
+            generation,
+            view: Box::new(TweetView {
+                index: i,
+                words: tweet.words.clone(),
+                gold: spans_from_tags(&tweet.tags),
+                predicted: prediction.spans,
+                candidates: prediction.candidates,
+                prompts,
+                clue_attention: prediction.clue_attention,
+                image: image_view,
+                truncated_words: prediction.truncated_words,
+            }),
+        });
+        Ok(())
+    }
+
+    fn rescore_step(&mut self, mut rescore: Rescore) -> Result<(), String> {
+        let b = rescore.next;
+        if self.text_batches[b].is_none() {
+            let members = &self.batches[b];
+            let states: Vec<&Tensor> = members
+                .iter()
+                .map(|&i| {
+                    self.word_states[i]
+                        .as_ref()
+                        .ok_or("a tweet was not encoded")
+                })
+                .collect::<Result<_, _>>()?;
+            let encoded = members
+                .iter()
+                .map(|&i| {
+                    self.pieces[i]
+                        .first_piece
+                        .iter()
+                        .map(Option::is_some)
+                        .collect()
+                })
+                .collect();
+            let batch = self
+                .model
+                .text_batch(&states, encoded)
+                .map_err(|e| e.to_string())?;
+            self.text_batches[b] = Some(batch);
+        }
+        let members = self.batches[b].clone();
+        let images = members
+            .iter()
+            .map(|&i| {
+                // The reference scores are the checkpoint's on the tweets' own images.
+                let choice = if rescore.baseline {
+                    ImageChoice::Own
+                } else {
+                    self.overrides[i]
+                };
+                self.image_for(i, choice).map(|(state, _)| state)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let embeds: Vec<Option<&Tensor>> = images.iter().map(ImageState::embedding).collect();
+        let bank = if rescore.baseline {
+            self.baseline_bank.as_ref().unwrap_or(&self.bank)
+        } else {
+            &self.bank
+        };
+        let batch = self.text_batches[b].as_ref().ok_or("no text batch")?;
+        let predictions = self
+            .model
+            .score_batch(batch, &embeds, bank)
+            .map_err(|e| e.to_string())?;
+        for (i, prediction) in members.into_iter().zip(predictions) {
+            rescore.predictions[i] = Some(prediction);
+        }
+        self.counters
+            .rescored_batches
+            .fetch_add(1, Ordering::Relaxed);
+        rescore.next += 1;
+        let done: usize = self.batches[..rescore.next].iter().map(Vec::len).sum();
+        self.emit(Event::Progress {
+            generation: rescore.generation,
+            task: "rescoring the split".into(),
+            done: done as u64,
+            total: self.tweets.len() as u64,
+        });
+        if rescore.next < self.batches.len() {
+            self.job = Some(Job::Rescore(rescore));
+            return Ok(());
+        }
+        self.finish_rescore(rescore)
+    }
+
+    fn finish_rescore(&mut self, rescore: Rescore) -> Result<(), String> {
+        let predictions: Vec<Prediction> = rescore
+            .predictions
+            .into_iter()
+            .map(|p| p.ok_or("a tweet was not scored"))
+            .collect::<Result<_, _>>()?;
+        let scores = score_predictions(&self.tweets, &predictions);
+        self.counters
+            .rescores_finished
+            .fetch_add(1, Ordering::Relaxed);
+        let is_baseline = rescore.baseline || self.at_checkpoint_settings();
+        if is_baseline && self.overrides.iter().all(|o| *o == ImageChoice::Own) {
+            self.baseline = Some(scores.report.clone());
+            self.baseline_bank = None;
+        }
+        if rescore.baseline {
+            // Only the reference was wanted: give the last view its deltas.
+            if let Some(mut view) = self.last_scores.take() {
+                self.set_deltas(&mut view);
+                self.emit(Event::Scores {
+                    generation: rescore.generation,
+                    view: Box::new(view.clone()),
+                });
+                self.last_scores = Some(view);
+            }
+            return Ok(());
+        }
+        let mut view = SplitView {
+            report: scores.report,
+            delta_f1: None,
+            delta_per_type: Default::default(),
+            tweet_errors: scores.tweet_errors,
+            predicted: predictions.into_iter().map(|p| p.spans).collect(),
+            is_baseline,
+            seconds: rescore.started.elapsed().as_secs_f64(),
+        };
+        self.set_deltas(&mut view);
+        self.emit(Event::Scores {
+            generation: rescore.generation,
+            view: Box::new(view.clone()),
+        });
+        self.last_scores = Some(view);
+        if self.baseline.is_none() {
+            // The reference scores are still unknown (the first scoring was an edit's).
+            self.baseline_bank = Some(
+                self.model
+                    .encode_prompts(&self.checkpoint_vocabulary, self.trained_continuous)
+                    .map_err(|e| e.to_string())?,
+            );
+            self.job = Some(Job::Rescore(Rescore {
+                generation: rescore.generation,
+                baseline: true,
+                next: 0,
+                predictions: vec![None; self.tweets.len()],
+                started: Instant::now(),
+            }));
+        }
+        Ok(())
+    }
+
+    fn set_deltas(&self, view: &mut SplitView) {
+        let Some(baseline) = &self.baseline else {
+            return;
+        };
+        view.delta_f1 = Some(view.report.micro.prf.f1 - baseline.micro.prf.f1);
+        view.delta_per_type = view
+            .report
+            .per_type
+            .iter()
+            .filter_map(|(kind, score)| {
+                baseline
+                    .per_type
+                    .get(kind)
+                    .map(|b| (*kind, score.prf.f1 - b.prf.f1))
+            })
+            .collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(generation: u64, request: Request) -> Envelope {
+        Envelope {
+            generation,
+            request,
+        }
+    }
+
+    #[test]
+    fn only_the_newest_request_of_each_kind_is_kept_in_order() {
+        let counters = EngineCounters::default();
+        let mut pending: VecDeque<Envelope> = [
+            envelope(1, Request::Select(3)),
+            envelope(2, Request::SetContinuous(4)),
+            envelope(3, Request::Select(7)),
+            envelope(
+                4,
+                Request::SetImage {
+                    tweet: 1,
+                    image: ImageChoice::None,
+                },
+            ),
+            envelope(
+                5,
+                Request::SetImage {
+                    tweet: 2,
+                    image: ImageChoice::None,
+                },
+            ),
+            envelope(6, Request::SetContinuous(2)),
+            envelope(
+                7,
+                Request::SetImage {
+                    tweet: 1,
+                    image: ImageChoice::Own,
+                },
+            ),
+            envelope(8, Request::Rescore),
+        ]
+        .into();
+        coalesce(&mut pending, &counters);
+        let kept: Vec<u64> = pending.iter().map(|e| e.generation).collect();
+        assert_eq!(kept, [3, 5, 6, 7, 8]);
+        assert_eq!(EngineCounters::get(&counters.stale_dropped), 3);
+        assert!(matches!(pending[0].request, Request::Select(7)));
+    }
+}
