@@ -5,6 +5,7 @@
 //! images), [`prompts`] (the prompt vocabulary), [`model`], [`stages`] (cached stages),
 //! [`eval`] (scoring), [`run`] (run directories), [`train`].
 
+pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod engine;

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 mod bars;
+mod bench;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -124,6 +125,8 @@ pub enum Command {
     },
     /// Evaluate a checkpoint on a split: CoNLL predictions and scores.
     Eval(EvalArgs),
+    /// Measure: text and CLIP encoding (`encode`) or the live edit loop (`live`).
+    Bench(bench::BenchArgs),
     /// The local model store: backbones by name.
     Models {
         #[command(subcommand)]
@@ -284,6 +287,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Eval(args) => eval(&args),
+        Command::Bench(args) => bench::run(&args),
         Command::Data {
             command: DataCommand::Stats { dir, images, json },
         } => {

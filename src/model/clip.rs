@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use super::ModelError;
+use super::clip_cpu::{self, ClipLayerParams, TowerShape};
+use super::cpu::{self, MatRef};
 use super::ops::{Activation, LayerNorm, Mode, mask_value, merge_heads, softmax, split_heads};
+use super::text::{LinearParams, NormParams};
 
 fn quick_gelu() -> Activation {
     Activation::QuickGelu
@@ -162,6 +165,33 @@ impl EncoderLayer {
             fc2: candle_nn::linear(inner, hidden, vb.pp("mlp").pp("fc2"))?,
             heads,
             act,
+        })
+    }
+
+    /// The layer's tensors, by name (for the CPU forward).
+    fn params(&self) -> Result<ClipLayerParams<Tensor>> {
+        let lin = |l: &Linear| -> Result<LinearParams<Tensor>> {
+            Ok(LinearParams {
+                weight: l.weight().clone(),
+                bias: l
+                    .bias()
+                    .ok_or_else(|| candle_core::Error::Msg("a CLIP layer without bias".into()))?
+                    .clone(),
+            })
+        };
+        let norm = |n: &LayerNorm| {
+            let (weight, bias) = n.tensors();
+            NormParams { weight, bias }
+        };
+        Ok(ClipLayerParams {
+            q: lin(&self.q)?,
+            k: lin(&self.k)?,
+            v: lin(&self.v)?,
+            out: lin(&self.out)?,
+            norm1: norm(&self.norm1),
+            norm2: norm(&self.norm2),
+            fc1: lin(&self.fc1)?,
+            fc2: lin(&self.fc2)?,
         })
     }
 
@@ -401,14 +431,135 @@ impl ClipModel {
 
     /// Projected image embeddings [b, e] (not normalised).
     pub fn image_embeds(&self, pixels: &Tensor, mode: Mode) -> Result<Tensor> {
+        let cfg = &self.vision.config;
+        if matches!(mode, Mode::Eval)
+            && clip_cpu::supports(&self.vision.class_embedding, cfg.hidden_act)
+        {
+            return self.image_embeds_cpu(pixels);
+        }
         self.visual_projection
             .forward(&self.vision.forward(pixels, mode)?)
     }
 
     /// Projected text embeddings [b, e] (not normalised) from token embeddings.
     pub fn text_embeds(&self, token_embeds: &Tensor, end: &[usize], mode: Mode) -> Result<Tensor> {
+        let cfg = &self.text.config;
+        if matches!(mode, Mode::Eval)
+            && clip_cpu::supports(self.text.position_embedding.embeddings(), cfg.hidden_act)
+            && token_embeds.device().is_cpu()
+        {
+            return self.text_embeds_cpu(token_embeds, end);
+        }
         self.text_projection
             .forward(&self.text.forward_embeds(token_embeds, end, mode)?)
+    }
+
+    /// [`ClipModel::image_embeds`] through the CPU tower.
+    fn image_embeds_cpu(&self, pixels: &Tensor) -> Result<Tensor> {
+        let vision = &self.vision;
+        let cfg = &vision.config;
+        let (b, channels, size, _) = pixels.dims4()?;
+        let (p, d) = (cfg.patch_size, cfg.hidden_size);
+        let grid = size / p;
+        let n = grid * grid + 1;
+        let pixels = pixels
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let patches = clip_cpu::patches(&pixels, b, channels, size, p);
+        let k = channels * p * p;
+        let weight = vision
+            .patch_embedding
+            .weight()
+            .flatten_from(1)?
+            .contiguous()?;
+        let weight = weight.to_vec2::<f32>()?.concat();
+        let mut embedded = vec![0f32; b * (n - 1) * d];
+        cpu::matmul(
+            &mut embedded,
+            d,
+            MatRef::new(&patches, b * (n - 1), k),
+            MatRef::new(&weight, d, k).t(),
+            false,
+            true,
+        );
+        let class = vision.class_embedding.to_vec1::<f32>()?;
+        let positions = vision.position_embedding.embeddings().to_vec2::<f32>()?;
+        let mut tokens = vec![0f32; b * n * d];
+        for (r, row) in tokens.chunks_mut(d).enumerate() {
+            let (img, at) = (r / n, r % n);
+            let source = if at == 0 {
+                &class[..]
+            } else {
+                &embedded[(img * (n - 1) + at - 1) * d..][..d]
+            };
+            for ((o, s), q) in row.iter_mut().zip(source).zip(&positions[at]) {
+                *o = s + q;
+            }
+        }
+        let (pre_w, pre_b) = vision.pre_norm.tensors();
+        let (pre_w, pre_b) = (pre_w.to_vec1::<f32>()?, pre_b.to_vec1::<f32>()?);
+        let eps = cfg.layer_norm_eps as f32;
+        let mut x = vec![0f32; tokens.len()];
+        cpu::layer_norm_forward(&tokens, &pre_w, &pre_b, eps, &mut x, None);
+        let layers = vision
+            .layers
+            .iter()
+            .map(EncoderLayer::params)
+            .collect::<Result<Vec<_>>>()?;
+        let shape = TowerShape {
+            heads: cfg.num_attention_heads,
+            eps,
+            act: cfg.hidden_act,
+            causal: false,
+        };
+        clip_cpu::layers_forward(&mut x, &layers, b, n, shape)?;
+        let class_rows: Vec<f32> = x.chunks(n * d).flat_map(|img| img[..d].to_vec()).collect();
+        let (weight, bias) = vision.post_norm.tensors();
+        clip_cpu::norm_and_project(
+            &class_rows,
+            &NormParams { weight, bias },
+            eps,
+            self.visual_projection.weight(),
+        )
+    }
+
+    /// [`ClipModel::text_embeds`] through the CPU tower.
+    fn text_embeds_cpu(&self, token_embeds: &Tensor, end: &[usize]) -> Result<Tensor> {
+        let text = &self.text;
+        let cfg = &text.config;
+        let (b, n, d) = token_embeds.dims3()?;
+        let positions = text.position_embedding.embeddings().narrow(0, 0, n)?;
+        let mut x = token_embeds
+            .to_dtype(DType::F32)?
+            .broadcast_add(&positions.unsqueeze(0)?)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let layers = text
+            .layers
+            .iter()
+            .map(EncoderLayer::params)
+            .collect::<Result<Vec<_>>>()?;
+        let eps = cfg.layer_norm_eps as f32;
+        let shape = TowerShape {
+            heads: cfg.num_attention_heads,
+            eps,
+            act: cfg.hidden_act,
+            causal: true,
+        };
+        clip_cpu::layers_forward(&mut x, &layers, b, n, shape)?;
+        let ends: Vec<f32> = end
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &e)| x[(i * n + e) * d..(i * n + e + 1) * d].to_vec())
+            .collect();
+        let (weight, bias) = text.final_norm.tensors();
+        clip_cpu::norm_and_project(
+            &ends,
+            &NormParams { weight, bias },
+            eps,
+            self.text_projection.weight(),
+        )
     }
 }
 
@@ -484,5 +635,67 @@ impl ClipTokenizer {
     /// Ids of `text` without special tokens (a template's fixed words).
     pub fn encode_words(&self, text: &str) -> std::result::Result<Vec<u32>, ModelError> {
         self.encode(text, false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::testing::max_abs_diff;
+    use candle_nn::VarMap;
+
+    /// A small CLIP with every weight (biases and norms too) drawn at random.
+    fn tiny_clip() -> ClipModel {
+        let config: ClipConfig = serde_json::from_str(
+            r#"{"text_config": {"vocab_size": 40, "hidden_size": 32, "intermediate_size": 48,
+                 "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 16},
+                "vision_config": {"hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2,
+                 "num_attention_heads": 4, "image_size": 48, "patch_size": 16},
+                "projection_dim": 24}"#,
+        )
+        .unwrap();
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let model = ClipModel::load(vb, &config).unwrap();
+        for var in varmap.all_vars() {
+            let mean = if var.rank() == 1 { 0.5 } else { 0.0 };
+            var.set(&Tensor::randn(mean, 0.3f32, var.shape(), &Device::Cpu).unwrap())
+                .unwrap();
+        }
+        model
+    }
+
+    #[test]
+    fn cpu_towers_equal_the_candle_towers() {
+        let clip = tiny_clip();
+        let pixels = Tensor::randn(0f32, 1.0, (3, 3, 48, 48), &Device::Cpu).unwrap();
+        let fast = clip.image_embeds(&pixels, Mode::Eval).unwrap();
+        let reference = clip
+            .visual_projection
+            .forward(&clip.vision.forward(&pixels, Mode::Eval).unwrap())
+            .unwrap();
+        let diff = max_abs_diff(&fast, &reference);
+        assert!(diff < 1e-5, "vision: {diff}");
+
+        // Prompts of different lengths, padded after their end tokens (causal mask).
+        let ids = Tensor::from_vec(
+            vec![1u32, 5, 9, 2, 2, 2, 1, 7, 8, 11, 12, 2],
+            (2, 6),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let tokens = clip.text.embed_tokens(&ids).unwrap();
+        let fast = clip.text_embeds(&tokens, &[3, 5], Mode::Eval).unwrap();
+        let reference = clip
+            .text_projection
+            .forward(
+                &clip
+                    .text
+                    .forward_embeds(&tokens, &[3, 5], Mode::Eval)
+                    .unwrap(),
+            )
+            .unwrap();
+        let diff = max_abs_diff(&fast, &reference);
+        assert!(diff < 1e-5, "text: {diff}");
     }
 }

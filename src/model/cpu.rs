@@ -119,6 +119,22 @@ pub fn gelu_forward(x: &[f32], out: &mut [f32]) {
         });
 }
 
+/// CLIP's x·σ(1.702x) over a buffer, in parallel.
+pub fn quick_gelu_forward(x: &[f32], out: &mut [f32]) {
+    out.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(o, x)| {
+            simd(
+                #[inline(always)]
+                || {
+                    for (o, &v) in o.iter_mut().zip(x) {
+                        *o = v / (1.0 + exp(-1.702 * v));
+                    }
+                },
+            )
+        });
+}
+
 /// dx = g · GELU'(x), in parallel.
 pub fn gelu_backward(x: &[f32], grad: &[f32], dx: &mut [f32]) {
     dx.par_chunks_mut(CHUNK)
@@ -417,6 +433,41 @@ impl DropoutMask {
     }
 }
 
+/// Rows of x up to which [`linear_few_rows`] beats a packed matrix product.
+pub const FEW_ROWS: usize = 16;
+
+/// dst (rows of stride `ld`) = x·Wᵀ + b for a few rows of x [m, in] and W [out, in]:
+/// each weight row is read once and dotted with every row of x, in parallel over the
+/// weight rows. For a handful of rows (one prompt of 7 tokens) a general matrix
+/// product spends its time packing the whole weight matrix; this reads it once.
+pub fn linear_few_rows(dst: &mut [f32], ld: usize, x: &[f32], m: usize, w: &[f32], b: &[f32]) {
+    let (out, inp) = (b.len(), w.len() / b.len().max(1));
+    // Output columns, column-major [out, m], then copied into the rows of dst.
+    let mut columns = vec![0f32; out * m];
+    columns
+        .par_chunks_mut(m * 64)
+        .enumerate()
+        .for_each(|(chunk, cols)| {
+            simd(
+                #[inline(always)]
+                || {
+                    for (c, col) in cols.chunks_mut(m).enumerate() {
+                        let j = chunk * 64 + c;
+                        let row = &w[j * inp..(j + 1) * inp];
+                        for (i, value) in col.iter_mut().enumerate() {
+                            *value = dot(&x[i * inp..(i + 1) * inp], row) + b[j];
+                        }
+                    }
+                },
+            )
+        });
+    for i in 0..m {
+        for (j, o) in dst[i * ld..i * ld + out].iter_mut().enumerate() {
+            *o = columns[j * m + i];
+        }
+    }
+}
+
 /// A matrix operand: `rows × cols` read from `data` at `r·row_stride + c·col_stride`.
 #[derive(Clone, Copy)]
 pub struct MatRef<'a> {
@@ -536,6 +587,40 @@ mod tests {
         assert!(worst < 2.5e-7, "{worst}");
         assert_eq!(exp(-1e30), 0.0);
         assert_eq!(exp(-100.0), 0.0);
+    }
+
+    #[test]
+    fn few_row_products_equal_the_general_product() {
+        let (m, inp, out) = (5, 37, 130);
+        let value = |i: usize| ((i * 7919 % 101) as f32 - 50.0) / 50.0;
+        let x: Vec<f32> = (0..m * inp).map(value).collect();
+        let w: Vec<f32> = (0..out * inp).map(|i| value(i + 3)).collect();
+        let b: Vec<f32> = (0..out).map(|i| value(i + 11)).collect();
+        let ld = out + 3;
+        let mut fast = vec![9f32; m * ld];
+        linear_few_rows(&mut fast, ld, &x, m, &w, &b);
+        let mut general = vec![0f32; m * ld];
+        for i in 0..m {
+            general[i * ld..i * ld + out].copy_from_slice(&b);
+        }
+        matmul(
+            &mut general,
+            ld,
+            MatRef::new(&x, m, inp),
+            MatRef::new(&w, out, inp).t(),
+            true,
+            false,
+        );
+        for i in 0..m {
+            for j in 0..ld {
+                let (a, g) = (fast[i * ld + j], general[i * ld + j]);
+                if j < out {
+                    assert!((a - g).abs() < 1e-5, "({i}, {j}): {a} vs {g}");
+                } else {
+                    assert_eq!(a, 9.0, "columns past the output stay untouched");
+                }
+            }
+        }
     }
 
     #[test]

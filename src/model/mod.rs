@@ -3,6 +3,7 @@
 //! prompt edit recomputes only what it touches.
 
 pub mod clip;
+pub mod clip_cpu;
 pub mod cpu;
 pub mod device;
 pub mod encoder_cpu;

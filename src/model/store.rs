@@ -414,8 +414,9 @@ pub fn write_tiny_clip(
     Ok(clip_dir.to_path_buf())
 }
 
-/// Writes `config.json` and `model.safetensors` of randomly initialised weights.
-fn write_random<C: serde::Serialize>(
+/// Writes `config.json` and `model.safetensors` of randomly initialised weights (seeded:
+/// the same bytes every time).
+pub fn write_random<C: serde::Serialize>(
     dir: &Path,
     config: &C,
     seed: u64,

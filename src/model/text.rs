@@ -423,6 +423,11 @@ impl WordPieceTokenizer {
         })
     }
 
+    /// Pieces the tokenizer knows (special tokens included).
+    pub fn vocab_size(&self) -> usize {
+        self.tokenizer.get_vocab_size(true)
+    }
+
     fn encode_raw(&self, words: &[&str]) -> std::result::Result<tokenizers::Encoding, ModelError> {
         let input = EncodeInput::Single(InputSequence::from(words.to_vec()));
         self.tokenizer

@@ -233,6 +233,7 @@ impl EncoderTrainer {
                 n: pass.len,
                 d,
                 heads,
+                causal: false,
             },
             pass.mask(site(l, ATTENTION_PROBS), attention_p),
         );
@@ -385,7 +386,7 @@ fn attention_backward(
     s: AttentionShape,
     dropout: Option<DropoutMask>,
 ) {
-    let AttentionShape { n, d, heads } = s;
+    let AttentionShape { n, d, heads, .. } = s;
     let dh = d / heads;
     let scale = 1.0 / (dh as f32).sqrt();
     d_qkv

@@ -1,0 +1,234 @@
+//! `promptmner bench`: measurements, not tests. `encode` times the towers on the
+//! workloads of `../shared/anchors/bench_infer.py` (so the figures compare one to one
+//! with PyTorch's); `live` times the engine's edit loop at base size.
+
+mod live;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use serde::{Deserialize, Serialize};
+
+use crate::data::{read_conll, split_path};
+use crate::model::clip::{ClipConfig, ClipModel};
+use crate::model::encoder_cpu::EncoderPass;
+use crate::model::ops::Mode;
+use crate::model::text::{BertConfig, BertModel, TextBackbone, WordPieces};
+use crate::progress::{Progress, Task};
+pub use live::{LiveFigures, Percentiles, live};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("{path} is missing: the benchmark needs ../shared (set --shared DIR)")]
+    MissingShared { path: PathBuf },
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    #[error(transparent)]
+    Data(#[from] crate::data::conll::ConllError),
+    #[error(transparent)]
+    Store(#[from] crate::model::store::StoreError),
+    #[error("cannot run {command}: {message}")]
+    Torch { command: String, message: String },
+    #[error("the live benchmark's engine: {0}")]
+    Engine(String),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Throughput of the towers, under the keys `bench_infer.py` prints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EncodeFigures {
+    pub minilm_tweets_per_s: f64,
+    pub bert_base_tweets_per_s: f64,
+    pub clip_b32_images_per_s: f64,
+    pub clip_b32_100_prompts_ms: f64,
+    pub clip_b32_1_prompt_ms: f64,
+}
+
+/// Median seconds of `reps` runs of `f` after one warm-up run.
+fn timed(reps: usize, mut f: impl FnMut() -> Result<(), BenchError>) -> Result<f64, BenchError> {
+    f()?;
+    let mut times = Vec::with_capacity(reps);
+    for _ in 0..reps.max(1) {
+        let start = Instant::now();
+        f()?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+/// The BERT-base shapes of the anchors (bert-base-cased's vocabulary).
+pub fn bert_base_config(vocab_size: usize) -> BertConfig {
+    BertConfig {
+        vocab_size,
+        hidden_size: 768,
+        num_hidden_layers: 12,
+        num_attention_heads: 12,
+        intermediate_size: 3072,
+        hidden_act: crate::model::ops::Activation::Gelu,
+        max_position_embeddings: 512,
+        type_vocab_size: 2,
+        layer_norm_eps: 1e-12,
+        hidden_dropout_prob: 0.1,
+        attention_probs_dropout_prob: 0.1,
+    }
+}
+
+/// CLIP ViT-B/32's shapes (HF's `CLIPConfig()` defaults).
+pub fn clip_b32_config() -> ClipConfig {
+    serde_json::from_str(r#"{"text_config": {}, "vision_config": {}}"#)
+        .unwrap_or_else(|e| unreachable!("the defaults parse: {e}"))
+}
+
+/// A model with random weights (values do not change the cost).
+fn random<M>(
+    seed: u64,
+    build: impl FnOnce(VarBuilder) -> candle_core::Result<M>,
+) -> Result<M, BenchError> {
+    let varmap = VarMap::new();
+    let model = build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+    crate::model::ops::reinitialize(&varmap, "", seed)?;
+    Ok(model)
+}
+
+/// Length-sorted batches of 32 of a split's word pieces.
+fn sorted_batches(mut pieces: Vec<WordPieces>) -> Vec<Vec<WordPieces>> {
+    pieces.sort_by_key(|p| p.ids.len());
+    pieces.chunks(32).map(<[WordPieces]>::to_vec).collect()
+}
+
+/// Tweets per second of the encoder's inference forward over the batches.
+fn text_rate(
+    model: &BertModel,
+    batches: &[Vec<WordPieces>],
+    reps: usize,
+) -> Result<f64, BenchError> {
+    let tensors = model.tensors()?;
+    let mut pass = EncoderPass::new(&model.config, false);
+    let tweets: usize = batches.iter().map(Vec::len).sum();
+    let seconds = timed(reps, || {
+        for batch in batches {
+            let refs: Vec<&WordPieces> = batch.iter().collect();
+            pass.forward(&tensors, &refs, None)?;
+        }
+        Ok(())
+    })?;
+    Ok(tweets as f64 / seconds)
+}
+
+/// `bench encode`: MiniLM (real weights) and bert-base shapes over Twitter-2015 test,
+/// CLIP ViT-B/32 vision (batch 32) and text (100 prompts, 1 prompt).
+pub fn encode(shared: &Path, progress: &dyn Progress) -> Result<EncodeFigures, BenchError> {
+    let minilm_dir = shared.join("models/all-MiniLM-L6-v2");
+    let test = split_path(&shared.join("data/twitter2015"), "test");
+    for path in [&minilm_dir, &test] {
+        if !path.exists() {
+            return Err(BenchError::MissingShared { path: path.clone() });
+        }
+    }
+    let mut task = Task::start(progress, "bench encode", 5);
+    let varmap = VarMap::new();
+    let minilm = TextBackbone::load(&minilm_dir, 128, &varmap, "", &Device::Cpu)?;
+    let tweets = read_conll(&test)?;
+    let pieces = tweets
+        .iter()
+        .map(|t| minilm.tokenizer.encode_words(&t.words))
+        .collect::<Result<Vec<_>, _>>()?;
+    let batches = sorted_batches(pieces);
+    let minilm_tweets_per_s = text_rate(&minilm.model, &batches, 3)?;
+    task.advance(1);
+
+    // bert-base-cased's vocabulary is smaller than MiniLM's: clamp ids as the anchor does.
+    let base_config = bert_base_config(28996);
+    let clamped: Vec<Vec<WordPieces>> = batches
+        .iter()
+        .map(|b| {
+            b.iter()
+                .map(|p| WordPieces {
+                    ids: p.ids.iter().map(|&id| id.min(28995)).collect(),
+                    first_piece: p.first_piece.clone(),
+                })
+                .collect()
+        })
+        .collect();
+    let base = random(0, |vb| BertModel::load(vb, &base_config))?;
+    let bert_base_tweets_per_s = text_rate(&base, &clamped, 1)?;
+    drop(base);
+    task.advance(1);
+
+    let config = clip_b32_config();
+    let clip = random(1, |vb| ClipModel::load(vb, &config))?;
+    let images = Tensor::randn(0f32, 1.0, (32, 3, 224, 224), &Device::Cpu)?;
+    let vision = timed(3, || {
+        clip.image_embeds(&images, Mode::Eval)?;
+        Ok(())
+    })?;
+    task.advance(1);
+    let prompts = |n: usize| -> Result<Tensor, BenchError> {
+        let mut ids = Vec::with_capacity(n * 7);
+        for i in 0..n {
+            ids.push(49406u32);
+            ids.extend((0..5).map(|k| 1 + ((i * 7919 + k * 104_729) % 48_999) as u32));
+            ids.push(49407);
+        }
+        Ok(clip
+            .text
+            .embed_tokens(&Tensor::from_vec(ids, (n, 7), &Device::Cpu)?)?)
+    };
+    let (hundred, one) = (prompts(100)?, prompts(1)?);
+    let text100 = timed(5, || {
+        clip.text_embeds(&hundred, &[6; 100], Mode::Eval)?;
+        Ok(())
+    })?;
+    task.advance(1);
+    let text1 = timed(20, || {
+        clip.text_embeds(&one, &[6], Mode::Eval)?;
+        Ok(())
+    })?;
+    task.advance(1);
+    Ok(EncodeFigures {
+        minilm_tweets_per_s,
+        bert_base_tweets_per_s,
+        clip_b32_images_per_s: 32.0 / vision,
+        clip_b32_100_prompts_ms: 1000.0 * text100,
+        clip_b32_1_prompt_ms: 1000.0 * text1,
+    })
+}
+
+/// Runs `anchors/bench_infer.py` with `python` and reads the figures it prints.
+pub fn torch_encode(python: &Path, shared: &Path) -> Result<EncodeFigures, BenchError> {
+    let script = shared.join("anchors/bench_infer.py");
+    let command = format!(
+        "{} {} {}",
+        python.display(),
+        script.display(),
+        shared.display()
+    );
+    let torch_error = |message: String| BenchError::Torch {
+        command: command.clone(),
+        message,
+    };
+    let output = std::process::Command::new(python)
+        .arg(&script)
+        .arg(shared)
+        .output()
+        .map_err(|e| torch_error(e.to_string()))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+        return Err(torch_error(format!(
+            "exit {}: {}",
+            output.status,
+            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        )));
+    }
+    serde_json::from_slice(&output.stdout).map_err(|e| torch_error(e.to_string()))
+}

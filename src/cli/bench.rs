@@ -1,0 +1,154 @@
+//! `promptmner bench encode|live`: runs the library's measurements and prints them
+//! (beside PyTorch's, with `--torch`).
+
+use std::path::PathBuf;
+
+use crate::bench::{self, EncodeFigures, LiveFigures};
+
+use super::Bars;
+
+/// What `promptmner bench` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchKind {
+    /// Text encoding (MiniLM, bert-base shapes) and CLIP ViT-B/32 towers.
+    Encode,
+    /// The engine's edit loop at base size.
+    Live,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    pub kind: BenchKind,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Also run ../shared/anchors/bench_infer.py with this Python in the same sitting
+    /// and print each ratio (encode).
+    #[arg(long)]
+    pub torch: Option<PathBuf>,
+    /// The shared directory (models, data, anchors).
+    #[arg(long, default_value = "../shared", env = "PROMPTMNER_SHARED")]
+    pub shared: PathBuf,
+    /// Working directory of the live benchmark (backbones, data, caches; reused).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Empty the live benchmark's caches first (a cold start).
+    #[arg(long)]
+    pub cold: bool,
+}
+
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    match args.kind {
+        BenchKind::Encode => encode(args),
+        BenchKind::Live => live(args),
+    }
+}
+
+fn encode(args: &BenchArgs) -> anyhow::Result<()> {
+    let ours = bench::encode(&args.shared, &Bars::default())?;
+    let torch = args
+        .torch
+        .as_ref()
+        .map(|python| bench::torch_encode(python, &args.shared))
+        .transpose()?;
+    if args.json {
+        let mut value = serde_json::to_value(&ours)?;
+        if let Some(torch) = &torch {
+            value["torch"] = serde_json::to_value(torch)?;
+            value["ratios"] = serde_json::to_value(ratios(&ours, torch))?;
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    let rows = [
+        (
+            "MiniLM text, tweets/s",
+            ours.minilm_tweets_per_s,
+            torch.as_ref().map(|t| t.minilm_tweets_per_s),
+        ),
+        (
+            "bert-base text, tweets/s",
+            ours.bert_base_tweets_per_s,
+            torch.as_ref().map(|t| t.bert_base_tweets_per_s),
+        ),
+        (
+            "CLIP B/32 vision, images/s",
+            ours.clip_b32_images_per_s,
+            torch.as_ref().map(|t| t.clip_b32_images_per_s),
+        ),
+        (
+            "CLIP B/32 text, 100 prompts, ms",
+            ours.clip_b32_100_prompts_ms,
+            torch.as_ref().map(|t| t.clip_b32_100_prompts_ms),
+        ),
+        (
+            "CLIP B/32 text, 1 prompt, ms",
+            ours.clip_b32_1_prompt_ms,
+            torch.as_ref().map(|t| t.clip_b32_1_prompt_ms),
+        ),
+    ];
+    println!("{:<34} {:>10} {:>10} {:>8}", "", "ours", "pytorch", "ratio");
+    for (name, ours, theirs) in rows {
+        match theirs {
+            Some(t) => println!("{name:<34} {ours:>10.1} {t:>10.1} {:>7.2}×", ours / t),
+            None => println!("{name:<34} {ours:>10.1}"),
+        }
+    }
+    if torch.is_some() {
+        println!("(ratio: ours / PyTorch; for the ms rows, below 1 is faster)");
+    }
+    Ok(())
+}
+
+/// Ours over PyTorch's, figure by figure.
+fn ratios(ours: &EncodeFigures, torch: &EncodeFigures) -> EncodeFigures {
+    EncodeFigures {
+        minilm_tweets_per_s: ours.minilm_tweets_per_s / torch.minilm_tweets_per_s,
+        bert_base_tweets_per_s: ours.bert_base_tweets_per_s / torch.bert_base_tweets_per_s,
+        clip_b32_images_per_s: ours.clip_b32_images_per_s / torch.clip_b32_images_per_s,
+        clip_b32_100_prompts_ms: ours.clip_b32_100_prompts_ms / torch.clip_b32_100_prompts_ms,
+        clip_b32_1_prompt_ms: ours.clip_b32_1_prompt_ms / torch.clip_b32_1_prompt_ms,
+    }
+}
+
+fn live(args: &BenchArgs) -> anyhow::Result<()> {
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| crate::stages::cache_root().join("bench-live"));
+    let shared = args.shared.is_dir().then_some(args.shared.as_path());
+    let figures: LiveFigures = bench::live(shared, &dir, args.cold, &Bars::default())?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&figures)?);
+        return Ok(());
+    }
+    let f = &figures;
+    println!(
+        "split: {} ({} tweets), {} prompts",
+        f.split, f.split_tweets, f.prompts
+    );
+    println!(
+        "start ({}): {:.1} s to a fully scored split, {:.1} tweets/s",
+        if f.cold_start {
+            "cold caches"
+        } else {
+            "warm caches"
+        },
+        f.start_to_scored_s,
+        f.cold_tweets_per_s
+    );
+    println!(
+        "one-word edit → current tweet: p50 {:.1} ms, p95 {:.1} ms ({} edits)",
+        f.edit_to_tweet_ms.p50, f.edit_to_tweet_ms.p95, f.edits
+    );
+    println!(
+        "one-word edit → whole split rescored: median {:.2} s, max {:.2} s",
+        f.edit_to_split_s, f.edit_to_split_max_s
+    );
+    println!(
+        "continuous prompts {} → {}: tweet {:.1} ms, split {:.2} s",
+        100, 50, f.continuous_to_tweet_ms, f.continuous_to_split_s
+    );
+    println!("peak resident memory: {:.0} MB", f.peak_rss_mb);
+    Ok(())
+}
