@@ -49,6 +49,14 @@ fn model(world: &World, fusion: FusionMode) -> PromptMner {
     promptmner::model::ops::reinitialize(&model.varmap, "fusion.", 1).unwrap();
     promptmner::model::ops::reinitialize(&model.varmap, "span.", 2).unwrap();
     promptmner::model::ops::reinitialize(&model.varmap, "prompts.", 3).unwrap();
+    // Biases (the clue bias included) start at zero; give them values so that every
+    // path that reads them is checked.
+    for (name, var) in model.varmap.data().lock().unwrap().iter() {
+        if var.rank() == 1 && (name.starts_with("fusion.") || name.starts_with("span.")) {
+            let shift = Tensor::randn(0f32, 0.2, var.shape(), &Device::Cpu).unwrap();
+            var.set(&(var.as_tensor() + shift).unwrap()).unwrap();
+        }
+    }
     model
 }
 

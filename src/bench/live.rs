@@ -120,6 +120,8 @@ pub struct LiveFigures {
     /// Median seconds from an edit to its finished whole-split rescoring.
     pub edit_to_split_s: f64,
     pub edit_to_split_max_s: f64,
+    pub continuous_from: usize,
+    pub continuous_to: usize,
     pub continuous_to_tweet_ms: f64,
     pub continuous_to_split_s: f64,
     pub peak_rss_mb: f64,
@@ -318,17 +320,46 @@ fn timings(events: &Receiver<Event>, g: u64, since: Instant) -> Result<(f64, f64
     }
 }
 
-/// Runs the live benchmark in `dir` (created; reused by later runs); with `cold`, the
-/// engine's caches are emptied first.
+/// What the live benchmark runs on.
+pub enum LiveSetup<'a> {
+    /// Base-size backbones with random weights, written (once) under `dir`.
+    Generated { shared: Option<&'a Path> },
+    /// A trained checkpoint on a dataset's test split.
+    Checkpoint {
+        checkpoint: &'a Path,
+        data: &'a Path,
+    },
+}
+
+/// Runs the live benchmark in `dir` (created; reused by later runs, the engine's caches
+/// under `dir/cache`); with `cold`, those caches are emptied first.
 pub fn live(
-    shared: Option<&Path>,
+    setup: LiveSetup,
     dir: &Path,
     cold: bool,
     progress: &dyn Progress,
 ) -> Result<LiveFigures, BenchError> {
-    let inputs = inputs(shared);
     let mut task = Task::start(progress, "bench live", 3 + EDIT_WORDS.len() as u64);
-    let (checkpoint, data) = prepare(dir, &inputs)?;
+    let (checkpoint, data, label) = match setup {
+        LiveSetup::Generated { shared } => {
+            let inputs = inputs(shared);
+            let (checkpoint, data) = prepare(dir, &inputs)?;
+            (
+                checkpoint,
+                data,
+                format!("{}, base-size shapes", inputs.label),
+            )
+        }
+        LiveSetup::Checkpoint { checkpoint, data } => (
+            checkpoint.to_path_buf(),
+            data.to_path_buf(),
+            format!(
+                "{} test, checkpoint {}",
+                data.display(),
+                checkpoint.display()
+            ),
+        ),
+    };
     let cache = dir.join("cache");
     let cold_start = cold || !cache.exists();
     if cold && cache.exists() {
@@ -341,8 +372,13 @@ pub fn live(
     };
     let started = Instant::now();
     let (engine, events) = Engine::spawn(&checkpoint, &data, "test", options);
-    let split_tweets = wait(&events, |e| match e {
-        Event::Loaded { tweets, .. } => Some(tweets.len()),
+    let (split_tweets, mut vocabulary, trained) = wait(&events, |e| match e {
+        Event::Loaded {
+            tweets,
+            vocabulary,
+            continuous_trained,
+            ..
+        } => Some((tweets.len(), (**vocabulary).clone(), *continuous_trained)),
         _ => None,
     })?;
     wait(&events, |e| match e {
@@ -352,7 +388,6 @@ pub fn live(
     let start_to_scored_s = started.elapsed().as_secs_f64();
     task.advance(1);
 
-    let mut vocabulary = twitter_vocabulary();
     let kinds = [
         EntityType::Per,
         EntityType::Loc,
@@ -371,16 +406,18 @@ pub fn live(
         to_split.push(split);
         task.advance(1);
     }
-    let prompts = vocabulary.prompts().len() + CONTINUOUS;
+    let prompts = vocabulary.prompts().len() + trained;
     let since = Instant::now();
-    let g = engine.set_continuous(CONTINUOUS / 2);
+    let g = engine.set_continuous(trained / 2);
     let (continuous_tweet, continuous_split) = timings(&events, g, since)?;
     task.advance(1);
     let split_max = to_split.iter().copied().fold(0.0, f64::max);
     let split_median = percentiles(to_split.iter().map(|s| s * 1000.0).collect()).p50 / 1000.0;
     drop(engine);
     Ok(LiveFigures {
-        split: inputs.label,
+        split: label,
+        continuous_from: trained,
+        continuous_to: trained / 2,
         split_tweets,
         prompts,
         cold_start,

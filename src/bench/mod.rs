@@ -17,7 +17,7 @@ use crate::model::encoder_cpu::EncoderPass;
 use crate::model::ops::Mode;
 use crate::model::text::{BertConfig, BertModel, TextBackbone, WordPieces};
 use crate::progress::{Progress, Task};
-pub use live::{LiveFigures, Percentiles, live};
+pub use live::{LiveFigures, LiveSetup, Percentiles, live};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::bench::{self, EncodeFigures, LiveFigures};
+use crate::bench::{self, EncodeFigures, LiveFigures, LiveSetup};
 
 use super::Bars;
 
@@ -35,6 +35,13 @@ pub struct BenchArgs {
     /// Empty the live benchmark's caches first (a cold start).
     #[arg(long)]
     pub cold: bool,
+    /// Live: run on this trained checkpoint (with --data) instead of generated
+    /// base-size backbones.
+    #[arg(long, requires = "data")]
+    pub checkpoint: Option<PathBuf>,
+    /// Live: the dataset of --checkpoint (its test split).
+    #[arg(long, requires = "checkpoint")]
+    pub data: Option<PathBuf>,
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
@@ -116,8 +123,13 @@ fn live(args: &BenchArgs) -> anyhow::Result<()> {
         .dir
         .clone()
         .unwrap_or_else(|| crate::stages::cache_root().join("bench-live"));
-    let shared = args.shared.is_dir().then_some(args.shared.as_path());
-    let figures: LiveFigures = bench::live(shared, &dir, args.cold, &Bars::default())?;
+    let setup = match (&args.checkpoint, &args.data) {
+        (Some(checkpoint), Some(data)) => LiveSetup::Checkpoint { checkpoint, data },
+        _ => LiveSetup::Generated {
+            shared: args.shared.is_dir().then_some(args.shared.as_path()),
+        },
+    };
+    let figures: LiveFigures = bench::live(setup, &dir, args.cold, &Bars::default())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&figures)?);
         return Ok(());
@@ -147,7 +159,7 @@ fn live(args: &BenchArgs) -> anyhow::Result<()> {
     );
     println!(
         "continuous prompts {} → {}: tweet {:.1} ms, split {:.2} s",
-        100, 50, f.continuous_to_tweet_ms, f.continuous_to_split_s
+        f.continuous_from, f.continuous_to, f.continuous_to_tweet_ms, f.continuous_to_split_s
     );
     println!("peak resident memory: {:.0} MB", f.peak_rss_mb);
     Ok(())

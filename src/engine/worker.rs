@@ -484,23 +484,13 @@ impl Worker {
         if cache.path().is_file() {
             return;
         }
-        let mut values = Vec::with_capacity(words.iter().sum::<usize>() * hidden);
-        for state in &self.word_states {
-            let Some(state) = state else { return };
-            match state.flatten_all().and_then(|t| t.to_vec1::<f32>()) {
-                Ok(v) => values.extend(v),
-                Err(e) => {
-                    tracing::warn!("cannot store text states: {e}");
-                    return;
-                }
-            }
-        }
-        let stored = SplitStates {
-            hidden,
-            words,
-            values,
-        };
-        if let Err(e) = cache.store(&stored) {
+        let states = &self.word_states;
+        let stored = cache.store(hidden, &words, |i| {
+            states[i]
+                .as_ref()
+                .and_then(|t| t.flatten_all().and_then(|t| t.to_vec1::<f32>()).ok())
+        });
+        if let Err(e) = stored {
             tracing::warn!("cannot write {}: {e}", cache.path().display());
         }
     }

@@ -11,6 +11,8 @@ use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::ops::{LayerNorm, Mode, dropout, mask_value, merge_heads, softmax, split_heads};
+use super::score_cpu::{FusionParams, HostSide};
+use super::text::{LinearParams, NormParams};
 
 /// The fusion ablation switch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
@@ -381,5 +383,69 @@ impl Fusion {
             .add(&clue_mass.broadcast_mul(&side.bv.reshape((h, 1, 1, dh))?)?)?;
         let acc = (text.acc.broadcast_mul(&text_scale)? + values)?;
         self.finish(&text.words, &merge(&acc, &norm)?, Mode::Eval)
+    }
+
+    /// What the CPU scoring stage reads of this layer.
+    pub(crate) fn score_params(&self) -> Result<FusionParams<Tensor>> {
+        let lin = |l: &Linear| -> Result<LinearParams<Tensor>> {
+            Ok(LinearParams {
+                weight: l.weight().clone(),
+                bias: l
+                    .bias()
+                    .ok_or_else(|| candle_core::Error::Msg("a fusion layer without bias".into()))?
+                    .clone(),
+            })
+        };
+        let (weight, bias) = self.norm.tensors();
+        Ok(FusionParams {
+            out: lin(&self.out)?,
+            gate: self.gate.as_ref().map(lin).transpose()?,
+            norm: NormParams { weight, bias },
+            clue_bias: self.clue_bias.clone(),
+            eps: self.norm.eps() as f32,
+            heads: self.heads,
+        })
+    }
+
+    /// A batch's text side on the host, with the gate's text half W_h·h + b computed.
+    pub(crate) fn host_side(&self, side: &TextSideBatch) -> Result<HostSide> {
+        let flat = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
+        let gate_text = match &self.gate {
+            Some(gate) => {
+                let d = side.words.dim(2)?;
+                let text_half = gate.weight().narrow(1, 0, d)?;
+                let mut g = side.words.broadcast_matmul(&text_half.t()?)?;
+                if let Some(b) = gate.bias() {
+                    g = g.broadcast_add(b)?;
+                }
+                Some(flat(&g)?)
+            }
+            None => None,
+        };
+        Ok(HostSide {
+            q: flat(&side.q)?,
+            max: flat(&side.max)?,
+            norm: flat(&side.norm)?,
+            acc: flat(&side.acc)?,
+            gate_text,
+        })
+    }
+
+    /// The words [B, n, d] of a batch's text side.
+    pub(crate) fn side_words(side: &TextSideBatch) -> &Tensor {
+        &side.words
+    }
+}
+
+impl ClueSide {
+    /// pk, pv [H, K, dh] and bk, bv [H, dh] on the host.
+    pub(crate) fn host(&self) -> Result<[Vec<f32>; 4]> {
+        let flat = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
+        Ok([
+            flat(&self.pk)?,
+            flat(&self.pv)?,
+            flat(&self.bk)?,
+            flat(&self.bv)?,
+        ])
     }
 }

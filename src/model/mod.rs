@@ -11,6 +11,7 @@ pub mod fusion;
 pub mod kernels;
 pub mod ops;
 pub mod prompts;
+pub mod score_cpu;
 pub mod span;
 pub mod store;
 pub mod text;
@@ -256,12 +257,20 @@ impl TextState {
 /// A batch of tweets after the text stage, padded, ready for repeated scoring: the
 /// whole-split rescoring after a prompt edit runs only [`PromptMner::score_batch`].
 pub struct TextBatch {
-    /// [B, n, d]
-    words: Tensor,
-    /// The fusion's prompt-independent half (none without fusion).
-    side: Option<fusion::TextSideBatch>,
+    form: BatchForm,
     /// Per tweet, which words the encoder saw.
     encoded: Vec<Vec<bool>>,
+}
+
+/// Host buffers for the CPU scoring stage, or tensors for candle's on other devices.
+enum BatchForm {
+    Host(score_cpu::HostTextBatch),
+    Tensors {
+        /// [B, n, d]
+        words: Tensor,
+        /// The fusion's prompt-independent half (none without fusion).
+        side: Option<fusion::TextSideBatch>,
+    },
 }
 
 impl TextBatch {
@@ -347,11 +356,22 @@ pub(crate) fn load_into_varmap(
     alternative: &str,
     device: &Device,
 ) -> Result<(), ModelError> {
+    // Mapped, and read one tensor at a time: loading the whole file first would hold a
+    // second copy of every weight (bert-base: 440 MB) at the peak.
+    let weights_error = |source| ModelError::Weights {
+        file: file.to_path_buf(),
+        source,
+    };
+    // SAFETY: the mapping is only read while this function runs; promptmner replaces
+    // weight files by renaming a complete new file over them (never truncating in
+    // place), so the mapped pages stay those of the file that was opened.
     let tensors =
-        candle_core::safetensors::load(file, device).map_err(|source| ModelError::Weights {
-            file: file.to_path_buf(),
-            source,
-        })?;
+        unsafe { candle_core::safetensors::MmapedSafetensors::new(file) }.map_err(weights_error)?;
+    let names: std::collections::HashSet<String> = tensors
+        .tensors()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
     let data = varmap
         .data()
         .lock()
@@ -360,13 +380,14 @@ pub(crate) fn load_into_varmap(
         let Some(local) = name.strip_prefix(prefix) else {
             continue;
         };
-        let tensor = tensors
-            .get(local)
-            .or_else(|| tensors.get(&format!("{alternative}{local}")))
+        let stored = [local.to_string(), format!("{alternative}{local}")]
+            .into_iter()
+            .find(|n| names.contains(n))
             .ok_or_else(|| ModelError::MissingTensor {
                 file: file.to_path_buf(),
                 tensor: local.to_string(),
             })?;
+        let tensor = tensors.load(&stored, device).map_err(weights_error)?;
         if tensor.dims() != var.dims() {
             return Err(ModelError::ShapeMismatch {
                 file: file.to_path_buf(),
@@ -577,11 +598,24 @@ impl PromptMner {
             .as_ref()
             .map(|f| f.text_side_batch(&words, &mask))
             .transpose()?;
-        Ok(TextBatch {
-            words,
-            side,
-            encoded,
-        })
+        let form = match (&self.fusion, side) {
+            (_, side) if !self.device.is_cpu() => BatchForm::Tensors { words, side },
+            (Some(f), Some(side)) => BatchForm::Host(score_cpu::HostTextBatch {
+                batch: encoded.len(),
+                len: n,
+                words: fusion::Fusion::side_words(&side)
+                    .flatten_all()?
+                    .to_vec1::<f32>()?,
+                side: Some(f.host_side(&side)?),
+            }),
+            _ => BatchForm::Host(score_cpu::HostTextBatch {
+                batch: encoded.len(),
+                len: n,
+                words: words.flatten_all()?.to_vec1::<f32>()?,
+                side: None,
+            }),
+        };
+        Ok(TextBatch { form, encoded })
     }
 
     /// The scoring stage for a batch: matching, the clue merge, gate, LayerNorm, span
@@ -595,41 +629,68 @@ impl PromptMner {
         bank: &PromptBank,
     ) -> Result<Vec<Prediction>, ModelError> {
         let b = batch.len();
-        let fused = match (&self.fusion, &batch.side) {
-            (Some(fusion), Some(side)) => {
-                let clues = match (&bank.clues, images.iter().any(Option::is_some)) {
-                    (Some(clues), true) if !bank.is_empty() => {
-                        let zero = Tensor::zeros(
-                            self.clip.config.projection_dim,
-                            DType::F32,
-                            &self.device,
-                        )?;
-                        let v: Vec<Tensor> = images
-                            .iter()
-                            .map(|i| i.cloned().unwrap_or_else(|| zero.clone()))
-                            .collect();
-                        let logits = (Tensor::stack(&v, 0)?.matmul(&bank.embeds.t()?)?
-                            * self.clip.logit_scale as f64)?;
-                        let a = candle_nn::ops::softmax_last_dim(&logits)?;
-                        let present: Vec<f32> = images
-                            .iter()
-                            .map(|i| if i.is_some() { 1.0 } else { 0.0 })
-                            .collect();
-                        Some((clues, a, Tensor::from_vec(present, b, &self.device)?))
-                    }
-                    _ => None,
-                };
-                fusion.score_batch(side, clues.as_ref().map(|(c, a, p)| (*c, a, p)))?
+        let clues = match (&self.fusion, &bank.clues) {
+            (Some(_), Some(clues)) if !bank.is_empty() && images.iter().any(Option::is_some) => {
+                let zero =
+                    Tensor::zeros(self.clip.config.projection_dim, DType::F32, &self.device)?;
+                let v: Vec<Tensor> = images
+                    .iter()
+                    .map(|i| i.cloned().unwrap_or_else(|| zero.clone()))
+                    .collect();
+                let logits = (Tensor::stack(&v, 0)?.matmul(&bank.embeds.t()?)?
+                    * self.clip.logit_scale as f64)?;
+                let a = candle_nn::ops::softmax_last_dim(&logits)?;
+                Some((clues, a))
             }
-            _ => batch.words.clone(),
+            _ => None,
         };
-        let probs = span::class_probs(&self.span.forward(&fused, Mode::Eval)?)?;
+        let present: Vec<bool> = images.iter().map(Option::is_some).collect();
+        let candidates: Vec<Vec<ScoredSpan>> = match &batch.form {
+            BatchForm::Host(text) => {
+                let mut params = self.span.score_params()?;
+                params.fusion = self.fusion.as_ref().map(Fusion::score_params).transpose()?;
+                let host = clues
+                    .as_ref()
+                    .map(|(c, a)| {
+                        Ok::<_, candle_core::Error>((c.host()?, a.flatten_all()?.to_vec1::<f32>()?))
+                    })
+                    .transpose()?;
+                let host_clues = host
+                    .as_ref()
+                    .map(|([pk, pv, bk, bv], a)| score_cpu::HostClues {
+                        pk,
+                        pv,
+                        bk,
+                        bv,
+                        weights: a,
+                        present: &present,
+                    });
+                score_cpu::score(&params, text, host_clues, &batch.encoded)?
+            }
+            BatchForm::Tensors { words, side } => {
+                let fused = match (&self.fusion, side) {
+                    (Some(fusion), Some(side)) => {
+                        let mask: Vec<f32> =
+                            present.iter().map(|p| if *p { 1.0 } else { 0.0 }).collect();
+                        let mask = Tensor::from_vec(mask, b, &self.device)?;
+                        fusion.score_batch(side, clues.as_ref().map(|(c, a)| (*c, a, &mask)))?
+                    }
+                    _ => words.clone(),
+                };
+                let probs = span::class_probs(&self.span.forward(&fused, Mode::Eval)?)?;
+                batch
+                    .encoded
+                    .iter()
+                    .enumerate()
+                    .map(|(i, encoded)| span::scored_spans(&probs.get(i)?, encoded.len(), encoded))
+                    .collect::<candle_core::Result<_>>()?
+            }
+        };
         batch
             .encoded
             .iter()
-            .enumerate()
-            .map(|(i, encoded)| {
-                let candidates = span::scored_spans(&probs.get(i)?, encoded.len(), encoded)?;
+            .zip(candidates)
+            .map(|(encoded, candidates)| {
                 Ok(Prediction {
                     spans: span::decode(&candidates),
                     candidates,

@@ -51,6 +51,10 @@ impl LayerNorm {
         Ok(Self { weight, bias, eps })
     }
 
+    pub fn eps(&self) -> f64 {
+        self.eps
+    }
+
     /// Weight and bias.
     pub fn tensors(&self) -> (Tensor, Tensor) {
         (self.weight.clone(), self.bias.clone())

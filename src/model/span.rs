@@ -6,6 +6,8 @@ use candle_nn::{Embedding, Linear, VarBuilder};
 use serde::Serialize;
 
 use super::ops::{Activation, Mode, dropout};
+use super::score_cpu::ScoreParams;
+use super::text::LinearParams;
 use crate::data::spans::Span;
 use crate::data::tags::EntityType;
 
@@ -65,6 +67,30 @@ impl SpanHead {
             .broadcast_add(&widths)?;
         let hidden = dropout(&Activation::Gelu.forward(&hidden)?, self.dropout, mode)?;
         self.out.forward(&hidden)
+    }
+}
+
+impl SpanHead {
+    /// What the CPU scoring stage reads of the head (`fusion` filled in by the caller).
+    pub(crate) fn score_params(&self) -> Result<ScoreParams<Tensor>> {
+        let bias = |l: &Linear| {
+            l.bias()
+                .cloned()
+                .ok_or_else(|| candle_core::Error::Msg("a span layer without bias".into()))
+        };
+        Ok(ScoreParams {
+            fusion: None,
+            start: LinearParams {
+                weight: self.start.weight().clone(),
+                bias: bias(&self.start)?,
+            },
+            end: self.end.weight().clone(),
+            width: self.width.embeddings().clone(),
+            out: LinearParams {
+                weight: self.out.weight().clone(),
+                bias: bias(&self.out)?,
+            },
+        })
     }
 }
 

@@ -83,20 +83,34 @@ impl TextStateCache {
         }
     }
 
-    /// Stores the states (atomically: readers see the old file or the whole new one).
-    pub fn store(&self, states: &SplitStates) -> std::io::Result<()> {
+    /// Stores each tweet's states, `words[i]` rows of `hidden` values given by
+    /// `tweet(i)` (atomically: readers see the old file or the whole new one). Nothing
+    /// is written when `tweet` has no states of that shape for a tweet.
+    pub fn store(
+        &self,
+        hidden: usize,
+        words: &[usize],
+        mut tweet: impl FnMut(usize) -> Option<Vec<f32>>,
+    ) -> std::io::Result<()> {
         let header = serde_json::to_vec(&Header {
-            hidden: states.hidden,
-            words: states.words.clone(),
+            hidden,
+            words: words.to_vec(),
         })
         .map_err(std::io::Error::other)?;
-        let mut bytes =
-            Vec::with_capacity(MAGIC.len() + 8 + header.len() + states.values.len() * 4);
+        let count: usize = words.iter().sum::<usize>() * hidden;
+        let mut bytes = Vec::with_capacity(MAGIC.len() + 8 + header.len() + count * 4);
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
         bytes.extend_from_slice(&header);
-        for v in &states.values {
-            bytes.extend_from_slice(&v.to_le_bytes());
+        for (i, &n) in words.iter().enumerate() {
+            let Some(values) = tweet(i).filter(|v| v.len() == n * hidden) else {
+                return Err(std::io::Error::other(format!(
+                    "tweet {i} has no states of {n} × {hidden}"
+                )));
+            };
+            for v in values {
+                bytes.extend_from_slice(&v.to_le_bytes());
+            }
         }
         crate::util::write_atomic(&self.path, &bytes)
     }
@@ -175,7 +189,14 @@ mod tests {
             values: (0..8).map(|v| v as f32).collect(),
         };
         assert_eq!(cache.load(2, &[1, 3]), None);
-        cache.store(&states).unwrap();
+        cache
+            .store(2, &[1, 3], |i| Some(states.tweet(i).to_vec()))
+            .unwrap();
+        assert!(
+            cache
+                .store(2, &[1, 3], |i| (i == 0).then(|| vec![0.0; 2]))
+                .is_err()
+        );
         let back = cache.load(2, &[1, 3]).unwrap();
         assert_eq!(back, states);
         assert_eq!(back.tweet(1), &[2.0, 3.0, 4.0, 5.0, 6.0, 7.0]);

@@ -1,0 +1,361 @@
+//! The scoring stage for a batch of tweets on the CPU (the engine's whole-split
+//! rescoring after a prompt edit): the clue merge per head, the output projection, the
+//! gate, LayerNorm and the span head over host buffers, matrix products through gemm
+//! and the element-wise work fused and parallel. Equal to the candle path
+//! ([`super::fusion::Fusion::score_batch`] and the span head) up to rounding (tested
+//! through [`super::PromptMner::score_batch`]).
+//!
+//! One saving over the plain formula: the gate's input is [h; o], and its h half does
+//! not depend on the prompts, so `W_h·h + b` is computed once per tweet with the text
+//! stage; after an edit only `W_o·o` remains.
+
+use candle_core::{Result, Tensor};
+use rayon::prelude::*;
+
+use super::cpu::{self, MatRef, matmul, simd};
+use super::encoder_cpu::{host_slice, linear};
+use super::span::{CLASSES, ScoredSpan};
+use super::text::{LinearParams, NormParams};
+
+/// What the scoring stage reads of the model, by name (tensors, or host slices).
+pub struct ScoreParams<T> {
+    /// The fusion's output projection, its gate and LayerNorm (None: no fusion).
+    pub fusion: Option<FusionParams<T>>,
+    pub start: LinearParams<T>,
+    /// The span head's end projection (no bias) [m, d] and width embeddings [W, m].
+    pub end: T,
+    pub width: T,
+    pub out: LinearParams<T>,
+}
+
+pub struct FusionParams<T> {
+    pub out: LinearParams<T>,
+    /// The gate [d, 2d] (modality-aware fusion only).
+    pub gate: Option<LinearParams<T>>,
+    pub norm: NormParams<T>,
+    /// Per-head bias on the clue logits [H] (modality-aware fusion only).
+    pub clue_bias: Option<T>,
+    pub eps: f32,
+    pub heads: usize,
+}
+
+fn lin<'a, T, U>(
+    l: &'a LinearParams<T>,
+    f: &mut impl FnMut(&'a T) -> Result<U>,
+) -> Result<LinearParams<U>> {
+    Ok(LinearParams {
+        weight: f(&l.weight)?,
+        bias: f(&l.bias)?,
+    })
+}
+
+impl<T> ScoreParams<T> {
+    pub fn try_map<'a, U>(
+        &'a self,
+        mut f: impl FnMut(&'a T) -> Result<U>,
+    ) -> Result<ScoreParams<U>> {
+        let fusion = match &self.fusion {
+            Some(p) => Some(FusionParams {
+                out: lin(&p.out, &mut f)?,
+                gate: p.gate.as_ref().map(|g| lin(g, &mut f)).transpose()?,
+                norm: NormParams {
+                    weight: f(&p.norm.weight)?,
+                    bias: f(&p.norm.bias)?,
+                },
+                clue_bias: p.clue_bias.as_ref().map(&mut f).transpose()?,
+                eps: p.eps,
+                heads: p.heads,
+            }),
+            None => None,
+        };
+        Ok(ScoreParams {
+            fusion,
+            start: lin(&self.start, &mut f)?,
+            end: f(&self.end)?,
+            width: f(&self.width)?,
+            out: lin(&self.out, &mut f)?,
+        })
+    }
+}
+
+/// A batch's prompt-independent half on the host, rows r = b·n + i.
+pub struct HostTextBatch {
+    pub batch: usize,
+    pub len: usize,
+    /// Word states [B·n, d].
+    pub words: Vec<f32>,
+    pub side: Option<HostSide>,
+}
+
+/// The text keys' attention statistics per head, and the gate's text half.
+pub struct HostSide {
+    /// [H, B·n, dh]
+    pub q: Vec<f32>,
+    /// [H, B·n]
+    pub max: Vec<f32>,
+    pub norm: Vec<f32>,
+    /// [H, B·n, dh]
+    pub acc: Vec<f32>,
+    /// W_h·h + b of the gate [B·n, d] (modality-aware fusion only).
+    pub gate_text: Option<Vec<f32>>,
+}
+
+/// A bank's clue keys and values per head on the host, and the matching weights.
+pub struct HostClues<'a> {
+    /// [H, K, dh]
+    pub pk: &'a [f32],
+    pub pv: &'a [f32],
+    /// [H, dh]
+    pub bk: &'a [f32],
+    pub bv: &'a [f32],
+    /// a [B, K]; rows of tweets without an image are ignored.
+    pub weights: &'a [f32],
+    pub present: &'a [bool],
+}
+
+/// Class probabilities of every span (i, w) inside each tweet's encoded words, per
+/// tweet: the fused words through the span head.
+pub fn score(
+    params: &ScoreParams<Tensor>,
+    text: &HostTextBatch,
+    clues: Option<HostClues>,
+    encoded: &[Vec<bool>],
+) -> Result<Vec<Vec<ScoredSpan>>> {
+    let guards = params.try_map(|t| Ok(t.storage_and_layout()))?;
+    let w = guards.try_map(|(storage, layout)| host_slice(storage, layout))?;
+    let rows = text.batch * text.len;
+    let d = text.words.len() / rows.max(1);
+    let fused = match (&w.fusion, &text.side) {
+        (Some(fusion), Some(side)) => {
+            let attended = attend(
+                side,
+                clues,
+                fusion.clue_bias,
+                rows,
+                d,
+                fusion.heads,
+                text.len,
+            );
+            finish(fusion, text, side, &attended, rows, d)
+        }
+        _ => text.words.clone(),
+    };
+    Ok(span_probs(&w, &fused, text, encoded, d))
+}
+
+/// The attended values [B·n, d]: text part merged with the clues (flash-attention's
+/// merge), per head in parallel.
+fn attend(
+    side: &HostSide,
+    clues: Option<HostClues>,
+    clue_bias: Option<&[f32]>,
+    rows: usize,
+    d: usize,
+    heads: usize,
+    n: usize,
+) -> Vec<f32> {
+    let dh = d / heads;
+    let scale = 1.0 / (dh as f32).sqrt();
+    let per_head: Vec<Vec<f32>> = (0..heads)
+        .into_par_iter()
+        .map(|h| {
+            let q = &side.q[h * rows * dh..(h + 1) * rows * dh];
+            let acc = &side.acc[h * rows * dh..(h + 1) * rows * dh];
+            let (tmax, tnorm) = (
+                &side.max[h * rows..(h + 1) * rows],
+                &side.norm[h * rows..(h + 1) * rows],
+            );
+            let mut out = vec![0f32; rows * dh];
+            let Some(c) = &clues else {
+                for r in 0..rows {
+                    for t in 0..dh {
+                        out[r * dh + t] = acc[r * dh + t] / tnorm[r];
+                    }
+                }
+                return out;
+            };
+            let k = c.weights.len() / c.present.len().max(1);
+            let (pk, pv) = (
+                &c.pk[h * k * dh..(h + 1) * k * dh],
+                &c.pv[h * k * dh..(h + 1) * k * dh],
+            );
+            let (bk, bv) = (&c.bk[h * dh..(h + 1) * dh], &c.bv[h * dh..(h + 1) * dh]);
+            let bias = clue_bias.map_or(0.0, |b| b[h]);
+            // Clue logits, then (in place) the clue weights times a.
+            let mut logits = vec![0f32; rows * k];
+            matmul(
+                &mut logits,
+                k,
+                MatRef::new(q, rows, dh),
+                MatRef::new(pk, k, dh).t(),
+                false,
+                false,
+            );
+            let mut text_scale = vec![0f32; rows];
+            let mut mass = vec![0f32; rows];
+            let mut norm = vec![0f32; rows];
+            simd(
+                #[inline(always)]
+                || {
+                    for r in 0..rows {
+                        let b = r / n;
+                        let row = &mut logits[r * k..(r + 1) * k];
+                        if !c.present[b] {
+                            row.fill(0.0);
+                            (text_scale[r], mass[r], norm[r]) = (1.0, 0.0, tnorm[r]);
+                            continue;
+                        }
+                        let a = &c.weights[b * k..(b + 1) * k];
+                        let base = cpu::dot(&q[r * dh..(r + 1) * dh], bk);
+                        let mut mx = tmax[r];
+                        for (x, &ai) in row.iter_mut().zip(a) {
+                            *x = scale * (*x * ai + base) + bias;
+                            mx = mx.max(*x);
+                        }
+                        let mut total = 0.0;
+                        for (x, &ai) in row.iter_mut().zip(a) {
+                            let e = cpu::exp(*x - mx);
+                            total += e;
+                            *x = e * ai;
+                        }
+                        let ts = cpu::exp(tmax[r] - mx);
+                        (text_scale[r], mass[r], norm[r]) = (ts, total, tnorm[r] * ts + total);
+                    }
+                },
+            );
+            matmul(
+                &mut out,
+                dh,
+                MatRef::new(&logits, rows, k),
+                MatRef::new(pv, k, dh),
+                false,
+                false,
+            );
+            for r in 0..rows {
+                let inv = 1.0 / norm[r];
+                for t in 0..dh {
+                    let v = acc[r * dh + t] * text_scale[r] + out[r * dh + t] + mass[r] * bv[t];
+                    out[r * dh + t] = v * inv;
+                }
+            }
+            out
+        })
+        .collect();
+    let mut attended = vec![0f32; rows * d];
+    for (h, head) in per_head.iter().enumerate() {
+        for r in 0..rows {
+            attended[r * d + h * dh..r * d + (h + 1) * dh]
+                .copy_from_slice(&head[r * dh..(r + 1) * dh]);
+        }
+    }
+    attended
+}
+
+/// words + gate ⊙ (W_o·attended + b_o), then LayerNorm: [B·n, d].
+fn finish(
+    w: &FusionParams<&[f32]>,
+    text: &HostTextBatch,
+    side: &HostSide,
+    attended: &[f32],
+    rows: usize,
+    d: usize,
+) -> Vec<f32> {
+    let mut o = vec![0f32; rows * d];
+    linear(&mut o, d, attended, rows, &w.out);
+    let mut sum = text.words.clone();
+    match (&w.gate, &side.gate_text) {
+        (Some(gate), Some(gate_text)) => {
+            // The gate's o half: columns d..2d of W_g [d, 2d].
+            let mut g = gate_text.clone();
+            matmul(
+                &mut g,
+                d,
+                MatRef::new(&o, rows, d),
+                MatRef::strided(&gate.weight[d..], d, d, 2 * d, 1).t(),
+                true,
+                true,
+            );
+            sum.par_chunks_mut(cpu::CHUNK)
+                .zip(o.par_chunks(cpu::CHUNK).zip(g.par_chunks(cpu::CHUNK)))
+                .for_each(|(s, (o, g))| {
+                    simd(
+                        #[inline(always)]
+                        || {
+                            for ((s, &o), &g) in s.iter_mut().zip(o).zip(g) {
+                                *s += o / (1.0 + cpu::exp(-g));
+                            }
+                        },
+                    )
+                });
+        }
+        _ => super::encoder_cpu::add_assign(&mut sum, &o),
+    }
+    let mut out = vec![0f32; rows * d];
+    cpu::layer_norm_forward(&sum, w.norm.weight, w.norm.bias, w.eps, &mut out, None);
+    out
+}
+
+/// The span head on fused words: per tweet, the class probabilities of its spans.
+fn span_probs(
+    w: &ScoreParams<&[f32]>,
+    fused: &[f32],
+    text: &HostTextBatch,
+    encoded: &[Vec<bool>],
+    d: usize,
+) -> Vec<Vec<ScoredSpan>> {
+    let rows = text.batch * text.len;
+    let m = w.start.bias.len();
+    let width = w.width.len() / m.max(1);
+    let mut start = vec![0f32; rows * m];
+    linear(&mut start, m, fused, rows, &w.start);
+    let mut end = vec![0f32; rows * m];
+    matmul(
+        &mut end,
+        m,
+        MatRef::new(fused, rows, d),
+        MatRef::new(w.end, m, d).t(),
+        false,
+        true,
+    );
+    let n = text.len;
+    encoded
+        .par_iter()
+        .enumerate()
+        .map(|(b, valid)| {
+            let mut spans = Vec::new();
+            let mut hidden = vec![0f32; m];
+            for i in 0..valid.len() {
+                for k in 0..width {
+                    if i + k >= valid.len() || !valid[i..=i + k].iter().all(|v| *v) {
+                        continue;
+                    }
+                    let (s, e) = (
+                        &start[(b * n + i) * m..][..m],
+                        &end[(b * n + i + k) * m..][..m],
+                    );
+                    let emb = &w.width[k * m..(k + 1) * m];
+                    let mut logits = [0f32; CLASSES];
+                    simd(
+                        #[inline(always)]
+                        || {
+                            for t in 0..m {
+                                hidden[t] = cpu::gelu(s[t] + e[t] + emb[t]);
+                            }
+                            for (c, l) in logits.iter_mut().enumerate() {
+                                *l = cpu::dot(&hidden, &w.out.weight[c * m..(c + 1) * m])
+                                    + w.out.bias[c];
+                            }
+                        },
+                    );
+                    cpu::softmax_row(&mut logits, CLASSES);
+                    spans.push(ScoredSpan {
+                        start: i,
+                        end: i + k + 1,
+                        probs: logits,
+                    });
+                }
+            }
+            spans
+        })
+        .collect()
+}
