@@ -33,6 +33,23 @@ pub fn sum(xs: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
 }
 
+/// Largest element (−∞ for none), over 16 lanes so that the loop vectorises.
+#[inline(always)]
+pub fn max(xs: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let chunks = xs.chunks_exact(16);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..16 {
+            lanes[i] = lanes[i].max(c[i]);
+        }
+    }
+    lanes
+        .iter()
+        .chain(rest)
+        .fold(f32::NEG_INFINITY, |m, v| m.max(*v))
+}
+
 /// Dot product with 16 independent accumulators.
 #[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -156,7 +173,7 @@ pub fn gelu_backward(x: &[f32], grad: &[f32], dx: &mut [f32]) {
 pub fn softmax_row(row: &mut [f32], valid: usize) {
     let (live, dead) = row.split_at_mut(valid.min(row.len()));
     dead.fill(0.0);
-    let max = live.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
+    let max = self::max(live);
     for v in live.iter_mut() {
         *v = exp(*v - max);
     }

@@ -207,16 +207,18 @@ fn attend(
                         }
                         let a = &c.weights[b * k..(b + 1) * k];
                         let base = cpu::dot(&q[r * dh..(r + 1) * dh], bk);
-                        let mut mx = tmax[r];
+                        // Separate passes, each a loop the compiler vectorises (a running
+                        // maximum or sum in one loop would not be).
                         for (x, &ai) in row.iter_mut().zip(a) {
                             *x = scale * (*x * ai + base) + bias;
-                            mx = mx.max(*x);
                         }
-                        let mut total = 0.0;
+                        let mx = cpu::max(row).max(tmax[r]);
+                        for x in row.iter_mut() {
+                            *x = cpu::exp(*x - mx);
+                        }
+                        let total = cpu::sum(row);
                         for (x, &ai) in row.iter_mut().zip(a) {
-                            let e = cpu::exp(*x - mx);
-                            total += e;
-                            *x = e * ai;
+                            *x *= ai;
                         }
                         let ts = cpu::exp(tmax[r] - mx);
                         (text_scale[r], mass[r], norm[r]) = (ts, total, tnorm[r] * ts + total);
