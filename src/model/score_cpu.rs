@@ -340,13 +340,10 @@ fn span_probs(
                     simd(
                         #[inline(always)]
                         || {
-                            for t in 0..m {
-                                hidden[t] = cpu::gelu(s[t] + e[t] + emb[t]);
+                            for (((h, &s), &e), &x) in hidden.iter_mut().zip(s).zip(e).zip(emb) {
+                                *h = cpu::gelu(s + e + x);
                             }
-                            for (c, l) in logits.iter_mut().enumerate() {
-                                *l = cpu::dot(&hidden, &w.out.weight[c * m..(c + 1) * m])
-                                    + w.out.bias[c];
-                            }
+                            class_logits(&hidden, w.out.weight, w.out.bias, &mut logits);
                         },
                     );
                     cpu::softmax_row(&mut logits, CLASSES);
@@ -360,4 +357,26 @@ fn span_probs(
             spans
         })
         .collect()
+}
+
+/// logits[c] = ⟨hidden, W[c]⟩ + b[c] for the classes, 16 lanes per class accumulated side
+/// by side (five independent chains instead of five dependent dot products).
+#[inline(always)]
+fn class_logits(hidden: &[f32], weight: &[f32], bias: &[f32], logits: &mut [f32; CLASSES]) {
+    let m = hidden.len();
+    let whole = m / 16 * 16;
+    let mut acc = [[0f32; 16]; CLASSES];
+    for k in (0..whole).step_by(16) {
+        let h = &hidden[k..k + 16];
+        for (c, lanes) in acc.iter_mut().enumerate() {
+            let o = &weight[c * m + k..c * m + k + 16];
+            for i in 0..16 {
+                lanes[i] += h[i] * o[i];
+            }
+        }
+    }
+    for (c, l) in logits.iter_mut().enumerate() {
+        let row = &weight[c * m..(c + 1) * m];
+        *l = cpu::sum(&acc[c]) + cpu::dot(&hidden[whole..], &row[whole..]) + bias[c];
+    }
 }
