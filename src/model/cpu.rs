@@ -120,8 +120,9 @@ pub fn gelu_grad(x: f32) -> f32 {
     cdf + x * inv_sqrt_2pi * exp(-0.5 * x * x)
 }
 
-/// GELU over a buffer, in parallel.
-pub fn gelu_forward(x: &[f32], out: &mut [f32]) {
+/// out = f(x) element by element, in parallel, vectorised.
+#[inline(always)]
+fn map_parallel(x: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32 + Sync + Copy) {
     out.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
         .for_each(|(o, x)| {
@@ -129,27 +130,27 @@ pub fn gelu_forward(x: &[f32], out: &mut [f32]) {
                 #[inline(always)]
                 || {
                     for (o, &v) in o.iter_mut().zip(x) {
-                        *o = gelu(v);
+                        *o = f(v);
                     }
                 },
             )
         });
 }
 
+/// GELU over a buffer, in parallel.
+pub fn gelu_forward(x: &[f32], out: &mut [f32]) {
+    // `gelu` is #[inline(always)], so passing the function inlines it like a closure.
+    map_parallel(x, out, gelu);
+}
+
 /// CLIP's x·σ(1.702x) over a buffer, in parallel.
 pub fn quick_gelu_forward(x: &[f32], out: &mut [f32]) {
-    out.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK))
-        .for_each(|(o, x)| {
-            simd(
-                #[inline(always)]
-                || {
-                    for (o, &v) in o.iter_mut().zip(x) {
-                        *o = v / (1.0 + exp(-1.702 * v));
-                    }
-                },
-            )
-        });
+    map_parallel(
+        x,
+        out,
+        #[inline(always)]
+        |v| v / (1.0 + exp(-1.702 * v)),
+    );
 }
 
 /// dx = g · GELU'(x), in parallel.

@@ -458,15 +458,8 @@ pub fn attention_forward(
 mod tests {
     use super::*;
     use crate::model::ops::Mode;
-    use crate::model::testing::{max_abs_diff, tiny_bert};
+    use crate::model::testing::{max_abs_diff, pieces, tiny_bert};
     use crate::model::text::pad_batch;
-
-    fn pieces(ids: &[u32]) -> WordPieces {
-        WordPieces {
-            ids: ids.to_vec(),
-            first_piece: (0..ids.len()).map(Some).collect(),
-        }
-    }
 
     #[test]
     fn inference_without_kept_activations_equals_candles_forward() {

@@ -51,6 +51,14 @@ pub(crate) mod testing {
         (model, varmap)
     }
 
+    /// Word pieces whose every piece is a word.
+    pub fn pieces(ids: &[u32]) -> super::text::WordPieces {
+        super::text::WordPieces {
+            ids: ids.to_vec(),
+            first_piece: (0..ids.len()).map(Some).collect(),
+        }
+    }
+
     /// Largest absolute element-wise difference of two tensors of one shape.
     pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b)
@@ -510,21 +518,9 @@ impl PromptMner {
     /// The text stage: word pieces, encoder states of each word's first piece, and the
     /// prompt-independent half of the fusion attention.
     pub fn encode_text<S: AsRef<str>>(&self, words: &[S]) -> Result<TextState, ModelError> {
-        self.counters.texts_encoded.fetch_add(1, Ordering::Relaxed);
         let pieces = self.tokenizer.encode_words(words)?;
-        let (word_states, word_mask) = self.encode_pieces(&[&pieces], Mode::Eval)?;
-        let word_states = word_states.squeeze(0)?;
-        let fusion = self
-            .fusion
-            .as_ref()
-            .map(|f| f.text_side(&word_states, &word_mask.squeeze(0)?))
-            .transpose()?;
-        Ok(TextState {
-            words: words.iter().map(|w| w.as_ref().to_string()).collect(),
-            pieces,
-            word_states,
-            fusion,
-        })
+        let states = self.encode_word_states(&[&pieces])?.remove(0);
+        self.text_state_from_word_states(words, pieces, states)
     }
 
     /// Each tweet's word states [n_i, d] for a batch of word pieces (the text stage's

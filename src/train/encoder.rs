@@ -455,15 +455,8 @@ fn attention_backward(
 mod tests {
     use super::*;
     use crate::model::ops::Mode;
-    use crate::model::testing::{max_abs_diff, tiny_bert};
+    use crate::model::testing::{max_abs_diff, pieces, tiny_bert};
     use crate::model::text::pad_batch;
-
-    fn pieces(ids: &[u32]) -> WordPieces {
-        WordPieces {
-            ids: ids.to_vec(),
-            first_piece: (0..ids.len()).map(Some).collect(),
-        }
-    }
 
     #[test]
     fn forward_and_gradients_match_candles_autograd_on_a_padded_batch() {
