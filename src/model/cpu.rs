@@ -462,18 +462,33 @@ pub fn linear_few_rows(dst: &mut [f32], ld: usize, x: &[f32], m: usize, w: &[f32
     let (out, inp) = (b.len(), w.len() / b.len().max(1));
     // Output columns, column-major [out, m], then copied into the rows of dst.
     let mut columns = vec![0f32; out * m];
+    // One task per thread: the work per call is small, and each extra task is another
+    // hand-over between threads.
+    let per_task = out.div_ceil(rayon::current_num_threads().max(1)).max(1);
     columns
-        .par_chunks_mut(m * 64)
+        .par_chunks_mut(m * per_task)
         .enumerate()
         .for_each(|(chunk, cols)| {
             simd(
                 #[inline(always)]
                 || {
                     for (c, col) in cols.chunks_mut(m).enumerate() {
-                        let j = chunk * 64 + c;
+                        let j = chunk * per_task + c;
                         let row = &w[j * inp..(j + 1) * inp];
-                        for (i, value) in col.iter_mut().enumerate() {
-                            *value = dot(&x[i * inp..(i + 1) * inp], row) + b[j];
+                        match pulp::x86::V4::try_new() {
+                            Some(v4) => {
+                                for (g, outs) in col.chunks_mut(4).enumerate() {
+                                    dots_v4(v4, &x[g * 4 * inp..], inp, row, outs);
+                                }
+                            }
+                            None => {
+                                for (i, value) in col.iter_mut().enumerate() {
+                                    *value = dot(&x[i * inp..(i + 1) * inp], row);
+                                }
+                            }
+                        }
+                        for value in col.iter_mut() {
+                            *value += b[j];
                         }
                     }
                 },
@@ -483,6 +498,40 @@ pub fn linear_few_rows(dst: &mut [f32], ld: usize, x: &[f32], m: usize, w: &[f32
         for (j, o) in dst[i * ld..i * ld + out].iter_mut().enumerate() {
             *o = columns[j * m + i];
         }
+    }
+}
+
+/// out[r] = ⟨x_r, w⟩ for up to four rows x_r (length `inp`) in 512-bit registers: each
+/// 16-float slice of `w` is loaded once and multiplied into one accumulator per row,
+/// two slices at a time (eight independent chains).
+#[inline(always)]
+fn dots_v4(v4: pulp::x86::V4, x: &[f32], inp: usize, w: &[f32], out: &mut [f32]) {
+    use pulp::f32x16;
+    let rows = out.len().min(4);
+    let whole = inp / 32 * 32;
+    let zero = v4.splat_f32x16(0.0);
+    let load = |s: &[f32], at: usize| -> f32x16 {
+        let lanes: [f32; 16] = s[at..at + 16].try_into().unwrap_or([0.0; 16]);
+        pulp::cast(lanes)
+    };
+    let mut acc = [[zero; 2]; 4];
+    for k in (0..whole).step_by(32) {
+        let (w0, w1) = (load(w, k), load(w, k + 16));
+        for (r, a) in acc.iter_mut().enumerate().take(rows) {
+            let xr = &x[r * inp..];
+            a[0] = v4.mul_add_f32x16(load(xr, k), w0, a[0]);
+            a[1] = v4.mul_add_f32x16(load(xr, k + 16), w1, a[1]);
+        }
+    }
+    for (r, o) in out.iter_mut().enumerate().take(rows) {
+        let (a0, a1): ([f32; 16], [f32; 16]) = (pulp::cast(acc[r][0]), pulp::cast(acc[r][1]));
+        let xr = &x[r * inp..(r + 1) * inp];
+        *o = a0.iter().zip(&a1).map(|(p, q)| p + q).sum::<f32>()
+            + xr[whole..]
+                .iter()
+                .zip(&w[whole..])
+                .map(|(p, q)| p * q)
+                .sum::<f32>();
     }
 }
 
