@@ -363,11 +363,17 @@ impl Worker {
 
     /// After a prompt edit: the prompt stage, the current tweet, then the split.
     fn edited(&mut self, generation: u64) -> Result<(), String> {
+        let started = Instant::now();
         self.bank = self
             .model
             .encode_prompts(&self.vocabulary, self.continuous)
             .map_err(|e| e.to_string())?;
+        let prompts = started.elapsed();
         self.show(generation);
+        tracing::debug!(
+            "edit {generation}: prompt stage {prompts:?}, current tweet {:?}",
+            started.elapsed() - prompts
+        );
         self.queue_rescore(generation);
         Ok(())
     }
