@@ -397,3 +397,35 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn an_empty_split_loads_and_scores_to_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("test.txt"), "").unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let options = EngineOptions {
+        cache_root: Some(cache.path().to_path_buf()),
+        ..EngineOptions::default()
+    };
+    let (engine, events) = Engine::spawn(&checkpoint(), data.path(), "test", options);
+    let tweets = wait_for(&events, |e| match e {
+        Event::Loaded { tweets, .. } => Some(tweets.len()),
+        _ => None,
+    });
+    assert_eq!(tweets, 0);
+    let scores = scores_of(&events, 0);
+    assert_eq!(scores.report.tweets, 0);
+    // Requests about tweets that are not there are errors, not crashes.
+    let g = engine.select(3);
+    let message = events
+        .recv_timeout(Duration::from_secs(60))
+        .map(|e| match e {
+            Event::Error {
+                generation,
+                message,
+            } if generation == g => message,
+            other => panic!("expected an error, got {other:?}"),
+        })
+        .unwrap();
+    assert!(message.contains("not in the split"), "{message}");
+}

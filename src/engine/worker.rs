@@ -106,7 +106,19 @@ pub(crate) fn run(
             return;
         }
     };
-    worker.serve(&inbox);
+    // A bug in the worker must not look like a hang to the caller: say it stopped.
+    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.serve(&inbox)));
+    if let Err(panic) = served {
+        let reason = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown cause");
+        let _ = events.send(Event::Error {
+            generation: 0,
+            message: format!("the engine stopped: {reason}"),
+        });
+    }
 }
 
 /// Keeps the newest request of each kind, in the order of the kept ones.
@@ -592,6 +604,9 @@ impl Worker {
     }
 
     fn rescore_step(&mut self, mut rescore: Rescore) -> Result<(), String> {
+        if self.batches.is_empty() {
+            return self.finish_rescore(rescore);
+        }
         let b = rescore.next;
         if self.text_batches[b].is_none() {
             let members = &self.batches[b];
