@@ -167,8 +167,8 @@ fn inputs(shared: Option<&Path>) -> Inputs {
             let demo = crate::data::demo::embedded_dir();
             Inputs {
                 split: split_path(&demo, "test"),
-                text_tokenizer: demo.join("../checkpoints/demo/text/tokenizer.json"),
-                clip_tokenizer: demo.join("../checkpoints/demo/clip/tokenizer.json"),
+                text_tokenizer: demo.join("../../checkpoints/demo/text/tokenizer.json"),
+                clip_tokenizer: demo.join("../../checkpoints/demo/clip/tokenizer.json"),
                 label: "demo test (../shared not found)".into(),
             }
         }
