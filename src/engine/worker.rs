@@ -54,6 +54,19 @@ struct Rescore {
     started: Instant,
 }
 
+impl Rescore {
+    /// A scoring of `tweets` tweets from the first batch on.
+    fn new(generation: u64, baseline: bool, tweets: usize) -> Self {
+        Self {
+            generation,
+            baseline,
+            next: 0,
+            predictions: vec![None; tweets],
+            started: Instant::now(),
+        }
+    }
+}
+
 struct Worker {
     model: PromptMner,
     tweets: Vec<Tweet>,
@@ -358,16 +371,7 @@ impl Worker {
             Request::Rescore => self.queue_rescore(generation),
             Request::Cancel => {
                 self.rescore_waiting = None;
-                if let Some(Job::Rescore(r)) = &self.job {
-                    self.counters
-                        .rescores_stopped
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.emit(Event::RescoreStopped {
-                        generation: r.generation,
-                        reason: StopReason::Cancelled,
-                    });
-                    self.job = None;
-                }
+                self.stop_rescore(StopReason::Cancelled);
             }
         }
         Ok(())
@@ -393,29 +397,30 @@ impl Worker {
     /// Starts a rescoring of the current settings, replacing a running one; while the
     /// split is still being encoded, it waits for that.
     fn queue_rescore(&mut self, generation: u64) {
-        match &self.job {
-            Some(Job::Encode { .. }) => {
-                self.rescore_waiting = Some(generation);
-                return;
-            }
-            Some(Job::Rescore(r)) => {
-                self.counters
-                    .rescores_stopped
-                    .fetch_add(1, Ordering::Relaxed);
-                self.emit(Event::RescoreStopped {
-                    generation: r.generation,
-                    reason: StopReason::Superseded,
-                });
-            }
-            None => {}
+        if let Some(Job::Encode { .. }) = &self.job {
+            self.rescore_waiting = Some(generation);
+            return;
         }
-        self.job = Some(Job::Rescore(Rescore {
+        self.stop_rescore(StopReason::Superseded);
+        self.job = Some(Job::Rescore(Rescore::new(
             generation,
-            baseline: false,
-            next: 0,
-            predictions: vec![None; self.tweets.len()],
-            started: Instant::now(),
-        }));
+            false,
+            self.tweets.len(),
+        )));
+    }
+
+    /// Ends a running rescoring (if one runs) and says why.
+    fn stop_rescore(&mut self, reason: StopReason) {
+        if let Some(Job::Rescore(r)) = &self.job {
+            self.counters
+                .rescores_stopped
+                .fetch_add(1, Ordering::Relaxed);
+            self.emit(Event::RescoreStopped {
+                generation: r.generation,
+                reason,
+            });
+            self.job = None;
+        }
     }
 
     /// Whether the current settings are the checkpoint's own.
@@ -728,13 +733,11 @@ impl Worker {
                     .encode_prompts(&self.checkpoint_vocabulary, self.trained_continuous)
                     .map_err(|e| e.to_string())?,
             );
-            self.job = Some(Job::Rescore(Rescore {
-                generation: rescore.generation,
-                baseline: true,
-                next: 0,
-                predictions: vec![None; self.tweets.len()],
-                started: Instant::now(),
-            }));
+            self.job = Some(Job::Rescore(Rescore::new(
+                rescore.generation,
+                true,
+                self.tweets.len(),
+            )));
         }
         Ok(())
     }

@@ -170,28 +170,15 @@ impl EncoderLayer {
 
     /// The layer's tensors, by name (for the CPU forward).
     fn params(&self) -> Result<ClipLayerParams<Tensor>> {
-        let lin = |l: &Linear| -> Result<LinearParams<Tensor>> {
-            Ok(LinearParams {
-                weight: l.weight().clone(),
-                bias: l
-                    .bias()
-                    .ok_or_else(|| candle_core::Error::Msg("a CLIP layer without bias".into()))?
-                    .clone(),
-            })
-        };
-        let norm = |n: &LayerNorm| {
-            let (weight, bias) = n.tensors();
-            NormParams { weight, bias }
-        };
         Ok(ClipLayerParams {
-            q: lin(&self.q)?,
-            k: lin(&self.k)?,
-            v: lin(&self.v)?,
-            out: lin(&self.out)?,
-            norm1: norm(&self.norm1),
-            norm2: norm(&self.norm2),
-            fc1: lin(&self.fc1)?,
-            fc2: lin(&self.fc2)?,
+            q: LinearParams::of(&self.q)?,
+            k: LinearParams::of(&self.k)?,
+            v: LinearParams::of(&self.v)?,
+            out: LinearParams::of(&self.out)?,
+            norm1: NormParams::of(&self.norm1),
+            norm2: NormParams::of(&self.norm2),
+            fc1: LinearParams::of(&self.fc1)?,
+            fc2: LinearParams::of(&self.fc2)?,
         })
     }
 
@@ -515,10 +502,9 @@ impl ClipModel {
         };
         clip_cpu::layers_forward(&mut x, &layers, b, n, shape)?;
         let class_rows: Vec<f32> = x.chunks(n * d).flat_map(|img| img[..d].to_vec()).collect();
-        let (weight, bias) = vision.post_norm.tensors();
         clip_cpu::norm_and_project(
             &class_rows,
-            &NormParams { weight, bias },
+            &NormParams::of(&vision.post_norm),
             eps,
             self.visual_projection.weight(),
         )
@@ -553,10 +539,9 @@ impl ClipModel {
             .enumerate()
             .flat_map(|(i, &e)| x[(i * n + e) * d..(i * n + e + 1) * d].to_vec())
             .collect();
-        let (weight, bias) = text.final_norm.tensors();
         clip_cpu::norm_and_project(
             &ends,
-            &NormParams { weight, bias },
+            &NormParams::of(&text.final_norm),
             eps,
             self.text_projection.weight(),
         )

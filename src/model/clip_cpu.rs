@@ -31,35 +31,15 @@ impl<T> ClipLayerParams<T> {
         &'a self,
         mut f: impl FnMut(&'a T) -> Result<U>,
     ) -> Result<ClipLayerParams<U>> {
-        let mut lin = |l: &'a LinearParams<T>| -> Result<LinearParams<U>> {
-            Ok(LinearParams {
-                weight: f(&l.weight)?,
-                bias: f(&l.bias)?,
-            })
-        };
-        let (q, k, v, out, fc1, fc2) = (
-            lin(&self.q)?,
-            lin(&self.k)?,
-            lin(&self.v)?,
-            lin(&self.out)?,
-            lin(&self.fc1)?,
-            lin(&self.fc2)?,
-        );
-        let mut norm = |n: &'a NormParams<T>| -> Result<NormParams<U>> {
-            Ok(NormParams {
-                weight: f(&n.weight)?,
-                bias: f(&n.bias)?,
-            })
-        };
         Ok(ClipLayerParams {
-            q,
-            k,
-            v,
-            out,
-            norm1: norm(&self.norm1)?,
-            norm2: norm(&self.norm2)?,
-            fc1,
-            fc2,
+            q: self.q.try_map(&mut f)?,
+            k: self.k.try_map(&mut f)?,
+            v: self.v.try_map(&mut f)?,
+            out: self.out.try_map(&mut f)?,
+            norm1: self.norm1.try_map(&mut f)?,
+            norm2: self.norm2.try_map(&mut f)?,
+            fc1: self.fc1.try_map(&mut f)?,
+            fc2: self.fc2.try_map(&mut f)?,
         })
     }
 }

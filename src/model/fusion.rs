@@ -75,6 +75,8 @@ pub struct ClueSide {
     /// [H, 1, dh]
     bk: Tensor,
     bv: Tensor,
+    /// The same on the host, made once per bank (every batch of a rescoring reads it).
+    host: std::sync::OnceLock<[Vec<f32>; 4]>,
 }
 
 pub struct Fusion {
@@ -261,6 +263,7 @@ impl Fusion {
             pv: heads(pv)?,
             bk: heads(&bk)?,
             bv: heads(&bv)?,
+            host: std::sync::OnceLock::new(),
         })
     }
 
@@ -387,20 +390,10 @@ impl Fusion {
 
     /// What the CPU scoring stage reads of this layer.
     pub(crate) fn score_params(&self) -> Result<FusionParams<Tensor>> {
-        let lin = |l: &Linear| -> Result<LinearParams<Tensor>> {
-            Ok(LinearParams {
-                weight: l.weight().clone(),
-                bias: l
-                    .bias()
-                    .ok_or_else(|| candle_core::Error::Msg("a fusion layer without bias".into()))?
-                    .clone(),
-            })
-        };
-        let (weight, bias) = self.norm.tensors();
         Ok(FusionParams {
-            out: lin(&self.out)?,
-            gate: self.gate.as_ref().map(lin).transpose()?,
-            norm: NormParams { weight, bias },
+            out: LinearParams::of(&self.out)?,
+            gate: self.gate.as_ref().map(LinearParams::of).transpose()?,
+            norm: NormParams::of(&self.norm),
             clue_bias: self.clue_bias.clone(),
             eps: self.norm.eps() as f32,
             heads: self.heads,
@@ -439,13 +432,17 @@ impl Fusion {
 
 impl ClueSide {
     /// pk, pv [H, K, dh] and bk, bv [H, dh] on the host.
-    pub(crate) fn host(&self) -> Result<[Vec<f32>; 4]> {
+    pub(crate) fn host(&self) -> Result<&[Vec<f32>; 4]> {
+        if let Some(host) = self.host.get() {
+            return Ok(host);
+        }
         let flat = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
-        Ok([
+        let host = [
             flat(&self.pk)?,
             flat(&self.pv)?,
             flat(&self.bk)?,
             flat(&self.bv)?,
-        ])
+        ];
+        Ok(self.host.get_or_init(|| host))
     }
 }

@@ -39,16 +39,6 @@ pub struct FusionParams<T> {
     pub heads: usize,
 }
 
-fn lin<'a, T, U>(
-    l: &'a LinearParams<T>,
-    f: &mut impl FnMut(&'a T) -> Result<U>,
-) -> Result<LinearParams<U>> {
-    Ok(LinearParams {
-        weight: f(&l.weight)?,
-        bias: f(&l.bias)?,
-    })
-}
-
 impl<T> ScoreParams<T> {
     pub fn try_map<'a, U>(
         &'a self,
@@ -56,12 +46,9 @@ impl<T> ScoreParams<T> {
     ) -> Result<ScoreParams<U>> {
         let fusion = match &self.fusion {
             Some(p) => Some(FusionParams {
-                out: lin(&p.out, &mut f)?,
-                gate: p.gate.as_ref().map(|g| lin(g, &mut f)).transpose()?,
-                norm: NormParams {
-                    weight: f(&p.norm.weight)?,
-                    bias: f(&p.norm.bias)?,
-                },
+                out: p.out.try_map(&mut f)?,
+                gate: p.gate.as_ref().map(|g| g.try_map(&mut f)).transpose()?,
+                norm: p.norm.try_map(&mut f)?,
                 clue_bias: p.clue_bias.as_ref().map(&mut f).transpose()?,
                 eps: p.eps,
                 heads: p.heads,
@@ -70,10 +57,10 @@ impl<T> ScoreParams<T> {
         };
         Ok(ScoreParams {
             fusion,
-            start: lin(&self.start, &mut f)?,
+            start: self.start.try_map(&mut f)?,
             end: f(&self.end)?,
             width: f(&self.width)?,
-            out: lin(&self.out, &mut f)?,
+            out: self.out.try_map(&mut f)?,
         })
     }
 }

@@ -73,23 +73,12 @@ impl SpanHead {
 impl SpanHead {
     /// What the CPU scoring stage reads of the head (`fusion` filled in by the caller).
     pub(crate) fn score_params(&self) -> Result<ScoreParams<Tensor>> {
-        let bias = |l: &Linear| {
-            l.bias()
-                .cloned()
-                .ok_or_else(|| candle_core::Error::Msg("a span layer without bias".into()))
-        };
         Ok(ScoreParams {
             fusion: None,
-            start: LinearParams {
-                weight: self.start.weight().clone(),
-                bias: bias(&self.start)?,
-            },
+            start: LinearParams::of(&self.start)?,
             end: self.end.weight().clone(),
             width: self.width.embeddings().clone(),
-            out: LinearParams {
-                weight: self.out.weight().clone(),
-                bias: bias(&self.out)?,
-            },
+            out: LinearParams::of(&self.out)?,
         })
     }
 }

@@ -195,7 +195,7 @@ pub struct BertParams<T> {
 }
 
 impl<T> LinearParams<T> {
-    fn try_map<'a, U, E>(
+    pub(crate) fn try_map<'a, U, E>(
         &'a self,
         f: &mut impl FnMut(&'a T) -> std::result::Result<U, E>,
     ) -> std::result::Result<LinearParams<U>, E> {
@@ -207,7 +207,7 @@ impl<T> LinearParams<T> {
 }
 
 impl<T> NormParams<T> {
-    fn try_map<'a, U, E>(
+    pub(crate) fn try_map<'a, U, E>(
         &'a self,
         f: &mut impl FnMut(&'a T) -> std::result::Result<U, E>,
     ) -> std::result::Result<NormParams<U>, E> {
@@ -297,19 +297,24 @@ impl<T> BertParams<T> {
 /// The encoder's trainable tensors (the variables themselves, sharing their storage).
 pub type BertTensors = BertParams<Tensor>;
 
-fn linear_params(linear: &Linear) -> Result<LinearParams<Tensor>> {
-    let bias = linear
-        .bias()
-        .ok_or_else(|| candle_core::Error::Msg("a BERT linear layer without bias".into()))?;
-    Ok(LinearParams {
-        weight: linear.weight().clone(),
-        bias: bias.clone(),
-    })
+impl LinearParams<Tensor> {
+    /// The tensors of a linear layer with a bias (the CPU paths read them by name).
+    pub(crate) fn of(linear: &Linear) -> Result<Self> {
+        let bias = linear
+            .bias()
+            .ok_or_else(|| candle_core::Error::Msg("a linear layer without bias".into()))?;
+        Ok(LinearParams {
+            weight: linear.weight().clone(),
+            bias: bias.clone(),
+        })
+    }
 }
 
-fn norm_params(norm: &LayerNorm) -> NormParams<Tensor> {
-    let (weight, bias) = norm.tensors();
-    NormParams { weight, bias }
+impl NormParams<Tensor> {
+    pub(crate) fn of(norm: &LayerNorm) -> Self {
+        let (weight, bias) = norm.tensors();
+        NormParams { weight, bias }
+    }
 }
 
 /// The BERT encoder (embeddings and layers; no pooler).
@@ -339,20 +344,20 @@ impl BertModel {
             word: e.word.embeddings().clone(),
             position: e.position.embeddings().clone(),
             token_type: e.token_type.embeddings().clone(),
-            embedding_norm: norm_params(&e.norm),
+            embedding_norm: NormParams::of(&e.norm),
             layers: self
                 .layers
                 .iter()
                 .map(|l| {
                     Ok(LayerParams {
-                        query: linear_params(&l.query)?,
-                        key: linear_params(&l.key)?,
-                        value: linear_params(&l.value)?,
-                        attention_out: linear_params(&l.attention_out)?,
-                        attention_norm: norm_params(&l.attention_norm),
-                        intermediate: linear_params(&l.intermediate)?,
-                        output: linear_params(&l.output)?,
-                        output_norm: norm_params(&l.output_norm),
+                        query: LinearParams::of(&l.query)?,
+                        key: LinearParams::of(&l.key)?,
+                        value: LinearParams::of(&l.value)?,
+                        attention_out: LinearParams::of(&l.attention_out)?,
+                        attention_norm: NormParams::of(&l.attention_norm),
+                        intermediate: LinearParams::of(&l.intermediate)?,
+                        output: LinearParams::of(&l.output)?,
+                        output_norm: NormParams::of(&l.output_norm),
                     })
                 })
                 .collect::<Result<_>>()?,
