@@ -16,4 +16,5 @@ pub mod prompts;
 pub mod run;
 pub mod stages;
 pub mod train;
+pub mod tui;
 pub mod util;

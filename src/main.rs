@@ -42,13 +42,27 @@ fn main() -> std::process::ExitCode {
         1 => "info",
         _ => "debug",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .without_time()
-        .init();
+    let filter =
+        || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    // The workbench owns the screen: its logs go to a file, never to the terminal.
+    let _log_guard = if promptmner::cli::opens_workbench(&cli) {
+        let dir = promptmner::stages::cache_root().join("logs");
+        let (writer, guard) =
+            tracing_appender::non_blocking(tracing_appender::rolling::never(dir, "workbench.log"));
+        tracing_subscriber::fmt()
+            .with_env_filter(filter())
+            .with_writer(writer)
+            .with_ansi(false)
+            .init();
+        Some(guard)
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            .without_time()
+            .init();
+        None
+    };
     match promptmner::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {

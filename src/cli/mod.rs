@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 mod bars;
 mod bench;
+mod workbench;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -35,8 +36,8 @@ pub struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// Without a command: the furthest step built so far on the embedded demo
-    /// (today its dataset statistics; the workbench when it lands).
+    /// Without a command: the workbench on the embedded demo (on a terminal; otherwise
+    /// the demo checkpoint's evaluation).
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -125,6 +126,10 @@ pub enum Command {
     },
     /// Evaluate a checkpoint on a split: CoNLL predictions and scores.
     Eval(EvalArgs),
+    /// The workbench: browse a split with its images, edit the prompts, watch the scores.
+    Tui(workbench::TuiArgs),
+    /// Print one tweet with its image and its gold and predicted spans.
+    Show(workbench::ShowArgs),
     /// Measure: text and CLIP encoding (`encode`) or the live edit loop (`live`).
     Bench(bench::BenchArgs),
     /// The local model store: backbones by name.
@@ -169,27 +174,7 @@ pub enum DataCommand {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let Some(command) = cli.command else {
-        // Until the workbench lands: the demo checkpoint evaluated on the demo world.
-        let data = demo::embedded_dir();
-        let checkpoint = data.parent().and_then(Path::parent).map_or_else(
-            || PathBuf::from("checkpoints/demo"),
-            |root| root.join("checkpoints/demo"),
-        );
-        println!(
-            "The demo checkpoint ({}) on the demo world's test split ({}):\n",
-            checkpoint.display(),
-            data.display()
-        );
-        return eval(&EvalArgs {
-            checkpoint,
-            data,
-            split: "test".into(),
-            images: None,
-            out: None,
-            json: false,
-            batch_size: 64,
-            device: DeviceChoice::Auto,
-        });
+        return demo_default();
     };
     match command {
         Command::Score { gold, pred, json } => score(&gold, &pred, json),
@@ -287,6 +272,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Eval(args) => eval(&args),
+        Command::Tui(args) => workbench::tui(&args),
+        Command::Show(args) => workbench::show(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Data {
             command: DataCommand::Stats { dir, images, json },
@@ -301,6 +288,49 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The demo checkpoint, next to the embedded demo world.
+pub fn demo_checkpoint() -> PathBuf {
+    let data = demo::embedded_dir();
+    data.parent().and_then(Path::parent).map_or_else(
+        || PathBuf::from("checkpoints/demo"),
+        |root| root.join("checkpoints/demo"),
+    )
+}
+
+/// Whether this command line takes over the screen (its logs then go to a file).
+pub fn opens_workbench(cli: &Cli) -> bool {
+    match &cli.command {
+        None => workbench::on_terminal(),
+        Some(command) => matches!(command, Command::Tui(_)),
+    }
+}
+
+/// `promptmner` alone: the workbench on the demo, or on a non-terminal the demo
+/// checkpoint's evaluation and why the workbench did not open.
+fn demo_default() -> anyhow::Result<()> {
+    let data = demo::embedded_dir();
+    let checkpoint = demo_checkpoint();
+    if workbench::on_terminal() {
+        return workbench::tui(&workbench::TuiArgs::demo(data, checkpoint));
+    }
+    println!(
+        "The workbench needs a terminal (standard input and output are not one), so here is\n\
+         the demo checkpoint ({}) on the demo world's test split ({}):\n",
+        checkpoint.display(),
+        data.display()
+    );
+    eval(&EvalArgs {
+        checkpoint,
+        data,
+        split: "test".into(),
+        images: None,
+        out: None,
+        json: false,
+        batch_size: 64,
+        device: DeviceChoice::Auto,
+    })
 }
 
 /// What `promptmner eval` takes.

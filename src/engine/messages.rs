@@ -64,6 +64,8 @@ pub struct TweetInfo {
     pub words: Vec<String>,
     pub gold: Vec<Span>,
     pub image_id: Option<String>,
+    /// The image file the id resolves to, when it exists.
+    pub image_path: Option<std::path::PathBuf>,
 }
 
 /// A prompt and how well it matches the image in view (a_i).

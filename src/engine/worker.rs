@@ -194,6 +194,7 @@ impl Worker {
             .map(<[usize]>::to_vec)
             .collect();
         let n = tweets.len();
+        let resolver = ImageResolver::for_dataset(&source.dataset, options.images.as_deref());
         let _ = events.send(Event::Loaded {
             tweets: tweets
                 .iter()
@@ -201,6 +202,7 @@ impl Worker {
                     words: t.words.clone(),
                     gold: spans_from_tags(&t.tags),
                     image_id: t.image_id.clone(),
+                    image_path: t.image_id.as_deref().and_then(|id| resolver.resolve(id)),
                 })
                 .collect(),
             vocabulary: Box::new(checkpoint.vocabulary.clone()),
@@ -215,7 +217,7 @@ impl Worker {
             word_states: vec![None; n],
             images: vec![None; n],
             overrides: vec![ImageChoice::Own; n],
-            resolver: ImageResolver::for_dataset(&source.dataset, options.images.as_deref()),
+            resolver,
             image_cache,
             text_cache,
             vocabulary: checkpoint.vocabulary.clone(),

@@ -329,6 +329,28 @@ impl Vocabulary {
         Ok(())
     }
 
+    /// Renames a word in place; the vocabulary is unchanged when the word is not there
+    /// or the result would be invalid.
+    pub fn rename_word(
+        &mut self,
+        kind: EntityType,
+        list: WordList,
+        old: &str,
+        new: &str,
+    ) -> Result<(), VocabularyInvalid> {
+        let mut edited = self.clone();
+        if let Some(slot) = edited
+            .types
+            .get_mut(&kind)
+            .and_then(|words| words.list_mut(list).iter_mut().find(|w| *w == old))
+        {
+            *slot = new.trim().to_string();
+        }
+        edited.validate()?;
+        *self = edited;
+        Ok(())
+    }
+
     /// Removes a word from a list; returns whether it was there.
     pub fn remove_word(&mut self, kind: EntityType, list: WordList, word: &str) -> bool {
         let Some(words) = self.types.get_mut(&kind) else {

@@ -1,0 +1,186 @@
+//! `promptmner tui` and `promptmner show`: the workbench's front ends.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::data::images::ImageResolver;
+use crate::data::{SPLITS, Span, read_conll, split_path};
+use crate::engine::{Engine, EngineOptions, Event};
+use crate::model::device::{self, DeviceChoice};
+use crate::tui::views::tweet::text_lines;
+use crate::tui::{self, TuiOptions};
+
+/// Whether standard input and output are a terminal the workbench can take over.
+pub fn on_terminal() -> bool {
+    std::io::stdout().is_terminal() && std::io::stdin().is_terminal()
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TuiArgs {
+    /// Dataset directory (train.txt, valid.txt, test.txt, images/).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Checkpoint directory.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Vocabulary to start from and to save to (default: the checkpoint's; saves go to
+    /// <checkpoint>-prompts.toml beside it).
+    #[arg(long)]
+    pub prompts: Option<PathBuf>,
+    /// Images directory, instead of DATA/images.
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// Write frame-time figures (JSON) to this file on exit.
+    #[arg(long, hide = true)]
+    pub frame_stats: Option<PathBuf>,
+}
+
+impl TuiArgs {
+    pub fn demo(data: PathBuf, checkpoint: PathBuf) -> Self {
+        Self {
+            data,
+            checkpoint,
+            split: "test".into(),
+            prompts: None,
+            images: None,
+            device: DeviceChoice::Auto,
+            frame_stats: None,
+        }
+    }
+}
+
+pub fn tui(args: &TuiArgs) -> anyhow::Result<()> {
+    if !on_terminal() {
+        bail!("the workbench needs a terminal; `promptmner eval` prints the same scores");
+    }
+    let options = TuiOptions {
+        data: args.data.clone(),
+        checkpoint: args.checkpoint.clone(),
+        split: args.split.clone(),
+        prompts: args.prompts.clone(),
+        device: device::select(args.device)?,
+        images: args.images.clone(),
+        frame_stats: args.frame_stats.clone(),
+    };
+    tui::run(options)?;
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    /// Dataset directory.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The tweet: its image id (IMGID), or SPLIT-INDEX such as test-12.
+    #[arg(long)]
+    pub id: String,
+    /// Also show this checkpoint's predicted spans.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Images directory, instead of DATA/images.
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+    /// Width of the printed image in columns.
+    #[arg(long, default_value_t = 40)]
+    pub width: u32,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+}
+
+/// Finds a tweet by `split-index` or by image id; returns (split, index).
+fn find_tweet(args: &ShowArgs) -> anyhow::Result<(String, usize, crate::data::Tweet)> {
+    if let Some((split, index)) = args.id.rsplit_once('-')
+        && let (true, Ok(index)) = (SPLITS.contains(&split), index.parse::<usize>())
+    {
+        let tweets = read_conll(&split_path(&args.data, split))?;
+        let count = tweets.len();
+        let tweet = tweets
+            .into_iter()
+            .nth(index)
+            .with_context(|| format!("{split} has {count} tweets; there is no {index}"))?;
+        return Ok((split.to_string(), index, tweet));
+    }
+    for split in SPLITS {
+        let path = split_path(&args.data, split);
+        if !path.exists() {
+            continue;
+        }
+        let tweets = read_conll(&path)?;
+        if let Some(index) = tweets
+            .iter()
+            .position(|t| t.image_id.as_deref() == Some(args.id.as_str()))
+        {
+            let tweet = tweets.into_iter().nth(index).context("tweet vanished")?;
+            return Ok((split.to_string(), index, tweet));
+        }
+    }
+    bail!(
+        "no tweet with image id '{}' in {} (give an IMGID or SPLIT-INDEX such as test-0)",
+        args.id,
+        args.data.display()
+    )
+}
+
+/// The checkpoint's predicted spans for one tweet, through the engine.
+fn predict(
+    args: &ShowArgs,
+    checkpoint: &std::path::Path,
+    split: &str,
+    index: usize,
+) -> anyhow::Result<Vec<Span>> {
+    let options = EngineOptions {
+        device: device::select(args.device)?,
+        images: args.images.clone(),
+        first_tweet: index,
+        ..EngineOptions::default()
+    };
+    let (_engine, events) = Engine::spawn(checkpoint, &args.data, split, options);
+    loop {
+        match events.recv_timeout(Duration::from_secs(600)) {
+            Ok(Event::Tweet { view, .. }) if view.index == index => {
+                return Ok(view.predicted.iter().map(|p| p.span).collect());
+            }
+            Ok(Event::Error { message, .. }) => bail!("{message}"),
+            Ok(_) => {}
+            Err(_) => bail!("the engine stopped before predicting tweet {index}"),
+        }
+    }
+}
+
+pub fn show(args: &ShowArgs) -> anyhow::Result<()> {
+    let (split, index, tweet) = find_tweet(args)?;
+    let image = tweet
+        .image_id
+        .as_deref()
+        .map_or("no image id".into(), |id| format!("image {id}"));
+    println!("{split}-{index} · {image}");
+    let resolver = ImageResolver::for_dataset(&args.data, args.images.as_deref());
+    match resolver.load(tweet.image_id.as_deref()) {
+        Ok((_, picture)) => {
+            let config = viuer::Config {
+                width: Some(args.width),
+                absolute_offset: false,
+                ..viuer::Config::default()
+            };
+            viuer::print(&picture, &config).context("cannot print the image")?;
+        }
+        Err(why) => println!("({why}: the model runs text-only)"),
+    }
+    let gold = crate::data::spans::spans_from_tags(&tweet.tags);
+    let predicted = match &args.checkpoint {
+        Some(checkpoint) => Some(predict(args, checkpoint, &split, index)?),
+        None => None,
+    };
+    for line in text_lines(&tweet.words, &gold, predicted.as_deref(), 100, None) {
+        let text: String = line.spans.iter().map(|s| s.content.as_ref()).collect();
+        println!("{}", text.trim_end());
+    }
+    Ok(())
+}

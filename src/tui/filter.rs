@@ -1,0 +1,115 @@
+//! Which tweets the example list shows: the filters and their counts.
+
+use crate::data::tags::EntityType;
+use crate::engine::{SplitView, TweetInfo};
+use crate::eval::score::ErrorKind;
+
+/// One way of narrowing the example list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    All,
+    Misclassified,
+    Error(ErrorKind),
+    GoldType(EntityType),
+    PredictedType(EntityType),
+    HasImage,
+    NoImage,
+    ImageAmbiguous,
+}
+
+impl Filter {
+    /// Every filter in menu order (the cycle order of `]` and `[`).
+    pub fn all() -> Vec<Filter> {
+        let mut filters = vec![Filter::All, Filter::Misclassified];
+        filters.extend(ErrorKind::ALL.map(Filter::Error));
+        filters.extend(EntityType::ALL.map(Filter::GoldType));
+        filters.extend(EntityType::ALL.map(Filter::PredictedType));
+        filters.extend([Filter::HasImage, Filter::NoImage, Filter::ImageAmbiguous]);
+        filters
+    }
+
+    pub fn label(self) -> String {
+        match self {
+            Filter::All => "all".into(),
+            Filter::Misclassified => "misclassified".into(),
+            Filter::Error(kind) => kind.as_str().into(),
+            Filter::GoldType(kind) => format!("gold {kind}"),
+            Filter::PredictedType(kind) => format!("predicted {kind}"),
+            Filter::HasImage => "has image".into(),
+            Filter::NoImage => "no image".into(),
+            Filter::ImageAmbiguous => "image-ambiguous".into(),
+        }
+    }
+
+    /// Whether the filter needs a finished scoring to say anything.
+    pub fn needs_scores(self) -> bool {
+        matches!(
+            self,
+            Filter::Misclassified | Filter::Error(_) | Filter::PredictedType(_)
+        )
+    }
+}
+
+/// What the filters look at.
+#[derive(Debug, Clone, Copy)]
+pub struct FilterData<'a> {
+    pub tweets: &'a [TweetInfo],
+    pub scores: Option<&'a SplitView>,
+    /// From the dataset's meta.tsv, when it has one.
+    pub ambiguous: Option<&'a [bool]>,
+}
+
+impl FilterData<'_> {
+    /// Whether tweet `index` passes `filter` (false while the data it needs is missing).
+    pub fn matches(&self, filter: Filter, index: usize) -> bool {
+        let tweet = &self.tweets[index];
+        let errors = self.scores.and_then(|s| s.tweet_errors.get(index));
+        match filter {
+            Filter::All => true,
+            Filter::Misclassified => errors.is_some_and(|e| !e.is_empty()),
+            Filter::Error(kind) => errors.is_some_and(|e| e.iter().any(|e| e.kind == kind)),
+            Filter::GoldType(kind) => tweet.gold.iter().any(|s| s.kind == kind),
+            Filter::PredictedType(kind) => self
+                .scores
+                .and_then(|s| s.predicted.get(index))
+                .is_some_and(|p| p.iter().any(|p| p.span.kind == kind)),
+            Filter::HasImage => tweet.image_path.is_some(),
+            Filter::NoImage => tweet.image_path.is_none(),
+            Filter::ImageAmbiguous => self
+                .ambiguous
+                .and_then(|a| a.get(index))
+                .copied()
+                .unwrap_or(false),
+        }
+    }
+
+    /// How many tweets pass `filter`; None while it cannot be known.
+    pub fn count(&self, filter: Filter) -> Option<usize> {
+        if filter.needs_scores() && self.scores.is_none()
+            || filter == Filter::ImageAmbiguous && self.ambiguous.is_none()
+        {
+            return None;
+        }
+        Some(
+            (0..self.tweets.len())
+                .filter(|&i| self.matches(filter, i))
+                .count(),
+        )
+    }
+
+    /// The tweets that pass `filter` and contain `query` (case-insensitive), in order.
+    pub fn visible(&self, filter: Filter, query: &str) -> Vec<usize> {
+        let query = query.to_lowercase();
+        (0..self.tweets.len())
+            .filter(|&i| self.matches(filter, i))
+            .filter(|&i| {
+                query.is_empty()
+                    || self.tweets[i]
+                        .words
+                        .join(" ")
+                        .to_lowercase()
+                        .contains(&query)
+            })
+            .collect()
+    }
+}

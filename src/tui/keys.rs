@@ -1,0 +1,224 @@
+//! Keys: one table per context maps keys to commands, and the help overlay lists the
+//! same tables, so the help never disagrees with what the keys do.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+use crate::tui::app::{Action, App, Command, Focus, Overlay};
+
+/// Keys that do one command, with how the help names them.
+#[derive(Debug, Clone, Copy)]
+pub struct Binding {
+    pub keys: &'static [KeyCode],
+    pub label: &'static str,
+    pub help: &'static str,
+    pub command: Command,
+}
+
+const fn bind(
+    keys: &'static [KeyCode],
+    label: &'static str,
+    help: &'static str,
+    command: Command,
+) -> Binding {
+    Binding {
+        keys,
+        label,
+        help,
+        command,
+    }
+}
+
+use KeyCode::{BackTab, Char, Down, End, Enter, Esc, Home, Left, PageDown, PageUp, Right, Tab, Up};
+
+const MOVES: [Binding; 6] = [
+    bind(&[Char('j'), Down], "j ↓", "next", Command::Down),
+    bind(&[Char('k'), Up], "k ↑", "previous", Command::Up),
+    bind(
+        &[PageDown, Char('J')],
+        "PgDn",
+        "a page down",
+        Command::PageDown,
+    ),
+    bind(&[PageUp, Char('K')], "PgUp", "a page up", Command::PageUp),
+    bind(&[Char('g'), Home], "g", "first", Command::Top),
+    bind(&[Char('G'), End], "G", "last", Command::Bottom),
+];
+
+pub const GLOBAL: &[Binding] = &[
+    bind(&[Char('?')], "?", "this help", Command::Help),
+    bind(&[Tab, BackTab], "Tab", "next panel", Command::NextPanel),
+    bind(
+        &[Char('e')],
+        "e",
+        "vocabulary editor on/off",
+        Command::Editor,
+    ),
+    bind(&[Char(']')], "]", "next filter", Command::NextFilter),
+    bind(
+        &[Char('[')],
+        "[",
+        "previous filter",
+        Command::PreviousFilter,
+    ),
+    bind(&[Char('f')], "f", "filter menu", Command::FilterMenu),
+    bind(&[Char('/')], "/", "search the text", Command::Search),
+    bind(
+        &[Char('+'), Char('=')],
+        "+",
+        "one more continuous prompt",
+        Command::MoreContinuous,
+    ),
+    bind(
+        &[Char('-')],
+        "-",
+        "one fewer continuous prompt",
+        Command::FewerContinuous,
+    ),
+    bind(&[Char('u')], "u", "undo", Command::Undo),
+    bind(&[Char('U')], "U", "redo", Command::Redo),
+    bind(&[Char('s')], "s", "save the vocabulary", Command::Save),
+    bind(&[Char('q')], "q", "quit", Command::Quit),
+];
+
+pub const LIST: &[Binding] = &[
+    MOVES[0],
+    MOVES[1],
+    MOVES[2],
+    MOVES[3],
+    MOVES[4],
+    MOVES[5],
+    bind(
+        &[Enter, Char('l')],
+        "Enter",
+        "open the tweet",
+        Command::Open,
+    ),
+    bind(&[Esc], "Esc", "clear the search", Command::Back),
+];
+
+pub const TWEET: &[Binding] = &[
+    bind(
+        &[Char('h'), Left],
+        "h ←",
+        "previous word",
+        Command::WordLeft,
+    ),
+    bind(&[Char('l'), Right], "l →", "next word", Command::WordRight),
+    MOVES[0],
+    MOVES[1],
+    bind(&[Esc], "Esc", "back to the list", Command::Back),
+];
+
+pub const EDITOR: &[Binding] = &[
+    MOVES[0],
+    MOVES[1],
+    MOVES[2],
+    MOVES[3],
+    MOVES[4],
+    MOVES[5],
+    bind(
+        &[Char('a')],
+        "a",
+        "add a word to this list",
+        Command::AddWord,
+    ),
+    bind(
+        &[Char('r'), Enter],
+        "r Enter",
+        "rename the word (template: edit)",
+        Command::RenameWord,
+    ),
+    bind(
+        &[Char('d'), KeyCode::Delete],
+        "d",
+        "delete the word",
+        Command::DeleteWord,
+    ),
+    bind(
+        &[Char(' ')],
+        "Space",
+        "switch this list off/on",
+        Command::ToggleList,
+    ),
+    bind(
+        &[Char('t')],
+        "t",
+        "edit the template",
+        Command::EditTemplate,
+    ),
+    bind(&[Esc], "Esc", "to the tweet", Command::Back),
+];
+
+const MENU: &[Binding] = &[
+    MOVES[0],
+    MOVES[1],
+    MOVES[4],
+    MOVES[5],
+    bind(&[Enter], "Enter", "choose", Command::Open),
+    bind(&[Esc, Char('q'), Char('f')], "Esc", "close", Command::Back),
+];
+
+const HELP: &[Binding] = &[bind(
+    &[Esc, Char('?'), Char('q')],
+    "Esc ?",
+    "close",
+    Command::Back,
+)];
+
+const CONFIRM_QUIT: &[Binding] = &[
+    bind(&[Char('y')], "y", "quit without saving", Command::Confirm),
+    bind(&[Char('s')], "s", "save", Command::Save),
+    bind(&[Char('n'), Esc], "n Esc", "stay", Command::Deny),
+];
+
+const CONFIRM: &[Binding] = &[
+    bind(&[Char('y')], "y", "yes", Command::Confirm),
+    bind(&[Char('n'), Esc], "n Esc", "no", Command::Deny),
+];
+
+const INPUT: &[Binding] = &[
+    bind(&[Enter], "Enter", "accept", Command::Open),
+    bind(&[Esc], "Esc", "cancel", Command::Back),
+];
+
+/// The tables that apply now, most specific first.
+pub fn context(app: &App) -> Vec<(&'static str, &'static [Binding])> {
+    match &app.overlay {
+        Some(Overlay::Help) => vec![("help", HELP)],
+        Some(Overlay::FilterMenu { .. }) => vec![("filter menu", MENU)],
+        Some(Overlay::ConfirmQuit) => vec![("quit?", CONFIRM_QUIT)],
+        Some(Overlay::ConfirmOverwrite) => vec![("overwrite?", CONFIRM)],
+        Some(Overlay::Input(_)) => vec![("input", INPUT)],
+        None => {
+            let view = match app.focus {
+                Focus::List => ("example list", LIST),
+                Focus::Tweet => ("tweet", TWEET),
+                Focus::Editor => ("vocabulary editor", EDITOR),
+            };
+            vec![view, ("everywhere", GLOBAL)]
+        }
+    }
+}
+
+/// The action a key stands for now, if any.
+pub fn action(app: &App, key: KeyEvent) -> Option<Action> {
+    if key.kind == KeyEventKind::Release {
+        return None;
+    }
+    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+    if ctrl && key.code == Char('c') {
+        return Some(Action::Command(Command::Quit));
+    }
+    if let Some(Overlay::Input(_)) = app.overlay {
+        match key.code {
+            Char(c) if !ctrl => return Some(Action::Type(c)),
+            KeyCode::Backspace => return Some(Action::Backspace),
+            _ => {}
+        }
+    }
+    context(app)
+        .into_iter()
+        .flat_map(|(_, bindings)| bindings.iter())
+        .find(|binding| binding.keys.contains(&key.code))
+        .map(|binding| Action::Command(binding.command))
+}

@@ -1,0 +1,358 @@
+//! The terminal workbench (DESIGN §7): one [`App`](app::App) state, keys become
+//! actions, [`update`](app::update) is a plain function, one file per view, and one
+//! event loop that waits on input, engine events and encoded images, and redraws only
+//! when something changed. The engine's worker does the model work; an image thread
+//! decodes and encodes pictures; the UI thread only handles keys and draws.
+
+pub mod app;
+pub mod editor;
+pub mod filter;
+pub mod keys;
+pub mod views;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::time::{Duration, Instant};
+
+use candle_core::Device;
+use ratatui::DefaultTerminal;
+use ratatui::layout::Rect;
+use ratatui_image::Resize;
+use ratatui_image::picker::Picker;
+
+use crate::engine::{Engine, EngineHandle, EngineOptions, Event};
+use crate::prompts::{Vocabulary, VocabularyError};
+use app::{Action, App, Effect, ImageOutcome, Session, ShownImage, update};
+
+/// What the workbench opens.
+#[derive(Debug, Clone)]
+pub struct TuiOptions {
+    pub data: PathBuf,
+    pub checkpoint: PathBuf,
+    pub split: String,
+    /// A vocabulary to start from (and save to) instead of the checkpoint's.
+    pub prompts: Option<PathBuf>,
+    pub device: Device,
+    pub images: Option<PathBuf>,
+    /// Writes frame-time figures (JSON) here on exit.
+    pub frame_stats: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TuiError {
+    #[error("the terminal failed: {0}")]
+    Terminal(#[from] std::io::Error),
+    #[error(transparent)]
+    Vocabulary(#[from] VocabularyError),
+    #[error("cannot write the frame figures to {path}: {source}")]
+    FrameStats {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Where `s` saves: `--prompts`, else `<checkpoint>-prompts.toml` beside the checkpoint.
+/// Saving over the checkpoint's own prompts.toml needs a yes.
+pub fn save_target(checkpoint: &Path, prompts: Option<&Path>) -> (PathBuf, bool) {
+    let own = checkpoint.join("prompts.toml");
+    match prompts {
+        Some(path) => {
+            let same = std::fs::canonicalize(path).ok() == std::fs::canonicalize(&own).ok()
+                && own.exists();
+            (path.to_path_buf(), same)
+        }
+        None => {
+            let name = checkpoint
+                .file_name()
+                .map_or("checkpoint".into(), |n| n.to_string_lossy().into_owned());
+            let dir = checkpoint.parent().unwrap_or(Path::new("."));
+            (dir.join(format!("{name}-prompts.toml")), false)
+        }
+    }
+}
+
+fn display_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// The state before anything is loaded.
+pub fn new_app(options: &TuiOptions) -> Result<App, TuiError> {
+    let (save_path, save_needs_confirm) =
+        save_target(&options.checkpoint, options.prompts.as_deref());
+    let session = Session {
+        dataset: display_name(&options.data),
+        split: options.split.clone(),
+        checkpoint: display_name(&options.checkpoint),
+        device: if options.device.is_cuda() {
+            "cuda"
+        } else {
+            "cpu"
+        }
+        .into(),
+        save_path,
+        save_needs_confirm,
+    };
+    let mut app = App::new(session, None);
+    if let Some(path) = options.prompts.as_deref().filter(|p| p.exists()) {
+        app.start_vocabulary = Some(Vocabulary::load(path)?);
+    }
+    Ok(app)
+}
+
+/// What wakes the event loop.
+enum Wake {
+    Input(crossterm::event::Event),
+    Engine(Event),
+    Image(ImageOutcome),
+}
+
+/// Runs the workbench until the user quits; the terminal is restored on every path
+/// (ratatui's panic hook restores it on a panic).
+pub fn run(options: TuiOptions) -> Result<(), TuiError> {
+    let app = new_app(&options)?;
+    let mut terminal = ratatui::init();
+    let result = run_on(&mut terminal, app, &options);
+    ratatui::restore();
+    result
+}
+
+fn picker() -> Picker {
+    match std::env::var("PROMPTMNER_IMAGE_PROTOCOL").as_deref() {
+        Ok("halfblocks") => Picker::halfblocks(),
+        // Asks the terminal (kitty, sixel, iTerm2; up to 2 s) before any event is read.
+        _ => Picker::from_query_stdio().unwrap_or_else(|e| {
+            tracing::info!("terminal image query failed ({e}); using half-blocks");
+            Picker::halfblocks()
+        }),
+    }
+}
+
+fn run_on(
+    terminal: &mut DefaultTerminal,
+    mut app: App,
+    options: &TuiOptions,
+) -> Result<(), TuiError> {
+    let picker = picker();
+    let (wake, inbox) = channel();
+    let engine_options = EngineOptions {
+        device: options.device.clone(),
+        images: options.images.clone(),
+        ..EngineOptions::default()
+    };
+    let (engine, events) = Engine::spawn(
+        &options.checkpoint,
+        &options.data,
+        &options.split,
+        engine_options,
+    );
+    forward(events, wake.clone(), Wake::Engine);
+    let images = image_worker(picker, wake.clone());
+    read_input(wake);
+    let mut frames = FrameTimes::default();
+    let mut requested: Option<(PathBuf, Rect)> = None;
+    let mut dirty = true;
+    while !app.quit {
+        if dirty {
+            let size = terminal.size()?;
+            let areas = views::Areas::of(Rect::new(0, 0, size.width, size.height));
+            app.page = areas.left.height.saturating_sub(3).max(1) as usize;
+            request_image(&app, areas.image, &images, &mut requested);
+            let start = Instant::now();
+            terminal.draw(|frame| views::draw(&app, frame))?;
+            frames.record(
+                start.elapsed(),
+                !matches!(app.engine, app::EngineState::Idle),
+            );
+            dirty = false;
+        }
+        let Ok(first) = inbox.recv_timeout(Duration::from_millis(500)) else {
+            continue;
+        };
+        // Everything that arrived together is one redraw.
+        for woke in std::iter::once(first).chain(inbox.try_iter()) {
+            dirty |= handle(&mut app, woke, &engine, options);
+        }
+    }
+    if let Some(path) = &options.frame_stats {
+        std::fs::write(path, frames.to_json()).map_err(|source| TuiError::FrameStats {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    tracing::info!("frame times: {}", frames.to_json());
+    Ok(())
+}
+
+/// Turns one wake-up into actions; returns whether the screen changed.
+fn handle(app: &mut App, woke: Wake, engine: &EngineHandle, options: &TuiOptions) -> bool {
+    let action = match woke {
+        Wake::Input(crossterm::event::Event::Key(key)) => match keys::action(app, key) {
+            Some(action) => action,
+            None => return false,
+        },
+        Wake::Input(crossterm::event::Event::Resize(..)) => return true,
+        Wake::Input(_) => return false,
+        Wake::Engine(event) => {
+            if let Event::Loaded { tweets, .. } = &event {
+                // The demo world's meta.tsv marks the image-ambiguous tweets.
+                app.ambiguous =
+                    crate::data::demo::ambiguous_flags(&options.data, &options.split, tweets.len());
+            }
+            Action::Engine(event)
+        }
+        Wake::Image(outcome) => Action::Image(outcome),
+    };
+    for effect in update(app, action) {
+        carry_out(app, effect, engine);
+    }
+    true
+}
+
+fn carry_out(app: &mut App, effect: Effect, engine: &EngineHandle) {
+    match effect {
+        Effect::Select(index) => {
+            engine.select(index);
+        }
+        Effect::SetVocabulary(vocabulary) => {
+            engine.set_vocabulary(vocabulary);
+        }
+        Effect::SetContinuous(count) => {
+            engine.set_continuous(count);
+        }
+        Effect::Save { path, vocabulary } => {
+            let result = vocabulary
+                .save(&path)
+                .map(|()| path)
+                .map_err(|e| e.to_string());
+            for effect in update(app, Action::Saved(result)) {
+                carry_out(app, effect, engine);
+            }
+        }
+    }
+}
+
+/// Passes every value of `from` to the loop.
+fn forward<T: Send + 'static>(from: Receiver<T>, to: Sender<Wake>, wrap: fn(T) -> Wake) {
+    std::thread::spawn(move || {
+        for value in from {
+            if to.send(wrap(value)).is_err() {
+                break;
+            }
+        }
+    });
+}
+
+fn read_input(to: Sender<Wake>) {
+    std::thread::spawn(move || {
+        while let Ok(event) = crossterm::event::read() {
+            if to.send(Wake::Input(event)).is_err() {
+                break;
+            }
+        }
+    });
+}
+
+/// An image to show: which file, fitted into which cells.
+struct ImageJob {
+    path: PathBuf,
+    area: Rect,
+}
+
+/// A thread that decodes and encodes images for the terminal, newest request first.
+fn image_worker(picker: Picker, to: Sender<Wake>) -> Sender<ImageJob> {
+    let (jobs, inbox) = channel::<ImageJob>();
+    std::thread::spawn(move || {
+        while let Ok(first) = inbox.recv() {
+            // Only the newest request matters: the user has moved on from the others.
+            let job = inbox.try_iter().last().unwrap_or(first);
+            let outcome = encode_image(&picker, job);
+            if to.send(Wake::Image(outcome)).is_err() {
+                break;
+            }
+        }
+    });
+    jobs
+}
+
+fn encode_image(picker: &Picker, job: ImageJob) -> ImageOutcome {
+    let encoded = crate::data::images::decode_image(&job.path)
+        .map_err(|e| e.to_string())
+        .and_then(|image| {
+            picker
+                .new_protocol(image, job.area, Resize::Scale(None))
+                .map_err(|e| e.to_string())
+        });
+    match encoded {
+        Ok(protocol) => ImageOutcome::Shown(ShownImage {
+            path: job.path,
+            area: job.area,
+            protocol: Arc::new(protocol),
+        }),
+        Err(reason) => ImageOutcome::Failed {
+            path: job.path,
+            reason,
+        },
+    }
+}
+
+/// Asks the image thread for the current tweet's image at the panel's size, once.
+fn request_image(
+    app: &App,
+    panel: Rect,
+    images: &Sender<ImageJob>,
+    requested: &mut Option<(PathBuf, Rect)>,
+) {
+    let Ok(path) = views::image::wanted(app) else {
+        return;
+    };
+    let area = views::image::inner(panel);
+    let wanted = (path, area);
+    if requested.as_ref() != Some(&wanted) && area.width > 0 && area.height > 0 {
+        let _ = images.send(ImageJob {
+            path: wanted.0.clone(),
+            area,
+        });
+        *requested = Some(wanted);
+    }
+}
+
+/// Draw durations, split by whether the engine was working.
+#[derive(Debug, Default)]
+struct FrameTimes {
+    busy: Vec<f64>,
+    idle: Vec<f64>,
+}
+
+impl FrameTimes {
+    fn record(&mut self, took: Duration, engine_busy: bool) {
+        let ms = took.as_secs_f64() * 1000.0;
+        if engine_busy {
+            self.busy.push(ms);
+        } else {
+            self.idle.push(ms);
+        }
+    }
+
+    fn to_json(&self) -> String {
+        let summary = |times: &[f64]| {
+            let mut sorted = times.to_vec();
+            sorted.sort_by(f64::total_cmp);
+            let at = |q: f64| sorted.get(((sorted.len() as f64 - 1.0) * q).round() as usize);
+            serde_json::json!({
+                "frames": sorted.len(),
+                "p50_ms": at(0.5),
+                "p95_ms": at(0.95),
+                "max_ms": sorted.last(),
+            })
+        };
+        serde_json::json!({
+            "while_engine_busy": summary(&self.busy),
+            "while_idle": summary(&self.idle),
+        })
+        .to_string()
+    }
+}

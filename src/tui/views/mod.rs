@@ -1,0 +1,130 @@
+//! The workbench's views: one file per panel, each `draw(&App, &mut Frame, Rect)`, and
+//! the layout that places them.
+
+pub mod dialogs;
+pub mod editor;
+pub mod help;
+pub mod image;
+pub mod list;
+pub mod metrics;
+pub mod prompts;
+pub mod status;
+pub mod tweet;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::widgets::{Block, BorderType};
+
+use crate::data::tags::EntityType;
+use crate::tui::app::{App, Focus, Overlay};
+
+/// Where each panel goes on a screen of a given size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Areas {
+    /// The example list, or the vocabulary editor in its place.
+    pub left: Rect,
+    pub tweet: Rect,
+    pub image: Rect,
+    pub prompts: Rect,
+    pub metrics: Rect,
+    pub status: Rect,
+}
+
+impl Areas {
+    /// The layout: list left, tweet right, image and prompts under it, metrics below;
+    /// larger terminals give the extra room to the tweet and the panels.
+    pub fn of(area: Rect) -> Self {
+        let [main, status] =
+            Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(area);
+        let left_width = (main.width * 36 / 100).clamp(24, 64);
+        let [left, right] =
+            Layout::horizontal([Constraint::Length(left_width), Constraint::Min(0)]).areas(main);
+        let metrics_height = 8.min(right.height / 3).max(3);
+        let [tweet, middle, metrics] = Layout::vertical([
+            Constraint::Percentage(38),
+            Constraint::Min(0),
+            Constraint::Length(metrics_height),
+        ])
+        .areas(right);
+        let [image, prompts] =
+            Layout::horizontal([Constraint::Percentage(38), Constraint::Min(0)]).areas(middle);
+        Self {
+            left,
+            tweet,
+            image,
+            prompts,
+            metrics,
+            status,
+        }
+    }
+}
+
+/// Draws the whole screen.
+pub fn draw(app: &App, frame: &mut Frame) {
+    let areas = Areas::of(frame.area());
+    if app.editing {
+        editor::draw(app, frame, areas.left);
+    } else {
+        list::draw(app, frame, areas.left);
+    }
+    tweet::draw(app, frame, areas.tweet);
+    image::draw(app, frame, areas.image);
+    prompts::draw(app, frame, areas.prompts);
+    metrics::draw(app, frame, areas.metrics);
+    status::draw(app, frame, areas.status);
+    match &app.overlay {
+        Some(Overlay::Help) => help::draw(app, frame, frame.area()),
+        Some(_) => dialogs::draw(app, frame, frame.area()),
+        None => {}
+    }
+}
+
+/// A panel's frame; the focused panel's border is bold and doubled so that focus reads
+/// without colour.
+pub fn panel(title: impl Into<String>, focused: bool) -> Block<'static> {
+    let block = Block::bordered().title(format!(" {} ", title.into()));
+    if focused {
+        block
+            .border_type(BorderType::Double)
+            .border_style(Style::new().add_modifier(Modifier::BOLD))
+    } else {
+        block.border_type(BorderType::Plain)
+    }
+}
+
+pub fn focused(app: &App, focus: Focus) -> bool {
+    app.overlay.is_none() && app.focus == focus
+}
+
+/// Each entity type's colour (the 16-colour palette, so it reads on any terminal).
+pub fn type_color(kind: EntityType) -> Color {
+    match kind {
+        EntityType::Per => Color::Cyan,
+        EntityType::Loc => Color::Green,
+        EntityType::Org => Color::Yellow,
+        EntityType::Other => Color::Magenta,
+    }
+}
+
+/// A centred rectangle of at most `width` × `height` inside `area`.
+pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let width = width.min(area.width);
+    let height = height.min(area.height);
+    Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    }
+}
+
+/// `text` cut to `width` characters, with an ellipsis when cut.
+pub fn clip(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}

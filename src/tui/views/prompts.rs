@@ -1,0 +1,115 @@
+//! The prompt panel: each prompt's similarity a_i to the image in view as a bar,
+//! highest first, coloured by entity type and labelled by word and list (continuous
+//! prompts as `#k`); beside it, the selected word's attention over the prompts' clues.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use super::{clip, panel, type_color};
+use crate::engine::{PromptScore, TweetView};
+use crate::model::prompts::PromptSource;
+use crate::tui::app::App;
+
+pub fn label(prompt: &PromptScore) -> String {
+    match &prompt.source {
+        PromptSource::Discrete { word, kind, list } => format!("{word} {kind}.{list}"),
+        PromptSource::Continuous { index } => format!("#{index}"),
+    }
+}
+
+fn color(prompt: &PromptScore) -> Color {
+    match &prompt.source {
+        PromptSource::Discrete { kind, .. } => type_color(*kind),
+        PromptSource::Continuous { .. } => Color::Gray,
+    }
+}
+
+/// `value` of `max` as a bar of up to `width` cells, in eighths.
+fn bar(value: f32, max: f32, width: usize) -> String {
+    const EIGHTHS: [char; 8] = ['▏', '▎', '▍', '▌', '▋', '▊', '▉', '█'];
+    let cells = if max > 0.0 {
+        value / max * width as f32
+    } else {
+        0.0
+    };
+    let eighths = (cells.clamp(0.0, width as f32) * 8.0).round() as usize;
+    let mut bar = "█".repeat(eighths / 8);
+    if eighths % 8 > 0 {
+        bar.push(EIGHTHS[eighths % 8 - 1]);
+    }
+    format!("{bar:<width$}")
+}
+
+pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
+    let view = app.current_view();
+    let word = view.and_then(|v| v.words.get(app.word_cursor).cloned());
+    let title = match &word {
+        Some(word) => format!("prompts · a_i │ clue attention of «{}»", clip(word, 12)),
+        None => "prompts · a_i".to_string(),
+    };
+    let block = panel(title, false);
+    let inner = block.inner(area);
+    let lines = match view {
+        None => vec![Line::styled("computing…", Style::new().fg(Color::DarkGray))],
+        Some(view) if view.prompts.is_empty() => vec![Line::styled(
+            "no image, so no prompt similarities (text-only)",
+            Style::new().fg(Color::DarkGray),
+        )],
+        Some(view) => prompt_lines(view, app.word_cursor, inner.width as usize),
+    };
+    frame.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+fn prompt_lines(view: &TweetView, word: usize, width: usize) -> Vec<Line<'static>> {
+    let mut order: Vec<usize> = (0..view.prompts.len()).collect();
+    order.sort_by(|&a, &b| {
+        view.prompts[b]
+            .similarity
+            .total_cmp(&view.prompts[a].similarity)
+    });
+    let max = view.prompts[order[0]].similarity;
+    let attention = view.clue_attention.get(word);
+    let max_attention = attention.map_or(0.0, |a| a.iter().copied().fold(0.0, f32::max));
+    let longest = view.prompts.iter().map(|p| label(p).chars().count()).max();
+    let label_width = longest.unwrap_or(0).min(width / 2).max(4);
+    let bar_width = width.saturating_sub(label_width + 14) / 2;
+    order
+        .into_iter()
+        .map(|i| {
+            let prompt = &view.prompts[i];
+            let style = Style::new().fg(color(prompt));
+            let mut spans = vec![
+                Span::styled(
+                    format!("{:<label_width$} ", clip(&label(prompt), label_width)),
+                    style,
+                ),
+                Span::styled(bar(prompt.similarity, max, bar_width), style),
+                Span::raw(format!(" {:.3}", prompt.similarity)),
+            ];
+            if let Some(value) = attention.and_then(|a| a.get(i)) {
+                spans.push(Span::raw(" │"));
+                spans.push(Span::styled(
+                    bar(*value, max_attention, bar_width),
+                    Style::new().fg(Color::Blue),
+                ));
+            }
+            Line::from(spans)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bar;
+
+    #[test]
+    fn bars_scale_to_the_largest_value_in_eighths() {
+        assert_eq!(bar(1.0, 1.0, 4), "████");
+        assert_eq!(bar(0.5, 1.0, 4), "██  ");
+        assert_eq!(bar(1.0 / 32.0, 1.0, 4), "▏   ");
+        assert_eq!(bar(0.0, 0.0, 3), "   ");
+    }
+}

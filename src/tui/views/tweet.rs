@@ -1,0 +1,247 @@
+//! The tweet view: the words, gold spans on one line, predicted spans on the next, and
+//! `^` under every word where they differ (readable without colour); under it, the class
+//! probabilities of the candidate spans around the word under the cursor.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Wrap};
+
+use super::{focused, panel, type_color};
+use crate::data::spans::Span as EntitySpan;
+use crate::data::tags::EntityType;
+use crate::model::span::{CLASSES, NONE_CLASS, ScoredSpan};
+use crate::tui::app::{App, Focus};
+
+/// Width of the line labels ("gold ", "pred ").
+const GUTTER: usize = 5;
+
+/// A word's place in a span: its type and whether the span starts there.
+type Cell = Option<(EntityType, bool)>;
+
+fn cells(spans: &[EntitySpan], words: usize) -> Vec<Cell> {
+    let mut cells = vec![None; words];
+    for span in spans {
+        for (w, cell) in cells.iter_mut().enumerate().take(span.end).skip(span.start) {
+            *cell = Some((span.kind, w == span.start));
+        }
+    }
+    cells
+}
+
+pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
+    let Some(index) = app.selected() else {
+        frame.render_widget(panel("tweet", false), area);
+        return;
+    };
+    let tweet = &app.tweets[index];
+    let view = app.current_view();
+    let title = match &tweet.image_id {
+        Some(id) => format!("tweet {index} · image {id}"),
+        None => format!("tweet {index} · no image id"),
+    };
+    let block = panel(title, focused(app, Focus::Tweet));
+    let width = (area.width as usize).saturating_sub(2 + GUTTER).max(8);
+    let words = &tweet.words;
+    let predicted: Option<Vec<EntitySpan>> =
+        view.map(|v| v.predicted.iter().map(|p| p.span).collect());
+    let cursor = app.word_cursor.min(words.len().saturating_sub(1));
+    let show_cursor = (app.focus == Focus::Tweet).then_some(cursor);
+    let (mut lines, cursor_line) =
+        aligned_lines(words, &tweet.gold, predicted.as_deref(), width, show_cursor);
+    if let Some(view) = view {
+        lines.push(Line::raw(""));
+        lines.extend(candidate_lines(words, &view.candidates, cursor));
+        if view.truncated_words > 0 {
+            lines.push(Line::raw(format!(
+                "({} words past the encoder's limit are not scored)",
+                view.truncated_words
+            )));
+        }
+    }
+    let inner_height = area.height.saturating_sub(2) as usize;
+    let scroll = (cursor_line + 4).saturating_sub(inner_height);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .block(block)
+            .wrap(Wrap { trim: false })
+            .scroll((scroll as u16, 0)),
+        area,
+    );
+}
+
+/// The words with gold and predicted spans under them, in rows of `width` columns
+/// (`show` prints these too).
+pub fn text_lines(
+    words: &[String],
+    gold: &[EntitySpan],
+    predicted: Option<&[EntitySpan]>,
+    width: usize,
+    cursor: Option<usize>,
+) -> Vec<Line<'static>> {
+    aligned_lines(words, gold, predicted, width, cursor).0
+}
+
+/// [`text_lines`] and the line where the cursor's row starts.
+fn aligned_lines(
+    words: &[String],
+    gold: &[EntitySpan],
+    predicted: Option<&[EntitySpan]>,
+    width: usize,
+    cursor: Option<usize>,
+) -> (Vec<Line<'static>>, usize) {
+    let gold = cells(gold, words.len());
+    let pred = predicted.map(|p| cells(p, words.len()));
+    let mut lines = Vec::new();
+    let mut cursor_line = 0;
+    for row in rows(words, width) {
+        if cursor.is_some_and(|c| row.contains(&c)) {
+            cursor_line = lines.len();
+        }
+        lines.push(word_line(words, &row, cursor, &gold));
+        lines.push(span_line("gold", words, &row, &gold));
+        match &pred {
+            Some(pred) => {
+                lines.push(span_line("pred", words, &row, pred));
+                lines.push(diff_line(words, &row, &gold, pred));
+            }
+            None => lines.push(Line::styled(
+                "pred computing…",
+                Style::new().fg(Color::DarkGray),
+            )),
+        }
+    }
+    (lines, cursor_line)
+}
+
+/// Words grouped into rows that fit `width` columns.
+fn rows(words: &[String], width: usize) -> Vec<Vec<usize>> {
+    let mut rows = vec![Vec::new()];
+    let mut used = 0;
+    for (i, word) in words.iter().enumerate() {
+        let w = word.chars().count() + 1;
+        if used + w > width && used > 0 {
+            rows.push(Vec::new());
+            used = 0;
+        }
+        used += w;
+        if let Some(row) = rows.last_mut() {
+            row.push(i);
+        }
+    }
+    rows
+}
+
+fn word_line(
+    words: &[String],
+    row: &[usize],
+    cursor: Option<usize>,
+    gold: &[Cell],
+) -> Line<'static> {
+    let mut spans = vec![Span::raw(" ".repeat(GUTTER))];
+    for &i in row {
+        let mut style = match gold[i] {
+            Some((kind, _)) => Style::new().fg(type_color(kind)),
+            None => Style::new(),
+        };
+        if cursor == Some(i) {
+            style = style.add_modifier(Modifier::REVERSED);
+        }
+        spans.push(Span::styled(words[i].clone(), style));
+        spans.push(Span::raw(" "));
+    }
+    Line::from(spans)
+}
+
+/// One span line: the type's name where a span starts, `─` along the rest of it.
+fn span_line(label: &str, words: &[String], row: &[usize], cells: &[Cell]) -> Line<'static> {
+    let mut spans = vec![Span::styled(
+        format!("{label:<GUTTER$}"),
+        Style::new().fg(Color::DarkGray),
+    )];
+    for (at, &i) in row.iter().enumerate() {
+        let width = words[i].chars().count();
+        let continues = row
+            .get(at + 1)
+            .is_some_and(|&next| matches!(cells[next], Some((_, false))) && cells[i].is_some());
+        let (text, style) = match cells[i] {
+            Some((kind, start)) => {
+                let name = if start { kind.as_str() } else { "" };
+                let mut text: String = name.chars().take(width).collect();
+                while text.chars().count() < width {
+                    text.push('─');
+                }
+                (text, Style::new().fg(type_color(kind)))
+            }
+            None => (" ".repeat(width), Style::new()),
+        };
+        spans.push(Span::styled(text, style));
+        spans.push(Span::styled(
+            if continues { "─" } else { " " },
+            cells[i].map_or(Style::new(), |(kind, _)| Style::new().fg(type_color(kind))),
+        ));
+    }
+    Line::from(spans)
+}
+
+/// `^` under each word whose gold and predicted tags differ.
+fn diff_line(words: &[String], row: &[usize], gold: &[Cell], pred: &[Cell]) -> Line<'static> {
+    let differs = row.iter().any(|&i| gold[i] != pred[i]);
+    let mut spans = vec![Span::styled(
+        if differs { "  ≠  " } else { "     " },
+        Style::new().fg(Color::Red),
+    )];
+    for &i in row {
+        let width = words[i].chars().count();
+        let text = if gold[i] != pred[i] { "^" } else { " " }.repeat(width);
+        spans.push(Span::styled(
+            text,
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        ));
+        spans.push(Span::raw(" "));
+    }
+    Line::from(spans)
+}
+
+/// The candidate spans that cover the word under the cursor, most entity-like first.
+fn candidate_lines(
+    words: &[String],
+    candidates: &[ScoredSpan],
+    cursor: usize,
+) -> Vec<Line<'static>> {
+    let mut around: Vec<&ScoredSpan> = candidates
+        .iter()
+        .filter(|c| c.start <= cursor && cursor < c.end)
+        .collect();
+    around.sort_by(|a, b| a.probs[NONE_CLASS].total_cmp(&b.probs[NONE_CLASS]));
+    let mut lines = vec![Line::styled(
+        format!(
+            "spans over «{}» (class probabilities)",
+            words.get(cursor).map_or("", String::as_str)
+        ),
+        Style::new().add_modifier(Modifier::BOLD),
+    )];
+    for candidate in around.iter().take(4) {
+        let text = words[candidate.start..candidate.end].join(" ");
+        let mut spans = vec![Span::raw(format!("{:<18} ", super::clip(&text, 18)))];
+        for class in 0..CLASSES {
+            let name = if class == NONE_CLASS {
+                "none"
+            } else {
+                EntityType::ALL[class].as_str()
+            };
+            let style = if class == NONE_CLASS {
+                Style::new().fg(Color::DarkGray)
+            } else {
+                Style::new().fg(type_color(EntityType::ALL[class]))
+            };
+            spans.push(Span::styled(
+                format!("{name} {:.2}  ", candidate.probs[class]),
+                style,
+            ));
+        }
+        lines.push(Line::from(spans));
+    }
+    lines
+}
