@@ -10,6 +10,9 @@ pub mod filter;
 pub mod keys;
 pub mod views;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -113,9 +116,10 @@ enum Wake {
 /// Runs the workbench until the user quits; the terminal is restored on every path
 /// (ratatui's panic hook restores it on a panic).
 pub fn run(options: TuiOptions) -> Result<(), TuiError> {
+    let started = Instant::now();
     let app = new_app(&options)?;
     let mut terminal = ratatui::init();
-    let result = run_on(&mut terminal, app, &options);
+    let result = run_on(&mut terminal, app, &options, started);
     ratatui::restore();
     result
 }
@@ -135,6 +139,7 @@ fn run_on(
     terminal: &mut DefaultTerminal,
     mut app: App,
     options: &TuiOptions,
+    started: Instant,
 ) -> Result<(), TuiError> {
     let picker = picker();
     let (wake, inbox) = channel();
@@ -152,7 +157,7 @@ fn run_on(
     forward(events, wake.clone(), Wake::Engine);
     let images = image_worker(picker, wake.clone());
     read_input(wake);
-    let mut frames = FrameTimes::default();
+    let mut frames = FrameTimes::new(started);
     let mut requested: Option<(PathBuf, Rect)> = None;
     let mut dirty = true;
     while !app.quit {
@@ -167,6 +172,9 @@ fn run_on(
                 start.elapsed(),
                 !matches!(app.engine, app::EngineState::Idle),
             );
+            if app.scores.is_some() && app.current_view().is_some() {
+                frames.scored_screen();
+            }
             dirty = false;
         }
         let Ok(first) = inbox.recv_timeout(Duration::from_millis(500)) else {
@@ -320,14 +328,32 @@ fn request_image(
     }
 }
 
-/// Draw durations, split by whether the engine was working.
-#[derive(Debug, Default)]
+/// Draw durations, split by whether the engine was working, and how long the first
+/// fully scored screen took from start-up.
+#[derive(Debug)]
 struct FrameTimes {
+    started: Instant,
+    first_scored_ms: Option<f64>,
     busy: Vec<f64>,
     idle: Vec<f64>,
 }
 
 impl FrameTimes {
+    fn new(started: Instant) -> Self {
+        Self {
+            started,
+            first_scored_ms: None,
+            busy: Vec::new(),
+            idle: Vec::new(),
+        }
+    }
+
+    fn scored_screen(&mut self) {
+        if self.first_scored_ms.is_none() {
+            self.first_scored_ms = Some(self.started.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+
     fn record(&mut self, took: Duration, engine_busy: bool) {
         let ms = took.as_secs_f64() * 1000.0;
         if engine_busy {
@@ -350,6 +376,7 @@ impl FrameTimes {
             })
         };
         serde_json::json!({
+            "first_scored_screen_ms": self.first_scored_ms,
             "while_engine_busy": summary(&self.busy),
             "while_idle": summary(&self.idle),
         })

@@ -40,7 +40,12 @@ impl Areas {
         let left_width = (main.width * 36 / 100).clamp(24, 64);
         let [left, right] =
             Layout::horizontal([Constraint::Length(left_width), Constraint::Min(0)]).areas(main);
-        let metrics_height = 8.min(right.height / 3).max(3);
+        // The scores table (header, all, four types) needs 8 rows with its border.
+        let metrics_height = if right.height >= 20 {
+            8
+        } else {
+            right.height / 3
+        };
         let [tweet, middle, metrics] = Layout::vertical([
             Constraint::Percentage(38),
             Constraint::Min(0),

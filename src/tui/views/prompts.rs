@@ -46,9 +46,13 @@ fn bar(value: f32, max: f32, width: usize) -> String {
 pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
     let view = app.current_view();
     let word = view.and_then(|v| v.words.get(app.word_cursor).cloned());
+    let count = view.map_or(String::new(), |v| format!(" ({})", v.prompts.len()));
     let title = match &word {
-        Some(word) => format!("prompts · a_i │ clue attention of «{}»", clip(word, 12)),
-        None => "prompts · a_i".to_string(),
+        Some(word) => format!(
+            "prompts{count} · a_i │ clue attention of «{}»",
+            clip(word, 12)
+        ),
+        None => format!("prompts{count} · a_i"),
     };
     let block = panel(title, false);
     let inner = block.inner(area);

@@ -1,0 +1,571 @@
+//! The workbench without a terminal: `update` driven by actions, and the views drawn
+//! on ratatui's `TestBackend` and compared with insta snapshots.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+use super::app::{Action, App, Command, Effect, EngineState, Focus, Overlay, Session, update};
+use super::filter::Filter;
+use super::views;
+use crate::data::spans::Span;
+use crate::data::tags::EntityType::{self, Loc, Org, Other, Per};
+use crate::engine::{Event, ImageChoice, ImageView, PromptScore, SplitView, TweetInfo, TweetView};
+use crate::eval::score::{ErrorKind, Scorer, classify_errors};
+use crate::model::prompts::PromptSource;
+use crate::model::span::{PredictedSpan, ScoredSpan};
+use crate::prompts::{Vocabulary, WordList};
+
+fn span(start: usize, end: usize, kind: EntityType) -> Span {
+    Span { start, end, kind }
+}
+
+/// Four tweets: right, wrong type (no image), wrong boundary plus a miss, spurious.
+fn tweets() -> Vec<(TweetInfo, Vec<Span>)> {
+    let tweet = |text: &str, gold: Vec<Span>, image: Option<&str>, pred: Vec<Span>| {
+        (
+            TweetInfo {
+                words: text.split(' ').map(str::to_string).collect(),
+                gold,
+                image_id: image.map(str::to_string),
+                image_path: image.map(|id| PathBuf::from(format!("images/{id}.png"))),
+            },
+            pred,
+        )
+    };
+    vec![
+        tweet(
+            "Falcon Express opens new office in Austin",
+            vec![span(0, 2, Org), span(6, 7, Loc)],
+            Some("100"),
+            vec![span(0, 2, Org), span(6, 7, Loc)],
+        ),
+        tweet(
+            "RT @fan : Nova wins the cup tonight !",
+            vec![span(3, 4, Other)],
+            None,
+            vec![span(3, 4, Per)],
+        ),
+        tweet(
+            "Paris Hilton visits Paris",
+            vec![span(0, 2, Per), span(3, 4, Loc)],
+            Some("102"),
+            vec![span(0, 1, Per)],
+        ),
+        tweet(
+            "lol so tired today",
+            vec![],
+            Some("103"),
+            vec![span(0, 1, Org)],
+        ),
+    ]
+}
+
+const VOCABULARY: &str = r#"
+template = "an image of a {}"
+continuous = 2
+[PER]
+labels = ["person"]
+expert = ["player"]
+[LOC]
+labels = ["place"]
+[OTHER]
+labels = ["thing"]
+"#;
+
+fn vocabulary() -> Vocabulary {
+    Vocabulary::parse(VOCABULARY, std::path::Path::new("prompts.toml")).unwrap()
+}
+
+fn split_view() -> SplitView {
+    let mut scorer = Scorer::new();
+    let mut tweet_errors = Vec::new();
+    let mut predicted = Vec::new();
+    for (info, pred) in tweets() {
+        scorer.add_spans(&info.gold, &pred);
+        tweet_errors.push(classify_errors(&info.gold, &pred));
+        predicted.push(
+            pred.iter()
+                .map(|&span| PredictedSpan { span, prob: 0.9 })
+                .collect(),
+        );
+    }
+    SplitView {
+        report: scorer.report(),
+        delta_f1: Some(0.0),
+        delta_per_type: BTreeMap::new(),
+        tweet_errors,
+        predicted,
+        is_baseline: true,
+        seconds: 0.1,
+    }
+}
+
+fn prompt(word: &str, kind: EntityType, list: WordList, similarity: f32) -> PromptScore {
+    PromptScore {
+        text: format!("an image of a {word}"),
+        source: PromptSource::Discrete {
+            word: word.into(),
+            kind,
+            list,
+        },
+        similarity,
+    }
+}
+
+/// The engine's view of tweet `index` (prompts only where there is an image).
+fn tweet_view(index: usize) -> TweetView {
+    let (info, pred) = tweets().swap_remove(index);
+    let n = info.words.len();
+    let mut candidates = Vec::new();
+    for start in 0..n {
+        for end in start + 1..=(start + 2).min(n) {
+            let mut probs = [0.0, 0.0, 0.0, 0.0, 1.0];
+            if let Some(p) = pred.iter().find(|p| p.start == start && p.end == end) {
+                probs = [0.05; 5];
+                probs[p.kind.index()] = 0.8;
+            }
+            candidates.push(ScoredSpan { start, end, probs });
+        }
+    }
+    let prompts = match info.image_path {
+        Some(_) => vec![
+            prompt("person", Per, WordList::Labels, 0.41),
+            prompt("player", Per, WordList::Expert, 0.27),
+            prompt("place", Loc, WordList::Labels, 0.12),
+            prompt("thing", Other, WordList::Labels, 0.08),
+            PromptScore {
+                text: "an image of a <v_0>".into(),
+                source: PromptSource::Continuous { index: 0 },
+                similarity: 0.07,
+            },
+            PromptScore {
+                text: "an image of a <v_1>".into(),
+                source: PromptSource::Continuous { index: 1 },
+                similarity: 0.05,
+            },
+        ],
+        None => Vec::new(),
+    };
+    let clue_attention = match prompts.len() {
+        0 => Vec::new(),
+        k => (0..n)
+            .map(|w| (0..k).map(|i| ((w + i) % k) as f32 / k as f32).collect())
+            .collect(),
+    };
+    TweetView {
+        index,
+        words: info.words,
+        gold: info.gold,
+        predicted: pred
+            .iter()
+            .map(|&span| PredictedSpan { span, prob: 0.8 })
+            .collect(),
+        candidates,
+        clue_attention,
+        image: ImageView {
+            choice: ImageChoice::Own,
+            from_tweet: info.image_path.as_ref().map(|_| index),
+            no_image: info
+                .image_path
+                .is_none()
+                .then(|| "the tweet has no image id".to_string()),
+        },
+        prompts,
+        truncated_words: 0,
+    }
+}
+
+fn session() -> Session {
+    Session {
+        dataset: "demo".into(),
+        split: "test".into(),
+        checkpoint: "demo".into(),
+        device: "cpu".into(),
+        save_path: PathBuf::from("demo-prompts.toml"),
+        save_needs_confirm: false,
+    }
+}
+
+/// Feeds the engine's answers to every Select effect, as the engine would.
+fn run(app: &mut App, action: Action) -> Vec<Effect> {
+    let effects = update(app, action);
+    for effect in &effects {
+        if let Effect::Select(index) = effect {
+            let view = Box::new(tweet_view(*index));
+            update(
+                app,
+                Action::Engine(Event::Tweet {
+                    generation: 1,
+                    view,
+                }),
+            );
+        }
+    }
+    effects
+}
+
+fn command(app: &mut App, command: Command) -> Vec<Effect> {
+    run(app, Action::Command(command))
+}
+
+/// A workbench with the split loaded and scored, tweet 0 shown.
+fn loaded() -> App {
+    let mut app = App::new(session(), Some(vec![false, true, true, false]));
+    let loaded = Event::Loaded {
+        tweets: tweets().into_iter().map(|(info, _)| info).collect(),
+        vocabulary: Box::new(vocabulary()),
+        continuous: 2,
+        continuous_trained: 2,
+        fusion: crate::model::fusion::FusionMode::Modality,
+    };
+    run(&mut app, Action::Engine(loaded));
+    run(
+        &mut app,
+        Action::Engine(Event::Scores {
+            generation: 0,
+            view: Box::new(split_view()),
+        }),
+    );
+    app
+}
+
+fn typed(app: &mut App, text: &str) {
+    for c in text.chars() {
+        run(app, Action::Type(c));
+    }
+}
+
+fn screen(app: &App, width: u16, height: u16) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|frame| views::draw(app, frame)).unwrap();
+    terminal
+}
+
+// ---- update ----
+
+#[test]
+fn loading_selects_the_first_tweet_and_scores_make_the_engine_idle() {
+    let mut app = App::new(session(), None);
+    let loaded = Event::Loaded {
+        tweets: tweets().into_iter().map(|(info, _)| info).collect(),
+        vocabulary: Box::new(vocabulary()),
+        continuous: 2,
+        continuous_trained: 2,
+        fusion: crate::model::fusion::FusionMode::Modality,
+    };
+    assert_eq!(
+        update(&mut app, Action::Engine(loaded)),
+        [Effect::Select(0)]
+    );
+    assert_eq!(app.list.visible, [0, 1, 2, 3]);
+    assert!(matches!(app.engine, EngineState::Encoding { .. }));
+    update(
+        &mut app,
+        Action::Engine(Event::Scores {
+            generation: 0,
+            view: Box::new(split_view()),
+        }),
+    );
+    assert_eq!(app.engine, EngineState::Idle);
+}
+
+#[test]
+fn filters_and_their_counts() {
+    let app = loaded();
+    let data = app.filter_data();
+    let expect = [
+        (Filter::All, 4),
+        (Filter::Misclassified, 3),
+        (Filter::Error(ErrorKind::WrongType), 1),
+        (Filter::Error(ErrorKind::WrongBoundary), 1),
+        (Filter::Error(ErrorKind::Missed), 1),
+        (Filter::Error(ErrorKind::Spurious), 1),
+        (Filter::Error(ErrorKind::WrongBoundaryAndType), 0),
+        (Filter::GoldType(Per), 1),
+        (Filter::PredictedType(Per), 2),
+        (Filter::PredictedType(Org), 2),
+        (Filter::HasImage, 3),
+        (Filter::NoImage, 1),
+        (Filter::ImageAmbiguous, 2),
+    ];
+    for (filter, count) in expect {
+        assert_eq!(data.count(filter), Some(count), "{}", filter.label());
+    }
+    // Before any scoring, the error filters cannot be counted.
+    let unscored = App {
+        scores: None,
+        ..app.clone()
+    };
+    assert_eq!(unscored.filter_data().count(Filter::Misclassified), None);
+    assert_eq!(unscored.filter_data().count(Filter::NoImage), Some(1));
+}
+
+#[test]
+fn cycling_filters_keeps_the_selection_when_it_stays_visible() {
+    let mut app = loaded();
+    command(&mut app, Command::Down);
+    assert_eq!(app.selected(), Some(1));
+    let effects = command(&mut app, Command::NextFilter);
+    assert_eq!(app.list.filter, Filter::Misclassified);
+    assert_eq!(app.list.visible, [1, 2, 3]);
+    assert_eq!(app.selected(), Some(1));
+    assert!(effects.is_empty(), "the shown tweet did not change");
+    command(&mut app, Command::PreviousFilter);
+    command(&mut app, Command::PreviousFilter);
+    assert_eq!(app.list.filter, Filter::ImageAmbiguous, "cycling wraps");
+    assert_eq!(app.list.visible, [1, 2]);
+}
+
+#[test]
+fn moving_selects_tweets_within_bounds() {
+    let mut app = loaded();
+    assert_eq!(command(&mut app, Command::Bottom), [Effect::Select(3)]);
+    assert!(command(&mut app, Command::Down).is_empty());
+    assert_eq!(app.selected(), Some(3));
+    app.page = 2;
+    command(&mut app, Command::PageUp);
+    assert_eq!(app.selected(), Some(1));
+    command(&mut app, Command::Top);
+    assert_eq!(app.selected(), Some(0));
+}
+
+#[test]
+fn search_narrows_the_list_as_it_is_typed_and_escape_clears_it() {
+    let mut app = loaded();
+    command(&mut app, Command::Search);
+    typed(&mut app, "paris");
+    assert_eq!(app.list.visible, [2]);
+    assert_eq!(app.selected(), Some(2));
+    command(&mut app, Command::Open);
+    assert_eq!(app.overlay, None);
+    assert_eq!(app.list.query, "paris");
+    command(&mut app, Command::Back);
+    assert_eq!(app.list.visible.len(), 4);
+}
+
+#[test]
+fn the_filter_menu_picks_a_filter() {
+    let mut app = loaded();
+    command(&mut app, Command::FilterMenu);
+    for _ in 0..3 {
+        command(&mut app, Command::Down);
+    }
+    command(&mut app, Command::Open);
+    assert_eq!(app.list.filter, Filter::Error(ErrorKind::WrongBoundary));
+    assert_eq!(app.list.visible, [2]);
+    assert_eq!(app.overlay, None);
+}
+
+fn open_editor_at_per_labels(app: &mut App) {
+    command(app, Command::Editor);
+    assert_eq!(app.focus, Focus::Editor);
+    command(app, Command::Down);
+    command(app, Command::Down);
+}
+
+#[test]
+fn an_edit_sends_the_vocabulary_and_undo_redo_walk_back_and_forth() {
+    let mut app = loaded();
+    open_editor_at_per_labels(&mut app);
+    command(&mut app, Command::AddWord);
+    typed(&mut app, "athlete");
+    let effects = command(&mut app, Command::Open);
+    let Some(Effect::SetVocabulary(sent)) = effects.first() else {
+        panic!("expected the vocabulary to be sent, got {effects:?}");
+    };
+    assert_eq!(sent.types[&Per].labels, ["person", "athlete"]);
+    assert_eq!(effects.len(), 1, "the continuous count did not change");
+    assert!(app.unsaved());
+    let effects = command(&mut app, Command::Undo);
+    assert!(
+        matches!(&effects[..], [Effect::SetVocabulary(v)] if v.types[&Per].labels == ["person"])
+    );
+    assert!(!app.unsaved());
+    command(&mut app, Command::Redo);
+    assert!(app.unsaved());
+    assert_eq!(
+        command(&mut app, Command::FewerContinuous),
+        [Effect::SetContinuous(1)]
+    );
+}
+
+#[test]
+fn invalid_edits_are_refused_with_a_message_and_change_nothing() {
+    let mut app = loaded();
+    open_editor_at_per_labels(&mut app);
+    let before = app.editor.clone().unwrap().state;
+    command(&mut app, Command::AddWord);
+    typed(&mut app, "Player");
+    assert!(command(&mut app, Command::Open).is_empty());
+    assert!(
+        app.message.as_deref().unwrap().contains("twice"),
+        "{:?}",
+        app.message
+    );
+    command(&mut app, Command::AddWord);
+    assert!(command(&mut app, Command::Open).is_empty(), "an empty word");
+    command(&mut app, Command::EditTemplate);
+    for _ in 0.."an image of a {}".len() {
+        run(&mut app, Action::Backspace);
+    }
+    typed(&mut app, "a photo");
+    assert!(command(&mut app, Command::Open).is_empty());
+    assert!(app.message.as_deref().unwrap().contains("{}"));
+    assert!(command(&mut app, Command::MoreContinuous).is_empty());
+    assert!(app.message.as_deref().unwrap().contains("retrain"));
+    assert_eq!(app.editor.unwrap().state, before);
+}
+
+#[test]
+fn switching_a_list_off_scores_without_its_words_but_keeps_them() {
+    let mut app = loaded();
+    open_editor_at_per_labels(&mut app);
+    let effects = command(&mut app, Command::ToggleList);
+    assert!(matches!(&effects[..], [Effect::SetVocabulary(v)] if v.types[&Per].labels.is_empty()));
+    let editor = app.editor.as_ref().unwrap();
+    assert_eq!(editor.state.vocabulary.types[&Per].labels, ["person"]);
+    let effects = command(&mut app, Command::ToggleList);
+    assert!(
+        matches!(&effects[..], [Effect::SetVocabulary(v)] if v.types[&Per].labels == ["person"])
+    );
+}
+
+#[test]
+fn quitting_with_unsaved_edits_asks_first() {
+    let mut app = loaded();
+    command(&mut app, Command::Quit);
+    assert!(app.quit, "nothing to lose");
+    let mut app = loaded();
+    command(&mut app, Command::FewerContinuous);
+    command(&mut app, Command::Quit);
+    assert_eq!(app.overlay, Some(Overlay::ConfirmQuit));
+    assert!(!app.quit);
+    command(&mut app, Command::Deny);
+    assert_eq!(app.overlay, None);
+    command(&mut app, Command::Quit);
+    let effects = command(&mut app, Command::Save);
+    assert!(
+        matches!(&effects[..], [Effect::Save { vocabulary, .. }] if vocabulary.continuous == 1)
+    );
+    run(
+        &mut app,
+        Action::Saved(Ok(PathBuf::from("demo-prompts.toml"))),
+    );
+    assert!(!app.unsaved());
+    command(&mut app, Command::Quit);
+    assert!(app.quit);
+}
+
+#[test]
+fn saving_over_the_checkpoints_prompts_needs_a_yes() {
+    let mut app = loaded();
+    app.session.save_needs_confirm = true;
+    assert!(command(&mut app, Command::Save).is_empty());
+    assert_eq!(app.overlay, Some(Overlay::ConfirmOverwrite));
+    command(&mut app, Command::Deny);
+    assert_eq!(app.overlay, None);
+    command(&mut app, Command::Save);
+    assert!(matches!(
+        &command(&mut app, Command::Confirm)[..],
+        [Effect::Save { .. }]
+    ));
+}
+
+#[test]
+fn a_view_for_another_tweet_is_ignored() {
+    let mut app = loaded();
+    let stale = Box::new(tweet_view(2));
+    update(
+        &mut app,
+        Action::Engine(Event::Tweet {
+            generation: 9,
+            view: stale,
+        }),
+    );
+    assert_eq!(app.current_view().map(|v| v.index), Some(0));
+}
+
+// ---- views ----
+
+#[test]
+fn snapshot_first_screen() {
+    insta::assert_snapshot!(screen(&loaded(), 120, 36).backend());
+}
+
+#[test]
+fn snapshot_loading() {
+    let app = App::new(session(), None);
+    insta::assert_snapshot!(screen(&app, 80, 24).backend());
+}
+
+#[test]
+fn snapshot_each_filter() {
+    for filter in Filter::all() {
+        let mut app = loaded();
+        while app.list.filter != filter {
+            command(&mut app, Command::NextFilter);
+        }
+        let terminal = screen(&app, 80, 24);
+        let name = filter.label().replace(' ', "_");
+        insta::assert_snapshot!(format!("filter_{name}"), terminal.backend());
+    }
+}
+
+#[test]
+fn snapshot_tweet_view_with_a_wrong_type_span_selected() {
+    let mut app = loaded();
+    command(&mut app, Command::Down);
+    command(&mut app, Command::NextPanel);
+    for _ in 0..3 {
+        command(&mut app, Command::WordRight);
+    }
+    assert_eq!(app.word_cursor, 3, "on «Nova», gold OTHER, predicted PER");
+    insta::assert_snapshot!(screen(&app, 120, 36).backend());
+}
+
+#[test]
+fn snapshot_prompt_panel_with_clue_attention() {
+    let mut app = loaded();
+    command(&mut app, Command::NextPanel);
+    command(&mut app, Command::WordRight);
+    let mut terminal = Terminal::new(TestBackend::new(70, 10)).unwrap();
+    terminal
+        .draw(|frame| views::prompts::draw(&app, frame, frame.area()))
+        .unwrap();
+    insta::assert_snapshot!(terminal.backend());
+}
+
+#[test]
+fn snapshot_editor_mid_edit() {
+    let mut app = loaded();
+    open_editor_at_per_labels(&mut app);
+    command(&mut app, Command::AddWord);
+    typed(&mut app, "athl");
+    insta::assert_snapshot!(screen(&app, 100, 30).backend());
+}
+
+#[test]
+fn snapshot_help_overlay() {
+    let mut app = loaded();
+    command(&mut app, Command::Help);
+    insta::assert_snapshot!(screen(&app, 100, 40).backend());
+}
+
+#[test]
+fn snapshot_confirm_quit() {
+    let mut app = loaded();
+    command(&mut app, Command::FewerContinuous);
+    command(&mut app, Command::Quit);
+    insta::assert_snapshot!(screen(&app, 80, 24).backend());
+}
+
+#[test]
+fn snapshot_small_and_large_terminals() {
+    let mut app = loaded();
+    command(&mut app, Command::Down);
+    insta::assert_snapshot!("layout_80x24", screen(&app, 80, 24).backend());
+    insta::assert_snapshot!("layout_200x60", screen(&app, 200, 60).backend());
+}
