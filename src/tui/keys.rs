@@ -77,7 +77,7 @@ pub const GLOBAL: &[Binding] = &[
     bind(&[Char('u')], "u", "undo", Command::Undo),
     bind(&[Char('U')], "U", "redo", Command::Redo),
     bind(&[Char('s')], "s", "save the vocabulary", Command::Save),
-    bind(&[Char('q')], "q", "quit", Command::Quit),
+    bind(&[Char('q')], "q ^c", "quit", Command::Quit),
 ];
 
 pub const LIST: &[Binding] = &[
@@ -205,13 +205,19 @@ pub fn action(app: &App, key: KeyEvent) -> Option<Action> {
     if key.kind == KeyEventKind::Release {
         return None;
     }
-    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-    if ctrl && key.code == Char('c') {
-        return Some(Action::Command(Command::Quit));
+    // Control keys are not their letters: only these three mean something.
+    if key.modifiers.contains(KeyModifiers::CONTROL) {
+        let command = match key.code {
+            Char('c') => Command::Quit,
+            Char('d') => Command::PageDown,
+            Char('u') => Command::PageUp,
+            _ => return None,
+        };
+        return Some(Action::Command(command));
     }
     if let Some(Overlay::Input(_)) = app.overlay {
         match key.code {
-            Char(c) if !ctrl => return Some(Action::Type(c)),
+            Char(c) => return Some(Action::Type(c)),
             KeyCode::Backspace => return Some(Action::Backspace),
             _ => {}
         }
@@ -221,4 +227,93 @@ pub fn action(app: &App, key: KeyEvent) -> Option<Action> {
         .flat_map(|(_, bindings)| bindings.iter())
         .find(|binding| binding.keys.contains(&key.code))
         .map(|binding| Action::Command(binding.command))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::app::{Focus, Session};
+
+    fn app(focus: Focus) -> App {
+        let session = Session {
+            dataset: "d".into(),
+            split: "test".into(),
+            checkpoint: "c".into(),
+            device: "cpu".into(),
+            save_path: "p.toml".into(),
+            save_needs_confirm: false,
+        };
+        App {
+            focus,
+            ..App::new(session, None)
+        }
+    }
+
+    fn press(app: &App, code: KeyCode, modifiers: KeyModifiers) -> Option<Action> {
+        action(app, KeyEvent::new(code, modifiers))
+    }
+
+    fn command_of(action: Option<Action>) -> Option<Command> {
+        match action {
+            Some(Action::Command(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_view_decides_what_a_key_means() {
+        let none = KeyModifiers::NONE;
+        let list = app(Focus::List);
+        let tweet = app(Focus::Tweet);
+        let editor = app(Focus::Editor);
+        assert_eq!(
+            command_of(press(&list, Char('l'), none)),
+            Some(Command::Open)
+        );
+        assert_eq!(
+            command_of(press(&tweet, Char('l'), none)),
+            Some(Command::WordRight)
+        );
+        assert_eq!(
+            command_of(press(&editor, Char('d'), none)),
+            Some(Command::DeleteWord)
+        );
+        assert_eq!(command_of(press(&list, Char('d'), none)), None);
+        assert_eq!(
+            command_of(press(&list, Char('U'), KeyModifiers::SHIFT)),
+            Some(Command::Redo)
+        );
+    }
+
+    #[test]
+    fn control_keys_are_not_their_letters() {
+        let editor = app(Focus::Editor);
+        let ctrl = KeyModifiers::CONTROL;
+        assert_eq!(
+            command_of(press(&editor, Char('d'), ctrl)),
+            Some(Command::PageDown)
+        );
+        assert_eq!(
+            command_of(press(&editor, Char('c'), ctrl)),
+            Some(Command::Quit)
+        );
+        assert!(press(&editor, Char('s'), ctrl).is_none());
+    }
+
+    #[test]
+    fn an_open_input_takes_the_letters() {
+        let mut typing = app(Focus::List);
+        typing.overlay = Some(Overlay::Input(crate::tui::app::Input {
+            purpose: crate::tui::app::InputPurpose::Search,
+            text: String::new(),
+        }));
+        assert!(matches!(
+            press(&typing, Char('q'), KeyModifiers::NONE),
+            Some(Action::Type('q'))
+        ));
+        assert_eq!(
+            command_of(press(&typing, KeyCode::Enter, KeyModifiers::NONE)),
+            Some(Command::Open)
+        );
+    }
 }

@@ -118,14 +118,30 @@ enum Wake {
 pub fn run(options: TuiOptions) -> Result<(), TuiError> {
     let started = Instant::now();
     let app = new_app(&options)?;
-    let mut terminal = ratatui::init();
+    let mut terminal = ratatui::try_init().inspect_err(|_| ratatui::restore())?;
+    restore_only_on_ui_panics();
     let result = run_on(&mut terminal, app, &options, started);
     ratatui::restore();
     result
 }
 
+/// ratatui's hook restores the terminal on any panic; a panic the engine's worker
+/// catches and reports must not tear the screen down, nor print over it.
+fn restore_only_on_ui_panics() {
+    let ui = std::thread::current().id();
+    let restore_and_report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() == ui {
+            restore_and_report(info);
+        } else {
+            tracing::error!("a background thread panicked: {info}");
+        }
+    }));
+}
+
 fn picker() -> Picker {
     match std::env::var("PROMPTMNER_IMAGE_PROTOCOL").as_deref() {
+        // Skips the query (terminals known not to show images, tests).
         Ok("halfblocks") => Picker::halfblocks(),
         // Asks the terminal (kitty, sixel, iTerm2; up to 2 s) before any event is read.
         _ => Picker::from_query_stdio().unwrap_or_else(|e| {
@@ -141,7 +157,6 @@ fn run_on(
     options: &TuiOptions,
     started: Instant,
 ) -> Result<(), TuiError> {
-    let picker = picker();
     let (wake, inbox) = channel();
     let engine_options = EngineOptions {
         device: options.device.clone(),
@@ -155,7 +170,10 @@ fn run_on(
         engine_options,
     );
     forward(events, wake.clone(), Wake::Engine);
-    let images = image_worker(picker, wake.clone());
+    // The engine loads while the terminal is asked about images (up to 2 s where it
+    // does not answer); the loading screen shows meanwhile.
+    terminal.draw(|frame| views::draw(&app, frame))?;
+    let images = image_worker(picker(), wake.clone());
     read_input(wake);
     let mut frames = FrameTimes::new(started);
     let mut requested: Option<(PathBuf, Rect)> = None;
