@@ -217,29 +217,23 @@ fn candidate_lines(
     around.sort_by(|a, b| a.probs[NONE_CLASS].total_cmp(&b.probs[NONE_CLASS]));
     let mut lines = vec![Line::styled(
         format!(
-            "spans over «{}» (class probabilities)",
+            "spans over «{}»: class probabilities",
             words.get(cursor).map_or("", String::as_str)
         ),
         Style::new().add_modifier(Modifier::BOLD),
     )];
     for candidate in around.iter().take(4) {
         let text = words[candidate.start..candidate.end].join(" ");
-        let mut spans = vec![Span::raw(format!("{:<18} ", super::clip(&text, 18)))];
+        let mut spans = vec![Span::raw(format!("{:<16} ", super::clip(&text, 16)))];
         for class in 0..CLASSES {
-            let name = if class == NONE_CLASS {
-                "none"
+            let (name, style) = if class == NONE_CLASS {
+                ("none", Style::new().fg(Color::DarkGray))
             } else {
-                EntityType::ALL[class].as_str()
+                let kind = EntityType::ALL[class];
+                (kind.as_str(), Style::new().fg(type_color(kind)))
             };
-            let style = if class == NONE_CLASS {
-                Style::new().fg(Color::DarkGray)
-            } else {
-                Style::new().fg(type_color(EntityType::ALL[class]))
-            };
-            spans.push(Span::styled(
-                format!("{name} {:.2}  ", candidate.probs[class]),
-                style,
-            ));
+            let percent = (candidate.probs[class] * 100.0).round();
+            spans.push(Span::styled(format!("{name} {percent:>3}% "), style));
         }
         lines.push(Line::from(spans));
     }
