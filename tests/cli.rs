@@ -270,3 +270,55 @@ fn models_fetch_tiny_then_list_shows_it_ready() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown model"));
 }
+
+fn demo_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/demo")
+}
+
+#[test]
+fn without_a_terminal_the_main_job_prints_the_demo_evaluation_and_says_why() {
+    let out = run_ok(&[]);
+    assert!(out.contains("The workbench needs a terminal"), "{out}");
+    assert!(out.contains("300 tweets"), "{out}");
+    let err = run_err(&[
+        "tui",
+        "--data",
+        "data/demo",
+        "--checkpoint",
+        "checkpoints/demo",
+    ]);
+    assert!(err.contains("needs a terminal"), "{err}");
+}
+
+#[test]
+fn show_prints_a_tweet_with_its_image_and_both_span_lines() {
+    let data = demo_dir();
+    let checkpoint = Path::new(env!("CARGO_MANIFEST_DIR")).join("checkpoints/demo");
+    let out = run_ok(&[
+        "show",
+        "--data",
+        data.to_str().unwrap(),
+        "--id",
+        "test-3",
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--width",
+        "12",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("test-3 · image "), "{out}");
+    assert!(out.contains('▄'), "the image as half-blocks:\n{out}");
+    let words = lines.iter().position(|l| l.contains("Nova")).expect(&out);
+    assert!(lines[words + 1].starts_with("gold"), "{out}");
+    assert!(lines[words + 2].starts_with("pred"), "{out}");
+    // Found by image id too, without a checkpoint: no prediction line.
+    let image_id = lines[0].rsplit(' ').next().unwrap();
+    let by_id = run_ok(&["show", "--data", data.to_str().unwrap(), "--id", image_id]);
+    assert!(by_id.starts_with("test-3 · "), "{by_id}");
+    assert!(
+        by_id.contains("\ngold") && !by_id.contains("\npred"),
+        "{by_id}"
+    );
+    let err = run_err(&["show", "--data", data.to_str().unwrap(), "--id", "nope"]);
+    assert!(err.contains("no tweet with image id 'nope'"), "{err}");
+}

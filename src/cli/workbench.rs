@@ -10,7 +10,7 @@ use crate::data::images::ImageResolver;
 use crate::data::{SPLITS, Span, read_conll, split_path};
 use crate::engine::{Engine, EngineOptions, Event};
 use crate::model::device::{self, DeviceChoice};
-use crate::tui::views::tweet::text_lines;
+use crate::tui::views::tweet::{Predicted, text_lines};
 use crate::tui::{self, TuiOptions};
 
 /// Whether standard input and output are a terminal the workbench can take over.
@@ -178,7 +178,10 @@ pub fn show(args: &ShowArgs) -> anyhow::Result<()> {
         Some(checkpoint) => Some(predict(args, checkpoint, &split, index)?),
         None => None,
     };
-    for line in text_lines(&tweet.words, &gold, predicted.as_deref(), 100, None) {
+    let predicted = predicted
+        .as_deref()
+        .map_or(Predicted::Absent, Predicted::Spans);
+    for line in text_lines(&tweet.words, &gold, predicted, 100, None) {
         let text: String = line.spans.iter().map(|s| s.content.as_ref()).collect();
         println!("{}", text.trim_end());
     }

@@ -48,8 +48,15 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
         view.map(|v| v.predicted.iter().map(|p| p.span).collect());
     let cursor = app.word_cursor.min(words.len().saturating_sub(1));
     let show_cursor = (app.focus == Focus::Tweet).then_some(cursor);
-    let (mut lines, cursor_line) =
-        aligned_lines(words, &tweet.gold, predicted.as_deref(), width, show_cursor);
+    let (mut lines, cursor_line) = aligned_lines(
+        words,
+        &tweet.gold,
+        predicted
+            .as_deref()
+            .map_or(Predicted::Computing, Predicted::Spans),
+        width,
+        show_cursor,
+    );
     if let Some(view) = view {
         lines.push(Line::raw(""));
         lines.extend(candidate_lines(words, &view.candidates, cursor));
@@ -71,12 +78,22 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
     );
 }
 
+/// What goes on the prediction line.
+#[derive(Debug, Clone, Copy)]
+pub enum Predicted<'a> {
+    Spans(&'a [EntitySpan]),
+    /// The engine has not answered yet.
+    Computing,
+    /// No model: no prediction line.
+    Absent,
+}
+
 /// The words with gold and predicted spans under them, in rows of `width` columns
 /// (`show` prints these too).
 pub fn text_lines(
     words: &[String],
     gold: &[EntitySpan],
-    predicted: Option<&[EntitySpan]>,
+    predicted: Predicted<'_>,
     width: usize,
     cursor: Option<usize>,
 ) -> Vec<Line<'static>> {
@@ -87,12 +104,15 @@ pub fn text_lines(
 fn aligned_lines(
     words: &[String],
     gold: &[EntitySpan],
-    predicted: Option<&[EntitySpan]>,
+    predicted: Predicted<'_>,
     width: usize,
     cursor: Option<usize>,
 ) -> (Vec<Line<'static>>, usize) {
     let gold = cells(gold, words.len());
-    let pred = predicted.map(|p| cells(p, words.len()));
+    let pred = match predicted {
+        Predicted::Spans(spans) => Some(cells(spans, words.len())),
+        Predicted::Computing | Predicted::Absent => None,
+    };
     let mut lines = Vec::new();
     let mut cursor_line = 0;
     for row in rows(words, width) {
@@ -106,10 +126,11 @@ fn aligned_lines(
                 lines.push(span_line("pred", words, &row, pred));
                 lines.push(diff_line(words, &row, &gold, pred));
             }
-            None => lines.push(Line::styled(
+            None if matches!(predicted, Predicted::Computing) => lines.push(Line::styled(
                 "pred computing…",
                 Style::new().fg(Color::DarkGray),
             )),
+            None => {}
         }
     }
     (lines, cursor_line)
