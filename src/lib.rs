@@ -10,6 +10,7 @@ pub mod cli;
 pub mod data;
 pub mod engine;
 pub mod eval;
+pub mod jobs;
 pub mod model;
 pub mod progress;
 pub mod prompts;

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 mod bars;
 mod bench;
+mod runs;
 mod workbench;
 
 use anyhow::Context;
@@ -130,6 +131,8 @@ pub enum Command {
     Tui(workbench::TuiArgs),
     /// Print one tweet with its image and its gold and predicted spans.
     Show(workbench::ShowArgs),
+    /// Ablation runs: submit, list, show, cancel, and the results table.
+    Runs(runs::RunsArgs),
     /// Measure: text and CLIP encoding (`encode`) or the live edit loop (`live`).
     Bench(bench::BenchArgs),
     /// The local model store: backbones by name.
@@ -274,6 +277,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => eval(&args),
         Command::Tui(args) => workbench::tui(&args),
         Command::Show(args) => workbench::show(&args),
+        Command::Runs(args) => runs::run(args),
         Command::Bench(args) => bench::run(&args),
         Command::Data {
             command: DataCommand::Stats { dir, images, json },

@@ -1,0 +1,242 @@
+//! `promptmner runs`: submit ablations, list and inspect runs, cancel, the results table.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+
+use crate::jobs::registry::{BackendKind, Registry, RunView, default_root, view};
+use crate::jobs::submit::{Submission, submit};
+use crate::jobs::table::{Format, render, rows};
+use crate::jobs::variant::Variant;
+use crate::jobs::{Backend, SlurmConfig, backend_for};
+use crate::prompts::Vocabulary;
+
+#[derive(Debug, clap::Args)]
+pub struct RunsArgs {
+    /// The runs folder (default: $PROMPTMNER_RUNS, else the platform data directory).
+    #[arg(long, global = true)]
+    pub runs: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: RunsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Queue ablation runs derived from a checkpoint's (or a config file's) training config.
+    Submit {
+        /// A checkpoint directory or a training config file.
+        #[arg(long)]
+        from: PathBuf,
+        /// full, no-discrete, no-continuous, plain, none, continuous-N, current-vocabulary.
+        #[arg(long = "variant", required = true)]
+        variants: Vec<String>,
+        /// Seeds per variant (the config's seed, then +1, +2, ...).
+        #[arg(long, default_value_t = 3)]
+        seeds: usize,
+        /// Override a config key in every run, e.g. --set epochs=5.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        #[arg(long, value_enum, default_value_t = BackendKind::Local)]
+        backend: BackendKind,
+        /// The vocabulary of current-vocabulary runs.
+        #[arg(long)]
+        prompts: Option<PathBuf>,
+        /// A label for this group of runs.
+        #[arg(long)]
+        name: Option<String>,
+        /// Slurm resources (TOML: partition, gpus, cpus, memory, time); default
+        /// RUNS/slurm.toml when it exists.
+        #[arg(long)]
+        slurm_config: Option<PathBuf>,
+        /// Local runs at once.
+        #[arg(long, default_value_t = 1)]
+        limit: usize,
+    },
+    /// Every run with its state, epoch and scores.
+    List,
+    /// One run: spec, status, progress and the tail of its log.
+    Show { id: String },
+    /// Cancel a queued or running run.
+    Cancel { id: String },
+    /// The results table over a group (or run ids): mean ± std over seeds per variant.
+    Table {
+        /// Run ids or one group name; default: the newest group.
+        ids: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Format::Md)]
+        format: Format,
+    },
+    /// The local runner (started by `submit`; runs queued local runs).
+    #[command(hide = true)]
+    Worker {
+        #[arg(long, default_value_t = 1)]
+        limit: usize,
+    },
+}
+
+fn program() -> anyhow::Result<PathBuf> {
+    std::env::current_exe().context("cannot find this executable to start runs with")
+}
+
+fn slurm_config(root: &Path, path: Option<&Path>) -> anyhow::Result<SlurmConfig> {
+    let default = root.join("slurm.toml");
+    let path = match path {
+        Some(path) => path.to_path_buf(),
+        None if default.is_file() => default,
+        None => return Ok(SlurmConfig::default()),
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("{} is not a Slurm config", path.display()))
+}
+
+pub fn run(args: RunsArgs) -> anyhow::Result<()> {
+    let root = args.runs.unwrap_or_else(default_root);
+    let registry = Registry::open(&root)?;
+    match args.command {
+        RunsCommand::Submit {
+            from,
+            variants,
+            seeds,
+            overrides,
+            backend,
+            prompts,
+            name,
+            slurm_config: slurm_path,
+            limit,
+        } => {
+            let variants = variants
+                .iter()
+                .map(|v| v.parse::<Variant>())
+                .collect::<Result<Vec<_>, _>>()?;
+            let vocabulary = prompts.as_deref().map(Vocabulary::load).transpose()?;
+            let submission = Submission {
+                source: from,
+                variants,
+                seeds,
+                overrides,
+                backend,
+                vocabulary,
+                name,
+            };
+            let runs = submit(&registry, &submission)?;
+            let slurm = slurm_config(&root, slurm_path.as_deref())?;
+            let program = program()?;
+            let backend: Box<dyn Backend> = match backend {
+                BackendKind::Local => Box::new(crate::jobs::LocalBackend {
+                    root: root.clone(),
+                    program,
+                    limit,
+                }),
+                kind => backend_for(kind, &root, &program, &slurm),
+            };
+            for run in &runs {
+                backend.submit(run)?;
+                println!("{}", run.spec()?.id);
+            }
+            Ok(())
+        }
+        RunsCommand::List => {
+            let (runs, skipped) = registry.list()?;
+            for message in skipped {
+                eprintln!("{message}");
+            }
+            let slurm = slurm_config(&root, None)?;
+            println!(
+                "{:<34} {:<12} {:>7} {:>9} {:>7} {:>7}",
+                "id", "state", "epoch", "loss", "dev F1", "test F1"
+            );
+            for run in runs {
+                let run = refreshed(run, &root, &slurm)?;
+                let p = &run.progress;
+                println!(
+                    "{:<34} {:<12} {:>7} {:>9} {:>7} {:>7}",
+                    run.spec.id,
+                    run.state.as_str(),
+                    format!("{}/{}", p.epoch, p.epochs),
+                    p.loss.map_or("–".into(), |l| format!("{l:.4}")),
+                    p.dev_f1.map_or("–".into(), |f| format!("{f:.2}")),
+                    p.test.map_or("–".into(), |t| format!("{:.2}", t.f1)),
+                );
+            }
+            Ok(())
+        }
+        RunsCommand::Show { id } => {
+            let run = view(registry.run(&id)?)?;
+            let run = refreshed(run, &root, &slurm_config(&root, None)?)?;
+            println!(
+                "{}: {} ({} seed {}, {:?} backend)",
+                run.spec.id,
+                run.state.as_str(),
+                run.spec.variant,
+                run.spec.seed,
+                run.spec.backend
+            );
+            println!(
+                "group {} · from {}",
+                run.spec.group,
+                run.spec.source.display()
+            );
+            println!("folder {}", run.run.dir.display());
+            if let Some(message) = &run.status.message {
+                println!("{message}");
+            }
+            println!("--- log tail ---");
+            for line in run.run.log_tail(15) {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        RunsCommand::Cancel { id } => {
+            let run = registry.run(&id)?;
+            let kind = run.spec()?.backend;
+            backend_for(kind, &root, &program()?, &slurm_config(&root, None)?).cancel(&run)?;
+            println!("cancelled {id}");
+            Ok(())
+        }
+        RunsCommand::Table { ids, format } => {
+            let (runs, skipped) = registry.list()?;
+            for message in skipped {
+                eprintln!("{message}");
+            }
+            let chosen = choose(runs, &ids)?;
+            print!("{}", render(&rows(&chosen), format));
+            Ok(())
+        }
+        RunsCommand::Worker { limit } => {
+            crate::jobs::local::run_worker(&root, &program()?, limit)?;
+            Ok(())
+        }
+    }
+}
+
+/// A Slurm run's state asked of Slurm; local runs are as the registry sees them.
+fn refreshed(run: RunView, root: &Path, slurm: &SlurmConfig) -> anyhow::Result<RunView> {
+    if run.spec.backend == BackendKind::Slurm && !run.state.is_final() {
+        backend_for(BackendKind::Slurm, root, &program()?, slurm).poll(&run.run)?;
+        return Ok(view(run.run)?);
+    }
+    Ok(run)
+}
+
+/// The runs named (ids, or a group), or the newest group.
+fn choose(runs: Vec<RunView>, ids: &[String]) -> anyhow::Result<Vec<RunView>> {
+    if ids.is_empty() {
+        let Some(newest) = runs
+            .iter()
+            .max_by(|a, b| a.spec.submitted.total_cmp(&b.spec.submitted))
+        else {
+            bail!("no runs yet (promptmner runs submit ...)");
+        };
+        let group = newest.spec.group.clone();
+        return Ok(runs.into_iter().filter(|r| r.spec.group == group).collect());
+    }
+    let chosen: Vec<RunView> = runs
+        .into_iter()
+        .filter(|r| ids.contains(&r.spec.id) || ids.contains(&r.spec.group))
+        .collect();
+    if chosen.is_empty() {
+        bail!("no run or group named {}", ids.join(", "));
+    }
+    Ok(chosen)
+}

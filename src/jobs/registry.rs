@@ -1,0 +1,451 @@
+//! The run registry: one directory per run under a runs root, holding the run's spec
+//! (`job.toml`), its status (`status.json`), the training config, and what training
+//! writes (`events.jsonl`, `train.log`, the checkpoint). Everything is learned from
+//! these files, so runs outlive the process that submitted them.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::run::events::{Event, read_events};
+
+/// A run's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Queued,
+    Running,
+    Finished,
+    Failed,
+    Cancelled,
+    /// No live process and no final event: killed, or the machine restarted.
+    Interrupted,
+}
+
+impl State {
+    pub fn is_final(self) -> bool {
+        !matches!(self, State::Queued | State::Running)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Queued => "queued",
+            State::Running => "running",
+            State::Finished => "finished",
+            State::Failed => "failed",
+            State::Cancelled => "cancelled",
+            State::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// Where a run executes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    Local,
+    Slurm,
+}
+
+/// What was asked for: written once at submission.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub id: String,
+    /// Runs submitted together (one table).
+    pub group: String,
+    pub variant: String,
+    pub seed: u64,
+    pub backend: BackendKind,
+    /// Where the variant came from (checkpoint or config).
+    pub source: PathBuf,
+    /// Seconds since the epoch.
+    pub submitted: f64,
+}
+
+/// What is known now: rewritten atomically as the run moves on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunStatus {
+    pub state: State,
+    /// The local training process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// The Slurm job id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm_job: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub updated: f64,
+}
+
+impl RunStatus {
+    pub fn new(state: State) -> Self {
+        Self {
+            state,
+            pid: None,
+            slurm_job: None,
+            exit_code: None,
+            message: None,
+            updated: now(),
+        }
+    }
+}
+
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("cannot use the runs folder {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid {what}: {message}")]
+    Corrupt {
+        path: PathBuf,
+        what: &'static str,
+        message: String,
+    },
+    #[error("no run '{0}' (see `promptmner runs list`)")]
+    NoRun(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RegistryError + '_ {
+    move |source| RegistryError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One run directory.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    pub dir: PathBuf,
+}
+
+impl RunDir {
+    pub fn spec_path(&self) -> PathBuf {
+        self.dir.join("job.toml")
+    }
+    pub fn status_path(&self) -> PathBuf {
+        self.dir.join("status.json")
+    }
+    pub fn config_path(&self) -> PathBuf {
+        // train writes config.toml itself (the checkpoint's); this is what it is given.
+        self.dir.join("train-config.toml")
+    }
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("train.log")
+    }
+    /// What the training process printed (errors before train.log exists).
+    pub fn output_path(&self) -> PathBuf {
+        self.dir.join("output.log")
+    }
+    pub fn events_path(&self) -> PathBuf {
+        self.dir.join("events.jsonl")
+    }
+    /// Present while a cancellation is asked for.
+    pub fn cancel_marker(&self) -> PathBuf {
+        self.dir.join("cancel")
+    }
+
+    pub fn spec(&self) -> Result<RunSpec, RegistryError> {
+        let path = self.spec_path();
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        toml::from_str(&text).map_err(|e| RegistryError::Corrupt {
+            path,
+            what: "run spec",
+            message: e.message().to_string(),
+        })
+    }
+
+    pub fn status(&self) -> Result<RunStatus, RegistryError> {
+        let path = self.status_path();
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        serde_json::from_str(&text).map_err(|e| RegistryError::Corrupt {
+            path,
+            what: "status file",
+            message: e.to_string(),
+        })
+    }
+
+    /// Replaces the status atomically: a reader sees the old or the new file.
+    pub fn write_status(&self, status: &RunStatus) -> Result<(), RegistryError> {
+        let path = self.status_path();
+        let json = serde_json::to_vec_pretty(status).unwrap_or_default();
+        crate::util::write_atomic(&path, &json).map_err(io(&path))
+    }
+
+    /// The last `lines` lines of train.log, else of the process output.
+    pub fn log_tail(&self, lines: usize) -> Vec<String> {
+        for path in [self.log_path(), self.output_path()] {
+            if let Ok(text) = std::fs::read_to_string(&path)
+                && !text.trim().is_empty()
+            {
+                let all: Vec<&str> = text.lines().collect();
+                let start = all.len().saturating_sub(lines);
+                return all[start..].iter().map(|l| l.to_string()).collect();
+            }
+        }
+        Vec::new()
+    }
+
+    /// What the events say so far.
+    pub fn progress(&self) -> Progress {
+        let mut progress = Progress::default();
+        let Ok(log) = read_events(&self.events_path()) else {
+            return progress;
+        };
+        for recorded in log.events {
+            match recorded.event {
+                Event::Started { config, .. } => progress.epochs = config.epochs,
+                Event::Step { epoch, loss, .. } => {
+                    progress.epoch = epoch;
+                    progress.loss = Some(loss);
+                }
+                Event::Epoch { metrics, .. } => {
+                    progress.epoch = metrics.epoch;
+                    progress.dev_f1 = Some(metrics.dev.f1);
+                }
+                Event::Finished { test, dev_f1, .. } => {
+                    progress.finished = true;
+                    progress.test = test;
+                    progress.dev_f1 = Some(dev_f1);
+                }
+                Event::Failed { reason } => progress.failed = Some(reason),
+                Event::Resumed { .. } => {}
+            }
+        }
+        progress
+    }
+}
+
+/// A run's progress from its events.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Progress {
+    pub epoch: usize,
+    pub epochs: usize,
+    pub loss: Option<f64>,
+    pub dev_f1: Option<f64>,
+    pub finished: bool,
+    pub failed: Option<String>,
+    pub test: Option<crate::run::Scores>,
+}
+
+/// A run as the registry sees it now.
+#[derive(Debug, Clone)]
+pub struct RunView {
+    pub run: RunDir,
+    pub spec: RunSpec,
+    pub status: RunStatus,
+    /// The state after checking the process: a dead run is not shown as running.
+    pub state: State,
+    pub progress: Progress,
+}
+
+/// The runs root.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    pub root: PathBuf,
+}
+
+/// `$PROMPTMNER_RUNS`, else the platform data directory's `runs/`.
+pub fn default_root() -> PathBuf {
+    std::env::var_os("PROMPTMNER_RUNS")
+        .map(PathBuf::from)
+        .or_else(|| {
+            directories::ProjectDirs::from("", "", "promptmner").map(|d| d.data_dir().join("runs"))
+        })
+        .unwrap_or_else(|| PathBuf::from("runs"))
+}
+
+impl Registry {
+    pub fn open(root: &Path) -> Result<Self, RegistryError> {
+        std::fs::create_dir_all(root).map_err(io(root))?;
+        Ok(Self {
+            root: root.to_path_buf(),
+        })
+    }
+
+    pub fn run(&self, id: &str) -> Result<RunDir, RegistryError> {
+        let dir = self.root.join(id);
+        if id.contains(['/', '\\']) || id.starts_with('.') || !dir.join("job.toml").is_file() {
+            return Err(RegistryError::NoRun(id.to_string()));
+        }
+        Ok(RunDir { dir })
+    }
+
+    /// A new, empty run directory with an id no other process gets: the directory is
+    /// created with `create_dir`, which fails when it exists.
+    pub fn allocate(&self, stem: &str) -> Result<(String, RunDir), RegistryError> {
+        let existing = std::fs::read_dir(&self.root)
+            .map_err(io(&self.root))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.split('-')
+                    .next()?
+                    .strip_prefix('r')?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .max()
+            .unwrap_or(0);
+        let mut number = existing + 1;
+        loop {
+            let id = format!("r{number:04}-{stem}");
+            let dir = self.root.join(&id);
+            match std::fs::create_dir(&dir) {
+                Ok(()) => return Ok((id, RunDir { dir })),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => number += 1,
+                Err(e) => return Err(io(&dir)(e)),
+            }
+        }
+    }
+
+    /// Every run, oldest first; a run whose files cannot be read is reported in the
+    /// second list and skipped.
+    pub fn list(&self) -> Result<(Vec<RunView>, Vec<String>), RegistryError> {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(&self.root)
+            .map_err(io(&self.root))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.join("job.toml").is_file())
+            .collect();
+        dirs.sort();
+        let mut runs = Vec::new();
+        let mut skipped = Vec::new();
+        for dir in dirs {
+            match view(RunDir { dir }) {
+                Ok(run) => runs.push(run),
+                Err(e) => skipped.push(format!("skipped: {e}")),
+            }
+        }
+        Ok((runs, skipped))
+    }
+}
+
+/// Reads a run and decides its state.
+pub fn view(run: RunDir) -> Result<RunView, RegistryError> {
+    let spec = run.spec()?;
+    let status = run.status()?;
+    let progress = run.progress();
+    let state = effective_state(&spec, &status, &progress);
+    Ok(RunView {
+        run,
+        spec,
+        status,
+        state,
+        progress,
+    })
+}
+
+/// The state a run is really in: a local run marked running whose process is gone is
+/// finished if its events say so, failed if they say that, interrupted otherwise.
+fn effective_state(spec: &RunSpec, status: &RunStatus, progress: &Progress) -> State {
+    let local_and_dead = spec.backend == BackendKind::Local
+        && status.state == State::Running
+        && !status.pid.is_some_and(process_alive);
+    if !local_and_dead {
+        return status.state;
+    }
+    if progress.finished {
+        State::Finished
+    } else if progress.failed.is_some() {
+        State::Failed
+    } else {
+        State::Interrupted
+    }
+}
+
+/// Whether a process with this id exists and is not a zombie.
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state is the field after the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(id: &str) -> RunSpec {
+        RunSpec {
+            id: id.into(),
+            group: "g".into(),
+            variant: "full".into(),
+            seed: 1,
+            backend: BackendKind::Local,
+            source: PathBuf::from("c.toml"),
+            submitted: 0.0,
+        }
+    }
+
+    fn write_run(registry: &Registry, status: &str) -> RunDir {
+        let (id, run) = registry.allocate("full-s1").unwrap();
+        std::fs::write(run.spec_path(), toml::to_string(&spec(&id)).unwrap()).unwrap();
+        std::fs::write(run.status_path(), status).unwrap();
+        run
+    }
+
+    #[test]
+    fn ids_are_unique_across_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path()).unwrap();
+        let ids: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| registry.allocate("x").unwrap().0))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), 8, "{ids:?}");
+    }
+
+    #[test]
+    fn a_corrupt_status_is_skipped_with_a_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path()).unwrap();
+        let good = serde_json::to_string(&RunStatus::new(State::Queued)).unwrap();
+        write_run(&registry, &good);
+        let bad = write_run(&registry, "{\"state\": \"runn");
+        let (runs, skipped) = registry.list().unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(skipped.len(), 1);
+        assert!(
+            skipped[0].contains(&bad.status_path().display().to_string()),
+            "{skipped:?}"
+        );
+    }
+
+    #[test]
+    fn a_running_run_without_a_process_is_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path()).unwrap();
+        let mut status = RunStatus::new(State::Running);
+        // No process has this id (above the kernel's pid limit).
+        status.pid = Some(u32::MAX - 1);
+        let run = write_run(&registry, &serde_json::to_string(&status).unwrap());
+        assert_eq!(view(run.clone()).unwrap().state, State::Interrupted);
+        std::fs::write(
+            run.events_path(),
+            "{\"event\":\"finished\",\"time\":1.0,\"best_epoch\":1,\"dev_f1\":50.0,\"test\":null}\n",
+        )
+        .unwrap();
+        assert_eq!(view(run).unwrap().state, State::Finished);
+        status.pid = Some(std::process::id());
+        assert!(process_alive(std::process::id()));
+    }
+}

@@ -1,0 +1,196 @@
+//! The results table: one row per variant, P/R/F1 as mean ± std over seeds, ΔF1 against
+//! the full model, the best of each column marked.
+
+use std::collections::BTreeMap;
+
+use crate::jobs::registry::{RunView, State};
+use crate::jobs::variant::Variant;
+
+/// Mean and sample standard deviation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MeanStd {
+    pub mean: f64,
+    pub std: f64,
+}
+
+impl MeanStd {
+    pub fn of(values: &[f64]) -> Option<Self> {
+        if values.is_empty() {
+            return None;
+        }
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let std = if values.len() > 1 {
+            (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+        } else {
+            0.0
+        };
+        Some(Self { mean, std })
+    }
+}
+
+/// One variant's row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub variant: String,
+    /// Finished runs over all runs of the variant.
+    pub finished: usize,
+    pub runs: usize,
+    pub precision: Option<MeanStd>,
+    pub recall: Option<MeanStd>,
+    pub f1: Option<MeanStd>,
+    /// Mean F1 minus the full model's.
+    pub delta_f1: Option<f64>,
+}
+
+/// Rows in the variants' menu order (others after, by name).
+pub fn rows(runs: &[RunView]) -> Vec<Row> {
+    let mut by_variant: BTreeMap<(usize, String), Vec<&RunView>> = BTreeMap::new();
+    let menu: Vec<String> = Variant::menu().iter().map(Variant::to_string).collect();
+    for run in runs {
+        let order = menu
+            .iter()
+            .position(|v| *v == run.spec.variant)
+            .unwrap_or(menu.len());
+        by_variant
+            .entry((order, run.spec.variant.clone()))
+            .or_default()
+            .push(run);
+    }
+    let mut rows: Vec<Row> = by_variant
+        .into_iter()
+        .map(|((_, variant), runs)| {
+            let tests: Vec<_> = runs
+                .iter()
+                .filter(|r| r.state == State::Finished)
+                .filter_map(|r| r.progress.test)
+                .collect();
+            let column = |f: fn(&crate::run::Scores) -> f64| {
+                MeanStd::of(&tests.iter().map(f).collect::<Vec<_>>())
+            };
+            Row {
+                variant,
+                finished: tests.len(),
+                runs: runs.len(),
+                precision: column(|s| s.precision),
+                recall: column(|s| s.recall),
+                f1: column(|s| s.f1),
+                delta_f1: None,
+            }
+        })
+        .collect();
+    let full = rows
+        .iter()
+        .find(|r| r.variant == "full")
+        .and_then(|r| r.f1)
+        .map(|f| f.mean);
+    for row in &mut rows {
+        row.delta_f1 = full.zip(row.f1).map(|(full, f1)| f1.mean - full);
+    }
+    rows
+}
+
+/// The output formats of `runs table`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Md,
+    Csv,
+}
+
+fn best(rows: &[Row], column: impl Fn(&Row) -> Option<f64>) -> Option<f64> {
+    rows.iter().filter_map(column).reduce(f64::max)
+}
+
+/// The table as Markdown (best of each column in bold) or CSV (a `best` flag per column).
+pub fn render(rows: &[Row], format: Format) -> String {
+    let columns: [(&str, fn(&Row) -> Option<MeanStd>); 3] = [
+        ("P", |r| r.precision),
+        ("R", |r| r.recall),
+        ("F1", |r| r.f1),
+    ];
+    let bests: Vec<Option<f64>> = columns
+        .iter()
+        .map(|(_, c)| best(rows, |r| c(r).map(|m| m.mean)))
+        .collect();
+    let best_delta = best(
+        &rows
+            .iter()
+            .filter(|r| r.variant != "full")
+            .cloned()
+            .collect::<Vec<_>>(),
+        |r| r.delta_f1,
+    );
+    let is_best = |value: f64, best: Option<f64>| best.is_some_and(|b| (value - b).abs() < 1e-9);
+    let mut out = String::new();
+    match format {
+        Format::Md => {
+            out.push_str("| variant | runs | P | R | F1 | ΔF1 |\n|---|---|---|---|---|---|\n");
+            for row in rows {
+                let mut cells = vec![
+                    row.variant.clone(),
+                    format!("{}/{}", row.finished, row.runs),
+                ];
+                for ((_, column), best) in columns.iter().zip(&bests) {
+                    cells.push(match column(row) {
+                        Some(m) if is_best(m.mean, *best) => {
+                            format!("**{:.2} ± {:.2}**", m.mean, m.std)
+                        }
+                        Some(m) => format!("{:.2} ± {:.2}", m.mean, m.std),
+                        None => "–".into(),
+                    });
+                }
+                cells.push(match row.delta_f1 {
+                    Some(_) if row.variant == "full" => "0".into(),
+                    Some(d) if is_best(d, best_delta) => format!("**{d:+.2}**"),
+                    Some(d) => format!("{d:+.2}"),
+                    None => "–".into(),
+                });
+                out.push_str(&format!("| {} |\n", cells.join(" | ")));
+            }
+        }
+        Format::Csv => {
+            out.push_str(
+                "variant,finished,runs,p_mean,p_std,r_mean,r_std,f1_mean,f1_std,delta_f1,best\n",
+            );
+            for row in rows {
+                let mut cells = vec![
+                    row.variant.clone(),
+                    row.finished.to_string(),
+                    row.runs.to_string(),
+                ];
+                let mut best_of = Vec::new();
+                for ((name, column), best) in columns.iter().zip(&bests) {
+                    match column(row) {
+                        Some(m) => {
+                            cells.push(format!("{:.4}", m.mean));
+                            cells.push(format!("{:.4}", m.std));
+                            if is_best(m.mean, *best) {
+                                best_of.push(*name);
+                            }
+                        }
+                        None => cells.extend([String::new(), String::new()]),
+                    }
+                }
+                cells.push(row.delta_f1.map_or(String::new(), |d| format!("{d:.4}")));
+                cells.push(best_of.join(" "));
+                out.push_str(&cells.join(","));
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_and_sample_std() {
+        let m = MeanStd::of(&[1.0, 2.0, 3.0]).unwrap();
+        assert_eq!(m.mean, 2.0);
+        assert!((m.std - 1.0).abs() < 1e-12);
+        assert_eq!(MeanStd::of(&[5.0]).unwrap().std, 0.0);
+        assert!(MeanStd::of(&[]).is_none());
+    }
+}
