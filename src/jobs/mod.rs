@@ -62,8 +62,9 @@ pub struct SlurmBackend {
 
 impl Backend for SlurmBackend {
     fn submit(&self, run: &RunDir) -> Result<(), JobsError> {
+        // The group carries the user's label: quoted in the script like every value.
         let spec = run.spec()?;
-        let name = format!("promptmner-{}", spec.id);
+        let name = format!("promptmner-{}-{}", spec.group, spec.id);
         slurm::submit(run, &name, &self.program, &self.config)?;
         Ok(())
     }

@@ -101,9 +101,12 @@ fn best(rows: &[Row], column: impl Fn(&Row) -> Option<f64>) -> Option<f64> {
     rows.iter().filter_map(column).reduce(f64::max)
 }
 
+/// A column's value in a row.
+type Column = fn(&Row) -> Option<MeanStd>;
+
 /// The table as Markdown (best of each column in bold) or CSV (a `best` flag per column).
 pub fn render(rows: &[Row], format: Format) -> String {
-    let columns: [(&str, fn(&Row) -> Option<MeanStd>); 3] = [
+    let columns: [(&str, Column); 3] = [
         ("P", |r| r.precision),
         ("R", |r| r.recall),
         ("F1", |r| r.f1),

@@ -1,0 +1,199 @@
+//! Ablation runs through the command line: the local backend end to end, a killed run,
+//! and nothing a user types reaching a shell. The Slurm backend is in tests/slurm.rs.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::promptmner;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `promptmner runs --runs ROOT ARGS...`, run from the repository root; its stdout.
+fn runs(root: &Path, args: &[&str]) -> String {
+    let out = promptmner()
+        .current_dir(repo())
+        .arg("runs")
+        .arg("--runs")
+        .arg(root)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "runs {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The `runs list` line of `id`.
+fn listed(root: &Path, id: &str) -> String {
+    runs(root, &["list"])
+        .lines()
+        .find(|l| l.starts_with(id))
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn wait_until(what: &str, seconds: u64, ready: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(
+            start.elapsed() < Duration::from_secs(seconds),
+            "waited {seconds} s for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Files named like the payloads, anywhere they could have been created.
+fn no_payload_files(dirs: &[&Path]) {
+    for dir in dirs {
+        for name in ["pwned", "pwned2"] {
+            assert!(
+                !dir.join(name).exists(),
+                "{} was created",
+                dir.join(name).display()
+            );
+        }
+    }
+}
+
+const QUICK: [&str; 4] = ["--set", "epochs=1", "--set", "max_train_examples=64"];
+
+#[test]
+fn a_local_run_goes_from_queued_to_finished_with_its_metrics_in_the_table() {
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path().join("runs");
+    let vocabulary = scratch.path().join("words.toml");
+    // A vocabulary word, a group name and a variant that would run something in a shell.
+    let demo = std::fs::read_to_string(repo().join("prompts/demo.toml")).unwrap();
+    std::fs::write(
+        &vocabulary,
+        demo.replacen(
+            "labels = [\"person\"]",
+            "labels = [\"person\", \"$(touch pwned)\"]",
+            1,
+        ),
+    )
+    .unwrap();
+    let err = promptmner()
+        .args(["runs", "--runs"])
+        .arg(&root)
+        .args([
+            "submit",
+            "--from",
+            "checkpoints/demo",
+            "--variant",
+            "$(touch pwned)",
+        ])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&err.stderr).contains("unknown variant"));
+    let mut args = vec![
+        "submit",
+        "--from",
+        "checkpoints/demo",
+        "--variant",
+        "full",
+        "--variant",
+        "current-vocabulary",
+        "--seeds",
+        "1",
+        "--name",
+        "\"; touch pwned2 #",
+        "--prompts",
+        vocabulary.to_str().unwrap(),
+    ];
+    args.extend(QUICK);
+    let ids: Vec<String> = runs(&root, &args).lines().map(str::to_string).collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    for id in &ids {
+        wait_until("the run to finish", 300, || {
+            listed(&root, id).contains("finished")
+        });
+    }
+    let table = runs(&root, &["table"]);
+    assert!(table.contains("| full | 1/1 |"), "{table}");
+    assert!(table.contains("| current-vocabulary | 1/1 |"), "{table}");
+    let csv = runs(&root, &["table", "--format", "csv"]);
+    assert!(csv.starts_with("variant,finished,runs,p_mean"), "{csv}");
+    let saved = std::fs::read_to_string(root.join(&ids[1]).join("vocabulary.toml")).unwrap();
+    assert!(
+        saved.contains("$(touch pwned)"),
+        "the word is data: {saved}"
+    );
+    no_payload_files(&[
+        repo(),
+        scratch.path(),
+        &root,
+        &root.join(&ids[0]),
+        &root.join(&ids[1]),
+    ]);
+}
+
+fn pid_of(run: &Path) -> Option<i32> {
+    let status: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("status.json")).ok()?).ok()?;
+    status["pid"].as_i64().map(|p| p as i32)
+}
+
+#[test]
+fn a_killed_run_is_failed_with_its_log_tail_and_a_dead_runner_leaves_it_interrupted() {
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path().join("runs");
+    let out = runs(
+        &root,
+        &[
+            "submit",
+            "--from",
+            "checkpoints/demo",
+            "--variant",
+            "full",
+            "--variant",
+            "plain",
+            "--seeds",
+            "1",
+        ],
+    );
+    let ids: Vec<&str> = out.lines().collect();
+    let first: PathBuf = root.join(ids[0]);
+    // A fresh registry (this process) sees the running run and its progress.
+    wait_until("an epoch of the first run", 300, || {
+        let line = listed(&root, ids[0]);
+        line.contains("running") && !line.contains(" 0/")
+    });
+    let pid = pid_of(&first).unwrap();
+    // SAFETY: signalling a process of this test.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    wait_until("the killed run to be failed", 60, || {
+        listed(&root, ids[0]).contains("failed")
+    });
+    let shown = runs(&root, &["show", ids[0]]);
+    assert!(
+        shown.contains("--- log tail ---") && shown.contains("epoch"),
+        "{shown}"
+    );
+
+    // The second run starts; kill the runner, then the training: interrupted.
+    let second = root.join(ids[1]);
+    wait_until("the second run to start", 120, || pid_of(&second).is_some());
+    let runner: i32 = std::fs::read_to_string(root.join("runner.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: as above.
+    unsafe {
+        libc::kill(runner, libc::SIGKILL);
+        libc::kill(pid_of(&second).unwrap(), libc::SIGKILL);
+    }
+    wait_until("the second run to be interrupted", 60, || {
+        listed(&root, ids[1]).contains("interrupted")
+    });
+}
