@@ -96,9 +96,10 @@ fn repo() -> &'static Path {
 /// The shell line that runs the workbench with its caches and logs in `scratch`.
 fn command_line(scratch: &Path, args: &str) -> String {
     format!(
-        "cd '{}' && PROMPTMNER_CACHE='{}' PROMPTMNER_IMAGE_PROTOCOL=halfblocks '{}' {args}; echo EXITED $?; sleep 600",
+        "cd '{}' && PROMPTMNER_CACHE='{}' PROMPTMNER_RUNS='{}' PROMPTMNER_IMAGE_PROTOCOL=halfblocks '{}' {args}; echo EXITED $?; sleep 600",
         repo().display(),
         scratch.join("cache").display(),
+        scratch.join("runs").display(),
         env!("CARGO_BIN_EXE_promptmner"),
     )
 }

@@ -40,6 +40,10 @@ pub struct TuiArgs {
     /// Write frame-time figures (JSON) to this file on exit.
     #[arg(long, hide = true)]
     pub frame_stats: Option<PathBuf>,
+    /// The runs folder for ablation retrains (default: $PROMPTMNER_RUNS, else the
+    /// platform data directory).
+    #[arg(long)]
+    pub runs: Option<PathBuf>,
 }
 
 impl TuiArgs {
@@ -52,6 +56,7 @@ impl TuiArgs {
             images: None,
             device: DeviceChoice::Auto,
             frame_stats: None,
+            runs: None,
         }
     }
 }
@@ -68,6 +73,10 @@ pub fn tui(args: &TuiArgs) -> anyhow::Result<()> {
         device: device::select(args.device)?,
         images: args.images.clone(),
         frame_stats: args.frame_stats.clone(),
+        runs_root: args
+            .runs
+            .clone()
+            .unwrap_or_else(crate::jobs::registry::default_root),
     };
     tui::run(options)?;
     Ok(())

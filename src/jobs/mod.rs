@@ -8,6 +8,7 @@ pub mod slurm;
 pub mod submit;
 pub mod table;
 pub mod variant;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 

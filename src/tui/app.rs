@@ -4,6 +4,9 @@
 use std::path::PathBuf;
 
 use crate::engine::{Event, SplitView, TweetInfo, TweetView};
+use crate::jobs::table::Format;
+use crate::jobs::variant::Variant;
+use crate::jobs::watch::JobsSnapshot;
 use crate::prompts::{Vocabulary, WordList};
 use crate::tui::editor::{Edit, Editor, Row};
 use crate::tui::filter::{Filter, FilterData};
@@ -43,6 +46,10 @@ pub struct Session {
     pub save_path: PathBuf,
     /// Saving there overwrites the checkpoint's own prompts.toml: ask first.
     pub save_needs_confirm: bool,
+    /// The checkpoint directory (ablations derive from its config).
+    pub checkpoint_dir: PathBuf,
+    /// The runs folder the jobs panel watches.
+    pub runs_root: PathBuf,
 }
 
 /// Which panel keys go to.
@@ -51,6 +58,7 @@ pub enum Focus {
     List,
     Tweet,
     Editor,
+    Jobs,
 }
 
 /// A window over the screen that takes the keys while it is open.
@@ -61,6 +69,12 @@ pub enum Overlay {
     ConfirmQuit,
     ConfirmOverwrite,
     Input(Input),
+    /// Variants to queue (by their place in `Variant::menu()`), and seeds each.
+    Ablation {
+        cursor: usize,
+        chosen: Vec<bool>,
+        seeds: usize,
+    },
 }
 
 /// A line of text being typed, and what it is for.
@@ -132,6 +146,13 @@ pub enum Command {
     EditTemplate,
     Confirm,
     Deny,
+    /// The jobs panel on and off.
+    Jobs,
+    /// The dialog that queues ablation retrains.
+    Ablations,
+    CancelRun,
+    ExportCsv,
+    ExportMarkdown,
 }
 
 /// Everything that changes the state.
@@ -146,6 +167,10 @@ pub enum Action {
     Image(ImageOutcome),
     /// The result of a save the loop carried out.
     Saved(Result<PathBuf, String>),
+    /// The registry, read again.
+    Jobs(JobsSnapshot),
+    /// What an effect the loop carried out came to.
+    Message(String),
 }
 
 /// What `update` asks the event loop to do.
@@ -158,6 +183,15 @@ pub enum Effect {
         path: PathBuf,
         vocabulary: Vocabulary,
     },
+    SubmitRuns {
+        variants: Vec<Variant>,
+        seeds: usize,
+        vocabulary: Vocabulary,
+    },
+    CancelRun(String),
+    /// Restart the engine on another checkpoint (a finished run's).
+    LoadCheckpoint(PathBuf),
+    ExportTable(Format),
 }
 
 /// The example list: filter, search, what is visible and where the cursor is.
@@ -194,6 +228,10 @@ pub struct App {
     pub quit: bool,
     /// Rows a page moves (set from the list's height by the loop).
     pub page: usize,
+    /// The jobs panel replaces the main screen.
+    pub jobs_view: bool,
+    pub jobs: JobsSnapshot,
+    pub jobs_cursor: usize,
 }
 
 impl App {
@@ -222,6 +260,9 @@ impl App {
             engine_vocabulary: None,
             quit: false,
             page: 10,
+            jobs_view: false,
+            jobs: JobsSnapshot::default(),
+            jobs_cursor: 0,
         }
     }
 
@@ -256,6 +297,15 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
         Action::Engine(event) => on_engine(app, event),
         Action::Image(outcome) => {
             app.image = Some(outcome);
+            Vec::new()
+        }
+        Action::Jobs(snapshot) => {
+            app.jobs_cursor = app.jobs_cursor.min(snapshot.runs.len().saturating_sub(1));
+            app.jobs = snapshot;
+            Vec::new()
+        }
+        Action::Message(message) => {
+            app.message = Some(message);
             Vec::new()
         }
         Action::Saved(result) => {
@@ -399,9 +449,10 @@ fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
             Vec::new()
         }
         (_, Command::Help) => open(app, Overlay::Help),
+        (Focus::Jobs, Command::NextPanel) => Vec::new(),
         (_, Command::NextPanel) => {
             app.focus = match (app.focus, app.editing) {
-                (Focus::List, _) | (Focus::Editor, _) => Focus::Tweet,
+                (Focus::List | Focus::Editor | Focus::Jobs, _) => Focus::Tweet,
                 (Focus::Tweet, true) => Focus::Editor,
                 (Focus::Tweet, false) => Focus::List,
             };
@@ -416,6 +467,23 @@ fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
             };
             Vec::new()
         }
+        (_, Command::Jobs) => {
+            app.jobs_view = !app.jobs_view;
+            app.focus = if app.jobs_view { Focus::Jobs } else { Focus::List };
+            Vec::new()
+        }
+        (_, Command::Ablations) => {
+            let chosen = vec![false; Variant::menu().len()];
+            open(
+                app,
+                Overlay::Ablation {
+                    cursor: 0,
+                    chosen,
+                    seeds: 3,
+                },
+            )
+        }
+        (Focus::Jobs, command) => on_jobs(app, command),
         (_, Command::NextFilter) => cycle_filter(app, 1),
         (_, Command::PreviousFilter) => cycle_filter(app, -1),
         (_, Command::FilterMenu) => {
@@ -649,6 +717,11 @@ fn on_overlay(app: &mut App, overlay: Overlay, command: Command) -> Vec<Effect> 
             Vec::new()
         }
         Overlay::FilterMenu { cursor } => filter_menu(app, cursor, command),
+        Overlay::Ablation {
+            cursor,
+            chosen,
+            seeds,
+        } => ablation_dialog(app, cursor, chosen, seeds, command),
         Overlay::ConfirmQuit => {
             match command {
                 Command::Confirm => app.quit = true,
@@ -726,4 +799,96 @@ fn submit(app: &mut App, input: Input) -> Vec<Effect> {
         }
         InputPurpose::Template => edit(app, Edit::Template(input.text)),
     }
+}
+
+fn on_jobs(app: &mut App, command: Command) -> Vec<Effect> {
+    let runs = app.jobs.runs.len();
+    let last = runs.saturating_sub(1);
+    match command {
+        Command::Down => app.jobs_cursor = (app.jobs_cursor + 1).min(last),
+        Command::Up => app.jobs_cursor = app.jobs_cursor.saturating_sub(1),
+        Command::PageDown => app.jobs_cursor = (app.jobs_cursor + app.page).min(last),
+        Command::PageUp => app.jobs_cursor = app.jobs_cursor.saturating_sub(app.page),
+        Command::Top => app.jobs_cursor = 0,
+        Command::Bottom => app.jobs_cursor = last,
+        Command::Back => {
+            app.jobs_view = false;
+            app.focus = Focus::List;
+        }
+        Command::ExportCsv => return vec![Effect::ExportTable(Format::Csv)],
+        Command::ExportMarkdown => return vec![Effect::ExportTable(Format::Md)],
+        Command::CancelRun | Command::Open => {
+            let Some(run) = app.jobs.runs.get(app.jobs_cursor) else {
+                return Vec::new();
+            };
+            return match (command, run.state) {
+                (Command::CancelRun, state) if !state.is_final() => {
+                    vec![Effect::CancelRun(run.id.clone())]
+                }
+                (Command::Open, crate::jobs::registry::State::Finished) => {
+                    let dir = run.dir.clone();
+                    app.jobs_view = false;
+                    app.focus = Focus::List;
+                    vec![Effect::LoadCheckpoint(dir)]
+                }
+                (_, state) => {
+                    app.message = Some(format!("{} is {}", run.id, state.as_str()));
+                    Vec::new()
+                }
+            };
+        }
+        _ => {}
+    }
+    Vec::new()
+}
+
+fn ablation_dialog(
+    app: &mut App,
+    cursor: usize,
+    mut chosen: Vec<bool>,
+    seeds: usize,
+    command: Command,
+) -> Vec<Effect> {
+    let variants = Variant::menu();
+    let mut cursor = cursor;
+    let mut seeds = seeds;
+    match command {
+        Command::Down => cursor = (cursor + 1).min(variants.len() - 1),
+        Command::Up => cursor = cursor.saturating_sub(1),
+        Command::ToggleList => chosen[cursor] = !chosen[cursor],
+        Command::MoreContinuous => seeds += 1,
+        Command::FewerContinuous => seeds = seeds.saturating_sub(1).max(1),
+        Command::Back | Command::Quit => {
+            app.overlay = None;
+            return Vec::new();
+        }
+        Command::Open => {
+            app.overlay = None;
+            let mut picked: Vec<Variant> = variants
+                .iter()
+                .zip(&chosen)
+                .filter(|(_, c)| **c)
+                .map(|(v, _)| *v)
+                .collect();
+            if picked.is_empty() {
+                picked.push(variants[cursor]);
+            }
+            let Some(editor) = &app.editor else {
+                app.message = Some("the checkpoint is still loading".into());
+                return Vec::new();
+            };
+            return vec![Effect::SubmitRuns {
+                variants: picked,
+                seeds,
+                vocabulary: editor.state.effective(),
+            }];
+        }
+        _ => {}
+    }
+    app.overlay = Some(Overlay::Ablation {
+        cursor,
+        chosen,
+        seeds,
+    });
+    Vec::new()
 }

@@ -33,13 +33,8 @@ use KeyCode::{BackTab, Char, Down, End, Enter, Esc, Home, Left, PageDown, PageUp
 const MOVES: [Binding; 6] = [
     bind(&[Char('j'), Down], "j ↓", "next", Command::Down),
     bind(&[Char('k'), Up], "k ↑", "previous", Command::Up),
-    bind(
-        &[PageDown, Char('J')],
-        "PgDn",
-        "a page down",
-        Command::PageDown,
-    ),
-    bind(&[PageUp, Char('K')], "PgUp", "a page up", Command::PageUp),
+    bind(&[PageDown], "PgDn ^d", "a page down", Command::PageDown),
+    bind(&[PageUp], "PgUp ^u", "a page up", Command::PageUp),
     bind(&[Char('g'), Home], "g", "first", Command::Top),
     bind(&[Char('G'), End], "G", "last", Command::Bottom),
 ];
@@ -77,6 +72,8 @@ pub const GLOBAL: &[Binding] = &[
     bind(&[Char('u')], "u", "undo", Command::Undo),
     bind(&[Char('U')], "U", "redo", Command::Redo),
     bind(&[Char('s')], "s", "save the vocabulary", Command::Save),
+    bind(&[Char('r')], "r", "queue ablation retrains", Command::Ablations),
+    bind(&[Char('J')], "J", "jobs panel on/off", Command::Jobs),
     bind(&[Char('q')], "q ^c", "quit", Command::Quit),
 ];
 
@@ -149,6 +146,28 @@ pub const EDITOR: &[Binding] = &[
     bind(&[Esc], "Esc", "to the tweet", Command::Back),
 ];
 
+pub const JOBS: &[Binding] = &[
+    MOVES[0],
+    MOVES[1],
+    MOVES[4],
+    MOVES[5],
+    bind(&[Char('x')], "x", "cancel the run", Command::CancelRun),
+    bind(&[Enter], "Enter", "load the finished run's checkpoint", Command::Open),
+    bind(&[Char('c')], "c", "export the table as CSV", Command::ExportCsv),
+    bind(&[Char('m')], "m", "export the table as Markdown", Command::ExportMarkdown),
+    bind(&[Esc], "Esc", "back to the examples", Command::Back),
+];
+
+const ABLATION: &[Binding] = &[
+    MOVES[0],
+    MOVES[1],
+    bind(&[Char(' ')], "Space", "choose this variant", Command::ToggleList),
+    bind(&[Char('+'), Char('=')], "+", "one more seed", Command::MoreContinuous),
+    bind(&[Char('-')], "-", "one fewer seed", Command::FewerContinuous),
+    bind(&[Enter], "Enter", "queue the chosen variants", Command::Open),
+    bind(&[Esc, Char('q')], "Esc", "close", Command::Back),
+];
+
 const MENU: &[Binding] = &[
     MOVES[0],
     MOVES[1],
@@ -189,11 +208,13 @@ pub fn context(app: &App) -> Vec<(&'static str, &'static [Binding])> {
         Some(Overlay::ConfirmQuit) => vec![("quit?", CONFIRM_QUIT)],
         Some(Overlay::ConfirmOverwrite) => vec![("overwrite?", CONFIRM)],
         Some(Overlay::Input(_)) => vec![("input", INPUT)],
+        Some(Overlay::Ablation { .. }) => vec![("ablations", ABLATION)],
         None => {
             let view = match app.focus {
                 Focus::List => ("example list", LIST),
                 Focus::Tweet => ("tweet", TWEET),
                 Focus::Editor => ("vocabulary editor", EDITOR),
+                Focus::Jobs => ("jobs", JOBS),
             };
             vec![view, ("everywhere", GLOBAL)]
         }
@@ -242,6 +263,8 @@ mod tests {
             device: "cpu".into(),
             save_path: "p.toml".into(),
             save_needs_confirm: false,
+            checkpoint_dir: "c".into(),
+            runs_root: "runs".into(),
         };
         App {
             focus,

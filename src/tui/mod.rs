@@ -25,6 +25,12 @@ use ratatui_image::Resize;
 use ratatui_image::picker::Picker;
 
 use crate::engine::{Engine, EngineHandle, EngineOptions, Event};
+use crate::jobs::registry::{BackendKind, Registry};
+use crate::jobs::submit::{Submission, submit};
+use crate::jobs::table::{Format, render};
+use crate::jobs::variant::Variant;
+use crate::jobs::watch::{JobsSnapshot, snapshot};
+use crate::jobs::{Backend, JobsError, LocalBackend, SlurmConfig, backend_for};
 use crate::prompts::{Vocabulary, VocabularyError};
 use app::{Action, App, Effect, ImageOutcome, Session, ShownImage, update};
 
@@ -40,6 +46,8 @@ pub struct TuiOptions {
     pub images: Option<PathBuf>,
     /// Writes frame-time figures (JSON) here on exit.
     pub frame_stats: Option<PathBuf>,
+    /// The runs folder of the jobs panel and the ablations queued from the workbench.
+    pub runs_root: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +106,8 @@ pub fn new_app(options: &TuiOptions) -> Result<App, TuiError> {
         .into(),
         save_path,
         save_needs_confirm,
+        checkpoint_dir: options.checkpoint.clone(),
+        runs_root: options.runs_root.clone(),
     };
     let mut app = App::new(session, None);
     if let Some(path) = options.prompts.as_deref().filter(|p| p.exists()) {
@@ -109,8 +119,10 @@ pub fn new_app(options: &TuiOptions) -> Result<App, TuiError> {
 /// What wakes the event loop.
 enum Wake {
     Input(crossterm::event::Event),
-    Engine(Event),
+    /// An event of the engine started `epoch`-th.
+    Engine(u64, Event),
     Image(ImageOutcome),
+    Jobs(JobsSnapshot),
 }
 
 /// Runs the workbench until the user quits; the terminal is restored on every path
@@ -158,22 +170,17 @@ fn run_on(
     started: Instant,
 ) -> Result<(), TuiError> {
     let (wake, inbox) = channel();
-    let engine_options = EngineOptions {
-        device: options.device.clone(),
-        images: options.images.clone(),
-        ..EngineOptions::default()
+    let mut workbench = Workbench {
+        engine: start_engine(options, &options.checkpoint, &wake, 0),
+        engine_epoch: 0,
+        options,
+        wake: wake.clone(),
     };
-    let (engine, events) = Engine::spawn(
-        &options.checkpoint,
-        &options.data,
-        &options.split,
-        engine_options,
-    );
-    forward(events, wake.clone(), Wake::Engine);
     // The engine loads while the terminal is asked about images (up to 2 s where it
     // does not answer); the loading screen shows meanwhile.
     terminal.draw(|frame| views::draw(&app, frame))?;
     let images = image_worker(picker(), wake.clone());
+    watch_jobs(options.runs_root.clone(), wake.clone());
     read_input(wake);
     let mut frames = FrameTimes::new(started);
     let mut requested: Option<(PathBuf, Rect)> = None;
@@ -200,7 +207,7 @@ fn run_on(
         };
         // Everything that arrived together is one redraw.
         for woke in std::iter::once(first).chain(inbox.try_iter()) {
-            dirty |= handle(&mut app, woke, &engine, options);
+            dirty |= workbench.handle(&mut app, woke);
         }
     }
     if let Some(path) = &options.frame_stats {
@@ -213,56 +220,202 @@ fn run_on(
     Ok(())
 }
 
-/// Turns one wake-up into actions; returns whether the screen changed.
-fn handle(app: &mut App, woke: Wake, engine: &EngineHandle, options: &TuiOptions) -> bool {
-    let action = match woke {
-        Wake::Input(crossterm::event::Event::Key(key)) => match keys::action(app, key) {
-            Some(action) => action,
-            None => return false,
-        },
-        Wake::Input(crossterm::event::Event::Resize(..)) => return true,
-        Wake::Input(_) => return false,
-        Wake::Engine(event) => {
-            if let Event::Loaded { tweets, .. } = &event {
-                // The demo world's meta.tsv marks the image-ambiguous tweets.
-                app.ambiguous =
-                    crate::data::demo::ambiguous_flags(&options.data, &options.split, tweets.len());
-            }
-            Action::Engine(event)
-        }
-        Wake::Image(outcome) => Action::Image(outcome),
+/// Starts an engine on `checkpoint`; its events reach the loop tagged with `epoch`.
+fn start_engine(
+    options: &TuiOptions,
+    checkpoint: &Path,
+    wake: &Sender<Wake>,
+    epoch: u64,
+) -> EngineHandle {
+    let engine_options = EngineOptions {
+        device: options.device.clone(),
+        images: options.images.clone(),
+        ..EngineOptions::default()
     };
-    for effect in update(app, action) {
-        carry_out(app, effect, engine);
-    }
-    true
+    let (engine, events) =
+        Engine::spawn(checkpoint, &options.data, &options.split, engine_options);
+    forward(events, wake.clone(), move |event| Wake::Engine(epoch, event));
+    engine
 }
 
-fn carry_out(app: &mut App, effect: Effect, engine: &EngineHandle) {
-    match effect {
-        Effect::Select(index) => {
-            engine.select(index);
-        }
-        Effect::SetVocabulary(vocabulary) => {
-            engine.set_vocabulary(vocabulary);
-        }
-        Effect::SetContinuous(count) => {
-            engine.set_continuous(count);
-        }
-        Effect::Save { path, vocabulary } => {
-            let result = vocabulary
-                .save(&path)
-                .map(|()| path)
-                .map_err(|e| e.to_string());
-            for effect in update(app, Action::Saved(result)) {
-                carry_out(app, effect, engine);
+/// What the loop owns besides the state: the engine (restarted when a run's checkpoint
+/// is loaded) and where wake-ups go.
+struct Workbench<'a> {
+    engine: EngineHandle,
+    /// Events of an engine that was replaced are dropped.
+    engine_epoch: u64,
+    options: &'a TuiOptions,
+    wake: Sender<Wake>,
+}
+
+impl Workbench<'_> {
+    /// Turns one wake-up into actions; returns whether the screen changed.
+    fn handle(&mut self, app: &mut App, woke: Wake) -> bool {
+        let action = match woke {
+            Wake::Input(crossterm::event::Event::Key(key)) => match keys::action(app, key) {
+                Some(action) => action,
+                None => return false,
+            },
+            Wake::Input(crossterm::event::Event::Resize(..)) => return true,
+            Wake::Input(_) => return false,
+            Wake::Engine(epoch, _) if epoch != self.engine_epoch => return false,
+            Wake::Engine(_, event) => {
+                if let Event::Loaded { tweets, .. } = &event {
+                    // The demo world's meta.tsv marks the image-ambiguous tweets.
+                    app.ambiguous = crate::data::demo::ambiguous_flags(
+                        &self.options.data,
+                        &self.options.split,
+                        tweets.len(),
+                    );
+                }
+                Action::Engine(event)
+            }
+            Wake::Image(outcome) => Action::Image(outcome),
+            Wake::Jobs(snapshot) => {
+                if snapshot == app.jobs {
+                    return false;
+                }
+                Action::Jobs(snapshot)
+            }
+        };
+        self.apply(app, action);
+        true
+    }
+
+    fn apply(&mut self, app: &mut App, action: Action) {
+        for effect in update(app, action) {
+            if let Some(outcome) = self.carry_out(app, effect) {
+                self.apply(app, outcome);
             }
         }
     }
+
+    /// Does what `update` asked; returns the action that reports how it went.
+    fn carry_out(&mut self, app: &mut App, effect: Effect) -> Option<Action> {
+        match effect {
+            Effect::Select(index) => {
+                self.engine.select(index);
+            }
+            Effect::SetVocabulary(vocabulary) => {
+                self.engine.set_vocabulary(vocabulary);
+            }
+            Effect::SetContinuous(count) => {
+                self.engine.set_continuous(count);
+            }
+            Effect::Save { path, vocabulary } => {
+                let result = vocabulary.save(&path).map(|()| path).map_err(|e| e.to_string());
+                return Some(Action::Saved(result));
+            }
+            Effect::SubmitRuns {
+                variants,
+                seeds,
+                vocabulary,
+            } => return Some(Action::Message(self.submit(app, variants, seeds, vocabulary))),
+            Effect::CancelRun(id) => return Some(Action::Message(cancel_run(app, &id))),
+            Effect::ExportTable(format) => return Some(Action::Message(export_table(app, format))),
+            Effect::LoadCheckpoint(dir) => self.load_checkpoint(app, dir),
+        }
+        None
+    }
+
+    fn submit(&self, app: &App, variants: Vec<Variant>, seeds: usize, vocabulary: Vocabulary) -> String {
+        let submission = Submission {
+            source: app.session.checkpoint_dir.clone(),
+            variants,
+            seeds,
+            overrides: Vec::new(),
+            backend: BackendKind::Local,
+            vocabulary: Some(vocabulary),
+            name: Some(app.session.checkpoint.clone()),
+        };
+        let queued = Registry::open(&app.session.runs_root)
+            .map_err(JobsError::from)
+            .and_then(|registry| Ok(submit(&registry, &submission)?))
+            .and_then(|runs| {
+                let backend = LocalBackend {
+                    root: app.session.runs_root.clone(),
+                    program: std::env::current_exe().unwrap_or_else(|_| "promptmner".into()),
+                    limit: 1,
+                };
+                runs.iter().try_for_each(|run| backend.submit(run))?;
+                Ok(runs.len())
+            });
+        match queued {
+            Ok(n) => format!("queued {n} runs (J shows them)"),
+            Err(e) => format!("cannot queue the runs: {e}"),
+        }
+    }
+
+    /// Replaces the engine with one on a finished run's checkpoint.
+    fn load_checkpoint(&mut self, app: &mut App, dir: PathBuf) {
+        self.engine_epoch += 1;
+        self.engine = start_engine(self.options, &dir, &self.wake, self.engine_epoch);
+        let (save_path, save_needs_confirm) = save_target(&dir, None);
+        let session = Session {
+            checkpoint: display_name(&dir),
+            checkpoint_dir: dir,
+            save_path,
+            save_needs_confirm,
+            ..app.session.clone()
+        };
+        let jobs = std::mem::take(&mut app.jobs);
+        *app = App::new(session, None);
+        app.jobs = jobs;
+        app.message = Some(format!("loading {}", app.session.checkpoint));
+    }
+}
+
+fn cancel_run(app: &App, id: &str) -> String {
+    let program = std::env::current_exe().unwrap_or_else(|_| "promptmner".into());
+    let result = Registry::open(&app.session.runs_root)
+        .and_then(|registry| registry.run(id))
+        .map_err(JobsError::from)
+        .and_then(|run| {
+            let kind = run.spec()?.backend;
+            let root = &app.session.runs_root;
+            backend_for(kind, root, &program, &SlurmConfig::default()).cancel(&run)
+        });
+    match result {
+        Ok(()) => format!("cancelling {id}"),
+        Err(e) => format!("cannot cancel {id}: {e}"),
+    }
+}
+
+fn export_table(app: &App, format: Format) -> String {
+    let group = app.jobs.group.as_deref().unwrap_or("runs");
+    let extension = match format {
+        Format::Md => "md",
+        Format::Csv => "csv",
+    };
+    let path = app.session.runs_root.join(format!("table-{group}.{extension}"));
+    match crate::util::write_atomic(&path, render(&app.jobs.table, format).as_bytes()) {
+        Ok(()) => format!("wrote {}", path.display()),
+        Err(e) => format!("cannot write {}: {e}", path.display()),
+    }
+}
+
+/// Reads the runs folder every second (file reads stay off the UI thread).
+fn watch_jobs(root: PathBuf, to: Sender<Wake>) {
+    let program = std::env::current_exe().unwrap_or_else(|_| "promptmner".into());
+    std::thread::spawn(move || loop {
+        match snapshot(&root, &program) {
+            Ok(jobs) => {
+                if to.send(Wake::Jobs(jobs)).is_err() {
+                    break;
+                }
+            }
+            Err(e) => tracing::warn!("jobs panel: {e}"),
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    });
 }
 
 /// Passes every value of `from` to the loop.
-fn forward<T: Send + 'static>(from: Receiver<T>, to: Sender<Wake>, wrap: fn(T) -> Wake) {
+fn forward<T: Send + 'static>(
+    from: Receiver<T>,
+    to: Sender<Wake>,
+    wrap: impl Fn(T) -> Wake + Send + 'static,
+) {
     std::thread::spawn(move || {
         for value in from {
             if to.send(wrap(value)).is_err() {

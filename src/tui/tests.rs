@@ -186,6 +186,8 @@ fn session() -> Session {
         device: "cpu".into(),
         save_path: PathBuf::from("demo-prompts.toml"),
         save_needs_confirm: false,
+        checkpoint_dir: PathBuf::from("checkpoints/demo"),
+        runs_root: PathBuf::from("runs"),
     }
 }
 

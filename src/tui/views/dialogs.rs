@@ -9,6 +9,7 @@ use ratatui::widgets::{Clear, List, ListItem, ListState, Paragraph};
 
 use super::{centered, panel};
 use crate::tui::app::{App, Overlay};
+use crate::jobs::variant::Variant;
 use crate::tui::filter::Filter;
 
 pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
@@ -45,6 +46,11 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
                 "y overwrite   n keep it",
             ],
         ),
+        Some(Overlay::Ablation {
+            cursor,
+            chosen,
+            seeds,
+        }) => ablation(*cursor, chosen, *seeds, frame, area),
         Some(Overlay::Help) | None => {}
     }
 }
@@ -70,6 +76,26 @@ fn filter_menu(app: &App, cursor: usize, frame: &mut Frame, area: Rect) {
     frame.render_widget(Clear, rect);
     let list = List::new(items)
         .block(panel("filter", true))
+        .highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+    let mut state = ListState::default().with_selected(Some(cursor));
+    frame.render_stateful_widget(list, rect, &mut state);
+}
+
+fn ablation(cursor: usize, chosen: &[bool], seeds: usize, frame: &mut Frame, area: Rect) {
+    let variants = Variant::menu();
+    let items: Vec<ListItem> = variants
+        .iter()
+        .zip(chosen)
+        .map(|(variant, chosen)| {
+            let mark = if *chosen { "[x]" } else { "[ ]" };
+            ListItem::new(format!("{mark} {variant}"))
+        })
+        .collect();
+    let rect = centered(area, 52, variants.len() as u16 + 2);
+    frame.render_widget(Clear, rect);
+    let title = format!("queue retrains · {seeds} seeds each (+/-) · Space, Enter");
+    let list = List::new(items)
+        .block(panel(title, true))
         .highlight_style(Style::new().add_modifier(Modifier::REVERSED));
     let mut state = ListState::default().with_selected(Some(cursor));
     frame.render_stateful_widget(list, rect, &mut state);

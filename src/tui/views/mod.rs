@@ -5,6 +5,7 @@ pub mod dialogs;
 pub mod editor;
 pub mod help;
 pub mod image;
+pub mod jobs;
 pub mod list;
 pub mod metrics;
 pub mod prompts;
@@ -68,6 +69,16 @@ impl Areas {
 /// Draws the whole screen.
 pub fn draw(app: &App, frame: &mut Frame) {
     let areas = Areas::of(frame.area());
+    if app.jobs_view {
+        let main = Rect {
+            height: areas.status.y - frame.area().y,
+            ..frame.area()
+        };
+        jobs::draw(app, frame, main);
+        status::draw(app, frame, areas.status);
+        draw_overlay(app, frame);
+        return;
+    }
     if app.editing {
         editor::draw(app, frame, areas.left);
     } else {
@@ -78,6 +89,10 @@ pub fn draw(app: &App, frame: &mut Frame) {
     prompts::draw(app, frame, areas.prompts);
     metrics::draw(app, frame, areas.metrics);
     status::draw(app, frame, areas.status);
+    draw_overlay(app, frame);
+}
+
+fn draw_overlay(app: &App, frame: &mut Frame) {
     match &app.overlay {
         Some(Overlay::Help) => help::draw(app, frame, frame.area()),
         Some(_) => dialogs::draw(app, frame, frame.area()),
