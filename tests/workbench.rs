@@ -145,6 +145,10 @@ fn a_user_browses_filters_edits_saves_and_quits() {
     tmux.wait_text("this help");
     tmux.keys(&["Escape"]);
     tmux.wait_for("the help to close", |s| !s.contains("this help"));
+    tmux.keys(&["J"]);
+    tmux.wait_text("no runs yet");
+    tmux.keys(&["Escape"]);
+    tmux.wait_text("examples · all (300/300)");
 
     // Tweet 1 has an image: its prompt panel lists every prompt.
     let before = tmux.wait_text("prompts (");

@@ -65,7 +65,9 @@ pub enum Focus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Overlay {
     Help,
-    FilterMenu { cursor: usize },
+    FilterMenu {
+        cursor: usize,
+    },
     ConfirmQuit,
     ConfirmOverwrite,
     Input(Input),
@@ -469,7 +471,11 @@ fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
         }
         (_, Command::Jobs) => {
             app.jobs_view = !app.jobs_view;
-            app.focus = if app.jobs_view { Focus::Jobs } else { Focus::List };
+            app.focus = if app.jobs_view {
+                Focus::Jobs
+            } else {
+                Focus::List
+            };
             Vec::new()
         }
         (_, Command::Ablations) => {

@@ -72,7 +72,12 @@ pub const GLOBAL: &[Binding] = &[
     bind(&[Char('u')], "u", "undo", Command::Undo),
     bind(&[Char('U')], "U", "redo", Command::Redo),
     bind(&[Char('s')], "s", "save the vocabulary", Command::Save),
-    bind(&[Char('r')], "r", "queue ablation retrains", Command::Ablations),
+    bind(
+        &[Char('r')],
+        "r",
+        "queue ablation retrains",
+        Command::Ablations,
+    ),
     bind(&[Char('J')], "J", "jobs panel on/off", Command::Jobs),
     bind(&[Char('q')], "q ^c", "quit", Command::Quit),
 ];
@@ -152,19 +157,54 @@ pub const JOBS: &[Binding] = &[
     MOVES[4],
     MOVES[5],
     bind(&[Char('x')], "x", "cancel the run", Command::CancelRun),
-    bind(&[Enter], "Enter", "load the finished run's checkpoint", Command::Open),
-    bind(&[Char('c')], "c", "export the table as CSV", Command::ExportCsv),
-    bind(&[Char('m')], "m", "export the table as Markdown", Command::ExportMarkdown),
+    bind(
+        &[Enter],
+        "Enter",
+        "load the finished run's checkpoint",
+        Command::Open,
+    ),
+    bind(
+        &[Char('c')],
+        "c",
+        "export the table as CSV",
+        Command::ExportCsv,
+    ),
+    bind(
+        &[Char('m')],
+        "m",
+        "export the table as Markdown",
+        Command::ExportMarkdown,
+    ),
     bind(&[Esc], "Esc", "back to the examples", Command::Back),
 ];
 
 const ABLATION: &[Binding] = &[
     MOVES[0],
     MOVES[1],
-    bind(&[Char(' ')], "Space", "choose this variant", Command::ToggleList),
-    bind(&[Char('+'), Char('=')], "+", "one more seed", Command::MoreContinuous),
-    bind(&[Char('-')], "-", "one fewer seed", Command::FewerContinuous),
-    bind(&[Enter], "Enter", "queue the chosen variants", Command::Open),
+    bind(
+        &[Char(' ')],
+        "Space",
+        "choose this variant",
+        Command::ToggleList,
+    ),
+    bind(
+        &[Char('+'), Char('=')],
+        "+",
+        "one more seed",
+        Command::MoreContinuous,
+    ),
+    bind(
+        &[Char('-')],
+        "-",
+        "one fewer seed",
+        Command::FewerContinuous,
+    ),
+    bind(
+        &[Enter],
+        "Enter",
+        "queue the chosen variants",
+        Command::Open,
+    ),
     bind(&[Esc, Char('q')], "Esc", "close", Command::Back),
 ];
 

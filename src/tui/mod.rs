@@ -232,9 +232,10 @@ fn start_engine(
         images: options.images.clone(),
         ..EngineOptions::default()
     };
-    let (engine, events) =
-        Engine::spawn(checkpoint, &options.data, &options.split, engine_options);
-    forward(events, wake.clone(), move |event| Wake::Engine(epoch, event));
+    let (engine, events) = Engine::spawn(checkpoint, &options.data, &options.split, engine_options);
+    forward(events, wake.clone(), move |event| {
+        Wake::Engine(epoch, event)
+    });
     engine
 }
 
@@ -303,14 +304,21 @@ impl Workbench<'_> {
                 self.engine.set_continuous(count);
             }
             Effect::Save { path, vocabulary } => {
-                let result = vocabulary.save(&path).map(|()| path).map_err(|e| e.to_string());
+                let result = vocabulary
+                    .save(&path)
+                    .map(|()| path)
+                    .map_err(|e| e.to_string());
                 return Some(Action::Saved(result));
             }
             Effect::SubmitRuns {
                 variants,
                 seeds,
                 vocabulary,
-            } => return Some(Action::Message(self.submit(app, variants, seeds, vocabulary))),
+            } => {
+                return Some(Action::Message(
+                    self.submit(app, variants, seeds, vocabulary),
+                ));
+            }
             Effect::CancelRun(id) => return Some(Action::Message(cancel_run(app, &id))),
             Effect::ExportTable(format) => return Some(Action::Message(export_table(app, format))),
             Effect::LoadCheckpoint(dir) => self.load_checkpoint(app, dir),
@@ -318,7 +326,13 @@ impl Workbench<'_> {
         None
     }
 
-    fn submit(&self, app: &App, variants: Vec<Variant>, seeds: usize, vocabulary: Vocabulary) -> String {
+    fn submit(
+        &self,
+        app: &App,
+        variants: Vec<Variant>,
+        seeds: usize,
+        vocabulary: Vocabulary,
+    ) -> String {
         let submission = Submission {
             source: app.session.checkpoint_dir.clone(),
             variants,
@@ -387,7 +401,10 @@ fn export_table(app: &App, format: Format) -> String {
         Format::Md => "md",
         Format::Csv => "csv",
     };
-    let path = app.session.runs_root.join(format!("table-{group}.{extension}"));
+    let path = app
+        .session
+        .runs_root
+        .join(format!("table-{group}.{extension}"));
     match crate::util::write_atomic(&path, render(&app.jobs.table, format).as_bytes()) {
         Ok(()) => format!("wrote {}", path.display()),
         Err(e) => format!("cannot write {}: {e}", path.display()),
@@ -397,16 +414,18 @@ fn export_table(app: &App, format: Format) -> String {
 /// Reads the runs folder every second (file reads stay off the UI thread).
 fn watch_jobs(root: PathBuf, to: Sender<Wake>) {
     let program = std::env::current_exe().unwrap_or_else(|_| "promptmner".into());
-    std::thread::spawn(move || loop {
-        match snapshot(&root, &program) {
-            Ok(jobs) => {
-                if to.send(Wake::Jobs(jobs)).is_err() {
-                    break;
+    std::thread::spawn(move || {
+        loop {
+            match snapshot(&root, &program) {
+                Ok(jobs) => {
+                    if to.send(Wake::Jobs(jobs)).is_err() {
+                        break;
+                    }
                 }
+                Err(e) => tracing::warn!("jobs panel: {e}"),
             }
-            Err(e) => tracing::warn!("jobs panel: {e}"),
+            std::thread::sleep(Duration::from_secs(1));
         }
-        std::thread::sleep(Duration::from_secs(1));
     });
 }
 

@@ -571,3 +571,119 @@ fn snapshot_small_and_large_terminals() {
     insta::assert_snapshot!("layout_80x24", screen(&app, 80, 24).backend());
     insta::assert_snapshot!("layout_200x60", screen(&app, 200, 60).backend());
 }
+
+// ---- jobs ----
+
+fn jobs_snapshot() -> crate::jobs::watch::JobsSnapshot {
+    use crate::jobs::registry::State;
+    use crate::jobs::table::{MeanStd, Row};
+    use crate::jobs::watch::{JobsSnapshot, RunSummary};
+    let run = |id: &str, variant: &str, state: State, epoch: usize, test: Option<f64>| RunSummary {
+        id: id.into(),
+        group: "demo-1".into(),
+        variant: variant.into(),
+        seed: 1,
+        state,
+        epoch,
+        epochs: 20,
+        loss: Some(0.01),
+        dev_f1: Some(90.0),
+        test_f1: test,
+        log_tail: vec![format!("epoch {epoch}: train loss 0.0100")],
+        dir: PathBuf::from(format!("runs/{id}")),
+    };
+    let row = |variant: &str, f1: f64, delta: f64| Row {
+        variant: variant.into(),
+        finished: 1,
+        runs: 1,
+        precision: Some(MeanStd { mean: f1, std: 0.5 }),
+        recall: Some(MeanStd { mean: f1, std: 0.4 }),
+        f1: Some(MeanStd { mean: f1, std: 0.3 }),
+        delta_f1: Some(delta),
+    };
+    JobsSnapshot {
+        runs: vec![
+            run("r0001-full-s1", "full", State::Finished, 20, Some(94.9)),
+            run("r0002-none-s1", "none", State::Running, 7, None),
+            run("r0003-plain-s1", "plain", State::Queued, 0, None),
+        ],
+        group: Some("demo-1".into()),
+        table: vec![row("full", 94.9, 0.0), row("none", 81.5, -13.4)],
+        skipped: Vec::new(),
+    }
+}
+
+#[test]
+fn the_ablation_dialog_queues_the_chosen_variants_with_the_current_vocabulary() {
+    let mut app = loaded();
+    command(&mut app, Command::FewerContinuous);
+    command(&mut app, Command::Ablations);
+    command(&mut app, Command::ToggleList);
+    for _ in 0..4 {
+        command(&mut app, Command::Down);
+    }
+    command(&mut app, Command::ToggleList);
+    command(&mut app, Command::FewerContinuous);
+    let effects = command(&mut app, Command::Open);
+    let [
+        Effect::SubmitRuns {
+            variants,
+            seeds,
+            vocabulary,
+        },
+    ] = &effects[..]
+    else {
+        panic!("{effects:?}");
+    };
+    use crate::jobs::variant::Variant;
+    assert_eq!(variants, &[Variant::Full, Variant::TextOnly]);
+    assert_eq!(*seeds, 2, "3 by default, one fewer");
+    assert_eq!(vocabulary.continuous, 1, "the edited vocabulary");
+    assert_eq!(app.overlay, None);
+}
+
+#[test]
+fn the_jobs_panel_cancels_running_runs_and_loads_finished_ones() {
+    let mut app = loaded();
+    run(&mut app, Action::Jobs(jobs_snapshot()));
+    command(&mut app, Command::Jobs);
+    assert_eq!(app.focus, Focus::Jobs);
+    assert!(
+        command(&mut app, Command::CancelRun).is_empty(),
+        "finished: nothing to cancel"
+    );
+    command(&mut app, Command::Down);
+    assert_eq!(
+        command(&mut app, Command::CancelRun),
+        [Effect::CancelRun("r0002-none-s1".into())]
+    );
+    assert!(command(&mut app, Command::Open).is_empty(), "still running");
+    assert_eq!(
+        command(&mut app, Command::ExportCsv),
+        [Effect::ExportTable(crate::jobs::table::Format::Csv)]
+    );
+    command(&mut app, Command::Top);
+    assert_eq!(
+        command(&mut app, Command::Open),
+        [Effect::LoadCheckpoint(PathBuf::from("runs/r0001-full-s1"))]
+    );
+    assert!(!app.jobs_view);
+}
+
+#[test]
+fn snapshot_jobs_panel() {
+    let mut app = loaded();
+    run(&mut app, Action::Jobs(jobs_snapshot()));
+    command(&mut app, Command::Jobs);
+    command(&mut app, Command::Down);
+    insta::assert_snapshot!(screen(&app, 100, 30).backend());
+}
+
+#[test]
+fn snapshot_ablation_dialog() {
+    let mut app = loaded();
+    command(&mut app, Command::Ablations);
+    command(&mut app, Command::ToggleList);
+    command(&mut app, Command::Down);
+    insta::assert_snapshot!(screen(&app, 100, 30).backend());
+}

@@ -8,8 +8,8 @@ use ratatui::text::Line;
 use ratatui::widgets::{Clear, List, ListItem, ListState, Paragraph};
 
 use super::{centered, panel};
-use crate::tui::app::{App, Overlay};
 use crate::jobs::variant::Variant;
+use crate::tui::app::{App, Overlay};
 use crate::tui::filter::Filter;
 
 pub fn draw(app: &App, frame: &mut Frame, area: Rect) {

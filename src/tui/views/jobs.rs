@@ -41,7 +41,11 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
 
 fn draw_runs(app: &App, frame: &mut Frame, area: Rect) {
     let block = panel(
-        format!("runs ({}) · {}", app.jobs.runs.len(), app.session.runs_root.display()),
+        format!(
+            "runs ({}) · {}",
+            app.jobs.runs.len(),
+            app.session.runs_root.display()
+        ),
         focused(app, Focus::Jobs),
     );
     if app.jobs.runs.is_empty() {
@@ -90,7 +94,11 @@ fn draw_log(app: &App, frame: &mut Frame, area: Rect) {
 fn cell(value: Option<MeanStd>, best: Option<f64>) -> String {
     match value {
         Some(m) => {
-            let mark = if best.is_some_and(|b| (m.mean - b).abs() < 1e-9) { "*" } else { " " };
+            let mark = if best.is_some_and(|b| (m.mean - b).abs() < 1e-9) {
+                "*"
+            } else {
+                " "
+            };
             format!("{:.2} ± {:.2}{mark}", m.mean, m.std)
         }
         None => "–".into(),
@@ -100,7 +108,10 @@ fn cell(value: Option<MeanStd>, best: Option<f64>) -> String {
 fn draw_results(app: &App, frame: &mut Frame, area: Rect) {
     let table = &app.jobs.table;
     let best = |column: fn(&crate::jobs::table::Row) -> Option<MeanStd>| {
-        table.iter().filter_map(|r| column(r).map(|m| m.mean)).reduce(f64::max)
+        table
+            .iter()
+            .filter_map(|r| column(r).map(|m| m.mean))
+            .reduce(f64::max)
     };
     let (p, r, f) = (best(|r| r.precision), best(|r| r.recall), best(|r| r.f1));
     let rows = table.iter().map(|row| {
@@ -128,7 +139,9 @@ fn draw_results(app: &App, frame: &mut Frame, area: Rect) {
     let header = Row::new(vec!["variant", "runs", "P", "R", "F1", "ΔF1"])
         .style(Style::new().add_modifier(Modifier::BOLD));
     frame.render_widget(
-        Table::new(rows, widths).header(header).block(panel(title, false)),
+        Table::new(rows, widths)
+            .header(header)
+            .block(panel(title, false)),
         area,
     );
 }
