@@ -197,3 +197,41 @@ fn a_killed_run_is_failed_with_its_log_tail_and_a_dead_runner_leaves_it_interrup
         listed(&root, ids[1]).contains("interrupted")
     });
 }
+
+#[test]
+fn a_restarted_registry_reattaches_to_a_run_whose_runner_died() {
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path().join("runs");
+    let out = runs(
+        &root,
+        &[
+            "submit",
+            "--from",
+            "checkpoints/demo",
+            "--variant",
+            "none",
+            "--seeds",
+            "1",
+            "--set",
+            "epochs=4",
+        ],
+    );
+    let id = out.lines().next().unwrap().to_string();
+    let run = root.join(&id);
+    wait_until("the run to start", 120, || pid_of(&run).is_some());
+    let runner: i32 = std::fs::read_to_string(root.join("runner.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: signalling a process of this test.
+    unsafe { libc::kill(runner, libc::SIGKILL) };
+    // The training goes on; every new look at the registry finds it running, then done.
+    let first = listed(&root, &id);
+    assert!(first.contains("running"), "{first}");
+    wait_until("the orphaned run to finish", 300, || {
+        listed(&root, &id).contains("finished")
+    });
+    let table = runs(&root, &["table"]);
+    assert!(table.contains("| none | 1/1 |"), "{table}");
+}
