@@ -322,3 +322,29 @@ fn show_prints_a_tweet_with_its_image_and_both_span_lines() {
     let err = run_err(&["show", "--data", data.to_str().unwrap(), "--id", "nope"]);
     assert!(err.contains("no tweet with image id 'nope'"), "{err}");
 }
+
+#[test]
+fn probe_images_finds_that_the_image_ambiguous_tweets_depend_on_the_image_most() {
+    let data = demo_dir();
+    let checkpoint = Path::new(env!("CARGO_MANIFEST_DIR")).join("checkpoints/demo");
+    let out = run_ok(&[
+        "probe-images",
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--json",
+    ]);
+    let probe: Value = serde_json::from_str(&out).unwrap();
+    let share = |key: &str| probe[key]["share"].as_f64().unwrap();
+    assert!(share("ambiguous") > 2.0 * share("unambiguous"), "{}", probe["ambiguous"]);
+    assert!(share("ambiguous") > share("overall"));
+    let tweets = probe["tweets"].as_array().unwrap();
+    assert_eq!(tweets.len(), 300);
+    // A tweet without an image cannot depend on one.
+    for tweet in tweets.iter().filter(|t| t["has_image"] == false) {
+        assert_eq!(tweet["changes_without_image"], false, "{tweet}");
+    }
+    let per_type = probe["per_type"].as_object().unwrap();
+    assert_eq!(per_type.len(), 4);
+}

@@ -133,6 +133,8 @@ pub enum Command {
     Show(workbench::ShowArgs),
     /// Ablation runs: submit, list, show, cancel, and the results table.
     Runs(runs::RunsArgs),
+    /// Which tweets' predictions change when their image is removed or swapped.
+    ProbeImages(ProbeArgs),
     /// Measure: text and CLIP encoding (`encode`) or the live edit loop (`live`).
     Bench(bench::BenchArgs),
     /// The local model store: backbones by name.
@@ -278,6 +280,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tui(args) => workbench::tui(&args),
         Command::Show(args) => workbench::show(&args),
         Command::Runs(args) => runs::run(args),
+        Command::ProbeImages(args) => probe_images(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Data {
             command: DataCommand::Stats { dir, images, json },
@@ -363,29 +366,139 @@ pub struct EvalArgs {
     pub device: DeviceChoice,
 }
 
-/// Evaluates a checkpoint on a split; the demo world's ambiguous tweets also on their own.
-fn eval(args: &EvalArgs) -> anyhow::Result<()> {
-    let checkpoint = Checkpoint::load(&args.checkpoint, &device::select(args.device)?)?;
+/// A checkpoint with a split's tweets, their image states and the checkpoint's prompts.
+struct Prepared {
+    checkpoint: Checkpoint,
+    gold: Vec<Tweet>,
+    states: Vec<crate::model::ImageState>,
+    bank: crate::model::prompts::PromptBank,
+}
+
+fn prepare(
+    checkpoint: &Path,
+    data: &Path,
+    split: &str,
+    images: Option<&Path>,
+    batch_size: usize,
+    device: DeviceChoice,
+) -> anyhow::Result<Prepared> {
+    let checkpoint = Checkpoint::load(checkpoint, &device::select(device)?)?;
     let model = &checkpoint.model;
-    let gold = read_conll(&crate::data::split_path(&args.data, &args.split))?;
-    let resolver = ImageResolver::for_dataset(&args.data, args.images.as_deref());
+    let gold = read_conll(&crate::data::split_path(data, split))?;
+    let resolver = ImageResolver::for_dataset(data, images);
     let cache = ImageCache::open(&ImageCache::default_root(), &model.backbones.clip).ok();
-    let bars = Bars::default();
     let states = image_states(
         model,
         &gold,
         &resolver,
         cache.as_ref(),
-        args.batch_size,
-        &bars,
+        batch_size,
+        &Bars::default(),
     )?;
     let bank = model.encode_prompts(
         &checkpoint.vocabulary,
         checkpoint.config.model.continuous_prompts,
     )?;
-    let predictions = predict_split(model, &gold, &states, &bank, args.batch_size, &bars)?;
-    let scores = score_predictions(&gold, &predictions);
-    let predicted = predicted_tweets(&gold, &predictions);
+    Ok(Prepared {
+        checkpoint,
+        gold,
+        states,
+        bank,
+    })
+}
+
+/// `promptmner probe-images`: which tweets' predictions depend on their image.
+fn probe_images(args: &ProbeArgs) -> anyhow::Result<()> {
+    let prepared = prepare(
+        &args.checkpoint,
+        &args.data,
+        &args.split,
+        args.images.as_deref(),
+        args.batch_size,
+        args.device,
+    )?;
+    let meta = demo::meta_rows(&args.data, &args.split, prepared.gold.len());
+    let scenes: Option<Vec<Option<String>>> = meta
+        .as_ref()
+        .map(|rows| rows.iter().map(|r| r.scene.clone()).collect());
+    let ambiguous: Option<Vec<bool>> = meta
+        .as_ref()
+        .map(|rows| rows.iter().map(|r| r.ambiguous).collect())
+        .filter(|flags: &Vec<bool>| flags.iter().any(|f| *f));
+    let probe = crate::eval::probe::probe_images(
+        &prepared.checkpoint.model,
+        &prepared.gold,
+        &prepared.states,
+        &prepared.bank,
+        args.batch_size,
+        scenes.as_deref(),
+        ambiguous.as_deref(),
+        &Bars::default(),
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&probe)?);
+        return Ok(());
+    }
+    let line = |name: &str, share: &crate::eval::probe::Share| {
+        println!(
+            "{name:<22} {:>5} of {:>5} tweets with an image ({:.1}%)",
+            share.dependent,
+            share.tweets,
+            share.share * 100.0
+        );
+    };
+    println!("predictions that change when the image is removed or swapped:");
+    line("all", &probe.overall);
+    for (kind, share) in &probe.per_type {
+        line(&format!("with gold {kind}"), share);
+    }
+    if let (Some(a), Some(u)) = (&probe.ambiguous, &probe.unambiguous) {
+        line("image-ambiguous", a);
+        line("not image-ambiguous", u);
+    }
+    Ok(())
+}
+
+/// What `promptmner probe-images` takes.
+#[derive(Debug, clap::Args)]
+pub struct ProbeArgs {
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+    /// Every tweet's result and the shares, as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+}
+
+/// Evaluates a checkpoint on a split; the demo world's ambiguous tweets also on their own.
+fn eval(args: &EvalArgs) -> anyhow::Result<()> {
+    let prepared = prepare(
+        &args.checkpoint,
+        &args.data,
+        &args.split,
+        args.images.as_deref(),
+        args.batch_size,
+        args.device,
+    )?;
+    let (model, gold, states, bank) = (
+        &prepared.checkpoint.model,
+        &prepared.gold,
+        &prepared.states,
+        &prepared.bank,
+    );
+    let bars = Bars::default();
+    let predictions = predict_split(model, gold, states, bank, args.batch_size, &bars)?;
+    let scores = score_predictions(gold, &predictions);
+    let predicted = predicted_tweets(gold, &predictions);
     if let Some(path) = &args.out {
         write_conll(path, &predicted)
             .with_context(|| format!("cannot write {}", path.display()))?;
@@ -403,7 +516,7 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
                     .map(|(t, _)| t.clone())
                     .collect()
             };
-            score_tweets(&pick(&gold), &pick(&predicted))
+            score_tweets(&pick(gold), &pick(&predicted))
         })
         .transpose()?;
     if args.json {

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::engine::{Event, SplitView, TweetInfo, TweetView};
+use crate::engine::{Event, ImageChoice, SplitView, TweetInfo, TweetView};
 use crate::jobs::table::Format;
 use crate::jobs::variant::Variant;
 use crate::jobs::watch::JobsSnapshot;
@@ -152,6 +152,8 @@ pub enum Command {
     Jobs,
     /// The dialog that queues ablation retrains.
     Ablations,
+    /// The tweet's image: none, its own, another tweet's.
+    CycleImage,
     CancelRun,
     ExportCsv,
     ExportMarkdown,
@@ -191,6 +193,10 @@ pub enum Effect {
         vocabulary: Vocabulary,
     },
     CancelRun(String),
+    SetImage {
+        tweet: usize,
+        image: ImageChoice,
+    },
     /// Restart the engine on another checkpoint (a finished run's).
     LoadCheckpoint(PathBuf),
     ExportTable(Format),
@@ -211,6 +217,12 @@ pub struct App {
     pub session: Session,
     pub tweets: Vec<TweetInfo>,
     pub ambiguous: Option<Vec<bool>>,
+    /// Each tweet's scene category (meta.tsv), for picking a counterfactual image.
+    pub scenes: Option<Vec<Option<String>>>,
+    /// Tweets shown with another image than their own (`i`).
+    pub image_overrides: std::collections::BTreeMap<usize, ImageChoice>,
+    /// Each tweet's predicted spans with its own image, to mark what an override changes.
+    pub own_spans: std::collections::BTreeMap<usize, Vec<crate::data::spans::Span>>,
     pub scores: Option<SplitView>,
     pub view: Option<TweetView>,
     pub list: ListState,
@@ -242,6 +254,9 @@ impl App {
             session,
             tweets: Vec::new(),
             ambiguous,
+            scenes: None,
+            image_overrides: std::collections::BTreeMap::new(),
+            own_spans: std::collections::BTreeMap::new(),
             scores: None,
             view: None,
             list: ListState {
@@ -368,6 +383,10 @@ fn on_engine(app: &mut App, event: Event) -> Vec<Effect> {
             effects
         }
         Event::Tweet { view, .. } => {
+            if view.image.choice == ImageChoice::Own {
+                let spans = view.predicted.iter().map(|p| p.span).collect();
+                app.own_spans.insert(view.index, spans);
+            }
             if Some(view.index) == app.selected() {
                 app.word_cursor = app.word_cursor.min(view.words.len().saturating_sub(1));
                 app.view = Some(*view);
@@ -490,6 +509,7 @@ fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
             )
         }
         (Focus::Jobs, command) => on_jobs(app, command),
+        (_, Command::CycleImage) => cycle_image(app),
         (_, Command::NextFilter) => cycle_filter(app, 1),
         (_, Command::PreviousFilter) => cycle_filter(app, -1),
         (_, Command::FilterMenu) => {
@@ -897,4 +917,41 @@ fn ablation_dialog(
         seeds,
     });
     Vec::new()
+}
+
+/// Own image → none → another tweet's (the next with an image of another scene) → own.
+fn cycle_image(app: &mut App) -> Vec<Effect> {
+    let Some(tweet) = app.selected() else {
+        return Vec::new();
+    };
+    let current = app
+        .image_overrides
+        .get(&tweet)
+        .copied()
+        .unwrap_or(ImageChoice::Own);
+    let scene = |t: usize| {
+        app.scenes
+            .as_ref()
+            .and_then(|s| s.get(t).cloned().flatten())
+    };
+    let n = app.tweets.len();
+    let partner = (1..n).map(|k| (tweet + k) % n).find(|&j| {
+        app.tweets[j].image_path.is_some() && (scene(tweet).is_none() || scene(j) != scene(tweet))
+    });
+    let next = match (current, partner) {
+        (ImageChoice::Own, _) => ImageChoice::None,
+        (ImageChoice::None, Some(j)) => ImageChoice::FromTweet(j),
+        _ => ImageChoice::Own,
+    };
+    if next == ImageChoice::Own {
+        app.image_overrides.remove(&tweet);
+    } else {
+        app.image_overrides.insert(tweet, next);
+    }
+    app.message = Some(match next {
+        ImageChoice::Own => "its own image".into(),
+        ImageChoice::None => "as if it had no image".into(),
+        ImageChoice::FromTweet(j) => format!("with the image of tweet {j}"),
+    });
+    vec![Effect::SetImage { tweet, image: next }]
 }

@@ -73,6 +73,12 @@ pub const GLOBAL: &[Binding] = &[
     bind(&[Char('U')], "U", "redo", Command::Redo),
     bind(&[Char('s')], "s", "save the vocabulary", Command::Save),
     bind(
+        &[Char('i')],
+        "i",
+        "image: none/own/another's",
+        Command::CycleImage,
+    ),
+    bind(
         &[Char('r')],
         "r",
         "queue ablation retrains",

@@ -262,12 +262,16 @@ impl Workbench<'_> {
             Wake::Engine(epoch, _) if epoch != self.engine_epoch => return false,
             Wake::Engine(_, event) => {
                 if let Event::Loaded { tweets, .. } = &event {
-                    // The demo world's meta.tsv marks the image-ambiguous tweets.
-                    app.ambiguous = crate::data::demo::ambiguous_flags(
+                    // The demo world's meta.tsv marks the image-ambiguous tweets and scenes.
+                    let meta = crate::data::demo::meta_rows(
                         &self.options.data,
                         &self.options.split,
                         tweets.len(),
                     );
+                    app.ambiguous = meta
+                        .as_ref()
+                        .map(|rows| rows.iter().map(|r| r.ambiguous).collect());
+                    app.scenes = meta.map(|rows| rows.into_iter().map(|r| r.scene).collect());
                 }
                 Action::Engine(event)
             }
@@ -302,6 +306,9 @@ impl Workbench<'_> {
             }
             Effect::SetContinuous(count) => {
                 self.engine.set_continuous(count);
+            }
+            Effect::SetImage { tweet, image } => {
+                self.engine.set_image(tweet, image);
             }
             Effect::Save { path, vocabulary } => {
                 let result = vocabulary

@@ -687,3 +687,48 @@ fn snapshot_ablation_dialog() {
     command(&mut app, Command::Down);
     insta::assert_snapshot!(screen(&app, 100, 30).backend());
 }
+
+#[test]
+fn i_cycles_the_image_through_none_another_tweets_and_its_own() {
+    let mut app = loaded();
+    let cycle = |app: &mut App| match &update(app, Action::Command(Command::CycleImage))[..] {
+        [Effect::SetImage { tweet: 0, image }] => *image,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(cycle(&mut app), ImageChoice::None);
+    // Tweet 1 has no image: the next with one is tweet 2.
+    assert_eq!(cycle(&mut app), ImageChoice::FromTweet(2));
+    assert_eq!(cycle(&mut app), ImageChoice::Own);
+    assert!(app.image_overrides.is_empty());
+    // With scenes known, the other image comes from another scene.
+    app.scenes = Some(vec![
+        Some("a".into()),
+        None,
+        Some("a".into()),
+        Some("b".into()),
+    ]);
+    cycle(&mut app);
+    assert_eq!(cycle(&mut app), ImageChoice::FromTweet(3));
+}
+
+#[test]
+fn snapshot_counterfactual_image_marks_what_changed() {
+    let mut app = loaded();
+    command(&mut app, Command::Bottom);
+    // Tweet 3 with tweet 0's image: the spurious ORG becomes a PER.
+    let mut view = tweet_view(3);
+    view.image.choice = ImageChoice::FromTweet(0);
+    view.image.from_tweet = Some(0);
+    view.predicted = vec![PredictedSpan {
+        span: span(0, 1, Per),
+        prob: 0.7,
+    }];
+    update(
+        &mut app,
+        Action::Engine(Event::Tweet {
+            generation: 5,
+            view: Box::new(view),
+        }),
+    );
+    insta::assert_snapshot!(screen(&app, 100, 30).backend());
+}

@@ -34,14 +34,22 @@ pub fn embedded_dir() -> PathBuf {
     }
 }
 
-/// Which tweets of a split are image-ambiguous, from the dataset's `meta.tsv` (in the
-/// split's order); `None` when the dataset has no such file.
-pub fn ambiguous_flags(dir: &Path, split: &str, tweets: usize) -> Option<Vec<bool>> {
+/// One tweet's row of the dataset's `meta.tsv`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetaRow {
+    pub ambiguous: bool,
+    /// The scene category its image shows.
+    pub scene: Option<String>,
+}
+
+/// The rows of `meta.tsv` for a split, in the split's order (tweets without a row get
+/// the default); `None` when the dataset has no such file.
+pub fn meta_rows(dir: &Path, split: &str, tweets: usize) -> Option<Vec<MetaRow>> {
     let text = std::fs::read_to_string(dir.join("meta.tsv")).ok()?;
-    let mut flags = vec![false; tweets];
+    let mut rows = vec![MetaRow::default(); tweets];
     for line in text.lines().skip(1) {
-        let mut cols = line.split('\t');
-        let (Some(id), Some(_), Some(ambiguous)) = (cols.next(), cols.next(), cols.next()) else {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let (Some(id), Some(ambiguous)) = (cols.first(), cols.get(2)) else {
             continue;
         };
         let Some(index) = id
@@ -51,11 +59,21 @@ pub fn ambiguous_flags(dir: &Path, split: &str, tweets: usize) -> Option<Vec<boo
         else {
             continue;
         };
-        if let Some(flag) = flags.get_mut(index) {
-            *flag = ambiguous == "true";
+        if let Some(row) = rows.get_mut(index) {
+            row.ambiguous = *ambiguous == "true";
+            row.scene = cols
+                .get(3)
+                .filter(|s| !s.is_empty() && **s != "-")
+                .map(|s| s.to_string());
         }
     }
-    Some(flags)
+    Some(rows)
+}
+
+/// Which tweets of a split are image-ambiguous, from the dataset's `meta.tsv` (in the
+/// split's order); `None` when the dataset has no such file.
+pub fn ambiguous_flags(dir: &Path, split: &str, tweets: usize) -> Option<Vec<bool>> {
+    meta_rows(dir, split, tweets).map(|rows| rows.into_iter().map(|r| r.ambiguous).collect())
 }
 
 /// Every word of a dataset directory's splits.

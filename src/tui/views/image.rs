@@ -10,6 +10,7 @@ use ratatui::widgets::{Paragraph, Wrap};
 use ratatui_image::Image;
 
 use super::panel;
+use crate::engine::ImageChoice;
 use crate::tui::app::{App, ImageOutcome};
 
 /// The image file the current tweet is shown with, or why there is none.
@@ -41,7 +42,12 @@ pub fn inner(area: Rect) -> Rect {
 }
 
 pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
-    let block = panel("image", false);
+    let title = match app.current_view().map(|v| v.image.choice) {
+        Some(ImageChoice::None) => "image · removed (i)".to_string(),
+        Some(ImageChoice::FromTweet(j)) => format!("image · tweet {j}'s (i)"),
+        _ => "image".to_string(),
+    };
+    let block = panel(title, false);
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let message = match wanted(app) {

@@ -46,6 +46,8 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
     let words = &tweet.words;
     let predicted: Option<Vec<EntitySpan>> =
         view.map(|v| v.predicted.iter().map(|p| p.span).collect());
+    let counterfactual = view.is_some_and(|v| v.image.choice != crate::engine::ImageChoice::Own);
+    let own = app.own_spans.get(&index).filter(|_| counterfactual);
     let cursor = app.word_cursor.min(words.len().saturating_sub(1));
     let show_cursor = (app.focus == Focus::Tweet).then_some(cursor);
     let (mut lines, cursor_line) = aligned_lines(
@@ -54,6 +56,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
         predicted
             .as_deref()
             .map_or(Predicted::Computing, Predicted::Spans),
+        own.map(Vec::as_slice),
         width,
         show_cursor,
     );
@@ -97,14 +100,16 @@ pub fn text_lines(
     width: usize,
     cursor: Option<usize>,
 ) -> Vec<Line<'static>> {
-    aligned_lines(words, gold, predicted, width, cursor).0
+    aligned_lines(words, gold, predicted, None, width, cursor).0
 }
 
 /// [`text_lines`] and the line where the cursor's row starts.
+/// `own`: the prediction with the tweet's own image, shown under a counterfactual one.
 fn aligned_lines(
     words: &[String],
     gold: &[EntitySpan],
     predicted: Predicted<'_>,
+    own: Option<&[EntitySpan]>,
     width: usize,
     cursor: Option<usize>,
 ) -> (Vec<Line<'static>>, usize) {
@@ -113,6 +118,7 @@ fn aligned_lines(
         Predicted::Spans(spans) => Some(cells(spans, words.len())),
         Predicted::Computing | Predicted::Absent => None,
     };
+    let own = own.map(|spans| cells(spans, words.len()));
     let mut lines = Vec::new();
     let mut cursor_line = 0;
     for row in rows(words, width) {
@@ -124,7 +130,11 @@ fn aligned_lines(
         match &pred {
             Some(pred) => {
                 lines.push(span_line("pred", words, &row, pred));
-                lines.push(diff_line(words, &row, &gold, pred));
+                lines.push(diff_line(words, &row, &gold, pred, &GOLD_VS_PRED));
+                if let Some(own) = &own {
+                    lines.push(span_line("own", words, &row, own));
+                    lines.push(diff_line(words, &row, own, pred, &OWN_VS_PRED));
+                }
             }
             None if matches!(predicted, Predicted::Computing) => lines.push(Line::styled(
                 "pred computing…",
@@ -207,18 +217,43 @@ fn span_line(label: &str, words: &[String], row: &[usize], cells: &[Cell]) -> Li
 }
 
 /// `^` under each word whose gold and predicted tags differ.
-fn diff_line(words: &[String], row: &[usize], gold: &[Cell], pred: &[Cell]) -> Line<'static> {
-    let differs = row.iter().any(|&i| gold[i] != pred[i]);
+/// How a marker line looks: its label when a word differs, its mark, its colour.
+struct Marker {
+    label: &'static str,
+    mark: &'static str,
+    color: Color,
+}
+
+const GOLD_VS_PRED: Marker = Marker {
+    label: "  ≠  ",
+    mark: "^",
+    color: Color::Red,
+};
+
+const OWN_VS_PRED: Marker = Marker {
+    label: "  ~  ",
+    mark: "~",
+    color: Color::Yellow,
+};
+
+fn diff_line(
+    words: &[String],
+    row: &[usize],
+    a: &[Cell],
+    b: &[Cell],
+    marker: &Marker,
+) -> Line<'static> {
+    let differs = row.iter().any(|&i| a[i] != b[i]);
     let mut spans = vec![Span::styled(
-        if differs { "  ≠  " } else { "     " },
-        Style::new().fg(Color::Red),
+        if differs { marker.label } else { "     " },
+        Style::new().fg(marker.color),
     )];
     for &i in row {
         let width = words[i].chars().count();
-        let text = if gold[i] != pred[i] { "^" } else { " " }.repeat(width);
+        let text = if a[i] != b[i] { marker.mark } else { " " }.repeat(width);
         spans.push(Span::styled(
             text,
-            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+            Style::new().fg(marker.color).add_modifier(Modifier::BOLD),
         ));
         spans.push(Span::raw(" "));
     }
