@@ -337,7 +337,11 @@ fn probe_images_finds_that_the_image_ambiguous_tweets_depend_on_the_image_most()
     ]);
     let probe: Value = serde_json::from_str(&out).unwrap();
     let share = |key: &str| probe[key]["share"].as_f64().unwrap();
-    assert!(share("ambiguous") > 2.0 * share("unambiguous"), "{}", probe["ambiguous"]);
+    assert!(
+        share("ambiguous") > 2.0 * share("unambiguous"),
+        "{}",
+        probe["ambiguous"]
+    );
     assert!(share("ambiguous") > share("overall"));
     let tweets = probe["tweets"].as_array().unwrap();
     assert_eq!(tweets.len(), 300);
@@ -347,4 +351,117 @@ fn probe_images_finds_that_the_image_ambiguous_tweets_depend_on_the_image_most()
     }
     let per_type = probe["per_type"].as_object().unwrap();
     assert_eq!(per_type.len(), 4);
+}
+
+/// Entities of a CoNLL file, parsed here (BIO, an I- that does not continue starts one),
+/// independently of the library: per tweet, (start, end, type).
+fn conll_entities(path: &Path) -> Vec<Vec<(usize, usize, String)>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut tweets = Vec::new();
+    for block in text.split("\n\n").filter(|b| !b.trim().is_empty()) {
+        let tags: Vec<&str> = block
+            .lines()
+            .filter(|l| !l.starts_with("IMGID:") && !l.trim().is_empty())
+            .map(|l| l.split('\t').nth(1).unwrap_or("O"))
+            .collect();
+        let mut spans = Vec::new();
+        let mut open: Option<(usize, String)> = None;
+        for (i, tag) in tags.iter().chain(std::iter::once(&"O")).enumerate() {
+            let (prefix, kind) = tag.split_once('-').unwrap_or((tag, ""));
+            let continues = prefix == "I" && open.as_ref().is_some_and(|(_, k)| k == kind);
+            if !continues {
+                if let Some((start, k)) = open.take() {
+                    spans.push((start, i, k));
+                }
+                if prefix == "B" || prefix == "I" {
+                    open = Some((i, kind.to_string()));
+                }
+            }
+        }
+        tweets.push(spans);
+    }
+    tweets
+}
+
+#[test]
+fn eval_compare_counts_equal_a_count_from_the_two_prediction_files() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let scratch = tempfile::tempdir().unwrap();
+    let b = scratch.path().join("b");
+    let out = promptmner()
+        .current_dir(repo)
+        .args([
+            "train",
+            "--config",
+            "configs/demo.toml",
+            "--set",
+            "epochs=1",
+        ])
+        .args(["--set", "max_train_examples=128", "--out"])
+        .arg(&b)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (pred_a, pred_b) = (scratch.path().join("a.txt"), scratch.path().join("b.txt"));
+    let data = demo_dir();
+    let data = data.to_str().unwrap();
+    let a = repo.join("checkpoints/demo");
+    for (checkpoint, pred) in [(&a, &pred_a), (&b, &pred_b)] {
+        run_ok(&[
+            "eval",
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+            "--data",
+            data,
+            "--out",
+            pred.to_str().unwrap(),
+        ]);
+    }
+    let json: Value = serde_json::from_str(&run_ok(&[
+        "eval",
+        "--checkpoint",
+        a.to_str().unwrap(),
+        "--compare",
+        b.to_str().unwrap(),
+        "--data",
+        data,
+        "--json",
+    ]))
+    .unwrap();
+    let gold = conll_entities(&demo_dir().join("test.txt"));
+    let (ea, eb) = (conll_entities(&pred_a), conll_entities(&pred_b));
+    let (mut a_right, mut b_right, mut tweets) = (0, 0, 0);
+    for ((g, a), b) in gold.iter().zip(&ea).zip(&eb) {
+        let only_a: Vec<_> = a.iter().filter(|s| !b.contains(s)).collect();
+        let only_b: Vec<_> = b.iter().filter(|s| !a.contains(s)).collect();
+        tweets += usize::from(!only_a.is_empty() || !only_b.is_empty());
+        for s in only_a {
+            if g.contains(s) {
+                a_right += 1
+            } else {
+                b_right += 1
+            }
+        }
+        for s in only_b {
+            if g.contains(s) {
+                b_right += 1
+            } else {
+                a_right += 1
+            }
+        }
+    }
+    let d = &json["disagreements"];
+    assert!(
+        a_right + b_right > 0,
+        "the two models should disagree somewhere"
+    );
+    assert_eq!(d["overall"]["a_right"], a_right, "{d}");
+    assert_eq!(d["overall"]["b_right"], b_right, "{d}");
+    assert_eq!(d["tweets"], tweets);
+    let f1 = |k: &str| json[k]["scores"]["micro"]["f1"].as_f64().unwrap();
+    assert!((json["delta_f1"].as_f64().unwrap() - (f1("b") - f1("a"))).abs() < 1e-9);
 }

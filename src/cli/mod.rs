@@ -337,6 +337,7 @@ fn demo_default() -> anyhow::Result<()> {
         json: false,
         batch_size: 64,
         device: DeviceChoice::Auto,
+        compare: None,
     })
 }
 
@@ -364,6 +365,9 @@ pub struct EvalArgs {
     pub batch_size: usize,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
+    /// A second checkpoint: both scores, the delta, and the disagreements.
+    #[arg(long)]
+    pub compare: Option<PathBuf>,
 }
 
 /// A checkpoint with a split's tweets, their image states and the checkpoint's prompts.
@@ -497,6 +501,9 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     );
     let bars = Bars::default();
     let predictions = predict_split(model, gold, states, bank, args.batch_size, &bars)?;
+    if let Some(other) = &args.compare {
+        return compare(args, other, gold, &predictions);
+    }
     let scores = score_predictions(gold, &predictions);
     let predicted = predicted_tweets(gold, &predictions);
     if let Some(path) = &args.out {
@@ -536,6 +543,90 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
                 subset.micro.prf.f1
             );
         }
+    }
+    Ok(())
+}
+
+/// `eval --compare B`: both models' scores, the delta, and where they disagree.
+fn compare(
+    args: &EvalArgs,
+    other: &Path,
+    gold: &[Tweet],
+    predictions_a: &[crate::model::Prediction],
+) -> anyhow::Result<()> {
+    use crate::eval::compare::compare as compare_spans;
+    let b = prepare(
+        other,
+        &args.data,
+        &args.split,
+        args.images.as_deref(),
+        args.batch_size,
+        args.device,
+    )?;
+    let predictions_b = predict_split(
+        &b.checkpoint.model,
+        &b.gold,
+        &b.states,
+        &b.bank,
+        args.batch_size,
+        &Bars::default(),
+    )?;
+    let report_a = score_predictions(gold, predictions_a).report;
+    let report_b = score_predictions(gold, &predictions_b).report;
+    let spans = |p: &[crate::model::Prediction]| -> Vec<Vec<crate::data::Span>> {
+        p.iter()
+            .map(|p| p.spans.iter().map(|s| s.span).collect())
+            .collect()
+    };
+    let gold_spans: Vec<Vec<crate::data::Span>> = gold
+        .iter()
+        .map(|t| crate::data::spans::spans_from_tags(&t.tags))
+        .collect();
+    let comparison = compare_spans(&gold_spans, &spans(predictions_a), &spans(&predictions_b));
+    let delta = report_b.micro.prf.f1 - report_a.micro.prf.f1;
+    if args.json {
+        let value = serde_json::json!({
+            "a": { "checkpoint": args.checkpoint, "scores": report_a },
+            "b": { "checkpoint": other, "scores": report_b },
+            "delta_f1": delta,
+            "disagreements": {
+                "tweets": comparison.tweets,
+                "overall": comparison.overall,
+                "per_type": comparison.per_type,
+            },
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    for (name, path, report) in [
+        ("A", &args.checkpoint, &report_a),
+        ("B", &other.to_path_buf(), &report_b),
+    ] {
+        let prf = &report.micro.prf;
+        println!(
+            "{name} {}: P {:.2} R {:.2} F1 {:.2}",
+            path.display(),
+            prf.precision,
+            prf.recall,
+            prf.f1
+        );
+    }
+    println!("ΔF1 (B − A): {delta:+.2}");
+    println!(
+        "\ndisagreements: {} entities in {} tweets (A right {}, B right {})",
+        comparison.overall.total(),
+        comparison.tweets,
+        comparison.overall.a_right,
+        comparison.overall.b_right
+    );
+    for (kind, counts) in &comparison.per_type {
+        println!(
+            "  {:<6} {:>4} (A right {}, B right {})",
+            kind.as_str(),
+            counts.total(),
+            counts.a_right,
+            counts.b_right
+        );
     }
     Ok(())
 }

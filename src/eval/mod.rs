@@ -1,5 +1,6 @@
 //! Evaluation: entity-level scores and error analysis.
 
+pub mod compare;
 pub mod predict;
 pub mod probe;
 pub mod score;
