@@ -1,6 +1,7 @@
 //! Evaluation: entity-level scores and error analysis.
 
 pub mod compare;
+pub mod confusion;
 pub mod predict;
 pub mod probe;
 pub mod score;

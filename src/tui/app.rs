@@ -71,6 +71,11 @@ pub enum Overlay {
     ConfirmQuit,
     ConfirmOverwrite,
     Input(Input),
+    /// The confusion matrix, a cell under the cursor (indices into `classes()`).
+    Confusion {
+        row: usize,
+        col: usize,
+    },
     /// Variants to queue (by their place in `Variant::menu()`), and seeds each.
     Ablation {
         cursor: usize,
@@ -154,6 +159,8 @@ pub enum Command {
     Ablations,
     /// The tweet's image: none, its own, another tweet's.
     CycleImage,
+    /// The confusion matrix of the split.
+    Confusion,
     CancelRun,
     ExportCsv,
     ExportMarkdown,
@@ -510,6 +517,7 @@ fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
         }
         (Focus::Jobs, command) => on_jobs(app, command),
         (_, Command::CycleImage) => cycle_image(app),
+        (_, Command::Confusion) => open(app, Overlay::Confusion { row: 0, col: 0 }),
         (_, Command::NextFilter) => cycle_filter(app, 1),
         (_, Command::PreviousFilter) => cycle_filter(app, -1),
         (_, Command::FilterMenu) => {
@@ -743,6 +751,7 @@ fn on_overlay(app: &mut App, overlay: Overlay, command: Command) -> Vec<Effect> 
             Vec::new()
         }
         Overlay::FilterMenu { cursor } => filter_menu(app, cursor, command),
+        Overlay::Confusion { row, col } => confusion_matrix(app, row, col, command),
         Overlay::Ablation {
             cursor,
             chosen,
@@ -954,4 +963,31 @@ fn cycle_image(app: &mut App) -> Vec<Effect> {
         ImageChoice::FromTweet(j) => format!("with the image of tweet {j}"),
     });
     vec![Effect::SetImage { tweet, image: next }]
+}
+
+/// Moves over the matrix; Enter filters the list to the tweets with errors in the cell.
+fn confusion_matrix(app: &mut App, row: usize, col: usize, command: Command) -> Vec<Effect> {
+    let classes = crate::eval::confusion::classes();
+    let last = classes.len() - 1;
+    let (row, col) = match command {
+        Command::Down => ((row + 1).min(last), col),
+        Command::Up => (row.saturating_sub(1), col),
+        Command::WordRight => (row, (col + 1).min(last)),
+        Command::WordLeft => (row, col.saturating_sub(1)),
+        Command::Open => {
+            app.overlay = None;
+            let filter = Filter::Confusion(classes[row], classes[col]);
+            app.list.filter = filter;
+            app.focus = Focus::List;
+            app.message = Some(format!("filter: {}", filter.label()));
+            return refilter(app);
+        }
+        Command::Back | Command::Quit | Command::Confusion => {
+            app.overlay = None;
+            return Vec::new();
+        }
+        _ => (row, col),
+    };
+    app.overlay = Some(Overlay::Confusion { row, col });
+    Vec::new()
 }

@@ -2,6 +2,7 @@
 
 use crate::data::tags::EntityType;
 use crate::engine::{SplitView, TweetInfo};
+use crate::eval::confusion::{Class, tweet_in_cell};
 use crate::eval::score::ErrorKind;
 
 /// One way of narrowing the example list.
@@ -15,6 +16,8 @@ pub enum Filter {
     HasImage,
     NoImage,
     ImageAmbiguous,
+    /// Tweets with an error in one cell of the confusion matrix (gold, predicted).
+    Confusion(Class, Class),
 }
 
 impl Filter {
@@ -38,6 +41,10 @@ impl Filter {
             Filter::HasImage => "has image".into(),
             Filter::NoImage => "no image".into(),
             Filter::ImageAmbiguous => "image-ambiguous".into(),
+            Filter::Confusion(gold, pred) => {
+                let name = |c: Class| c.map_or("none", EntityType::as_str);
+                format!("gold {} → pred {}", name(gold), name(pred))
+            }
         }
     }
 
@@ -45,7 +52,10 @@ impl Filter {
     pub fn needs_scores(self) -> bool {
         matches!(
             self,
-            Filter::Misclassified | Filter::Error(_) | Filter::PredictedType(_)
+            Filter::Misclassified
+                | Filter::Error(_)
+                | Filter::PredictedType(_)
+                | Filter::Confusion(..)
         )
     }
 }
@@ -80,6 +90,7 @@ impl FilterData<'_> {
                 .and_then(|a| a.get(index))
                 .copied()
                 .unwrap_or(false),
+            Filter::Confusion(gold, pred) => errors.is_some_and(|e| tweet_in_cell(e, gold, pred)),
         }
     }
 

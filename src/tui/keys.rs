@@ -85,6 +85,7 @@ pub const GLOBAL: &[Binding] = &[
         Command::Ablations,
     ),
     bind(&[Char('J')], "J", "jobs panel on/off", Command::Jobs),
+    bind(&[Char('C')], "C", "confusion matrix", Command::Confusion),
     bind(&[Char('q')], "q ^c", "quit", Command::Quit),
 ];
 
@@ -214,6 +215,30 @@ const ABLATION: &[Binding] = &[
     bind(&[Esc, Char('q')], "Esc", "close", Command::Back),
 ];
 
+const CONFUSION: &[Binding] = &[
+    MOVES[0],
+    MOVES[1],
+    bind(
+        &[Char('h'), Left],
+        "h ←",
+        "previous column",
+        Command::WordLeft,
+    ),
+    bind(
+        &[Char('l'), Right],
+        "l →",
+        "next column",
+        Command::WordRight,
+    ),
+    bind(
+        &[Enter],
+        "Enter",
+        "list the tweets of this cell",
+        Command::Open,
+    ),
+    bind(&[Esc, Char('q'), Char('C')], "Esc", "close", Command::Back),
+];
+
 const MENU: &[Binding] = &[
     MOVES[0],
     MOVES[1],
@@ -255,6 +280,7 @@ pub fn context(app: &App) -> Vec<(&'static str, &'static [Binding])> {
         Some(Overlay::ConfirmOverwrite) => vec![("overwrite?", CONFIRM)],
         Some(Overlay::Input(_)) => vec![("input", INPUT)],
         Some(Overlay::Ablation { .. }) => vec![("ablations", ABLATION)],
+        Some(Overlay::Confusion { .. }) => vec![("confusion matrix", CONFUSION)],
         None => {
             let view = match app.focus {
                 Focus::List => ("example list", LIST),

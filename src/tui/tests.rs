@@ -732,3 +732,48 @@ fn snapshot_counterfactual_image_marks_what_changed() {
     );
     insta::assert_snapshot!(screen(&app, 100, 30).backend());
 }
+
+#[test]
+fn the_confusion_matrix_adds_up_to_the_scores_and_filters_the_list() {
+    use crate::eval::confusion::{Confusion, classes};
+    let view = split_view();
+    let report = &view.report;
+    let correct = EntityType::ALL.map(|k| report.per_type.get(&k).map_or(0, |s| s.counts.tp));
+    let matrix = Confusion::new(&view.tweet_errors, correct);
+    let e = &report.errors;
+    let errors =
+        e.wrong_type + e.wrong_boundary + e.wrong_boundary_and_type + e.spurious + e.missed;
+    assert_eq!(matrix.total_errors(), errors);
+    assert_eq!(correct.iter().sum::<usize>(), report.micro.counts.tp);
+    assert_eq!(
+        matrix.count(None, Some(Org)),
+        e.spurious,
+        "the spurious ORG"
+    );
+    assert_eq!(matrix.count(Some(Loc), None), e.missed, "the missed LOC");
+    assert_eq!(matrix.count(Some(Other), Some(Per)), 1, "the wrong type");
+    let cells: usize = classes()
+        .into_iter()
+        .flat_map(|g| classes().map(move |p| (g, p)))
+        .map(|(g, p)| matrix.count(g, p))
+        .sum();
+    assert_eq!(cells, errors + report.micro.counts.tp);
+
+    let mut app = loaded();
+    command(&mut app, Command::Confusion);
+    for _ in 0..3 {
+        command(&mut app, Command::Down);
+    }
+    command(&mut app, Command::Open);
+    assert_eq!(app.list.filter, Filter::Confusion(Some(Other), Some(Per)));
+    assert_eq!(app.list.visible, [1]);
+}
+
+#[test]
+fn snapshot_confusion_matrix() {
+    let mut app = loaded();
+    command(&mut app, Command::Confusion);
+    command(&mut app, Command::Down);
+    command(&mut app, Command::WordRight);
+    insta::assert_snapshot!(screen(&app, 100, 30).backend());
+}

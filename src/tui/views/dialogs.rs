@@ -51,6 +51,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
             chosen,
             seeds,
         }) => ablation(*cursor, chosen, *seeds, frame, area),
+        Some(Overlay::Confusion { row, col }) => confusion(app, *row, *col, frame, area),
         Some(Overlay::Help) | None => {}
     }
 }
@@ -99,4 +100,52 @@ fn ablation(cursor: usize, chosen: &[bool], seeds: usize, frame: &mut Frame, are
         .highlight_style(Style::new().add_modifier(Modifier::REVERSED));
     let mut state = ListState::default().with_selected(Some(cursor));
     frame.render_stateful_widget(list, rect, &mut state);
+}
+
+/// The matrix: rows gold, columns predicted; a cell shows exact matches + errors.
+fn confusion(app: &App, row: usize, col: usize, frame: &mut Frame, area: Rect) {
+    use crate::eval::confusion::{Confusion, classes};
+    use ratatui::text::Span;
+    let rect = centered(area, 64, 12);
+    frame.render_widget(Clear, rect);
+    let block = panel(
+        "confusion · rows gold, columns predicted · Enter lists",
+        true,
+    );
+    let Some(scores) = &app.scores else {
+        frame.render_widget(Paragraph::new("no scores yet").block(block), rect);
+        return;
+    };
+    let per_type = &scores.report.per_type;
+    let correct =
+        crate::data::tags::EntityType::ALL.map(|k| per_type.get(&k).map_or(0, |s| s.counts.tp));
+    let matrix = Confusion::new(&scores.tweet_errors, correct);
+    let name = |c: Option<crate::data::tags::EntityType>| c.map_or("none", |k| k.as_str());
+    let mut lines = vec![Line::raw(format!(
+        "{:<8}{}",
+        "gold\\pred",
+        classes().map(|c| format!("{:>9}", name(c))).concat()
+    ))];
+    for (r, gold) in classes().into_iter().enumerate() {
+        let mut spans = vec![Span::raw(format!("{:<8}", name(gold)))];
+        for (c, pred) in classes().into_iter().enumerate() {
+            let count = if gold.is_none() && pred.is_none() {
+                "·".to_string()
+            } else {
+                matrix.count(gold, pred).to_string()
+            };
+            let style = if (r, c) == (row, col) {
+                Style::new().add_modifier(Modifier::REVERSED)
+            } else {
+                Style::new()
+            };
+            spans.push(Span::styled(format!("{count:>9}"), style));
+        }
+        lines.push(Line::from(spans));
+    }
+    lines.push(Line::raw(format!(
+        "errors: {} (the diagonal adds exact matches)",
+        matrix.total_errors()
+    )));
+    frame.render_widget(Paragraph::new(lines).block(block), rect);
 }
