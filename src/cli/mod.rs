@@ -135,6 +135,8 @@ pub enum Command {
     Runs(runs::RunsArgs),
     /// Which tweets' predictions change when their image is removed or swapped.
     ProbeImages(ProbeArgs),
+    /// Rank candidate prompt words by the F1 change of adding each to a list.
+    Suggest(SuggestArgs),
     /// Measure: text and CLIP encoding (`encode`) or the live edit loop (`live`).
     Bench(bench::BenchArgs),
     /// The local model store: backbones by name.
@@ -281,6 +283,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Show(args) => workbench::show(&args),
         Command::Runs(args) => runs::run(args),
         Command::ProbeImages(args) => probe_images(&args),
+        Command::Suggest(args) => suggest(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Data {
             command: DataCommand::Stats { dir, images, json },
@@ -459,6 +462,109 @@ fn probe_images(args: &ProbeArgs) -> anyhow::Result<()> {
     if let (Some(a), Some(u)) = (&probe.ambiguous, &probe.unambiguous) {
         line("image-ambiguous", a);
         line("not image-ambiguous", u);
+    }
+    Ok(())
+}
+
+/// What `promptmner suggest` takes.
+#[derive(Debug, clap::Args)]
+pub struct SuggestArgs {
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The split scored for each candidate (the dev split by default).
+    #[arg(long, default_value = "valid")]
+    pub split: String,
+    /// The list the words are added to, as TYPE.LIST (e.g. PER.expert).
+    #[arg(long)]
+    pub list: String,
+    /// One candidate word per line; default: the type's `candidates` in the
+    /// checkpoint's vocabulary.
+    #[arg(long)]
+    pub candidates: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+}
+
+fn suggest(args: &SuggestArgs) -> anyhow::Result<()> {
+    use crate::engine::suggest::{SuggestRequest, parse_list, suggest as search};
+    let (kind, list) = parse_list(&args.list).with_context(|| {
+        format!(
+            "--list {}: expected TYPE.LIST such as PER.expert",
+            args.list
+        )
+    })?;
+    let base = Vocabulary::load(&args.checkpoint.join("prompts.toml"))?;
+    let candidates: Vec<String> = match &args.candidates {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .lines()
+            .map(str::trim)
+            .filter(|w| !w.is_empty() && !w.starts_with('#'))
+            .map(str::to_string)
+            .collect(),
+        None => base
+            .types
+            .get(&kind)
+            .map(|w| w.candidates.clone())
+            .unwrap_or_default(),
+    };
+    if candidates.is_empty() {
+        anyhow::bail!("no candidates: give --candidates FILE or a `candidates` list for {kind}");
+    }
+    let request = SuggestRequest {
+        base,
+        kind,
+        list,
+        candidates,
+    };
+    let options = crate::engine::EngineOptions {
+        device: device::select(args.device)?,
+        ..crate::engine::EngineOptions::default()
+    };
+    let mut results = Vec::new();
+    let bars = Bars::default();
+    let mut task =
+        crate::progress::Task::start(&bars, "candidates", request.candidates.len() as u64);
+    search(
+        &args.checkpoint,
+        &args.data,
+        &args.split,
+        options,
+        &request,
+        &mut |s| {
+            task.advance(1);
+            results.push(s);
+            true
+        },
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    drop(task);
+    results.sort_by(|a, b| b.delta_f1.total_cmp(&a.delta_f1));
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:>7}  per type",
+        format!("word → {}", args.list),
+        "ΔF1"
+    );
+    for s in &results {
+        let per_type: Vec<String> = s
+            .delta_per_type
+            .iter()
+            .map(|(k, d)| format!("{k} {d:+.2}"))
+            .collect();
+        println!(
+            "{:<24} {:>+7.2}  {}",
+            s.word,
+            s.delta_f1,
+            per_type.join("  ")
+        );
     }
     Ok(())
 }

@@ -11,6 +11,7 @@
 //! next batch.
 
 mod messages;
+pub mod suggest;
 mod worker;
 
 use std::path::{Path, PathBuf};

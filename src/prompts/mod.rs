@@ -49,6 +49,9 @@ pub struct TypeWords {
     pub related: Vec<String>,
     #[serde(default)]
     pub expert: Vec<String>,
+    /// Words to try as prompts (`promptmner suggest`, `S` in the workbench); not prompts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<String>,
 }
 
 impl TypeWords {
