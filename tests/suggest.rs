@@ -35,10 +35,17 @@ fn a_suggestions_delta_equals_a_rescoring_with_the_word_added() {
         ..EngineOptions::default()
     };
     let mut found = Vec::new();
-    suggest(&checkpoint_dir, &data, "valid", options, &request, &mut |s| {
-        found.push(s);
-        true
-    })
+    suggest(
+        &checkpoint_dir,
+        &data,
+        "valid",
+        options,
+        &request,
+        &mut |s| {
+            found.push(s);
+            true
+        },
+    )
     .unwrap();
     assert_eq!(found.len(), 2, "player is in the list already: skipped");
 
@@ -67,5 +74,8 @@ fn a_suggestions_delta_equals_a_rescoring_with_the_word_added() {
             suggestion.delta_f1
         );
     }
-    assert!(found.iter().any(|s| s.delta_f1 != 0.0), "some word should matter: {found:?}");
+    assert!(
+        found.iter().any(|s| s.delta_f1 != 0.0),
+        "some word should matter: {found:?}"
+    );
 }

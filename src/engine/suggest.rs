@@ -24,7 +24,7 @@ pub struct Suggestion {
 }
 
 /// The search's settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SuggestRequest {
     /// The vocabulary the words are added to.
     pub base: Vocabulary,

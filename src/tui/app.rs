@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::engine::suggest::{SuggestRequest, Suggestion};
 use crate::engine::{Event, ImageChoice, SplitView, TweetInfo, TweetView};
 use crate::jobs::table::Format;
 use crate::jobs::variant::Variant;
@@ -71,6 +72,10 @@ pub enum Overlay {
     ConfirmQuit,
     ConfirmOverwrite,
     Input(Input),
+    /// The suggestion search's ranked table.
+    Suggestions {
+        cursor: usize,
+    },
     /// The confusion matrix, a cell under the cursor (indices into `classes()`).
     Confusion {
         row: usize,
@@ -161,6 +166,8 @@ pub enum Command {
     CycleImage,
     /// The confusion matrix of the split.
     Confusion,
+    /// Search the candidate words for the list under the editor's cursor.
+    Suggest,
     CancelRun,
     ExportCsv,
     ExportMarkdown,
@@ -180,6 +187,10 @@ pub enum Action {
     Saved(Result<PathBuf, String>),
     /// The registry, read again.
     Jobs(JobsSnapshot),
+    /// One more scored candidate of the suggestion search.
+    Suggested(Suggestion),
+    /// The suggestion search ended (with an error message if it failed).
+    SuggestionsDone(Option<String>),
     /// What an effect the loop carried out came to.
     Message(String),
 }
@@ -200,6 +211,8 @@ pub enum Effect {
         vocabulary: Vocabulary,
     },
     CancelRun(String),
+    StartSuggestions(SuggestRequest),
+    StopSuggestions,
     SetImage {
         tweet: usize,
         image: ImageChoice,
@@ -253,6 +266,17 @@ pub struct App {
     pub jobs_view: bool,
     pub jobs: JobsSnapshot,
     pub jobs_cursor: usize,
+    pub suggestions: Option<Suggestions>,
+}
+
+/// A suggestion search: its list, how many candidates, the results so far (best first).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Suggestions {
+    pub kind: crate::data::tags::EntityType,
+    pub list: WordList,
+    pub candidates: usize,
+    pub results: Vec<Suggestion>,
+    pub running: bool,
 }
 
 impl App {
@@ -287,6 +311,7 @@ impl App {
             jobs_view: false,
             jobs: JobsSnapshot::default(),
             jobs_cursor: 0,
+            suggestions: None,
         }
     }
 
@@ -326,6 +351,23 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
         Action::Jobs(snapshot) => {
             app.jobs_cursor = app.jobs_cursor.min(snapshot.runs.len().saturating_sub(1));
             app.jobs = snapshot;
+            Vec::new()
+        }
+        Action::Suggested(suggestion) => {
+            if let Some(search) = &mut app.suggestions {
+                let at = search
+                    .results
+                    .partition_point(|s| s.delta_f1 >= suggestion.delta_f1);
+                search.results.insert(at, suggestion);
+            }
+            Vec::new()
+        }
+        Action::SuggestionsDone(error) => {
+            if let Some(search) = &mut app.suggestions {
+                search.running = false;
+            }
+            app.message =
+                Some(error.map_or("suggestions: done".into(), |e| format!("suggestions: {e}")));
             Vec::new()
         }
         Action::Message(message) => {
@@ -518,6 +560,7 @@ fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
         (Focus::Jobs, command) => on_jobs(app, command),
         (_, Command::CycleImage) => cycle_image(app),
         (_, Command::Confusion) => open(app, Overlay::Confusion { row: 0, col: 0 }),
+        (_, Command::Suggest) => start_suggestions(app),
         (_, Command::NextFilter) => cycle_filter(app, 1),
         (_, Command::PreviousFilter) => cycle_filter(app, -1),
         (_, Command::FilterMenu) => {
@@ -752,6 +795,7 @@ fn on_overlay(app: &mut App, overlay: Overlay, command: Command) -> Vec<Effect> 
         }
         Overlay::FilterMenu { cursor } => filter_menu(app, cursor, command),
         Overlay::Confusion { row, col } => confusion_matrix(app, row, col, command),
+        Overlay::Suggestions { cursor } => suggestions_table(app, cursor, command),
         Overlay::Ablation {
             cursor,
             chosen,
@@ -989,5 +1033,85 @@ fn confusion_matrix(app: &mut App, row: usize, col: usize, command: Command) -> 
         _ => (row, col),
     };
     app.overlay = Some(Overlay::Confusion { row, col });
+    Vec::new()
+}
+
+/// Starts a search over the candidates of the list under the editor's cursor (or shows
+/// the running one again).
+fn start_suggestions(app: &mut App) -> Vec<Effect> {
+    if app.suggestions.as_ref().is_some_and(|s| s.running) {
+        return open(app, Overlay::Suggestions { cursor: 0 });
+    }
+    let Some(editor) = &app.editor else {
+        return Vec::new();
+    };
+    let (Row::List(kind, list) | Row::Word(kind, list, _)) = editor.current_row() else {
+        app.message = Some("put the editor's cursor on a list (e), then S".into());
+        return Vec::new();
+    };
+    let base = editor.state.effective();
+    let candidates = editor
+        .state
+        .vocabulary
+        .types
+        .get(&kind)
+        .map(|w| w.candidates.clone())
+        .unwrap_or_default();
+    if candidates.is_empty() {
+        app.message = Some(format!(
+            "{kind} has no candidates (a `candidates` list in the vocabulary)"
+        ));
+        return Vec::new();
+    }
+    app.suggestions = Some(Suggestions {
+        kind,
+        list,
+        candidates: candidates.len(),
+        results: Vec::new(),
+        running: true,
+    });
+    app.overlay = Some(Overlay::Suggestions { cursor: 0 });
+    vec![Effect::StartSuggestions(SuggestRequest {
+        base,
+        kind,
+        list,
+        candidates,
+    })]
+}
+
+/// The ranked table: Enter adds the word to its list, x stops the search.
+fn suggestions_table(app: &mut App, cursor: usize, command: Command) -> Vec<Effect> {
+    let Some(search) = app.suggestions.clone() else {
+        app.overlay = None;
+        return Vec::new();
+    };
+    let last = search.results.len().saturating_sub(1);
+    let cursor = match command {
+        Command::Down => (cursor + 1).min(last),
+        Command::Up => cursor.saturating_sub(1),
+        Command::CancelRun => {
+            return if search.running {
+                vec![Effect::StopSuggestions]
+            } else {
+                Vec::new()
+            };
+        }
+        Command::Open => {
+            let Some(best) = search.results.get(cursor) else {
+                return Vec::new();
+            };
+            app.overlay = None;
+            return edit(
+                app,
+                Edit::AddWord(search.kind, search.list, best.word.clone()),
+            );
+        }
+        Command::Back | Command::Quit | Command::Suggest => {
+            app.overlay = None;
+            return Vec::new();
+        }
+        _ => cursor,
+    };
+    app.overlay = Some(Overlay::Suggestions { cursor });
     Vec::new()
 }

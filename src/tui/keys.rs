@@ -86,6 +86,12 @@ pub const GLOBAL: &[Binding] = &[
     ),
     bind(&[Char('J')], "J", "jobs panel on/off", Command::Jobs),
     bind(&[Char('C')], "C", "confusion matrix", Command::Confusion),
+    bind(
+        &[Char('S')],
+        "S",
+        "suggest words for the editor's list",
+        Command::Suggest,
+    ),
     bind(&[Char('q')], "q ^c", "quit", Command::Quit),
 ];
 
@@ -239,6 +245,19 @@ const CONFUSION: &[Binding] = &[
     bind(&[Esc, Char('q'), Char('C')], "Esc", "close", Command::Back),
 ];
 
+const SUGGESTIONS: &[Binding] = &[
+    MOVES[0],
+    MOVES[1],
+    bind(&[Enter], "Enter", "add the word to its list", Command::Open),
+    bind(&[Char('x')], "x", "stop the search", Command::CancelRun),
+    bind(
+        &[Esc, Char('q'), Char('S')],
+        "Esc",
+        "close (the search goes on)",
+        Command::Back,
+    ),
+];
+
 const MENU: &[Binding] = &[
     MOVES[0],
     MOVES[1],
@@ -281,6 +300,7 @@ pub fn context(app: &App) -> Vec<(&'static str, &'static [Binding])> {
         Some(Overlay::Input(_)) => vec![("input", INPUT)],
         Some(Overlay::Ablation { .. }) => vec![("ablations", ABLATION)],
         Some(Overlay::Confusion { .. }) => vec![("confusion matrix", CONFUSION)],
+        Some(Overlay::Suggestions { .. }) => vec![("suggestions", SUGGESTIONS)],
         None => {
             let view = match app.focus {
                 Focus::List => ("example list", LIST),

@@ -15,6 +15,7 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,7 @@ use ratatui::layout::Rect;
 use ratatui_image::Resize;
 use ratatui_image::picker::Picker;
 
+use crate::engine::suggest::{SuggestRequest, Suggestion, suggest};
 use crate::engine::{Engine, EngineHandle, EngineOptions, Event};
 use crate::jobs::registry::{BackendKind, Registry};
 use crate::jobs::submit::{Submission, submit};
@@ -123,6 +125,8 @@ enum Wake {
     Engine(u64, Event),
     Image(ImageOutcome),
     Jobs(JobsSnapshot),
+    Suggested(Suggestion),
+    SuggestionsDone(Option<String>),
 }
 
 /// Runs the workbench until the user quits; the terminal is restored on every path
@@ -175,6 +179,7 @@ fn run_on(
         engine_epoch: 0,
         options,
         wake: wake.clone(),
+        suggestions_stop: Arc::new(AtomicBool::new(false)),
     };
     // The engine loads while the terminal is asked about images (up to 2 s where it
     // does not answer); the loading screen shows meanwhile.
@@ -247,6 +252,8 @@ struct Workbench<'a> {
     engine_epoch: u64,
     options: &'a TuiOptions,
     wake: Sender<Wake>,
+    /// Set to stop the running suggestion search.
+    suggestions_stop: Arc<AtomicBool>,
 }
 
 impl Workbench<'_> {
@@ -276,6 +283,8 @@ impl Workbench<'_> {
                 Action::Engine(event)
             }
             Wake::Image(outcome) => Action::Image(outcome),
+            Wake::Suggested(suggestion) => Action::Suggested(suggestion),
+            Wake::SuggestionsDone(error) => Action::SuggestionsDone(error),
             Wake::Jobs(snapshot) => {
                 if snapshot == app.jobs {
                     return false;
@@ -307,6 +316,8 @@ impl Workbench<'_> {
             Effect::SetContinuous(count) => {
                 self.engine.set_continuous(count);
             }
+            Effect::StartSuggestions(request) => self.start_suggestions(app, request),
+            Effect::StopSuggestions => self.suggestions_stop.store(true, Ordering::Relaxed),
             Effect::SetImage { tweet, image } => {
                 self.engine.set_image(tweet, image);
             }
@@ -365,6 +376,33 @@ impl Workbench<'_> {
             Ok(n) => format!("queued {n} runs (J shows them)"),
             Err(e) => format!("cannot queue the runs: {e}"),
         }
+    }
+
+    /// Runs a suggestion search on the dev split (the open split when there is none) on
+    /// its own thread and engine; results stream back as wake-ups.
+    fn start_suggestions(&mut self, app: &App, request: SuggestRequest) {
+        self.suggestions_stop.store(true, Ordering::Relaxed);
+        let stop = Arc::new(AtomicBool::new(false));
+        self.suggestions_stop = Arc::clone(&stop);
+        let checkpoint = app.session.checkpoint_dir.clone();
+        let data = self.options.data.clone();
+        let split = if crate::data::split_path(&data, "valid").is_file() {
+            "valid".to_string()
+        } else {
+            self.options.split.clone()
+        };
+        let options = EngineOptions {
+            device: self.options.device.clone(),
+            images: self.options.images.clone(),
+            ..EngineOptions::default()
+        };
+        let wake = self.wake.clone();
+        std::thread::spawn(move || {
+            let result = suggest(&checkpoint, &data, &split, options, &request, &mut |s| {
+                !stop.load(Ordering::Relaxed) && wake.send(Wake::Suggested(s)).is_ok()
+            });
+            let _ = wake.send(Wake::SuggestionsDone(result.err()));
+        });
     }
 
     /// Replaces the engine with one on a finished run's checkpoint.

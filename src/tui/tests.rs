@@ -69,6 +69,7 @@ continuous = 2
 [PER]
 labels = ["person"]
 expert = ["player"]
+candidates = ["athlete", "fan"]
 [LOC]
 labels = ["place"]
 [OTHER]
@@ -775,5 +776,61 @@ fn snapshot_confusion_matrix() {
     command(&mut app, Command::Confusion);
     command(&mut app, Command::Down);
     command(&mut app, Command::WordRight);
+    insta::assert_snapshot!(screen(&app, 100, 30).backend());
+}
+
+fn suggestion(word: &str, delta: f64) -> crate::engine::suggest::Suggestion {
+    crate::engine::suggest::Suggestion {
+        word: word.into(),
+        kind: Per,
+        list: WordList::Labels,
+        delta_f1: delta,
+        delta_per_type: BTreeMap::from([(Per, delta)]),
+        f1: 50.0 + delta,
+    }
+}
+
+#[test]
+fn suggestions_search_the_editors_list_rank_as_they_come_and_enter_adds_the_word() {
+    let mut app = loaded();
+    assert!(
+        command(&mut app, Command::Suggest).is_empty(),
+        "not on a list yet"
+    );
+    open_editor_at_per_labels(&mut app);
+    let effects = command(&mut app, Command::Suggest);
+    let [Effect::StartSuggestions(request)] = &effects[..] else {
+        panic!("{effects:?}");
+    };
+    assert_eq!((request.kind, request.list), (Per, WordList::Labels));
+    assert_eq!(request.candidates, ["athlete", "fan"]);
+    run(&mut app, Action::Suggested(suggestion("fan", -0.5)));
+    run(&mut app, Action::Suggested(suggestion("athlete", 1.25)));
+    let words: Vec<&str> = app
+        .suggestions
+        .as_ref()
+        .unwrap()
+        .results
+        .iter()
+        .map(|s| s.word.as_str())
+        .collect();
+    assert_eq!(words, ["athlete", "fan"], "best first");
+    assert_eq!(
+        command(&mut app, Command::CancelRun),
+        [Effect::StopSuggestions]
+    );
+    run(&mut app, Action::SuggestionsDone(None));
+    let effects = command(&mut app, Command::Open);
+    assert!(
+        matches!(&effects[..], [Effect::SetVocabulary(v)] if v.types[&Per].labels == ["person", "athlete"])
+    );
+}
+
+#[test]
+fn snapshot_suggestions() {
+    let mut app = loaded();
+    open_editor_at_per_labels(&mut app);
+    command(&mut app, Command::Suggest);
+    run(&mut app, Action::Suggested(suggestion("athlete", 1.25)));
     insta::assert_snapshot!(screen(&app, 100, 30).backend());
 }

@@ -52,6 +52,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
             seeds,
         }) => ablation(*cursor, chosen, *seeds, frame, area),
         Some(Overlay::Confusion { row, col }) => confusion(app, *row, *col, frame, area),
+        Some(Overlay::Suggestions { cursor }) => suggestions(app, *cursor, frame, area),
         Some(Overlay::Help) | None => {}
     }
 }
@@ -148,4 +149,44 @@ fn confusion(app: &App, row: usize, col: usize, frame: &mut Frame, area: Rect) {
         matrix.total_errors()
     )));
     frame.render_widget(Paragraph::new(lines).block(block), rect);
+}
+
+/// The suggestion search's table, best ΔF1 first, filling in as candidates are scored.
+fn suggestions(app: &App, cursor: usize, frame: &mut Frame, area: Rect) {
+    let Some(search) = &app.suggestions else {
+        return;
+    };
+    let state = if search.running { "searching" } else { "done" };
+    let title = format!(
+        "suggestions for {}.{} · {}/{} {state} · Enter adds, x stops",
+        search.kind,
+        search.list,
+        search.results.len(),
+        search.candidates
+    );
+    let items: Vec<ListItem> = search
+        .results
+        .iter()
+        .map(|s| {
+            let per_type: Vec<String> = s
+                .delta_per_type
+                .iter()
+                .filter(|(_, d)| d.abs() >= 0.005)
+                .map(|(k, d)| format!("{k} {d:+.2}"))
+                .collect();
+            ListItem::new(format!(
+                "{:<18} {:>+6.2}  {}",
+                s.word,
+                s.delta_f1,
+                per_type.join(" ")
+            ))
+        })
+        .collect();
+    let rect = centered(area, 70, (search.candidates as u16 + 2).clamp(5, 20));
+    frame.render_widget(Clear, rect);
+    let list = List::new(items)
+        .block(panel(title, true))
+        .highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+    let mut list_state = ListState::default().with_selected(Some(cursor));
+    frame.render_stateful_widget(list, rect, &mut list_state);
 }
