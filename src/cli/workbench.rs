@@ -44,6 +44,10 @@ pub struct TuiArgs {
     /// platform data directory).
     #[arg(long)]
     pub runs: Option<PathBuf>,
+    /// A second checkpoint (B): its predictions under A's, a filter where they
+    /// disagree, and both scores.
+    #[arg(long)]
+    pub compare: Option<PathBuf>,
 }
 
 impl TuiArgs {
@@ -57,6 +61,7 @@ impl TuiArgs {
             device: DeviceChoice::Auto,
             frame_stats: None,
             runs: None,
+            compare: None,
         }
     }
 }
@@ -77,6 +82,7 @@ pub fn tui(args: &TuiArgs) -> anyhow::Result<()> {
             .runs
             .clone()
             .unwrap_or_else(crate::jobs::registry::default_root),
+        compare: args.compare.clone(),
     };
     tui::run(options)?;
     Ok(())

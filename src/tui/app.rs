@@ -185,6 +185,8 @@ pub enum Action {
     Image(ImageOutcome),
     /// The result of a save the loop carried out.
     Saved(Result<PathBuf, String>),
+    /// An event of the compared checkpoint's engine.
+    Compare(Event),
     /// The registry, read again.
     Jobs(JobsSnapshot),
     /// One more scored candidate of the suggestion search.
@@ -267,6 +269,23 @@ pub struct App {
     pub jobs: JobsSnapshot,
     pub jobs_cursor: usize,
     pub suggestions: Option<Suggestions>,
+    /// The second checkpoint of `--compare`.
+    pub compare: Option<Compare>,
+}
+
+/// What the compared checkpoint (B) says: the current tweet and the split.
+#[derive(Debug, Clone, Default)]
+pub struct Compare {
+    pub checkpoint: String,
+    pub view: Option<TweetView>,
+    pub scores: Option<SplitView>,
+}
+
+impl Compare {
+    /// B's view of the selected tweet.
+    pub fn current_view(&self, selected: Option<usize>) -> Option<&TweetView> {
+        self.view.as_ref().filter(|v| Some(v.index) == selected)
+    }
 }
 
 /// A suggestion search: its list, how many candidates, the results so far (best first).
@@ -312,6 +331,7 @@ impl App {
             jobs: JobsSnapshot::default(),
             jobs_cursor: 0,
             suggestions: None,
+            compare: None,
         }
     }
 
@@ -320,7 +340,16 @@ impl App {
             tweets: &self.tweets,
             scores: self.scores.as_ref(),
             ambiguous: self.ambiguous.as_deref(),
+            compare: self.compare.as_ref().and_then(|c| c.scores.as_ref()),
         }
+    }
+
+    /// The filters on offer: those comparing two checkpoints only with `--compare`.
+    pub fn filters(&self) -> Vec<Filter> {
+        Filter::all()
+            .into_iter()
+            .filter(|f| !matches!(f, Filter::Disagree(..)) || self.compare.is_some())
+            .collect()
     }
 
     /// The tweet under the list's cursor.
@@ -346,6 +375,10 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
         Action::Engine(event) => on_engine(app, event),
         Action::Image(outcome) => {
             app.image = Some(outcome);
+            Vec::new()
+        }
+        Action::Compare(event) => {
+            on_compare(app, event);
             Vec::new()
         }
         Action::Jobs(snapshot) => {
@@ -564,7 +597,7 @@ fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
         (_, Command::NextFilter) => cycle_filter(app, 1),
         (_, Command::PreviousFilter) => cycle_filter(app, -1),
         (_, Command::FilterMenu) => {
-            let filters = Filter::all();
+            let filters = app.filters();
             let cursor = filters
                 .iter()
                 .position(|f| *f == app.list.filter)
@@ -621,7 +654,7 @@ fn open(app: &mut App, overlay: Overlay) -> Vec<Effect> {
 }
 
 fn cycle_filter(app: &mut App, step: isize) -> Vec<Effect> {
-    let filters = Filter::all();
+    let filters = app.filters();
     let at = filters
         .iter()
         .position(|f| *f == app.list.filter)
@@ -844,7 +877,7 @@ fn on_overlay(app: &mut App, overlay: Overlay, command: Command) -> Vec<Effect> 
 }
 
 fn filter_menu(app: &mut App, cursor: usize, command: Command) -> Vec<Effect> {
-    let filters = Filter::all();
+    let filters = app.filters();
     let cursor = match command {
         Command::Down => (cursor + 1).min(filters.len() - 1),
         Command::Up => cursor.saturating_sub(1),
@@ -1114,4 +1147,22 @@ fn suggestions_table(app: &mut App, cursor: usize, command: Command) -> Vec<Effe
     };
     app.overlay = Some(Overlay::Suggestions { cursor });
     Vec::new()
+}
+
+/// B's engine: its tweet views and split scores (its other events say nothing new).
+fn on_compare(app: &mut App, event: Event) {
+    let Some(compare) = &mut app.compare else {
+        return;
+    };
+    match event {
+        Event::Tweet { view, .. } => compare.view = Some(*view),
+        Event::Scores { view, .. } => compare.scores = Some(*view),
+        Event::Error { message, .. } => app.message = Some(format!("B: {message}")),
+        Event::RetrainNeeded { trained, .. } => {
+            app.message = Some(format!(
+                "B trained {trained} continuous prompts: it keeps those"
+            ));
+        }
+        _ => {}
+    }
 }

@@ -1,7 +1,9 @@
 //! Which tweets the example list shows: the filters and their counts.
 
+use crate::data::spans::Span;
 use crate::data::tags::EntityType;
 use crate::engine::{SplitView, TweetInfo};
+use crate::eval::compare::{Disagreement, Right, compare};
 use crate::eval::confusion::{Class, tweet_in_cell};
 use crate::eval::score::ErrorKind;
 
@@ -18,6 +20,9 @@ pub enum Filter {
     ImageAmbiguous,
     /// Tweets with an error in one cell of the confusion matrix (gold, predicted).
     Confusion(Class, Class),
+    /// Tweets where the compared checkpoints disagree (on entities of a type; where one
+    /// of them is right).
+    Disagree(Option<EntityType>, Option<Right>),
 }
 
 impl Filter {
@@ -28,6 +33,12 @@ impl Filter {
         filters.extend(EntityType::ALL.map(Filter::GoldType));
         filters.extend(EntityType::ALL.map(Filter::PredictedType));
         filters.extend([Filter::HasImage, Filter::NoImage, Filter::ImageAmbiguous]);
+        filters.extend([
+            Filter::Disagree(None, None),
+            Filter::Disagree(None, Some(Right::A)),
+            Filter::Disagree(None, Some(Right::B)),
+        ]);
+        filters.extend(EntityType::ALL.map(|k| Filter::Disagree(Some(k), None)));
         filters
     }
 
@@ -41,6 +52,18 @@ impl Filter {
             Filter::HasImage => "has image".into(),
             Filter::NoImage => "no image".into(),
             Filter::ImageAmbiguous => "image-ambiguous".into(),
+            Filter::Disagree(kind, right) => {
+                let mut label = "A and B disagree".to_string();
+                if let Some(kind) = kind {
+                    label.push_str(&format!(" on {kind}"));
+                }
+                match right {
+                    Some(Right::A) => label.push_str(", A right"),
+                    Some(Right::B) => label.push_str(", B right"),
+                    None => {}
+                }
+                label
+            }
             Filter::Confusion(gold, pred) => {
                 let name = |c: Class| c.map_or("none", EntityType::as_str);
                 format!("gold {} → pred {}", name(gold), name(pred))
@@ -56,6 +79,7 @@ impl Filter {
                 | Filter::Error(_)
                 | Filter::PredictedType(_)
                 | Filter::Confusion(..)
+                | Filter::Disagree(..)
         )
     }
 }
@@ -67,6 +91,8 @@ pub struct FilterData<'a> {
     pub scores: Option<&'a SplitView>,
     /// From the dataset's meta.tsv, when it has one.
     pub ambiguous: Option<&'a [bool]>,
+    /// The compared checkpoint's scoring (`--compare`).
+    pub compare: Option<&'a SplitView>,
 }
 
 impl FilterData<'_> {
@@ -91,11 +117,36 @@ impl FilterData<'_> {
                 .copied()
                 .unwrap_or(false),
             Filter::Confusion(gold, pred) => errors.is_some_and(|e| tweet_in_cell(e, gold, pred)),
+            Filter::Disagree(kind, right) => self.disagreements(index).iter().any(|d| {
+                kind.is_none_or(|k| d.span.kind == k) && right.is_none_or(|r| d.right == r)
+            }),
         }
+    }
+
+    /// Where the two checkpoints disagree on tweet `index` (empty without a comparison).
+    pub fn disagreements(&self, index: usize) -> Vec<Disagreement> {
+        let (Some(a), Some(b)) = (self.scores, self.compare) else {
+            return Vec::new();
+        };
+        let spans = |view: &SplitView| -> Vec<Span> {
+            view.predicted
+                .get(index)
+                .map(|p| p.iter().map(|p| p.span).collect())
+                .unwrap_or_default()
+        };
+        let gold = self.tweets[index].gold.clone();
+        compare(&[gold], &[spans(a)], &[spans(b)])
+            .disagreements
+            .into_iter()
+            .map(|d| Disagreement { tweet: index, ..d })
+            .collect()
     }
 
     /// How many tweets pass `filter`; None while it cannot be known.
     pub fn count(&self, filter: Filter) -> Option<usize> {
+        if matches!(filter, Filter::Disagree(..)) && self.compare.is_none() {
+            return None;
+        }
         if filter.needs_scores() && self.scores.is_none()
             || filter == Filter::ImageAmbiguous && self.ambiguous.is_none()
         {

@@ -50,6 +50,8 @@ pub struct TuiOptions {
     pub frame_stats: Option<PathBuf>,
     /// The runs folder of the jobs panel and the ablations queued from the workbench.
     pub runs_root: PathBuf,
+    /// A second checkpoint (B) whose predictions are shown beside the first's.
+    pub compare: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +129,8 @@ enum Wake {
     Jobs(JobsSnapshot),
     Suggested(Suggestion),
     SuggestionsDone(Option<String>),
+    /// An event of the compared checkpoint's engine.
+    Compare(Event),
 }
 
 /// Runs the workbench until the user quits; the terminal is restored on every path
@@ -174,7 +178,22 @@ fn run_on(
     started: Instant,
 ) -> Result<(), TuiError> {
     let (wake, inbox) = channel();
+    let compare_engine = options.compare.as_ref().map(|other| {
+        app.compare = Some(app::Compare {
+            checkpoint: display_name(other),
+            ..app::Compare::default()
+        });
+        let (engine, events) = Engine::spawn(
+            other,
+            &options.data,
+            &options.split,
+            engine_options(options),
+        );
+        forward(events, wake.clone(), Wake::Compare);
+        engine
+    });
     let mut workbench = Workbench {
+        compare_engine,
         engine: start_engine(options, &options.checkpoint, &wake, 0),
         engine_epoch: 0,
         options,
@@ -225,6 +244,14 @@ fn run_on(
     Ok(())
 }
 
+fn engine_options(options: &TuiOptions) -> EngineOptions {
+    EngineOptions {
+        device: options.device.clone(),
+        images: options.images.clone(),
+        ..EngineOptions::default()
+    }
+}
+
 /// Starts an engine on `checkpoint`; its events reach the loop tagged with `epoch`.
 fn start_engine(
     options: &TuiOptions,
@@ -248,6 +275,8 @@ fn start_engine(
 /// is loaded) and where wake-ups go.
 struct Workbench<'a> {
     engine: EngineHandle,
+    /// The engine of `--compare`'s checkpoint: it gets the same requests.
+    compare_engine: Option<EngineHandle>,
     /// Events of an engine that was replaced are dropped.
     engine_epoch: u64,
     options: &'a TuiOptions,
@@ -284,6 +313,7 @@ impl Workbench<'_> {
             }
             Wake::Image(outcome) => Action::Image(outcome),
             Wake::Suggested(suggestion) => Action::Suggested(suggestion),
+            Wake::Compare(event) => Action::Compare(event),
             Wake::SuggestionsDone(error) => Action::SuggestionsDone(error),
             Wake::Jobs(snapshot) => {
                 if snapshot == app.jobs {
@@ -308,18 +338,19 @@ impl Workbench<'_> {
     fn carry_out(&mut self, app: &mut App, effect: Effect) -> Option<Action> {
         match effect {
             Effect::Select(index) => {
-                self.engine.select(index);
+                self.each_engine(|e| e.select(index));
             }
             Effect::SetVocabulary(vocabulary) => {
-                self.engine.set_vocabulary(vocabulary);
+                // Both models score the edited vocabulary.
+                self.each_engine(|e| e.set_vocabulary(vocabulary.clone()));
             }
             Effect::SetContinuous(count) => {
-                self.engine.set_continuous(count);
+                self.each_engine(|e| e.set_continuous(count));
             }
             Effect::StartSuggestions(request) => self.start_suggestions(app, request),
             Effect::StopSuggestions => self.suggestions_stop.store(true, Ordering::Relaxed),
             Effect::SetImage { tweet, image } => {
-                self.engine.set_image(tweet, image);
+                self.each_engine(|e| e.set_image(tweet, image));
             }
             Effect::Save { path, vocabulary } => {
                 let result = vocabulary
@@ -378,6 +409,14 @@ impl Workbench<'_> {
         }
     }
 
+    /// Sends a request to the engine and to the compared one.
+    fn each_engine(&self, request: impl Fn(&EngineHandle) -> u64) {
+        request(&self.engine);
+        if let Some(other) = &self.compare_engine {
+            request(other);
+        }
+    }
+
     /// Runs a suggestion search on the dev split (the open split when there is none) on
     /// its own thread and engine; results stream back as wake-ups.
     fn start_suggestions(&mut self, app: &App, request: SuggestRequest) {
@@ -418,8 +457,10 @@ impl Workbench<'_> {
             ..app.session.clone()
         };
         let jobs = std::mem::take(&mut app.jobs);
+        let compare = app.compare.take();
         *app = App::new(session, None);
         app.jobs = jobs;
+        app.compare = compare;
         app.message = Some(format!("loading {}", app.session.checkpoint));
     }
 }

@@ -506,7 +506,7 @@ fn snapshot_loading() {
 
 #[test]
 fn snapshot_each_filter() {
-    for filter in Filter::all() {
+    for filter in loaded().filters() {
         let mut app = loaded();
         while app.list.filter != filter {
             command(&mut app, Command::NextFilter);
@@ -833,4 +833,98 @@ fn snapshot_suggestions() {
     command(&mut app, Command::Suggest);
     run(&mut app, Action::Suggested(suggestion("athlete", 1.25)));
     insta::assert_snapshot!(screen(&app, 100, 30).backend());
+}
+
+/// B's scoring: tweet 0 misses Austin (A right), tweets 1–3 match gold (B right).
+fn compared_app() -> App {
+    let mut app = loaded();
+    app.compare = Some(super::app::Compare {
+        checkpoint: "b".into(),
+        ..Default::default()
+    });
+    let b: Vec<Vec<Span>> = vec![
+        vec![span(0, 2, Org)],
+        vec![span(3, 4, Other)],
+        vec![span(0, 2, Per), span(3, 4, Loc)],
+        vec![],
+    ];
+    let mut scorer = Scorer::new();
+    let mut tweet_errors = Vec::new();
+    for ((info, _), pred) in tweets().into_iter().zip(&b) {
+        scorer.add_spans(&info.gold, pred);
+        tweet_errors.push(classify_errors(&info.gold, pred));
+    }
+    let view = SplitView {
+        report: scorer.report(),
+        delta_f1: None,
+        delta_per_type: BTreeMap::new(),
+        tweet_errors,
+        predicted: b
+            .iter()
+            .map(|p| {
+                p.iter()
+                    .map(|&span| PredictedSpan { span, prob: 0.9 })
+                    .collect()
+            })
+            .collect(),
+        is_baseline: true,
+        seconds: 0.1,
+    };
+    run(
+        &mut app,
+        Action::Compare(Event::Scores {
+            generation: 0,
+            view: Box::new(view),
+        }),
+    );
+    let mut b1 = tweet_view(1);
+    b1.predicted = vec![PredictedSpan {
+        span: span(3, 4, Other),
+        prob: 0.9,
+    }];
+    run(
+        &mut app,
+        Action::Compare(Event::Tweet {
+            generation: 1,
+            view: Box::new(b1),
+        }),
+    );
+    app
+}
+
+#[test]
+fn compare_filters_count_disagreements_by_type_and_by_who_is_right() {
+    use crate::eval::compare::Right;
+    let app = compared_app();
+    let data = app.filter_data();
+    let count = |kind, right| data.count(Filter::Disagree(kind, right));
+    assert_eq!(count(None, None), Some(4));
+    assert_eq!(count(None, Some(Right::A)), Some(1));
+    assert_eq!(count(None, Some(Right::B)), Some(3));
+    assert_eq!(count(Some(Loc), None), Some(2), "Austin, and Paris");
+    assert_eq!(count(Some(Other), Some(Right::B)), Some(1));
+    let without = loaded();
+    assert_eq!(
+        without.filter_data().count(Filter::Disagree(None, None)),
+        None
+    );
+}
+
+#[test]
+fn snapshot_compare_mode() {
+    let mut app = compared_app();
+    command(&mut app, Command::Down);
+    let mut b1 = tweet_view(1);
+    b1.predicted = vec![PredictedSpan {
+        span: span(3, 4, Other),
+        prob: 0.9,
+    }];
+    run(
+        &mut app,
+        Action::Compare(Event::Tweet {
+            generation: 2,
+            view: Box::new(b1),
+        }),
+    );
+    insta::assert_snapshot!(screen(&app, 110, 34).backend());
 }

@@ -10,7 +10,6 @@ use ratatui::widgets::{Clear, List, ListItem, ListState, Paragraph};
 use super::{centered, panel};
 use crate::jobs::variant::Variant;
 use crate::tui::app::{App, Overlay};
-use crate::tui::filter::Filter;
 
 pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
     match &app.overlay {
@@ -66,7 +65,7 @@ fn question(frame: &mut Frame, area: Rect, title: &str, text: &[&str]) {
 
 fn filter_menu(app: &App, cursor: usize, frame: &mut Frame, area: Rect) {
     let data = app.filter_data();
-    let filters = Filter::all();
+    let filters = app.filters();
     let items: Vec<ListItem> = filters
         .iter()
         .map(|&filter| {

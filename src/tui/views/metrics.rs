@@ -33,10 +33,12 @@ fn row(name: &str, score: &ClassScore, delta_f1: Option<f64>, style: Style) -> R
 }
 
 pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
-    let block = panel(
-        "split scores · Δ against the checkpoint's vocabulary",
-        false,
-    );
+    let title = if app.compare.is_some() {
+        "split scores · Δ: A against its vocabulary, B against A"
+    } else {
+        "split scores · Δ against the checkpoint's vocabulary"
+    };
+    let block = panel(title, false);
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let progress = match app.engine {
@@ -88,6 +90,23 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
                 scores.delta_per_type.get(&kind).copied(),
                 Style::new().fg(type_color(kind)),
             ));
+        }
+    }
+    if let Some(compare) = &app.compare {
+        match compare.scores.as_ref() {
+            Some(b) => {
+                let delta = b.report.micro.prf.f1 - report.micro.prf.f1;
+                rows.insert(
+                    1,
+                    row(
+                        "B",
+                        &b.report.micro,
+                        Some(delta),
+                        Style::new().add_modifier(Modifier::ITALIC),
+                    ),
+                );
+            }
+            None => rows.insert(1, Row::new(vec!["B", "…"])),
         }
     }
     let widths = [

@@ -50,16 +50,20 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
     let own = app.own_spans.get(&index).filter(|_| counterfactual);
     let cursor = app.word_cursor.min(words.len().saturating_sub(1));
     let show_cursor = (app.focus == Focus::Tweet).then_some(cursor);
-    let (mut lines, cursor_line) = aligned_lines(
-        words,
-        &tweet.gold,
-        predicted
+    let compared: Option<Vec<EntitySpan>> = app.compare.as_ref().map(|c| {
+        c.current_view(Some(index))
+            .map(|v| v.predicted.iter().map(|p| p.span).collect())
+            .unwrap_or_default()
+    });
+    let spans = SpanLines {
+        gold: &tweet.gold,
+        predicted: predicted
             .as_deref()
             .map_or(Predicted::Computing, Predicted::Spans),
-        own.map(Vec::as_slice),
-        width,
-        show_cursor,
-    );
+        own: own.map(Vec::as_slice),
+        compared: compared.as_deref(),
+    };
+    let (mut lines, cursor_line) = aligned_lines(words, &spans, width, show_cursor);
     if let Some(view) = view {
         lines.push(Line::raw(""));
         lines.extend(candidate_lines(words, &view.candidates, cursor));
@@ -100,25 +104,41 @@ pub fn text_lines(
     width: usize,
     cursor: Option<usize>,
 ) -> Vec<Line<'static>> {
-    aligned_lines(words, gold, predicted, None, width, cursor).0
+    let spans = SpanLines {
+        gold,
+        predicted,
+        own: None,
+        compared: None,
+    };
+    aligned_lines(words, &spans, width, cursor).0
+}
+
+/// The span lines under the words.
+pub struct SpanLines<'a> {
+    pub gold: &'a [EntitySpan],
+    pub predicted: Predicted<'a>,
+    /// The prediction with the tweet's own image, shown under a counterfactual one.
+    pub own: Option<&'a [EntitySpan]>,
+    /// The compared checkpoint's prediction (B), under A's.
+    pub compared: Option<&'a [EntitySpan]>,
 }
 
 /// [`text_lines`] and the line where the cursor's row starts.
-/// `own`: the prediction with the tweet's own image, shown under a counterfactual one.
 fn aligned_lines(
     words: &[String],
-    gold: &[EntitySpan],
-    predicted: Predicted<'_>,
-    own: Option<&[EntitySpan]>,
+    spans: &SpanLines<'_>,
     width: usize,
     cursor: Option<usize>,
 ) -> (Vec<Line<'static>>, usize) {
-    let gold = cells(gold, words.len());
+    let predicted = spans.predicted;
+    let gold = cells(spans.gold, words.len());
     let pred = match predicted {
         Predicted::Spans(spans) => Some(cells(spans, words.len())),
         Predicted::Computing | Predicted::Absent => None,
     };
-    let own = own.map(|spans| cells(spans, words.len()));
+    let own = spans.own.map(|spans| cells(spans, words.len()));
+    let compared = spans.compared.map(|spans| cells(spans, words.len()));
+    let pred_label = if compared.is_some() { "A" } else { "pred" };
     let mut lines = Vec::new();
     let mut cursor_line = 0;
     for row in rows(words, width) {
@@ -129,8 +149,12 @@ fn aligned_lines(
         lines.push(span_line("gold", words, &row, &gold));
         match &pred {
             Some(pred) => {
-                lines.push(span_line("pred", words, &row, pred));
+                lines.push(span_line(pred_label, words, &row, pred));
                 lines.push(diff_line(words, &row, &gold, pred, &GOLD_VS_PRED));
+                if let Some(compared) = &compared {
+                    lines.push(span_line("B", words, &row, compared));
+                    lines.push(diff_line(words, &row, &gold, compared, &GOLD_VS_PRED));
+                }
                 if let Some(own) = &own {
                     lines.push(span_line("own", words, &row, own));
                     lines.push(diff_line(words, &row, own, pred, &OWN_VS_PRED));
