@@ -429,3 +429,65 @@ fn an_empty_split_loads_and_scores_to_nothing() {
         .unwrap();
     assert!(message.contains("not in the split"), "{message}");
 }
+
+#[test]
+fn an_attribution_equals_the_probability_change_of_a_rescoring_without_that_prompt() {
+    let cache = tempfile::tempdir().unwrap();
+    let (engine, events) = spawn(cache.path(), 0);
+    let reference = Reference::new();
+    let vocabulary = reference.checkpoint.vocabulary.clone();
+    let continuous = reference.checkpoint.config.model.continuous_prompts;
+    // Tweet 0: "Falcon Express opens new office in Austin", Austin a LOC.
+    let generation = engine.attribute(0, 6, 7);
+    let view = wait_for(&events, |e| match e {
+        Event::Attribution {
+            generation: g,
+            view,
+        } if *g == generation => Some((**view).clone()),
+        _ => None,
+    });
+    assert_eq!((view.tweet, view.start, view.end), (0, 6, 7));
+    assert_eq!(
+        view.effects.len(),
+        reference
+            .predict(&vocabulary, continuous, 0, Some(0))
+            .similarities
+            .len()
+    );
+    let probability = |p: &Prediction| {
+        p.candidates
+            .iter()
+            .find(|c| (c.start, c.end) == (6, 7))
+            .unwrap()
+            .probs[view.class]
+    };
+    let all = reference.predict(&vocabulary, continuous, 0, Some(0));
+    assert!((probability(&all) - view.probability).abs() < 1e-4);
+    // Every discrete prompt of the strongest few, left out through the vocabulary.
+    let mut checked = 0;
+    for effect in &view.effects {
+        let promptmner::model::prompts::PromptSource::Discrete { word, kind, list } =
+            &effect.source
+        else {
+            continue;
+        };
+        let mut without = vocabulary.clone();
+        assert!(without.remove_word(*kind, *list, word));
+        let expected =
+            probability(&reference.predict(&without, continuous, 0, Some(0))) - probability(&all);
+        assert!(
+            (effect.change - expected).abs() < 1e-4,
+            "{word}: {} against {expected}",
+            effect.change
+        );
+        checked += 1;
+    }
+    assert!(
+        checked > 10,
+        "the demo vocabulary has {checked} discrete prompts"
+    );
+    assert!(
+        view.effects.iter().any(|e| e.change.abs() > 1e-6),
+        "some prompt matters"
+    );
+}

@@ -31,9 +31,18 @@ pub(crate) enum Request {
     Select(usize),
     SetVocabulary(Box<Vocabulary>),
     SetContinuous(usize),
-    SetImage { tweet: usize, image: ImageChoice },
+    SetImage {
+        tweet: usize,
+        image: ImageChoice,
+    },
     Rescore,
     Cancel,
+    /// Leave-one-prompt-out attribution of one candidate span of a tweet.
+    Attribute {
+        tweet: usize,
+        start: usize,
+        end: usize,
+    },
 }
 
 impl Request {
@@ -47,6 +56,7 @@ impl Request {
             Request::SetImage { tweet, .. } => (3, *tweet),
             Request::Rescore => (4, 0),
             Request::Cancel => (5, 0),
+            Request::Attribute { .. } => (6, 0),
         }
     }
 }
@@ -122,6 +132,30 @@ pub struct SplitView {
     pub seconds: f64,
 }
 
+/// How one prompt bears on a span: the change in the probability of the span's class
+/// when the prompt is left out (negative: the prompt supported it).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PromptEffect {
+    pub text: String,
+    #[serde(flatten)]
+    pub source: PromptSource,
+    pub change: f32,
+}
+
+/// Leave-one-prompt-out attribution of a span.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AttributionView {
+    pub tweet: usize,
+    pub start: usize,
+    pub end: usize,
+    /// The span's most probable class (index into PER, LOC, ORG, OTHER, NONE).
+    pub class: usize,
+    /// Its probability with every prompt.
+    pub probability: f32,
+    /// Per prompt of the bank, in bank order.
+    pub effects: Vec<PromptEffect>,
+}
+
 /// Why a rescoring stopped before its end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -165,6 +199,10 @@ pub enum Event {
         generation: u64,
         requested: usize,
         trained: usize,
+    },
+    Attribution {
+        generation: u64,
+        view: Box<AttributionView>,
     },
     Error {
         generation: u64,

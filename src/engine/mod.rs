@@ -21,10 +21,11 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 
 use candle_core::Device;
 
-use messages::{Envelope, Request};
 pub use messages::{
-    Event, ImageChoice, ImageView, PromptScore, SplitView, StopReason, TweetInfo, TweetView,
+    AttributionView, Event, ImageChoice, ImageView, PromptEffect, PromptScore, SplitView,
+    StopReason, TweetInfo, TweetView,
 };
+use messages::{Envelope, Request};
 
 use crate::prompts::Vocabulary;
 
@@ -119,6 +120,11 @@ impl EngineHandle {
     /// Scores the whole split again with the current settings.
     pub fn rescore(&self) -> u64 {
         self.send(Request::Rescore)
+    }
+
+    /// Leave-one-prompt-out attribution of the span [start, end) of `tweet`.
+    pub fn attribute(&self, tweet: usize, start: usize, end: usize) -> u64 {
+        self.send(Request::Attribute { tweet, start, end })
     }
 
     /// Stops a running rescoring.

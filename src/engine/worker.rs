@@ -12,8 +12,8 @@ use std::time::Instant;
 use candle_core::Tensor;
 
 use super::messages::{
-    Envelope, Event, ImageChoice, ImageView, PromptScore, Request, SplitView, StopReason,
-    TweetInfo, TweetView,
+    AttributionView, Envelope, Event, ImageChoice, ImageView, PromptEffect, PromptScore, Request,
+    SplitView, StopReason, TweetInfo, TweetView,
 };
 use super::{EngineCounters, EngineOptions};
 use crate::data::images::{ImageResolver, NoImage};
@@ -371,6 +371,13 @@ impl Worker {
                 self.queue_rescore(generation);
             }
             Request::Rescore => self.queue_rescore(generation),
+            Request::Attribute { tweet, start, end } => {
+                if tweet != self.selected {
+                    self.selected = tweet.min(self.tweets.len().saturating_sub(1));
+                    self.show(generation);
+                }
+                self.attribute(generation, start, end)?;
+            }
             Request::Cancel => {
                 self.rescore_waiting = None;
                 self.stop_rescore(StopReason::Cancelled);
@@ -428,6 +435,56 @@ impl Worker {
     /// Whether the current settings are the checkpoint's own.
     fn at_checkpoint_settings(&self) -> bool {
         self.vocabulary == self.checkpoint_vocabulary && self.continuous == self.trained_continuous
+    }
+
+    /// Scores the selected tweet once per prompt left out and reports how the span's
+    /// class probability moves.
+    fn attribute(&mut self, generation: u64, start: usize, end: usize) -> Result<(), String> {
+        let i = self.selected;
+        let (image, _) = self.image_of(i)?;
+        let (_, text) = self.selected_text.as_ref().ok_or("no text state")?;
+        let probs_of = |bank: &crate::model::prompts::PromptBank| -> Result<[f32; 5], String> {
+            let prediction = self
+                .model
+                .score(text, &image, bank)
+                .map_err(|e| e.to_string())?;
+            prediction
+                .candidates
+                .iter()
+                .find(|c| c.start == start && c.end == end)
+                .map(|c| c.probs)
+                .ok_or_else(|| format!("words {start}..{end} are not a candidate span"))
+        };
+        let base = probs_of(&self.bank)?;
+        let (class, probability) =
+            base.iter()
+                .copied()
+                .enumerate()
+                .fold(
+                    (0, f32::MIN),
+                    |best, (c, p)| if p > best.1 { (c, p) } else { best },
+                );
+        let mut effects = Vec::with_capacity(self.bank.len());
+        for (k, prompt) in self.bank.prompts.iter().enumerate() {
+            let without = self.bank.without(k).map_err(|e| e.to_string())?;
+            effects.push(PromptEffect {
+                text: prompt.text.clone(),
+                source: prompt.source.clone(),
+                change: probs_of(&without)?[class] - probability,
+            });
+        }
+        self.emit(Event::Attribution {
+            generation,
+            view: Box::new(AttributionView {
+                tweet: i,
+                start,
+                end,
+                class,
+                probability,
+                effects,
+            }),
+        });
+        Ok(())
     }
 
     /// One batch of the running job.

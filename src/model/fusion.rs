@@ -431,6 +431,17 @@ impl Fusion {
 }
 
 impl ClueSide {
+    /// The clues of the prompts at `keep` (indices into the bank), in that order.
+    pub(crate) fn select(&self, keep: &Tensor) -> Result<Self> {
+        Ok(Self {
+            pk: self.pk.index_select(keep, 1)?,
+            pv: self.pv.index_select(keep, 1)?,
+            bk: self.bk.clone(),
+            bv: self.bv.clone(),
+            host: std::sync::OnceLock::new(),
+        })
+    }
+
     /// pk, pv [H, K, dh] and bk, bv [H, dh] on the host.
     pub(crate) fn host(&self) -> Result<&[Vec<f32>; 4]> {
         if let Some(host) = self.host.get() {

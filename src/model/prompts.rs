@@ -52,6 +52,21 @@ impl PromptBank {
     pub fn is_empty(&self) -> bool {
         self.prompts.is_empty()
     }
+
+    /// The bank without prompt `left_out` (leave-one-out attribution).
+    pub fn without(&self, left_out: usize) -> Result<Self> {
+        let keep: Vec<u32> = (0..self.len() as u32)
+            .filter(|&i| i as usize != left_out)
+            .collect();
+        let keep = Tensor::new(keep.as_slice(), self.embeds.device())?;
+        let mut prompts = self.prompts.clone();
+        prompts.remove(left_out);
+        Ok(Self {
+            prompts,
+            embeds: self.embeds.index_select(&keep, 0)?,
+            clues: self.clues.as_ref().map(|c| c.select(&keep)).transpose()?,
+        })
+    }
 }
 
 /// Learnable token embeddings for the word slot of the template.

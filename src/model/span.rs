@@ -15,6 +15,13 @@ use crate::data::tags::EntityType;
 pub const NONE_CLASS: usize = 4;
 pub const CLASSES: usize = 5;
 
+/// A class index's name (the four entity types, then NONE).
+pub fn class_name(class: usize) -> &'static str {
+    EntityType::ALL
+        .get(class)
+        .map_or("NONE", |kind| kind.as_str())
+}
+
 /// The class of a span classifier output index.
 pub fn class_type(class: usize) -> Option<EntityType> {
     EntityType::ALL.get(class).copied()

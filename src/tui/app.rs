@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use crate::engine::suggest::{SuggestRequest, Suggestion};
-use crate::engine::{Event, ImageChoice, SplitView, TweetInfo, TweetView};
+use crate::engine::{AttributionView, Event, ImageChoice, SplitView, TweetInfo, TweetView};
 use crate::jobs::table::Format;
 use crate::jobs::variant::Variant;
 use crate::jobs::watch::JobsSnapshot;
@@ -168,6 +168,8 @@ pub enum Command {
     Confusion,
     /// Search the candidate words for the list under the editor's cursor.
     Suggest,
+    /// Which prompts the span under the cursor depends on.
+    Attribute,
     CancelRun,
     ExportCsv,
     ExportMarkdown,
@@ -214,6 +216,11 @@ pub enum Effect {
     },
     CancelRun(String),
     StartSuggestions(SuggestRequest),
+    Attribute {
+        tweet: usize,
+        start: usize,
+        end: usize,
+    },
     StopSuggestions,
     SetImage {
         tweet: usize,
@@ -271,6 +278,8 @@ pub struct App {
     pub suggestions: Option<Suggestions>,
     /// The second checkpoint of `--compare`.
     pub compare: Option<Compare>,
+    /// The last leave-one-prompt-out attribution (`a` in the tweet view).
+    pub attribution: Option<AttributionView>,
 }
 
 /// What the compared checkpoint (B) says: the current tweet and the split.
@@ -332,6 +341,7 @@ impl App {
             jobs_cursor: 0,
             suggestions: None,
             compare: None,
+            attribution: None,
         }
     }
 
@@ -491,6 +501,11 @@ fn on_engine(app: &mut App, event: Event) -> Vec<Effect> {
             refilter(app)
         }
         Event::RescoreStopped { .. } => Vec::new(),
+        Event::Attribution { view, .. } => {
+            app.message = Some("the prompt panel shows each prompt's effect (Δp)".into());
+            app.attribution = Some(*view);
+            Vec::new()
+        }
         Event::RetrainNeeded {
             requested, trained, ..
         } => {
@@ -626,6 +641,7 @@ fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
             app.word_cursor = (app.word_cursor + 1).min(words.saturating_sub(1));
             Vec::new()
         }
+        (Focus::Tweet, Command::Attribute) => attribute(app),
         (Focus::Tweet, Command::Back) => {
             app.focus = Focus::List;
             Vec::new()
@@ -1165,4 +1181,38 @@ fn on_compare(app: &mut App, event: Event) {
         }
         _ => {}
     }
+}
+
+/// The span under the cursor: the predicted entity there, else the candidate over the
+/// word most likely to be one.
+pub fn span_at_cursor(app: &App) -> Option<(usize, usize)> {
+    let view = app.current_view()?;
+    let word = app.word_cursor;
+    if let Some(p) = view
+        .predicted
+        .iter()
+        .find(|p| p.span.start <= word && word < p.span.end)
+    {
+        return Some((p.span.start, p.span.end));
+    }
+    view.candidates
+        .iter()
+        .filter(|c| c.start <= word && word < c.end)
+        .min_by(|a, b| a.probs[4].total_cmp(&b.probs[4]))
+        .map(|c| (c.start, c.end))
+}
+
+fn attribute(app: &mut App) -> Vec<Effect> {
+    let Some((start, end)) = span_at_cursor(app) else {
+        return Vec::new();
+    };
+    let Some(tweet) = app.selected() else {
+        return Vec::new();
+    };
+    if app.current_view().is_some_and(|v| v.prompts.is_empty()) {
+        app.message = Some("no image, no prompts: nothing to attribute".into());
+        return Vec::new();
+    }
+    app.message = Some("attributing: each prompt left out in turn…".into());
+    vec![Effect::Attribute { tweet, start, end }]
 }

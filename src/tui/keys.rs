@@ -113,6 +113,12 @@ pub const LIST: &[Binding] = &[
 
 pub const TWEET: &[Binding] = &[
     bind(
+        &[Char('a')],
+        "a",
+        "which prompts this span depends on",
+        Command::Attribute,
+    ),
+    bind(
         &[Char('h'), Left],
         "h ←",
         "previous word",

@@ -348,6 +348,9 @@ impl Workbench<'_> {
                 self.each_engine(|e| e.set_continuous(count));
             }
             Effect::StartSuggestions(request) => self.start_suggestions(app, request),
+            Effect::Attribute { tweet, start, end } => {
+                self.engine.attribute(tweet, start, end);
+            }
             Effect::StopSuggestions => self.suggestions_stop.store(true, Ordering::Relaxed),
             Effect::SetImage { tweet, image } => {
                 self.each_engine(|e| e.set_image(tweet, image));

@@ -928,3 +928,53 @@ fn snapshot_compare_mode() {
     );
     insta::assert_snapshot!(screen(&app, 110, 34).backend());
 }
+
+#[test]
+fn a_asks_for_the_attribution_of_the_span_under_the_cursor_and_the_panel_shows_it() {
+    use crate::engine::{AttributionView, PromptEffect};
+    let mut app = loaded();
+    command(&mut app, Command::NextPanel);
+    for _ in 0..6 {
+        command(&mut app, Command::WordRight);
+    }
+    assert_eq!(
+        command(&mut app, Command::Attribute),
+        [Effect::Attribute {
+            tweet: 0,
+            start: 6,
+            end: 7
+        }],
+        "Austin, the predicted LOC under the cursor"
+    );
+    let view = app.current_view().unwrap().clone();
+    let effects = view
+        .prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| PromptEffect {
+            text: p.text.clone(),
+            source: p.source.clone(),
+            change: [-0.30, 0.05, -0.10, 0.0, 0.02, -0.01][i],
+        })
+        .collect();
+    let attribution = AttributionView {
+        tweet: 0,
+        start: 6,
+        end: 7,
+        class: 1,
+        probability: 0.8,
+        effects,
+    };
+    run(
+        &mut app,
+        Action::Engine(Event::Attribution {
+            generation: 3,
+            view: Box::new(attribution),
+        }),
+    );
+    let mut terminal = Terminal::new(TestBackend::new(70, 10)).unwrap();
+    terminal
+        .draw(|frame| views::prompts::draw(&app, frame, frame.area()))
+        .unwrap();
+    insta::assert_snapshot!(terminal.backend());
+}

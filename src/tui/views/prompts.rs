@@ -9,7 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use super::{clip, panel, type_color};
-use crate::engine::{PromptScore, TweetView};
+use crate::engine::{AttributionView, PromptScore, TweetView};
 use crate::model::prompts::PromptSource;
 use crate::tui::app::App;
 
@@ -47,12 +47,21 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
     let view = app.current_view();
     let word = view.and_then(|v| v.words.get(app.word_cursor).cloned());
     let count = view.map_or(String::new(), |v| format!(" ({})", v.prompts.len()));
-    let title = match &word {
-        Some(word) => format!(
+    let attribution = current_attribution(app);
+    let title = match (&word, attribution) {
+        (_, Some(a)) => {
+            let class = crate::model::span::class_name(a.class);
+            let words = view.map_or(String::new(), |v| v.words[a.start..a.end].join(" "));
+            format!(
+                "prompts{count} · a_i │ Δp({class} «{}») without each",
+                clip(&words, 14)
+            )
+        }
+        (Some(word), None) => format!(
             "prompts{count} · a_i │ clue attention of «{}»",
             clip(word, 12)
         ),
-        None => format!("prompts{count} · a_i"),
+        (None, None) => format!("prompts{count} · a_i"),
     };
     let block = panel(title, false);
     let inner = block.inner(area);
@@ -62,12 +71,38 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
             "no image, so no prompt similarities (text-only)",
             Style::new().fg(Color::DarkGray),
         )],
-        Some(view) => prompt_lines(view, app.word_cursor, inner.width as usize),
+        Some(view) => prompt_lines(view, app.word_cursor, attribution, inner.width as usize),
     };
     frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
-fn prompt_lines(view: &TweetView, word: usize, width: usize) -> Vec<Line<'static>> {
+/// The attribution of the span under the cursor, when it is the current one's.
+fn current_attribution(app: &App) -> Option<&AttributionView> {
+    let attribution = app.attribution.as_ref()?;
+    let here = Some(attribution.tweet) == app.selected()
+        && crate::tui::app::span_at_cursor(app) == Some((attribution.start, attribution.end));
+    here.then_some(attribution)
+}
+
+/// A signed change as a bar: red when leaving the prompt out lowers the probability
+/// (the prompt supported the class), green when it raises it.
+fn signed_bar(change: f32, max: f32, width: usize) -> Span<'static> {
+    let sign = if change < 0.0 { '-' } else { '+' };
+    let color = if change < 0.0 {
+        Color::Red
+    } else {
+        Color::Green
+    };
+    let text = format!("{sign}{}", bar(change.abs(), max, width.saturating_sub(1)));
+    Span::styled(text, Style::new().fg(color))
+}
+
+fn prompt_lines(
+    view: &TweetView,
+    word: usize,
+    attribution: Option<&AttributionView>,
+    width: usize,
+) -> Vec<Line<'static>> {
     let mut order: Vec<usize> = (0..view.prompts.len()).collect();
     order.sort_by(|&a, &b| {
         view.prompts[b]
@@ -77,6 +112,9 @@ fn prompt_lines(view: &TweetView, word: usize, width: usize) -> Vec<Line<'static
     let max = view.prompts[order[0]].similarity;
     let attention = view.clue_attention.get(word);
     let max_attention = attention.map_or(0.0, |a| a.iter().copied().fold(0.0, f32::max));
+    let max_change = attribution.map_or(0.0, |a| {
+        a.effects.iter().map(|e| e.change.abs()).fold(0.0, f32::max)
+    });
     let longest = view.prompts.iter().map(|p| label(p).chars().count()).max();
     let label_width = longest.unwrap_or(0).min(width / 2).max(4);
     let bar_width = width.saturating_sub(label_width + 14) / 2;
@@ -93,7 +131,10 @@ fn prompt_lines(view: &TweetView, word: usize, width: usize) -> Vec<Line<'static
                 Span::styled(bar(prompt.similarity, max, bar_width), style),
                 Span::raw(format!(" {:.3}", prompt.similarity)),
             ];
-            if let Some(value) = attention.and_then(|a| a.get(i)) {
+            if let Some(effect) = attribution.and_then(|a| a.effects.get(i)) {
+                spans.push(Span::raw(" │"));
+                spans.push(signed_bar(effect.change, max_change, bar_width));
+            } else if let Some(value) = attention.and_then(|a| a.get(i)) {
                 spans.push(Span::raw(" │"));
                 spans.push(Span::styled(
                     bar(*value, max_attention, bar_width),
