@@ -66,7 +66,7 @@ fn main() -> std::process::ExitCode {
     match promptmner::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", promptmner::cli::describe_error(&err));
             std::process::ExitCode::FAILURE
         }
     }

@@ -26,9 +26,29 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A text file's contents without a leading UTF-8 byte-order mark (some editors write
+/// one; no format here gives it a meaning).
+pub fn read_text(path: &Path) -> std::io::Result<String> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_byte_order_mark_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.txt");
+        std::fs::write(&path, "\u{feff}IMGID:1\n").unwrap();
+        assert_eq!(read_text(&path).unwrap(), "IMGID:1\n");
+        std::fs::write(&path, "plain").unwrap();
+        assert_eq!(read_text(&path).unwrap(), "plain");
+    }
 
     #[test]
     fn replaces_the_file_and_leaves_no_temporary_behind() {

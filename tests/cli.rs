@@ -465,3 +465,38 @@ fn eval_compare_counts_equal_a_count_from_the_two_prediction_files() {
     let f1 = |k: &str| json[k]["scores"]["micro"]["f1"].as_f64().unwrap();
     assert!((json["delta_f1"].as_f64().unwrap() - (f1("b") - f1("a"))).abs() < 1e-9);
 }
+
+#[test]
+fn errors_say_each_cause_once_and_a_byte_order_mark_is_accepted() {
+    let err = run_err(&[
+        "score",
+        "--gold",
+        "/nonexistent/gold.txt",
+        "--pred",
+        "/nonexistent/p.txt",
+    ]);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(err.contains("/nonexistent/gold.txt"), "{err}");
+    // A split saved with a byte-order mark reads like one without.
+    let dir = tempfile::tempdir().unwrap();
+    let gold = std::fs::read_to_string(fixture("scoring/gold.txt")).unwrap();
+    let with_bom = dir.path().join("gold.txt");
+    std::fs::write(&with_bom, format!("\u{feff}{gold}")).unwrap();
+    let plain = run_ok(&[
+        "score",
+        "--gold",
+        fixture("scoring/gold.txt").to_str().unwrap(),
+        "--pred",
+        fixture("scoring/gold.txt").to_str().unwrap(),
+        "--json",
+    ]);
+    let bom = run_ok(&[
+        "score",
+        "--gold",
+        with_bom.to_str().unwrap(),
+        "--pred",
+        fixture("scoring/gold.txt").to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(plain, bom);
+}

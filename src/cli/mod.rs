@@ -178,6 +178,20 @@ pub enum DataCommand {
     },
 }
 
+/// An error and its causes, each said once: a cause whose text the message already holds
+/// (error messages here often name their source) is not repeated.
+pub fn describe_error(err: &anyhow::Error) -> String {
+    let mut message = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    message
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let Some(command) = cli.command else {
@@ -499,7 +513,7 @@ fn suggest(args: &SuggestArgs) -> anyhow::Result<()> {
     })?;
     let base = Vocabulary::load(&args.checkpoint.join("prompts.toml"))?;
     let candidates: Vec<String> = match &args.candidates {
-        Some(path) => std::fs::read_to_string(path)
+        Some(path) => crate::util::read_text(path)
             .with_context(|| format!("cannot read {}", path.display()))?
             .lines()
             .map(str::trim)

@@ -85,8 +85,8 @@ fn slurm_config(root: &Path, path: Option<&Path>) -> anyhow::Result<SlurmConfig>
         None if default.is_file() => default,
         None => return Ok(SlurmConfig::default()),
     };
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        crate::util::read_text(&path).with_context(|| format!("cannot read {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("{} is not a Slurm config", path.display()))
 }
 

@@ -58,7 +58,7 @@ pub enum ConllError {
 
 /// Reads a CoNLL file of tweets.
 pub fn read_conll(path: &Path) -> Result<Vec<Tweet>, ConllError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConllError::Io {
+    let text = crate::util::read_text(path).map_err(|source| ConllError::Io {
         path: path.to_path_buf(),
         source,
     })?;

@@ -156,7 +156,7 @@ impl RunDir {
 
     pub fn spec(&self) -> Result<RunSpec, RegistryError> {
         let path = self.spec_path();
-        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        let text = crate::util::read_text(&path).map_err(io(&path))?;
         toml::from_str(&text).map_err(|e| RegistryError::Corrupt {
             path,
             what: "run spec",
@@ -166,7 +166,7 @@ impl RunDir {
 
     pub fn status(&self) -> Result<RunStatus, RegistryError> {
         let path = self.status_path();
-        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        let text = crate::util::read_text(&path).map_err(io(&path))?;
         serde_json::from_str(&text).map_err(|e| RegistryError::Corrupt {
             path,
             what: "status file",
@@ -184,7 +184,7 @@ impl RunDir {
     /// The last `lines` lines of train.log, else of the process output.
     pub fn log_tail(&self, lines: usize) -> Vec<String> {
         for path in [self.log_path(), self.output_path()] {
-            if let Ok(text) = std::fs::read_to_string(&path)
+            if let Ok(text) = crate::util::read_text(&path)
                 && !text.trim().is_empty()
             {
                 let all: Vec<&str> = text.lines().collect();

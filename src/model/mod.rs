@@ -132,7 +132,7 @@ pub enum ModelError {
 
 /// Reads a JSON config file.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ModelError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+    let text = crate::util::read_text(path).map_err(|source| ModelError::Io {
         path: path.to_path_buf(),
         source,
     })?;

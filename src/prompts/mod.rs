@@ -170,7 +170,7 @@ struct VocabularyFile<'a> {
 
 impl Vocabulary {
     pub fn load(path: &Path) -> Result<Self, VocabularyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| VocabularyError::Read {
+        let text = crate::util::read_text(path).map_err(|source| VocabularyError::Read {
             path: path.to_path_buf(),
             source,
         })?;

@@ -117,7 +117,7 @@ impl TrainConfig {
     /// Reads a TOML config and applies `key=value` overrides (dotted keys reach into
     /// tables; values are TOML, bare words are strings).
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = crate::util::read_text(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;

@@ -148,7 +148,7 @@ pub struct EventLog {
 
 /// Reads a run's `events.jsonl`; unreadable lines are listed, not fatal.
 pub fn read_events(path: &Path) -> std::io::Result<EventLog> {
-    let text = std::fs::read_to_string(path)?;
+    let text = crate::util::read_text(path)?;
     let mut log = EventLog::default();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {

@@ -75,7 +75,7 @@ pub struct Metrics {
 impl Metrics {
     /// Reads a `metrics.json`.
     pub fn load(path: &Path) -> Result<Self, RunError> {
-        let text = std::fs::read_to_string(path).map_err(|source| RunError::Read {
+        let text = crate::util::read_text(path).map_err(|source| RunError::Read {
             path: path.to_path_buf(),
             source,
         })?;

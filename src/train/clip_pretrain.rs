@@ -56,7 +56,7 @@ pub struct PretrainReport {
 
 /// `image_id → captions` of `captions.tsv`.
 fn read_captions(path: &Path) -> Result<BTreeMap<String, Vec<String>>, TrainError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TrainError::Write {
+    let text = crate::util::read_text(path).map_err(|source| TrainError::Write {
         path: path.to_path_buf(),
         source,
     })?;
@@ -299,7 +299,7 @@ pub fn zero_shot_accuracy(
     device: &Device,
 ) -> Result<(f64, usize), TrainError> {
     let meta =
-        std::fs::read_to_string(data.join("meta.tsv")).map_err(|source| TrainError::Write {
+        crate::util::read_text(&data.join("meta.tsv")).map_err(|source| TrainError::Write {
             path: data.join("meta.tsv"),
             source,
         })?;

@@ -45,7 +45,7 @@ pub struct MetaRow {
 /// The rows of `meta.tsv` for a split, in the split's order (tweets without a row get
 /// the default); `None` when the dataset has no such file.
 pub fn meta_rows(dir: &Path, split: &str, tweets: usize) -> Option<Vec<MetaRow>> {
-    let text = std::fs::read_to_string(dir.join("meta.tsv")).ok()?;
+    let text = crate::util::read_text(&dir.join("meta.tsv")).ok()?;
     let mut rows = vec![MetaRow::default(); tweets];
     for line in text.lines().skip(1) {
         let cols: Vec<&str> = line.split('\t').collect();
