@@ -81,6 +81,21 @@ impl fmt::Display for NoImage {
     }
 }
 
+/// The largest image side decoded, in pixels (a photo from a phone is under 8,000).
+pub const MAX_IMAGE_SIDE: u32 = 12_000;
+/// The most memory one decoding may take.
+pub const MAX_DECODE_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Bounds that refuse a decompression bomb (a header claiming 20,000 × 20,000 pixels)
+/// before anything is allocated.
+fn decode_limits() -> image::Limits {
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    limits
+}
+
 /// Decodes an image file, guessing the format from its bytes before its extension.
 /// A decoder panic on hostile input is caught and reported like any decoding error.
 pub fn decode_image(path: &Path) -> Result<DynamicImage, NoImage> {
@@ -90,7 +105,8 @@ pub fn decode_image(path: &Path) -> Result<DynamicImage, NoImage> {
     };
     let decode = || -> Result<DynamicImage, String> {
         let reader = image::ImageReader::open(path).map_err(|e| e.to_string())?;
-        let reader = reader.with_guessed_format().map_err(|e| e.to_string())?;
+        let mut reader = reader.with_guessed_format().map_err(|e| e.to_string())?;
+        reader.limits(decode_limits());
         reader.decode().map_err(|e| e.to_string())
     };
     match std::panic::catch_unwind(decode) {
@@ -341,6 +357,39 @@ mod tests {
             .write_all(bytes)
             .unwrap();
         path
+    }
+
+    /// A PNG whose header claims `side` × `side` pixels over a few bytes of data.
+    fn bomb(side: u32) -> Vec<u8> {
+        let mut png = png_bytes(1, 1);
+        // IHDR's width and height follow the 8-byte signature, length and type; its
+        // CRC covers the type and data (17 bytes from offset 12).
+        png[16..20].copy_from_slice(&side.to_be_bytes());
+        png[20..24].copy_from_slice(&side.to_be_bytes());
+        let crc = crc32fast::hash(&png[12..29]);
+        png[29..33].copy_from_slice(&crc.to_be_bytes());
+        png
+    }
+
+    #[test]
+    fn a_decompression_bomb_is_refused_before_it_is_allocated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "bomb.png", &bomb(20_000));
+        let started = std::time::Instant::now();
+        match decode_image(&path) {
+            Err(NoImage::Unreadable { reason, .. }) => {
+                assert!(reason.to_lowercase().contains("limit"), "{reason}")
+            }
+            other => panic!(
+                "expected a refusal, got {:?}",
+                other.map(|i| (i.width(), i.height()))
+            ),
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        // A small image with the same construction still decodes.
+        let path = write(dir.path(), "small.png", &bomb(1));
+        let small = decode_image(&path).unwrap();
+        assert_eq!((small.width(), small.height()), (1, 1));
     }
 
     fn png_bytes(w: u32, h: u32) -> Vec<u8> {

@@ -71,8 +71,9 @@ fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
     }
 }
 
-/// Writes safetensors atomically (temporary file, then rename).
-fn save_atomic(
+/// Writes safetensors atomically (temporary file, then rename): a reader, or a process
+/// killed mid-save, leaves the old file or the new one.
+pub fn save_atomic(
     path: &Path,
     save: impl FnOnce(&Path) -> candle_core::Result<()>,
 ) -> Result<(), TrainError> {
