@@ -5,6 +5,10 @@
 //! images), [`prompts`] (the prompt vocabulary), [`model`], [`stages`] (cached stages),
 //! [`eval`] (scoring), [`run`] (run directories), [`train`].
 
+// A panic is not an error message: outside tests every `expect` states the invariant
+// that makes it safe, in an `allow` beside it.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod bench;
 pub mod cli;
 pub mod data;

@@ -1,3 +1,5 @@
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 use clap::Parser;
 
 // candle allocates a fresh buffer for every op; an allocator that keeps freed memory in

@@ -9,6 +9,8 @@ use crate::progress::{Progress, Task};
 
 /// One prediction per tweet, in the tweets' order; `images[i]` is tweet i's image state
 /// (see [`crate::stages::image_cache::image_states`]).
+// Each `expect` here states an invariant that holds by construction.
+#[allow(clippy::expect_used)]
 pub fn predict_split(
     model: &PromptMner,
     tweets: &[Tweet],

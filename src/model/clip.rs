@@ -586,14 +586,36 @@ impl ClipBackbone {
 pub struct ClipTokenizer {
     tokenizer: Tokenizer,
     pub max_len: usize,
+    /// The start and end tokens every prompt is framed with.
+    pub start: u32,
+    pub end: u32,
+    path: std::path::PathBuf,
 }
 
 impl ClipTokenizer {
+    /// Loads tokenizer.json; one whose post-processor adds no start and end tokens is
+    /// refused (prompts are read at their end token).
     pub fn load(path: &Path, max_len: usize) -> std::result::Result<Self, ModelError> {
-        Ok(Self {
+        let mut clip = Self {
             tokenizer: super::load_tokenizer(path)?,
-            max_len,
-        })
+            max_len: max_len.max(2),
+            start: 0,
+            end: 0,
+            path: path.to_path_buf(),
+        };
+        match clip.encode("", true)?[..] {
+            [start, end] => (clip.start, clip.end) = (start, end),
+            _ => {
+                return Err(ModelError::Tokenizer {
+                    path: path.to_path_buf(),
+                    message: "it adds no start and end tokens around a text; use the \
+                              tokenizer.json of a CLIP model (its post_processor frames \
+                              every text with <|startoftext|> and <|endoftext|>)"
+                        .into(),
+                });
+            }
+        }
+        Ok(clip)
     }
 
     fn encode(&self, text: &str, special: bool) -> std::result::Result<Vec<u32>, ModelError> {
@@ -601,7 +623,7 @@ impl ClipTokenizer {
             .encode(text, special)
             .map(|e| e.get_ids().to_vec())
             .map_err(|e| ModelError::Tokenizer {
-                path: "CLIP tokenizer.json".into(),
+                path: self.path.clone(),
                 message: e.to_string(),
             })
     }
@@ -610,9 +632,8 @@ impl ClipTokenizer {
     pub fn encode_prompt(&self, text: &str) -> std::result::Result<Vec<u32>, ModelError> {
         let mut ids = self.encode(text, true)?;
         if ids.len() > self.max_len {
-            let end = *ids.last().expect("not empty");
             ids.truncate(self.max_len - 1);
-            ids.push(end);
+            ids.push(self.end);
         }
         Ok(ids)
     }
@@ -628,6 +649,26 @@ mod tests {
     use super::*;
     use crate::model::testing::max_abs_diff;
     use candle_nn::VarMap;
+
+    #[test]
+    fn a_tokenizer_without_start_and_end_tokens_is_refused_naming_the_file() {
+        let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("checkpoints/demo/clip/tokenizer.json");
+        let good = ClipTokenizer::load(&demo, 77).unwrap();
+        assert_ne!(good.start, good.end);
+        let mut json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&demo).unwrap()).unwrap();
+        json["post_processor"] = serde_json::Value::Null;
+        let dir = tempfile::tempdir().unwrap();
+        let bare = dir.path().join("tokenizer.json");
+        std::fs::write(&bare, json.to_string()).unwrap();
+        let err = ClipTokenizer::load(&bare, 77)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.contains(&bare.display().to_string()), "{err}");
+        assert!(err.contains("start and end tokens"), "{err}");
+    }
 
     /// A small CLIP with every weight (biases and norms too) drawn at random.
     fn tiny_clip() -> ClipModel {

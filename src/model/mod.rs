@@ -357,6 +357,8 @@ pub struct PromptMner {
 
 /// Copies a backbone's tensors into the variables under `prefix`; every variable must
 /// be in the file (its name with or without `alternative` before it) with its shape.
+// Each `expect` here states an invariant that holds by construction.
+#[allow(clippy::expect_used)]
 pub(crate) fn load_into_varmap(
     varmap: &VarMap,
     prefix: &str,
@@ -496,6 +498,8 @@ impl PromptMner {
 
     /// Forgets cached prompt encodings (their clue rows depend on the trainable
     /// weights); training calls it before evaluating.
+    // Each `expect` here states an invariant that holds by construction.
+    #[allow(clippy::expect_used)]
     pub fn clear_prompt_caches(&self) {
         self.prompt_cache.lock().expect("cache lock").clear();
         self.continuous_cache.lock().expect("cache lock").clear();
@@ -795,6 +799,8 @@ impl PromptMner {
     /// The prompt stage: the vocabulary's discrete prompts (when the model uses them)
     /// and the first `n_continuous` continuous prompts. Prompt strings already encoded
     /// by this model are taken from its cache, so an edit encodes only the new words.
+    // Each `expect` here states an invariant that holds by construction.
+    #[allow(clippy::expect_used)]
     pub fn encode_prompts(
         &self,
         vocabulary: &Vocabulary,
@@ -891,6 +897,8 @@ impl PromptMner {
     }
 
     /// All continuous prompts in `template`, encoded once per template.
+    // Each `expect` here states an invariant that holds by construction.
+    #[allow(clippy::expect_used)]
     fn continuous_bank(&self, template: &str) -> Result<CachedPrompt, ModelError> {
         let mut cache = self.continuous_cache.lock().expect("cache lock");
         if let Some(hit) = cache.get(template) {
@@ -919,6 +927,8 @@ impl PromptMner {
     /// Unit prompt embeddings [K, e] for training: discrete prompts from the cache
     /// (constant: CLIP is frozen) and the continuous ones run through the CLIP text tower
     /// in a differentiable mode, so their token embeddings receive gradients.
+    // Each `expect` here states an invariant that holds by construction.
+    #[allow(clippy::expect_used)]
     pub fn training_prompts(
         &self,
         vocabulary: &Vocabulary,

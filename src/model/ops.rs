@@ -118,6 +118,8 @@ pub fn dropout(xs: &Tensor, p: f32, mode: Mode) -> Result<Tensor> {
 /// on the CPU): weight matrices ~ N(0, 1/fan_in) (LeCun), embeddings and continuous
 /// prompts ~ N(0, 0.02²), biases 0, norm weights 1. Normal draws are sums of uniforms,
 /// which give the same numbers on every machine.
+// Each `expect` here states an invariant that holds by construction.
+#[allow(clippy::expect_used)]
 pub fn reinitialize(varmap: &candle_nn::VarMap, prefix: &str, seed: u64) -> Result<()> {
     use rand::SeedableRng;
     let data = varmap

@@ -106,8 +106,7 @@ impl ContinuousPrompts {
         mode: Mode,
     ) -> std::result::Result<Tensor, ModelError> {
         let (prefix, suffix) = template.split_once("{}").unwrap_or((template, ""));
-        let framing = tokenizer.encode_prompt("")?;
-        let (start, end) = (framing[0], *framing.last().expect("start and end tokens"));
+        let (start, end) = (tokenizer.start, tokenizer.end);
         let embed = |ids: Vec<u32>| -> Result<Tensor> {
             let len = ids.len();
             clip.text
@@ -146,10 +145,9 @@ pub fn encode_texts(
     let flat: Vec<u32> = ids
         .iter()
         .flat_map(|i| {
-            let pad = *i.last().expect("end token");
             i.iter()
                 .copied()
-                .chain(std::iter::repeat_n(pad, n - i.len()))
+                .chain(std::iter::repeat_n(tokenizer.end, n - i.len()))
         })
         .collect();
     let ids = Tensor::from_vec(flat, (texts.len(), n), &clip.device)?;

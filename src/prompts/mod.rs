@@ -267,6 +267,8 @@ impl Vocabulary {
     }
 
     /// The TOML text [`Vocabulary::parse`] reads back to an equal vocabulary.
+    // Each `expect` here states an invariant that holds by construction.
+    #[allow(clippy::expect_used)]
     pub fn to_toml(&self) -> String {
         let file = VocabularyFile {
             template: &self.template,

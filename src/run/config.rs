@@ -148,6 +148,8 @@ impl TrainConfig {
             .map_err(|e: toml::de::Error| parse_error(e.to_string()))
     }
 
+    // Each `expect` here states an invariant that holds by construction.
+    #[allow(clippy::expect_used)]
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a training config always serialises")
     }

@@ -72,6 +72,8 @@ impl ImageCache {
 
 /// Image states of tweets: from the disk cache where present, else decoded and encoded
 /// in batches of `batch_size` (and stored). Tweets without a usable image get the reason.
+// Each `expect` here states an invariant that holds by construction.
+#[allow(clippy::expect_used)]
 pub fn image_states(
     model: &PromptMner,
     tweets: &[Tweet],

@@ -82,6 +82,8 @@ pub fn save_atomic(
     std::fs::rename(&tmp, path).map_err(write_error(path))
 }
 
+// Each `expect` here states an invariant that holds by construction.
+#[allow(clippy::expect_used)]
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
     let text = serde_json::to_string_pretty(value).expect("metrics serialise");
     crate::util::write_atomic(path, text.as_bytes()).map_err(write_error(path))

@@ -46,6 +46,8 @@ struct Update<'a> {
 
 impl Update<'_> {
     /// Updates `theta` and the moments in place.
+    // Each `expect` here states an invariant that holds by construction.
+    #[allow(clippy::expect_used)]
     fn apply(&self, theta: &mut [f32]) -> candle_core::Result<()> {
         let mut moments = self
             .moments
@@ -150,6 +152,8 @@ pub struct StepReport {
 impl AdamW {
     /// All variables, sorted by name; biases and norm weights get no weight decay (the
     /// HF convention).
+    // Each `expect` here states an invariant that holds by construction.
+    #[allow(clippy::expect_used)]
     pub fn new(varmap: &VarMap, config: OptimConfig, total_steps: usize) -> Self {
         let data = varmap
             .data()

@@ -204,6 +204,8 @@ fn tweet_rng(seed: u64, index: u64) -> ChaCha8Rng {
     ChaCha8Rng::from_seed(key)
 }
 
+// Each `expect` here states an invariant that holds by construction.
+#[allow(clippy::expect_used)]
 fn pick<'a, T>(rng: &mut ChaCha8Rng, items: &'a [T]) -> &'a T {
     items.choose(rng).expect("word lists are not empty")
 }
@@ -308,6 +310,8 @@ fn typed_name(rng: &mut ChaCha8Rng, kind: EntityType) -> &'static str {
 }
 
 /// Words and tags of a template with its entity slots (`{E}` or typed) filled in order.
+// Each `expect` here states an invariant that holds by construction.
+#[allow(clippy::expect_used)]
 fn fill_template(rng: &mut ChaCha8Rng, template: &str, slots: &[(&str, EntityType)]) -> Tweet {
     let mut words: Vec<String> = Vec::new();
     let mut spans = Vec::new();

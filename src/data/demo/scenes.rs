@@ -232,6 +232,8 @@ impl Drawing<'_> {
         self.rect(0, 0, 96, 96, color);
     }
 
+    // Each `expect` here states an invariant that holds by construction.
+    #[allow(clippy::expect_used)]
     fn sky(&mut self, rng: &mut impl rand::Rng, bottom: i32) {
         let (top, low): (Color, Color) = *[
             ([70, 130, 210], [170, 210, 240]),
@@ -245,6 +247,8 @@ impl Drawing<'_> {
     }
 
     /// A standing person: head, torso, arms, legs; `h` tall with feet at `feet`.
+    // Each `expect` here states an invariant that holds by construction.
+    #[allow(clippy::expect_used)]
     fn person(&mut self, rng: &mut impl rand::Rng, cx: i32, feet: i32, h: i32, shirt: Color) {
         let skin = *SKIN.choose(rng).expect("non-empty");
         let pants = jitter(rng, [50, 50, 70], 30);
@@ -275,6 +279,8 @@ impl Drawing<'_> {
         self.person(rng, cx, feet, h, shirt);
     }
 
+    // Each `expect` here states an invariant that holds by construction.
+    #[allow(clippy::expect_used)]
     fn face(&mut self, rng: &mut impl rand::Rng) {
         self.fill(random_color(rng, 40, 230));
         let skin = *SKIN.choose(rng).expect("non-empty");
@@ -329,6 +335,8 @@ impl Drawing<'_> {
         self.circle(rng.random_range(20..76), 90, 4, [250, 250, 250]);
     }
 
+    // Each `expect` here states an invariant that holds by construction.
+    #[allow(clippy::expect_used)]
     fn landscape(&mut self, rng: &mut impl rand::Rng) {
         let horizon = rng.random_range(48..64);
         self.sky(rng, horizon);
@@ -392,6 +400,8 @@ impl Drawing<'_> {
         }
     }
 
+    // Each `expect` here states an invariant that holds by construction.
+    #[allow(clippy::expect_used)]
     fn map(&mut self, rng: &mut impl rand::Rng) {
         let sea = jitter(rng, [150, 195, 230], 20);
         self.fill(sea);
@@ -481,6 +491,8 @@ impl Drawing<'_> {
         self.rect(48 - bar_w / 2, 84, 48 + bar_w / 2, 88, ink);
     }
 
+    // Each `expect` here states an invariant that holds by construction.
+    #[allow(clippy::expect_used)]
     fn storefront(&mut self, rng: &mut impl rand::Rng) {
         self.sky(rng, 80);
         self.rect(0, 80, 96, 96, jitter(rng, [120, 120, 125], 20));
