@@ -500,3 +500,70 @@ fn errors_say_each_cause_once_and_a_byte_order_mark_is_accepted() {
     ]);
     assert_eq!(plain, bom);
 }
+
+#[test]
+fn mismatched_artefacts_are_one_clear_error_naming_the_file_and_what_to_do() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let scratch = tempfile::tempdir().unwrap();
+    // Weights of another config.
+    let other = scratch.path().join("ck");
+    std::fs::create_dir(&other).unwrap();
+    for entry in std::fs::read_dir(repo.join("checkpoints/demo")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, other.join(path.file_name().unwrap())).unwrap();
+        } else {
+            std::os::unix::fs::symlink(&path, other.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let config = std::fs::read_to_string(other.join("config.toml")).unwrap();
+    std::fs::write(
+        other.join("config.toml"),
+        config.replace("span_hidden = 64", "span_hidden = 32"),
+    )
+    .unwrap();
+    let data = demo_dir();
+    let err = run_err(&[
+        "eval",
+        "--checkpoint",
+        other.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("model.safetensors") && err.contains("another config"),
+        "{err}"
+    );
+    // A dataset with a label the model does not know.
+    let bad = scratch.path().join("data");
+    std::fs::create_dir(&bad).unwrap();
+    std::fs::write(bad.join("test.txt"), "IMGID:1\nParis\tB-FOO\n\n").unwrap();
+    let err = run_err(&[
+        "eval",
+        "--checkpoint",
+        repo.join("checkpoints/demo").to_str().unwrap(),
+        "--data",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(err.contains("test.txt:2") && err.contains("FOO"), "{err}");
+    // A vocabulary with a type no checkpoint knows.
+    let vocabulary = scratch.path().join("v.toml");
+    std::fs::write(
+        &vocabulary,
+        "template = \"an image of {}\"\n[FOO]\nlabels = [\"thing\"]\n",
+    )
+    .unwrap();
+    let err = run_err(&[
+        "runs",
+        "--runs",
+        scratch.path().join("runs").to_str().unwrap(),
+        "submit",
+        "--from",
+        repo.join("checkpoints/demo").to_str().unwrap(),
+        "--variant",
+        "current-vocabulary",
+        "--prompts",
+        vocabulary.to_str().unwrap(),
+    ]);
+    assert!(err.contains("v.toml") && err.contains("'FOO'"), "{err}");
+}

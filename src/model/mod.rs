@@ -106,9 +106,13 @@ pub enum ModelError {
     Config { path: PathBuf, message: String },
     #[error("cannot load the tokenizer {path}: {message}")]
     Tokenizer { path: PathBuf, message: String },
-    #[error("{file} has no tensor '{tensor}'")]
+    #[error(
+        "{file} has no tensor '{tensor}': the weights belong to another model; keep them with the config.toml they were saved with"
+    )]
     MissingTensor { file: PathBuf, tensor: String },
-    #[error("tensor '{tensor}' in {file} has shape {found:?}, the model needs {expected:?}")]
+    #[error(
+        "tensor '{tensor}' in {file} has shape {found:?}, the model needs {expected:?}: the weights belong to another config or preset; keep them with the config.toml they were saved with"
+    )]
     ShapeMismatch {
         file: PathBuf,
         tensor: String,

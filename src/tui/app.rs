@@ -468,7 +468,13 @@ fn on_engine(app: &mut App, event: Event) -> Vec<Effect> {
             let mut effects = refilter(app);
             if let (Some(start), Some(editor)) = (app.start_vocabulary.take(), &mut app.editor) {
                 let mut start = start;
-                start.continuous = start.continuous.min(continuous_trained);
+                if start.continuous > continuous_trained {
+                    app.message = Some(format!(
+                        "the vocabulary asks for {} continuous prompts; the checkpoint trained {continuous_trained}: using {continuous_trained} (more needs a retrain, r)",
+                        start.continuous
+                    ));
+                    start.continuous = continuous_trained;
+                }
                 *editor = Editor::new(start, continuous_trained);
                 effects.extend(vocabulary_effects(app));
             }

@@ -978,3 +978,25 @@ fn a_asks_for_the_attribution_of_the_span_under_the_cursor_and_the_panel_shows_i
         .unwrap();
     insta::assert_snapshot!(terminal.backend());
 }
+
+#[test]
+fn a_start_vocabulary_asking_for_more_continuous_prompts_than_trained_says_so() {
+    let mut app = App::new(session(), None);
+    let mut start = vocabulary();
+    start.continuous = 50;
+    app.start_vocabulary = Some(start);
+    let loaded = Event::Loaded {
+        tweets: tweets().into_iter().map(|(info, _)| info).collect(),
+        vocabulary: Box::new(vocabulary()),
+        continuous: 2,
+        continuous_trained: 2,
+        fusion: crate::model::fusion::FusionMode::Modality,
+    };
+    update(&mut app, Action::Engine(loaded));
+    assert!(
+        app.message.as_deref().unwrap().contains("retrain"),
+        "{:?}",
+        app.message
+    );
+    assert_eq!(app.editor.unwrap().state.vocabulary.continuous, 2);
+}
