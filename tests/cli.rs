@@ -567,3 +567,36 @@ fn mismatched_artefacts_are_one_clear_error_naming_the_file_and_what_to_do() {
     ]);
     assert!(err.contains("v.toml") && err.contains("'FOO'"), "{err}");
 }
+
+#[test]
+fn a_tweet_of_ten_thousand_words_is_scored_within_a_bounded_memory() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let scratch = tempfile::tempdir().unwrap();
+    let mut text = String::from("IMGID:1\n");
+    for i in 0..10_000 {
+        text.push_str(&format!("word{i}\tO\n"));
+    }
+    text.push_str("\nIMGID:2\nParis\tB-LOC\n\n");
+    std::fs::write(scratch.path().join("test.txt"), text).unwrap();
+    let status = promptmner()
+        .args(["eval", "--checkpoint"])
+        .arg(repo.join("checkpoints/demo"))
+        .arg("--data")
+        .arg(scratch.path())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Peak resident memory of the finished children of this test process, in KiB.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct it is given.
+    assert_eq!(
+        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) },
+        0
+    );
+    let peak_mb = usage.ru_maxrss / 1024;
+    assert!(
+        peak_mb < 1024,
+        "peak RSS {peak_mb} MB (the cut words must not be computed)"
+    );
+}

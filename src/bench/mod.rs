@@ -155,6 +155,7 @@ pub fn encode(shared: &Path, progress: &dyn Progress) -> Result<EncodeFigures, B
                 .map(|p| WordPieces {
                     ids: p.ids.iter().map(|&id| id.min(28995)).collect(),
                     first_piece: p.first_piece.clone(),
+                    cut_words: p.cut_words,
                 })
                 .collect()
         })

@@ -56,6 +56,7 @@ pub(crate) mod testing {
         super::text::WordPieces {
             ids: ids.to_vec(),
             first_piece: (0..ids.len()).map(Some).collect(),
+            cut_words: 0,
         }
     }
 
@@ -989,7 +990,8 @@ impl PromptMner {
             .forward(&fused.unsqueeze(0)?, Mode::Eval)?
             .squeeze(0)?;
         let probs = span::class_probs(&logits)?;
-        let candidates = span::scored_spans(&probs, text.words.len(), &text.encoded())?;
+        let encoded = text.encoded();
+        let candidates = span::scored_spans(&probs, encoded.len(), &encoded)?;
         Ok(Prediction {
             spans: span::decode(&candidates),
             candidates,

@@ -384,14 +384,18 @@ impl BertModel {
 pub struct WordPieces {
     /// Piece ids with the special tokens, at most the encoder's limit.
     pub ids: Vec<u32>,
-    /// Index in `ids` of each word's first piece; `None` for words cut by the limit.
+    /// Index in `ids` of each word's first piece, up to the last word that fits the
+    /// encoder's limit (`None` for a word inside that range without a piece).
     pub first_piece: Vec<Option<usize>>,
+    /// Words after those, cut by the limit: never looked at, so that a 10,000-word
+    /// tweet costs what its first 512 pieces cost.
+    pub cut_words: usize,
 }
 
 impl WordPieces {
     /// Words that did not fit in the encoder's limit (predicted as no entity).
     pub fn truncated_words(&self) -> usize {
-        self.first_piece.iter().filter(|p| p.is_none()).count()
+        self.cut_words + self.first_piece.iter().filter(|p| p.is_none()).count()
     }
 }
 
@@ -453,8 +457,14 @@ impl WordPieceTokenizer {
         let mut words: Vec<&str> = words.iter().map(AsRef::as_ref).collect();
         let mut encoding = self.encode_raw(&words)?;
         let mut first = first_pieces(&encoding, words.len());
-        // A word without pieces was either cut by the limit or erased by the normaliser.
-        let erased: Vec<usize> = (0..words.len())
+        // A word without pieces was either cut by the limit or erased by the normaliser;
+        // when the limit was reached, the words after the last one encoded were cut.
+        let searched = if encoding.get_ids().len() >= self.max_len {
+            first.iter().rposition(Option::is_some).map_or(0, |w| w + 1)
+        } else {
+            words.len()
+        };
+        let erased: Vec<usize> = (0..searched)
             .filter(|&w| first[w].is_none())
             .filter(|&w| {
                 self.tokenizer
@@ -469,9 +479,13 @@ impl WordPieceTokenizer {
             encoding = self.encode_raw(&words)?;
             first = first_pieces(&encoding, words.len());
         }
+        let kept = first.iter().rposition(Option::is_some).map_or(0, |w| w + 1);
+        let cut_words = first.len() - kept;
+        first.truncate(kept);
         Ok(WordPieces {
             ids: encoding.get_ids().to_vec(),
             first_piece: first,
+            cut_words,
         })
     }
 }

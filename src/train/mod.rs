@@ -484,6 +484,7 @@ mod tests {
         let pieces = WordPieces {
             ids: vec![0; 5],
             first_piece: vec![Some(1), Some(2), Some(3)],
+            cut_words: 0,
         };
         let (rows, classes) = span_targets(&[&tweets[0]], &[&pieces], 3, 2);
         // Spans (i, k): (0,0) (0,1) (1,0) (1,1) (2,0); (2,1) runs past the tweet.
