@@ -54,10 +54,29 @@ pub enum ConllError {
     },
     #[error("{path}:{line}: IMGID line is followed by no tokens")]
     EmptyTweet { path: PathBuf, line: usize },
+    #[error(
+        "{path} is {megabytes} MB; splits over {limit} MB are refused (Twitter-2015's largest is 1.3 MB): split the file"
+    )]
+    TooLarge {
+        path: PathBuf,
+        megabytes: u64,
+        limit: u64,
+    },
 }
+
+/// The largest split file read (memory stays a small multiple of it).
+pub const MAX_SPLIT_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Reads a CoNLL file of tweets.
 pub fn read_conll(path: &Path) -> Result<Vec<Tweet>, ConllError> {
+    let size = std::fs::metadata(path).map_or(0, |m| m.len());
+    if size > MAX_SPLIT_BYTES {
+        return Err(ConllError::TooLarge {
+            path: path.to_path_buf(),
+            megabytes: size / (1024 * 1024),
+            limit: MAX_SPLIT_BYTES / (1024 * 1024),
+        });
+    }
     let text = crate::util::read_text(path).map_err(|source| ConllError::Io {
         path: path.to_path_buf(),
         source,
@@ -183,6 +202,19 @@ mod tests {
 
     fn parse(text: &str) -> Result<Vec<Tweet>, ConllError> {
         parse_conll(text, Path::new("t.txt"))
+    }
+
+    #[test]
+    fn a_split_of_a_gigabyte_is_refused_before_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("test.txt");
+        // A sparse file: 1 GB long, no disk or memory spent.
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(1 << 30)
+            .unwrap();
+        let err = read_conll(&path).unwrap_err().to_string();
+        assert!(err.contains("1024 MB") && err.contains("test.txt"), "{err}");
     }
 
     const CANONICAL: &str =
