@@ -513,13 +513,8 @@ fn suggest(args: &SuggestArgs) -> anyhow::Result<()> {
     })?;
     let base = Vocabulary::load(&args.checkpoint.join("prompts.toml"))?;
     let candidates: Vec<String> = match &args.candidates {
-        Some(path) => crate::util::read_text(path)
-            .with_context(|| format!("cannot read {}", path.display()))?
-            .lines()
-            .map(str::trim)
-            .filter(|w| !w.is_empty() && !w.starts_with('#'))
-            .map(str::to_string)
-            .collect(),
+        Some(path) => crate::engine::suggest::read_candidates(path)
+            .with_context(|| format!("cannot read {}", path.display()))?,
         None => base
             .types
             .get(&kind)

@@ -48,6 +48,9 @@ pub struct TuiArgs {
     /// disagree, and both scores.
     #[arg(long)]
     pub compare: Option<PathBuf>,
+    /// Candidate words for `S` (one per line), instead of the vocabulary's `candidates`.
+    #[arg(long)]
+    pub candidates: Option<PathBuf>,
 }
 
 impl TuiArgs {
@@ -62,6 +65,7 @@ impl TuiArgs {
             frame_stats: None,
             runs: None,
             compare: None,
+            candidates: None,
         }
     }
 }
@@ -83,6 +87,10 @@ pub fn tui(args: &TuiArgs) -> anyhow::Result<()> {
             .clone()
             .unwrap_or_else(crate::jobs::registry::default_root),
         compare: args.compare.clone(),
+        candidates: match &args.candidates {
+            Some(path) => Some(crate::engine::suggest::read_candidates(path)?),
+            None => None,
+        },
     };
     tui::run(options)?;
     Ok(())

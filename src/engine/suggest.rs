@@ -98,6 +98,16 @@ pub fn suggest(
     Ok(())
 }
 
+/// A candidates file: one word per line; blank lines and `#` comments skipped.
+pub fn read_candidates(path: &Path) -> std::io::Result<Vec<String>> {
+    Ok(crate::util::read_text(path)?
+        .lines()
+        .map(str::trim)
+        .filter(|w| !w.is_empty() && !w.starts_with('#'))
+        .map(str::to_string)
+        .collect())
+}
+
 /// `TYPE.LIST` (e.g. `PER.expert`) as a type and a list.
 pub fn parse_list(text: &str) -> Option<(EntityType, WordList)> {
     let (kind, list) = text.split_once('.')?;

@@ -280,6 +280,8 @@ pub struct App {
     pub compare: Option<Compare>,
     /// The last leave-one-prompt-out attribution (`a` in the tweet view).
     pub attribution: Option<AttributionView>,
+    /// `--candidates`: words for suggestions, instead of the vocabulary's.
+    pub candidates: Option<Vec<String>>,
 }
 
 /// What the compared checkpoint (B) says: the current tweet and the split.
@@ -342,6 +344,7 @@ impl App {
             suggestions: None,
             compare: None,
             attribution: None,
+            candidates: None,
         }
     }
 
@@ -1105,13 +1108,15 @@ fn start_suggestions(app: &mut App) -> Vec<Effect> {
         return Vec::new();
     };
     let base = editor.state.effective();
-    let candidates = editor
-        .state
-        .vocabulary
-        .types
-        .get(&kind)
-        .map(|w| w.candidates.clone())
-        .unwrap_or_default();
+    let candidates = app.candidates.clone().unwrap_or_else(|| {
+        editor
+            .state
+            .vocabulary
+            .types
+            .get(&kind)
+            .map(|w| w.candidates.clone())
+            .unwrap_or_default()
+    });
     if candidates.is_empty() {
         app.message = Some(format!(
             "{kind} has no candidates (a `candidates` list in the vocabulary)"

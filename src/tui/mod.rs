@@ -52,6 +52,8 @@ pub struct TuiOptions {
     pub runs_root: PathBuf,
     /// A second checkpoint (B) whose predictions are shown beside the first's.
     pub compare: Option<PathBuf>,
+    /// Candidate words for suggestions, instead of the vocabulary's.
+    pub candidates: Option<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +116,7 @@ pub fn new_app(options: &TuiOptions) -> Result<App, TuiError> {
         runs_root: options.runs_root.clone(),
     };
     let mut app = App::new(session, None);
+    app.candidates = options.candidates.clone();
     if let Some(path) = options.prompts.as_deref().filter(|p| p.exists()) {
         app.start_vocabulary = Some(Vocabulary::load(path)?);
     }
