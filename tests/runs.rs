@@ -6,28 +6,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::promptmner;
+use common::{promptmner, runs};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `promptmner runs --runs ROOT ARGS...`, run from the repository root; its stdout.
-fn runs(root: &Path, args: &[&str]) -> String {
-    let out = promptmner()
-        .current_dir(repo())
-        .arg("runs")
-        .arg("--runs")
-        .arg(root)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "runs {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// The `runs list` line of `id`.
@@ -137,6 +119,15 @@ fn a_local_run_goes_from_queued_to_finished_with_its_metrics_in_the_table() {
     ]);
 }
 
+/// The local runner's process id, from its lock file.
+fn runner_pid(root: &Path) -> i32 {
+    std::fs::read_to_string(root.join("runner.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 fn pid_of(run: &Path) -> Option<i32> {
     let status: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("status.json")).ok()?).ok()?;
@@ -183,11 +174,7 @@ fn a_killed_run_is_failed_with_its_log_tail_and_a_dead_runner_leaves_it_interrup
     // The second run starts; kill the runner, then the training: interrupted.
     let second = root.join(ids[1]);
     wait_until("the second run to start", 120, || pid_of(&second).is_some());
-    let runner: i32 = std::fs::read_to_string(root.join("runner.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let runner = runner_pid(&root);
     // SAFETY: as above.
     unsafe {
         libc::kill(runner, libc::SIGKILL);
@@ -219,11 +206,7 @@ fn a_restarted_registry_reattaches_to_a_run_whose_runner_died() {
     let id = out.lines().next().unwrap().to_string();
     let run = root.join(&id);
     wait_until("the run to start", 120, || pid_of(&run).is_some());
-    let runner: i32 = std::fs::read_to_string(root.join("runner.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let runner = runner_pid(&root);
     // SAFETY: signalling a process of this test.
     unsafe { libc::kill(runner, libc::SIGKILL) };
     // The training goes on; every new look at the registry finds it running, then done.

@@ -2,7 +2,11 @@
 //! starts it): a tiny demo run submitted through the backend finishes, and a name that
 //! would run something in a shell stays a name.
 
+mod common;
+
 use std::path::Path;
+
+use common::runs;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -26,23 +30,6 @@ fn slurm() -> Option<()> {
     );
     eprintln!("skipped: no local Slurm (run .ci/install-test-deps and .ci/slurm-local as root)");
     None
-}
-
-fn runs(root: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_promptmner"))
-        .current_dir(repo())
-        .arg("runs")
-        .arg("--runs")
-        .arg(root)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "runs {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]

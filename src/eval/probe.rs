@@ -78,18 +78,28 @@ pub fn swap_partners(
     states: &[ImageState],
     scenes: Option<&[Option<String>]>,
 ) -> Vec<Option<usize>> {
-    let n = states.len();
-    (0..n)
+    let has_image: Vec<bool> = states.iter().map(ImageState::has_image).collect();
+    (0..states.len())
         .map(|i| {
-            if !states[i].has_image() {
-                return None;
-            }
-            let scene = |t: usize| scenes.and_then(|s| s.get(t).cloned().flatten());
-            (1..n)
-                .map(|k| (i + k) % n)
-                .find(|&j| states[j].has_image() && (scene(i).is_none() || scene(j) != scene(i)))
+            has_image[i]
+                .then(|| swap_partner(i, &has_image, scenes))
+                .flatten()
         })
         .collect()
+}
+
+/// The first tweet after `i` (cyclically) with an image of another scene than `i`'s
+/// (any image where `i`'s scene is unknown): the other image of a counterfactual.
+pub fn swap_partner(
+    i: usize,
+    has_image: &[bool],
+    scenes: Option<&[Option<String>]>,
+) -> Option<usize> {
+    let n = has_image.len();
+    let scene = |t: usize| scenes.and_then(|s| s.get(t).cloned().flatten());
+    (1..n)
+        .map(|k| (i + k) % n)
+        .find(|&j| has_image[j] && (scene(i).is_none() || scene(j) != scene(i)))
 }
 
 fn spans(prediction: &Prediction) -> Vec<Span> {

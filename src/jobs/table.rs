@@ -102,19 +102,29 @@ fn best(rows: &[Row], column: impl Fn(&Row) -> Option<f64>) -> Option<f64> {
 }
 
 /// A column's value in a row.
-type Column = fn(&Row) -> Option<MeanStd>;
+pub type Column = fn(&Row) -> Option<MeanStd>;
+
+/// The score columns, by name.
+pub const COLUMNS: [(&str, Column); 3] = [
+    ("P", |r| r.precision),
+    ("R", |r| r.recall),
+    ("F1", |r| r.f1),
+];
+
+/// The best mean of each of [`COLUMNS`] over the rows.
+pub fn column_bests(rows: &[Row]) -> [Option<f64>; 3] {
+    COLUMNS.map(|(_, column)| best(rows, |r| column(r).map(|m| m.mean)))
+}
+
+/// Whether `value` is the column's best (the mark of the tables).
+pub fn is_best(value: f64, best: Option<f64>) -> bool {
+    best.is_some_and(|b| (value - b).abs() < 1e-9)
+}
 
 /// The table as Markdown (best of each column in bold) or CSV (a `best` flag per column).
 pub fn render(rows: &[Row], format: Format) -> String {
-    let columns: [(&str, Column); 3] = [
-        ("P", |r| r.precision),
-        ("R", |r| r.recall),
-        ("F1", |r| r.f1),
-    ];
-    let bests: Vec<Option<f64>> = columns
-        .iter()
-        .map(|(_, c)| best(rows, |r| c(r).map(|m| m.mean)))
-        .collect();
+    let columns = COLUMNS;
+    let bests = column_bests(rows);
     let best_delta = best(
         &rows
             .iter()
@@ -123,7 +133,6 @@ pub fn render(rows: &[Row], format: Format) -> String {
             .collect::<Vec<_>>(),
         |r| r.delta_f1,
     );
-    let is_best = |value: f64, best: Option<f64>| best.is_some_and(|b| (value - b).abs() < 1e-9);
     let mut out = String::new();
     match format {
         Format::Md => {

@@ -1040,15 +1040,8 @@ fn cycle_image(app: &mut App) -> Vec<Effect> {
         .get(&tweet)
         .copied()
         .unwrap_or(ImageChoice::Own);
-    let scene = |t: usize| {
-        app.scenes
-            .as_ref()
-            .and_then(|s| s.get(t).cloned().flatten())
-    };
-    let n = app.tweets.len();
-    let partner = (1..n).map(|k| (tweet + k) % n).find(|&j| {
-        app.tweets[j].image_path.is_some() && (scene(tweet).is_none() || scene(j) != scene(tweet))
-    });
+    let has_image: Vec<bool> = app.tweets.iter().map(|t| t.image_path.is_some()).collect();
+    let partner = crate::eval::probe::swap_partner(tweet, &has_image, app.scenes.as_deref());
     let next = match (current, partner) {
         (ImageChoice::Own, _) => ImageChoice::None,
         (ImageChoice::None, Some(j)) => ImageChoice::FromTweet(j),

@@ -80,28 +80,36 @@ fn vocabulary() -> Vocabulary {
     Vocabulary::parse(VOCABULARY, std::path::Path::new("prompts.toml")).unwrap()
 }
 
-fn split_view() -> SplitView {
+/// The split scored with `predictions` (one list of spans per tweet).
+fn split_view_of(predictions: &[Vec<Span>]) -> SplitView {
     let mut scorer = Scorer::new();
     let mut tweet_errors = Vec::new();
-    let mut predicted = Vec::new();
-    for (info, pred) in tweets() {
-        scorer.add_spans(&info.gold, &pred);
-        tweet_errors.push(classify_errors(&info.gold, &pred));
-        predicted.push(
-            pred.iter()
-                .map(|&span| PredictedSpan { span, prob: 0.9 })
-                .collect(),
-        );
+    for ((info, _), pred) in tweets().into_iter().zip(predictions) {
+        scorer.add_spans(&info.gold, pred);
+        tweet_errors.push(classify_errors(&info.gold, pred));
     }
     SplitView {
         report: scorer.report(),
         delta_f1: Some(0.0),
         delta_per_type: BTreeMap::new(),
         tweet_errors,
-        predicted,
+        predicted: predictions
+            .iter()
+            .map(|p| {
+                p.iter()
+                    .map(|&span| PredictedSpan { span, prob: 0.9 })
+                    .collect()
+            })
+            .collect(),
         is_baseline: true,
         seconds: 0.1,
     }
+}
+
+/// The split scored with the fixture's own predictions.
+fn split_view() -> SplitView {
+    let predictions: Vec<Vec<Span>> = tweets().into_iter().map(|(_, pred)| pred).collect();
+    split_view_of(&predictions)
 }
 
 fn prompt(word: &str, kind: EntityType, list: WordList, similarity: f32) -> PromptScore {
@@ -848,28 +856,7 @@ fn compared_app() -> App {
         vec![span(0, 2, Per), span(3, 4, Loc)],
         vec![],
     ];
-    let mut scorer = Scorer::new();
-    let mut tweet_errors = Vec::new();
-    for ((info, _), pred) in tweets().into_iter().zip(&b) {
-        scorer.add_spans(&info.gold, pred);
-        tweet_errors.push(classify_errors(&info.gold, pred));
-    }
-    let view = SplitView {
-        report: scorer.report(),
-        delta_f1: None,
-        delta_per_type: BTreeMap::new(),
-        tweet_errors,
-        predicted: b
-            .iter()
-            .map(|p| {
-                p.iter()
-                    .map(|&span| PredictedSpan { span, prob: 0.9 })
-                    .collect()
-            })
-            .collect(),
-        is_baseline: true,
-        seconds: 0.1,
-    };
+    let view = split_view_of(&b);
     run(
         &mut app,
         Action::Compare(Event::Scores {

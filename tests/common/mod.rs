@@ -31,3 +31,22 @@ pub fn twitter2015() -> Option<PathBuf> {
 pub fn promptmner() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_promptmner"))
 }
+
+/// `promptmner runs --runs ROOT ARGS...` from the repository root; its stdout, after
+/// checking that it succeeded.
+pub fn runs(root: &std::path::Path, args: &[&str]) -> String {
+    let out = promptmner()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("runs")
+        .arg("--runs")
+        .arg(root)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "runs {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}

@@ -10,7 +10,7 @@ use ratatui::widgets::{Paragraph, Row, Table, TableState};
 
 use super::{focused, panel};
 use crate::jobs::registry::State;
-use crate::jobs::table::MeanStd;
+use crate::jobs::table::{MeanStd, column_bests, is_best};
 use crate::tui::app::{App, Focus};
 
 fn state_style(state: State) -> Style {
@@ -94,11 +94,7 @@ fn draw_log(app: &App, frame: &mut Frame, area: Rect) {
 fn cell(value: Option<MeanStd>, best: Option<f64>) -> String {
     match value {
         Some(m) => {
-            let mark = if best.is_some_and(|b| (m.mean - b).abs() < 1e-9) {
-                "*"
-            } else {
-                " "
-            };
+            let mark = if is_best(m.mean, best) { "*" } else { " " };
             format!("{:.2} ± {:.2}{mark}", m.mean, m.std)
         }
         None => "–".into(),
@@ -107,20 +103,14 @@ fn cell(value: Option<MeanStd>, best: Option<f64>) -> String {
 
 fn draw_results(app: &App, frame: &mut Frame, area: Rect) {
     let table = &app.jobs.table;
-    let best = |column: fn(&crate::jobs::table::Row) -> Option<MeanStd>| {
-        table
-            .iter()
-            .filter_map(|r| column(r).map(|m| m.mean))
-            .reduce(f64::max)
-    };
-    let (p, r, f) = (best(|r| r.precision), best(|r| r.recall), best(|r| r.f1));
+    let bests = column_bests(table);
     let rows = table.iter().map(|row| {
         Row::new(vec![
             row.variant.clone(),
             format!("{}/{}", row.finished, row.runs),
-            cell(row.precision, p),
-            cell(row.recall, r),
-            cell(row.f1, f),
+            cell(row.precision, bests[0]),
+            cell(row.recall, bests[1]),
+            cell(row.f1, bests[2]),
             row.delta_f1.map_or("–".into(), |d| format!("{d:+.2}")),
         ])
     });
