@@ -215,7 +215,10 @@ fn run_on(
     while !app.quit {
         if dirty {
             let size = terminal.size()?;
-            let areas = views::Areas::of(Rect::new(0, 0, size.width, size.height));
+            let areas = views::Areas::of(
+                Rect::new(0, 0, size.width, size.height),
+                app.compare.is_some(),
+            );
             app.page = areas.left.height.saturating_sub(3).max(1) as usize;
             request_image(&app, areas.image, &images, &mut requested);
             let start = Instant::now();

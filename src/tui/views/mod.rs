@@ -35,15 +35,16 @@ pub struct Areas {
 impl Areas {
     /// The layout: list left, tweet right, image and prompts under it, metrics below;
     /// larger terminals give the extra room to the tweet and the panels.
-    pub fn of(area: Rect) -> Self {
+    /// `comparing`: the scores table has a row for the compared checkpoint too.
+    pub fn of(area: Rect, comparing: bool) -> Self {
         let [main, status] =
             Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(area);
         let left_width = (main.width * 36 / 100).clamp(24, 64);
         let [left, right] =
             Layout::horizontal([Constraint::Length(left_width), Constraint::Min(0)]).areas(main);
-        // The scores table (header, all, four types) needs 8 rows with its border.
+        // The scores table (header, all, [B,] four types) needs 8 rows with its border.
         let metrics_height = if right.height >= 20 {
-            8
+            8 + u16::from(comparing)
         } else {
             right.height / 3
         };
@@ -68,7 +69,7 @@ impl Areas {
 
 /// Draws the whole screen.
 pub fn draw(app: &App, frame: &mut Frame) {
-    let areas = Areas::of(frame.area());
+    let areas = Areas::of(frame.area(), app.compare.is_some());
     if app.jobs_view {
         let main = Rect {
             height: areas.status.y - frame.area().y,
