@@ -8,8 +8,10 @@
 // A panic is not an error message: outside tests every `expect` states the invariant
 // that makes it safe, in an `allow` beside it.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+// What nothing outside the crate needs is crate-private, and says so where it is declared.
+#![warn(unreachable_pub)]
 
-pub mod bench;
+pub(crate) mod bench;
 pub mod cli;
 pub mod data;
 pub mod engine;
@@ -21,5 +23,5 @@ pub mod prompts;
 pub mod run;
 pub mod stages;
 pub mod train;
-pub mod tui;
-pub mod util;
+pub(crate) mod tui;
+pub(crate) mod util;

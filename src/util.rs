@@ -5,7 +5,7 @@ use std::path::Path;
 
 /// Writes `bytes` to `path` so that readers see either the old file or the whole new
 /// one: a temporary file in the same directory, synced, then renamed over the target.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
@@ -28,7 +28,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// A text file's contents without a leading UTF-8 byte-order mark (some editors write
 /// one; no format here gives it a meaning).
-pub fn read_text(path: &Path) -> std::io::Result<String> {
+pub(crate) fn read_text(path: &Path) -> std::io::Result<String> {
     let text = std::fs::read_to_string(path)?;
     Ok(match text.strip_prefix('\u{feff}') {
         Some(rest) => rest.to_string(),

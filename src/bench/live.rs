@@ -90,7 +90,7 @@ const EDIT_WORDS: [&str; 60] = [
 
 /// Milliseconds at the 50th and 95th percentiles.
 #[derive(Debug, Clone, Copy, Serialize)]
-pub struct Percentiles {
+pub(crate) struct Percentiles {
     pub p50: f64,
     pub p95: f64,
 }
@@ -105,7 +105,7 @@ fn percentiles(mut values: Vec<f64>) -> Percentiles {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct LiveFigures {
+pub(crate) struct LiveFigures {
     /// Text: which text the split is.
     pub split: String,
     pub split_tweets: usize,
@@ -128,7 +128,7 @@ pub struct LiveFigures {
 }
 
 /// The peak resident memory of this process (VmHWM), in MB.
-pub fn peak_rss_mb() -> f64 {
+pub(super) fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -321,7 +321,7 @@ fn timings(events: &Receiver<Event>, g: u64, since: Instant) -> Result<(f64, f64
 }
 
 /// What the live benchmark runs on.
-pub enum LiveSetup<'a> {
+pub(crate) enum LiveSetup<'a> {
     /// Base-size backbones with random weights, written (once) under `dir`.
     Generated { shared: Option<&'a Path> },
     /// A trained checkpoint on a dataset's test split.
@@ -333,7 +333,7 @@ pub enum LiveSetup<'a> {
 
 /// Runs the live benchmark in `dir` (created; reused by later runs, the engine's caches
 /// under `dir/cache`); with `cold`, those caches are emptied first.
-pub fn live(
+pub(crate) fn live(
     setup: LiveSetup,
     dir: &Path,
     cold: bool,

@@ -17,10 +17,10 @@ use crate::model::encoder_cpu::EncoderPass;
 use crate::model::ops::Mode;
 use crate::model::text::{BertConfig, BertModel, TextBackbone, WordPieces};
 use crate::progress::{Progress, Task};
-pub use live::{LiveFigures, LiveSetup, Percentiles, live};
+pub(crate) use live::{LiveFigures, LiveSetup, live};
 
 #[derive(Debug, thiserror::Error)]
-pub enum BenchError {
+pub(crate) enum BenchError {
     #[error("{path} is missing: the benchmark needs ../shared (set --shared DIR)")]
     MissingShared { path: PathBuf },
     #[error(transparent)]
@@ -44,7 +44,7 @@ pub enum BenchError {
 
 /// Throughput of the towers, under the keys `bench_infer.py` prints.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EncodeFigures {
+pub(crate) struct EncodeFigures {
     pub minilm_tweets_per_s: f64,
     pub bert_base_tweets_per_s: f64,
     pub clip_b32_images_per_s: f64,
@@ -66,7 +66,7 @@ fn timed(reps: usize, mut f: impl FnMut() -> Result<(), BenchError>) -> Result<f
 }
 
 /// The BERT-base shapes of the anchors (bert-base-cased's vocabulary).
-pub fn bert_base_config(vocab_size: usize) -> BertConfig {
+pub(crate) fn bert_base_config(vocab_size: usize) -> BertConfig {
     BertConfig {
         vocab_size,
         hidden_size: 768,
@@ -83,7 +83,7 @@ pub fn bert_base_config(vocab_size: usize) -> BertConfig {
 }
 
 /// CLIP ViT-B/32's shapes (HF's `CLIPConfig()` defaults).
-pub fn clip_b32_config() -> ClipConfig {
+pub(crate) fn clip_b32_config() -> ClipConfig {
     serde_json::from_str(r#"{"text_config": {}, "vision_config": {}}"#)
         .unwrap_or_else(|e| unreachable!("the defaults parse: {e}"))
 }
@@ -126,7 +126,7 @@ fn text_rate(
 
 /// `bench encode`: MiniLM (real weights) and bert-base shapes over Twitter-2015 test,
 /// CLIP ViT-B/32 vision (batch 32) and text (100 prompts, 1 prompt).
-pub fn encode(shared: &Path, progress: &dyn Progress) -> Result<EncodeFigures, BenchError> {
+pub(crate) fn encode(shared: &Path, progress: &dyn Progress) -> Result<EncodeFigures, BenchError> {
     let minilm_dir = shared.join("models/all-MiniLM-L6-v2");
     let test = split_path(&shared.join("data/twitter2015"), "test");
     for path in [&minilm_dir, &test] {
@@ -205,7 +205,7 @@ pub fn encode(shared: &Path, progress: &dyn Progress) -> Result<EncodeFigures, B
 }
 
 /// Runs `anchors/bench_infer.py` with `python` and reads the figures it prints.
-pub fn torch_encode(python: &Path, shared: &Path) -> Result<EncodeFigures, BenchError> {
+pub(crate) fn torch_encode(python: &Path, shared: &Path) -> Result<EncodeFigures, BenchError> {
     let script = shared.join("anchors/bench_infer.py");
     let command = format!(
         "{} {} {}",

@@ -44,7 +44,7 @@ pub struct BenchArgs {
     pub data: Option<PathBuf>,
 }
 
-pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+pub(super) fn run(args: &BenchArgs) -> anyhow::Result<()> {
     match args.kind {
         BenchKind::Encode => encode(args),
         BenchKind::Live => live(args),

@@ -90,7 +90,7 @@ fn slurm_config(root: &Path, path: Option<&Path>) -> anyhow::Result<SlurmConfig>
     toml::from_str(&text).with_context(|| format!("{} is not a Slurm config", path.display()))
 }
 
-pub fn run(args: RunsArgs) -> anyhow::Result<()> {
+pub(super) fn run(args: RunsArgs) -> anyhow::Result<()> {
     let root = args.runs.unwrap_or_else(default_root);
     let registry = Registry::open(&root)?;
     match args.command {

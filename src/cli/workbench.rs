@@ -14,7 +14,7 @@ use crate::tui::views::tweet::{Predicted, text_lines};
 use crate::tui::{self, TuiOptions};
 
 /// Whether standard input and output are a terminal the workbench can take over.
-pub fn on_terminal() -> bool {
+pub(super) fn on_terminal() -> bool {
     std::io::stdout().is_terminal() && std::io::stdin().is_terminal()
 }
 
@@ -70,7 +70,7 @@ impl TuiArgs {
     }
 }
 
-pub fn tui(args: &TuiArgs) -> anyhow::Result<()> {
+pub(super) fn tui(args: &TuiArgs) -> anyhow::Result<()> {
     if !on_terminal() {
         bail!("the workbench needs a terminal; `promptmner eval` prints the same scores");
     }
@@ -177,7 +177,7 @@ fn predict(
     }
 }
 
-pub fn show(args: &ShowArgs) -> anyhow::Result<()> {
+pub(super) fn show(args: &ShowArgs) -> anyhow::Result<()> {
     let (split, index, tweet) = find_tweet(args)?;
     let image = tweet
         .image_id

@@ -15,14 +15,14 @@ use crate::data::tags::EntityType;
 /// Which model a disagreement favours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Right {
+pub(crate) enum Right {
     A,
     B,
 }
 
 /// One disagreement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Disagreement {
+pub(crate) struct Disagreement {
     pub tweet: usize,
     pub span: Span,
     /// The model that predicted the span.
@@ -32,7 +32,7 @@ pub struct Disagreement {
 
 /// Counts of disagreements by who is right.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct RightCounts {
+pub(crate) struct RightCounts {
     pub a_right: usize,
     pub b_right: usize,
 }
@@ -45,14 +45,14 @@ impl RightCounts {
         }
     }
 
-    pub fn total(&self) -> usize {
+    pub(crate) fn total(&self) -> usize {
         self.a_right + self.b_right
     }
 }
 
 /// Every disagreement and the counts.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Comparison {
+pub(crate) struct Comparison {
     pub disagreements: Vec<Disagreement>,
     /// Tweets with at least one disagreement.
     pub tweets: usize,
@@ -61,7 +61,7 @@ pub struct Comparison {
 }
 
 /// Compares two models' entities with gold, tweet by tweet.
-pub fn compare(gold: &[Vec<Span>], a: &[Vec<Span>], b: &[Vec<Span>]) -> Comparison {
+pub(crate) fn compare(gold: &[Vec<Span>], a: &[Vec<Span>], b: &[Vec<Span>]) -> Comparison {
     let mut comparison = Comparison::default();
     for (tweet, ((gold, a), b)) in gold.iter().zip(a).zip(b).enumerate() {
         let only = |mine: &[Span], theirs: &[Span], by: Right| -> Vec<Disagreement> {

@@ -9,10 +9,10 @@ use crate::data::tags::EntityType;
 use crate::eval::score::{ErrorKind, SpanError};
 
 /// A row or column: an entity type, or no entity.
-pub type Class = Option<EntityType>;
+pub(crate) type Class = Option<EntityType>;
 
 /// Every class in matrix order: the four types, then "no entity".
-pub fn classes() -> [Class; 5] {
+pub(crate) fn classes() -> [Class; 5] {
     [
         Some(EntityType::Per),
         Some(EntityType::Loc),
@@ -28,7 +28,7 @@ fn position(class: Class) -> usize {
 
 /// Counts per (gold, predicted) cell: exact matches and errors apart.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Confusion {
+pub(crate) struct Confusion {
     /// [gold][predicted] errors.
     pub errors: [[usize; 5]; 5],
     /// Exact matches per type (the diagonal's correct part).
@@ -37,7 +37,7 @@ pub struct Confusion {
 
 impl Confusion {
     /// From each tweet's errors and the true positives per type.
-    pub fn new(tweet_errors: &[Vec<SpanError>], correct: [usize; 4]) -> Self {
+    pub(crate) fn new(tweet_errors: &[Vec<SpanError>], correct: [usize; 4]) -> Self {
         let mut confusion = Self {
             errors: [[0; 5]; 5],
             correct,
@@ -50,7 +50,7 @@ impl Confusion {
     }
 
     /// All entries of a cell: errors, plus exact matches on the diagonal.
-    pub fn count(&self, gold: Class, pred: Class) -> usize {
+    pub(crate) fn count(&self, gold: Class, pred: Class) -> usize {
         let diagonal = match (gold, pred) {
             (Some(g), Some(p)) if g == p => self.correct[g.index()],
             _ => 0,
@@ -58,13 +58,13 @@ impl Confusion {
         self.errors[position(gold)][position(pred)] + diagonal
     }
 
-    pub fn total_errors(&self) -> usize {
+    pub(crate) fn total_errors(&self) -> usize {
         self.errors.iter().flatten().sum()
     }
 }
 
 /// The cell an error falls in.
-pub fn cell_of(error: &SpanError) -> (Class, Class) {
+pub(crate) fn cell_of(error: &SpanError) -> (Class, Class) {
     match error.kind {
         ErrorKind::Spurious => (None, error.pred.map(|p| p.kind)),
         ErrorKind::Missed => (error.gold.map(|g| g.kind), None),
@@ -73,6 +73,6 @@ pub fn cell_of(error: &SpanError) -> (Class, Class) {
 }
 
 /// Whether a tweet has an error in the cell.
-pub fn tweet_in_cell(errors: &[SpanError], gold: Class, pred: Class) -> bool {
+pub(crate) fn tweet_in_cell(errors: &[SpanError], gold: Class, pred: Class) -> bool {
     errors.iter().any(|e| cell_of(e) == (gold, pred))
 }

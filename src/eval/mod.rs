@@ -1,9 +1,9 @@
 //! Evaluation: entity-level scores and error analysis.
 
-pub mod compare;
-pub mod confusion;
+pub(crate) mod compare;
+pub(crate) mod confusion;
 pub mod predict;
-pub mod probe;
+pub(crate) mod probe;
 pub mod score;
 pub mod split;
 

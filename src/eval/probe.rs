@@ -16,7 +16,7 @@ use crate::progress::Progress;
 
 /// One tweet under the three images.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TweetProbe {
+pub(crate) struct TweetProbe {
     pub index: usize,
     pub has_image: bool,
     /// The tweet whose image replaced this one's.
@@ -27,14 +27,14 @@ pub struct TweetProbe {
 
 impl TweetProbe {
     /// Whether the prediction depends on the image at all.
-    pub fn depends(&self) -> bool {
+    pub(crate) fn depends(&self) -> bool {
         self.changes_without_image || self.changes_with_other_image
     }
 }
 
 /// How many tweets (with an image) depend on it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Share {
+pub(crate) struct Share {
     pub tweets: usize,
     pub dependent: usize,
     pub share: f64,
@@ -60,7 +60,7 @@ impl Share {
 
 /// The whole probe.
 #[derive(Debug, Clone, Serialize)]
-pub struct ImageProbe {
+pub(crate) struct ImageProbe {
     pub tweets: Vec<TweetProbe>,
     pub overall: Share,
     /// Over the tweets with a gold entity of each type.
@@ -74,7 +74,7 @@ pub struct ImageProbe {
 
 /// For each tweet with an image, the next tweet with an image of another scene (any
 /// other image where scenes are unknown).
-pub fn swap_partners(
+pub(crate) fn swap_partners(
     states: &[ImageState],
     scenes: Option<&[Option<String>]>,
 ) -> Vec<Option<usize>> {
@@ -90,7 +90,7 @@ pub fn swap_partners(
 
 /// The first tweet after `i` (cyclically) with an image of another scene than `i`'s
 /// (any image where `i`'s scene is unknown): the other image of a counterfactual.
-pub fn swap_partner(
+pub(crate) fn swap_partner(
     i: usize,
     has_image: &[bool],
     scenes: Option<&[Option<String>]>,
@@ -108,7 +108,7 @@ fn spans(prediction: &Prediction) -> Vec<Span> {
 
 /// Predicts the split three times (own images, none, swapped) and compares.
 #[allow(clippy::too_many_arguments)]
-pub fn probe_images(
+pub(crate) fn probe_images(
     model: &PromptMner,
     gold: &[Tweet],
     states: &[ImageState],

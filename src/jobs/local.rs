@@ -18,7 +18,7 @@ fn lock_path(root: &Path) -> PathBuf {
 }
 
 /// The pid of the runner serving `root`, when one is alive.
-pub fn runner_pid(root: &Path) -> Option<u32> {
+pub(crate) fn runner_pid(root: &Path) -> Option<u32> {
     let pid: u32 = std::fs::read_to_string(lock_path(root))
         .ok()?
         .trim()
@@ -28,7 +28,11 @@ pub fn runner_pid(root: &Path) -> Option<u32> {
 }
 
 /// Starts a detached runner unless one is alive. `program` is this executable.
-pub fn ensure_runner(root: &Path, program: &Path, limit: usize) -> Result<(), RegistryError> {
+pub(crate) fn ensure_runner(
+    root: &Path,
+    program: &Path,
+    limit: usize,
+) -> Result<(), RegistryError> {
     if runner_pid(root).is_some() {
         return Ok(());
     }
@@ -96,7 +100,7 @@ struct Running {
 
 /// The runner's loop: start queued runs up to `limit`, record how each ends, stop when
 /// nothing is queued or running.
-pub fn run_worker(root: &Path, program: &Path, limit: usize) -> Result<(), RegistryError> {
+pub(crate) fn run_worker(root: &Path, program: &Path, limit: usize) -> Result<(), RegistryError> {
     let registry = Registry::open(root)?;
     if !take_lock(root)? {
         return Ok(());
@@ -188,7 +192,7 @@ fn reap(running: Vec<Running>) -> Result<Vec<Running>, RegistryError> {
 
 /// Cancels a local run: a queued one at once; a running one through its runner (or,
 /// when the runner is gone, by signalling the process itself).
-pub fn cancel(run: &RunDir) -> Result<(), RegistryError> {
+pub(crate) fn cancel(run: &RunDir) -> Result<(), RegistryError> {
     let current = view(run.clone())?;
     match current.state {
         State::Queued => {

@@ -2,13 +2,13 @@
 //! a checkpoint's config, a registry of run directories, and two backends behind one
 //! trait: local child processes under a detached runner, and Slurm.
 
-pub mod local;
+pub(crate) mod local;
 pub mod registry;
-pub mod slurm;
-pub mod submit;
-pub mod table;
-pub mod variant;
-pub mod watch;
+pub(crate) mod slurm;
+pub(crate) mod submit;
+pub(crate) mod table;
+pub(crate) mod variant;
+pub(crate) mod watch;
 
 use std::path::{Path, PathBuf};
 

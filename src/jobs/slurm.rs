@@ -65,7 +65,7 @@ fn quote(text: &str) -> String {
 }
 
 /// The batch script of one run.
-pub fn script(run: &RunDir, name: &str, program: &Path, config: &SlurmConfig) -> String {
+pub(crate) fn script(run: &RunDir, name: &str, program: &Path, config: &SlurmConfig) -> String {
     let dir = run.dir.to_string_lossy();
     let mut lines = vec![
         "#!/bin/bash".to_string(),
@@ -109,7 +109,7 @@ fn run_command(command: &'static str, args: &[&str]) -> Result<String, SlurmErro
 }
 
 /// Writes the script and submits it; the run is queued with its Slurm job id.
-pub fn submit(
+pub(crate) fn submit(
     run: &RunDir,
     name: &str,
     program: &Path,
@@ -134,7 +134,7 @@ pub fn submit(
 
 /// Asks Slurm where the run's job is and records it; once the job has left the queue,
 /// its events decide (finished, failed) or it was interrupted.
-pub fn poll(run: &RunDir) -> Result<State, SlurmError> {
+pub(crate) fn poll(run: &RunDir) -> Result<State, SlurmError> {
     let current = view(run.clone())?;
     let Some(job) = current.status.slurm_job.clone() else {
         return Ok(current.state);
@@ -160,7 +160,7 @@ pub fn poll(run: &RunDir) -> Result<State, SlurmError> {
 }
 
 /// Cancels the run's job.
-pub fn cancel(run: &RunDir) -> Result<(), SlurmError> {
+pub(crate) fn cancel(run: &RunDir) -> Result<(), SlurmError> {
     let current = view(run.clone())?;
     if let Some(job) = &current.status.slurm_job {
         std::fs::write(run.cancel_marker(), b"").map_err(|source| SlurmError::Write {

@@ -33,7 +33,7 @@ pub enum SubmitError {
 /// The training config a checkpoint was trained from: the `started` event's config (the
 /// one given, with its backbone names), else its config.toml; or a config file itself.
 /// `--set` overrides apply on top.
-pub fn base_config(source: &Path, overrides: &[String]) -> Result<TrainConfig, SubmitError> {
+pub(crate) fn base_config(source: &Path, overrides: &[String]) -> Result<TrainConfig, SubmitError> {
     if source.is_file() {
         return Ok(TrainConfig::load(source, overrides)?);
     }
@@ -60,7 +60,7 @@ pub fn base_config(source: &Path, overrides: &[String]) -> Result<TrainConfig, S
 
 /// Relative paths made absolute against `dir` where they exist there, so that a run
 /// started from another directory (a runner, a Slurm node) finds them.
-pub fn absolutize(config: &mut TrainConfig, dir: &Path) {
+pub(crate) fn absolutize(config: &mut TrainConfig, dir: &Path) {
     let fix = |path: &mut PathBuf| {
         if path.is_relative() && dir.join(&*path).exists() {
             *path = dir.join(&*path);
@@ -80,7 +80,7 @@ pub fn absolutize(config: &mut TrainConfig, dir: &Path) {
 
 /// What one submission asks for.
 #[derive(Debug, Clone)]
-pub struct Submission {
+pub(crate) struct Submission {
     pub source: PathBuf,
     pub variants: Vec<Variant>,
     /// Seeds per variant: base seed, base + 1, ...
@@ -94,7 +94,10 @@ pub struct Submission {
 }
 
 /// Writes one queued run directory per variant and seed; returns them.
-pub fn submit(registry: &Registry, submission: &Submission) -> Result<Vec<RunDir>, SubmitError> {
+pub(crate) fn submit(
+    registry: &Registry,
+    submission: &Submission,
+) -> Result<Vec<RunDir>, SubmitError> {
     let mut base = base_config(&submission.source, &submission.overrides)?;
     let cwd = std::env::current_dir().unwrap_or_default();
     absolutize(&mut base, &cwd);

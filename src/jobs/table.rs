@@ -8,13 +8,13 @@ use crate::jobs::variant::Variant;
 
 /// Mean and sample standard deviation.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MeanStd {
+pub(crate) struct MeanStd {
     pub mean: f64,
     pub std: f64,
 }
 
 impl MeanStd {
-    pub fn of(values: &[f64]) -> Option<Self> {
+    pub(crate) fn of(values: &[f64]) -> Option<Self> {
         if values.is_empty() {
             return None;
         }
@@ -31,7 +31,7 @@ impl MeanStd {
 
 /// One variant's row.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Row {
+pub(crate) struct Row {
     pub variant: String,
     /// Finished runs over all runs of the variant.
     pub finished: usize,
@@ -44,7 +44,7 @@ pub struct Row {
 }
 
 /// Rows in the variants' menu order (others after, by name).
-pub fn rows(runs: &[RunView]) -> Vec<Row> {
+pub(crate) fn rows(runs: &[RunView]) -> Vec<Row> {
     let mut by_variant: BTreeMap<(usize, String), Vec<&RunView>> = BTreeMap::new();
     let menu: Vec<String> = Variant::menu().iter().map(Variant::to_string).collect();
     for run in runs {
@@ -102,27 +102,27 @@ fn best(rows: &[Row], column: impl Fn(&Row) -> Option<f64>) -> Option<f64> {
 }
 
 /// A column's value in a row.
-pub type Column = fn(&Row) -> Option<MeanStd>;
+pub(crate) type Column = fn(&Row) -> Option<MeanStd>;
 
 /// The score columns, by name.
-pub const COLUMNS: [(&str, Column); 3] = [
+pub(crate) const COLUMNS: [(&str, Column); 3] = [
     ("P", |r| r.precision),
     ("R", |r| r.recall),
     ("F1", |r| r.f1),
 ];
 
 /// The best mean of each of [`COLUMNS`] over the rows.
-pub fn column_bests(rows: &[Row]) -> [Option<f64>; 3] {
+pub(crate) fn column_bests(rows: &[Row]) -> [Option<f64>; 3] {
     COLUMNS.map(|(_, column)| best(rows, |r| column(r).map(|m| m.mean)))
 }
 
 /// Whether `value` is the column's best (the mark of the tables).
-pub fn is_best(value: f64, best: Option<f64>) -> bool {
+pub(crate) fn is_best(value: f64, best: Option<f64>) -> bool {
     best.is_some_and(|b| (value - b).abs() < 1e-9)
 }
 
 /// The table as Markdown (best of each column in bold) or CSV (a `best` flag per column).
-pub fn render(rows: &[Row], format: Format) -> String {
+pub(crate) fn render(rows: &[Row], format: Format) -> String {
     let columns = COLUMNS;
     let bests = column_bests(rows);
     let best_delta = best(

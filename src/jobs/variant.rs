@@ -8,7 +8,7 @@ use crate::run::TrainConfig;
 
 /// One ablation of the paper's model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Variant {
+pub(crate) enum Variant {
     /// The config as it is.
     Full,
     NoDiscrete,
@@ -25,7 +25,7 @@ pub enum Variant {
 
 impl Variant {
     /// The variants the workbench offers, in table order.
-    pub fn menu() -> Vec<Variant> {
+    pub(crate) fn menu() -> Vec<Variant> {
         let mut variants = vec![
             Variant::Full,
             Variant::NoDiscrete,
@@ -40,7 +40,7 @@ impl Variant {
 
     /// The config of this variant (the vocabulary file of `CurrentVocabulary` is set by
     /// the caller, who writes it).
-    pub fn apply(self, base: &TrainConfig) -> TrainConfig {
+    pub(crate) fn apply(self, base: &TrainConfig) -> TrainConfig {
         let mut config = base.clone();
         match self {
             Variant::Full | Variant::CurrentVocabulary => {}
@@ -72,7 +72,7 @@ impl fmt::Display for Variant {
 #[error(
     "unknown variant '{0}' (full, no-discrete, no-continuous, plain, none, continuous-N, current-vocabulary)"
 )]
-pub struct UnknownVariant(pub String);
+pub(crate) struct UnknownVariant(pub String);
 
 impl FromStr for Variant {
     type Err = UnknownVariant;

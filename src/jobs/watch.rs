@@ -8,7 +8,7 @@ use crate::jobs::table::{Row, rows};
 
 /// One run, as the jobs panel shows it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RunSummary {
+pub(crate) struct RunSummary {
     pub id: String,
     pub group: String,
     pub variant: String,
@@ -25,7 +25,7 @@ pub struct RunSummary {
 
 /// Every run, the results table of the newest group, and what could not be read.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct JobsSnapshot {
+pub(crate) struct JobsSnapshot {
     pub runs: Vec<RunSummary>,
     pub group: Option<String>,
     pub table: Vec<Row>,
@@ -34,7 +34,7 @@ pub struct JobsSnapshot {
 
 /// Reads the registry; restarts the local runner when runs are queued and none is alive
 /// (the queue survives the workbench and the runner).
-pub fn snapshot(root: &Path, program: &Path) -> Result<JobsSnapshot, RegistryError> {
+pub(crate) fn snapshot(root: &Path, program: &Path) -> Result<JobsSnapshot, RegistryError> {
     let registry = Registry::open(root)?;
     let (runs, skipped) = registry.list()?;
     let queued_locally = runs

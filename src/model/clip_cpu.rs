@@ -14,7 +14,7 @@ use super::text::{LinearParams, NormParams};
 
 /// One pre-LayerNorm layer's parameters.
 #[derive(Debug, Clone)]
-pub struct ClipLayerParams<T> {
+pub(crate) struct ClipLayerParams<T> {
     pub q: LinearParams<T>,
     pub k: LinearParams<T>,
     pub v: LinearParams<T>,
@@ -27,7 +27,7 @@ pub struct ClipLayerParams<T> {
 
 impl<T> ClipLayerParams<T> {
     /// The same structure with `f` applied to every parameter.
-    pub fn try_map<'a, U>(
+    pub(crate) fn try_map<'a, U>(
         &'a self,
         mut f: impl FnMut(&'a T) -> Result<U>,
     ) -> Result<ClipLayerParams<U>> {
@@ -45,7 +45,7 @@ impl<T> ClipLayerParams<T> {
 }
 
 /// Whether a tower with these weights and activation can run here.
-pub fn supports(weight: &Tensor, act: Activation) -> bool {
+pub(crate) fn supports(weight: &Tensor, act: Activation) -> bool {
     weight.device().is_cpu()
         && weight.dtype() == DType::F32
         && matches!(act, Activation::QuickGelu | Activation::Gelu)
@@ -53,7 +53,7 @@ pub fn supports(weight: &Tensor, act: Activation) -> bool {
 
 /// How a tower's layers run.
 #[derive(Debug, Clone, Copy)]
-pub struct TowerShape {
+pub(crate) struct TowerShape {
     pub heads: usize,
     pub eps: f32,
     pub act: Activation,
@@ -61,7 +61,7 @@ pub struct TowerShape {
 }
 
 /// Runs pre-LayerNorm layers over `x` [b·n, d] in place.
-pub fn layers_forward(
+pub(crate) fn layers_forward(
     x: &mut [f32],
     layers: &[ClipLayerParams<Tensor>],
     b: usize,
@@ -115,7 +115,7 @@ pub fn layers_forward(
 }
 
 /// `rows` [r, d] through a LayerNorm and a bias-free projection [e, d]: [r, e].
-pub fn norm_and_project(
+pub(crate) fn norm_and_project(
     rows: &[f32],
     norm: &NormParams<Tensor>,
     eps: f32,
@@ -150,7 +150,13 @@ pub fn norm_and_project(
 
 /// Pixels [b, C, S, S] as patches [b·P, C·p·p] in the convolution weight's order
 /// (channel, row, column), P = (S/p)² patches a picture, row by row.
-pub fn patches(pixels: &[f32], b: usize, channels: usize, size: usize, p: usize) -> Vec<f32> {
+pub(crate) fn patches(
+    pixels: &[f32],
+    b: usize,
+    channels: usize,
+    size: usize,
+    p: usize,
+) -> Vec<f32> {
     let g = size / p;
     let k = channels * p * p;
     let mut out = vec![0f32; b * g * g * k];

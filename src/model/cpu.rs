@@ -9,19 +9,19 @@ use rayon::prelude::*;
 /// Runs `f` with the widest SIMD instruction set of this CPU enabled, so that the
 /// `#[inline(always)]` loops inlined into it vectorise.
 #[inline(always)]
-pub fn simd<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(f)
 }
 
 /// Rows per parallel task of the row kernels.
-pub const ROW_CHUNK: usize = 32;
+pub(crate) const ROW_CHUNK: usize = 32;
 /// Elements per parallel task of the element-wise kernels.
-pub const CHUNK: usize = 1 << 14;
+pub(crate) const CHUNK: usize = 1 << 14;
 
 /// Sum of a slice with 16 independent accumulators (a plain fold would not vectorise:
 /// float addition is not reassociated).
 #[inline(always)]
-pub fn sum(xs: &[f32]) -> f32 {
+pub(crate) fn sum(xs: &[f32]) -> f32 {
     let mut acc = [0f32; 16];
     let chunks = xs.chunks_exact(16);
     let rest = chunks.remainder();
@@ -35,7 +35,7 @@ pub fn sum(xs: &[f32]) -> f32 {
 
 /// Largest element (−∞ for none), over 16 lanes so that the loop vectorises.
 #[inline(always)]
-pub fn max(xs: &[f32]) -> f32 {
+pub(crate) fn max(xs: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; 16];
     let chunks = xs.chunks_exact(16);
     let rest = chunks.remainder();
@@ -52,7 +52,7 @@ pub fn max(xs: &[f32]) -> f32 {
 
 /// Dot product with 16 independent accumulators.
 #[inline(always)]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 16];
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
@@ -70,7 +70,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// written without branches or calls so that loops over it vectorise; 0 below −87.3.
 #[inline(always)]
 #[allow(clippy::excessive_precision)] // the published coefficients, as published
-pub fn exp(x: f32) -> f32 {
+pub(crate) fn exp(x: f32) -> f32 {
     let xc = x.clamp(-87.33, 88.3);
     let n = (xc * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
     let r = xc - n * 0.693_359_375 + n * 2.121_944_4e-4;
@@ -108,13 +108,13 @@ fn erfc(x: f32) -> f32 {
 
 /// BERT's exact GELU, x·Φ(x).
 #[inline(always)]
-pub fn gelu(x: f32) -> f32 {
+pub(crate) fn gelu(x: f32) -> f32 {
     x - 0.5 * x * erfc(x * std::f32::consts::FRAC_1_SQRT_2)
 }
 
 /// d/dx x·Φ(x) = Φ(x) + x·φ(x).
 #[inline(always)]
-pub fn gelu_grad(x: f32) -> f32 {
+pub(crate) fn gelu_grad(x: f32) -> f32 {
     let inv_sqrt_2pi = 0.5 * std::f32::consts::FRAC_2_SQRT_PI * std::f32::consts::FRAC_1_SQRT_2;
     let cdf = 1.0 - 0.5 * erfc(x * std::f32::consts::FRAC_1_SQRT_2);
     cdf + x * inv_sqrt_2pi * exp(-0.5 * x * x)
@@ -138,13 +138,13 @@ fn map_parallel(x: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32 + Sync + Copy
 }
 
 /// GELU over a buffer, in parallel.
-pub fn gelu_forward(x: &[f32], out: &mut [f32]) {
+pub(crate) fn gelu_forward(x: &[f32], out: &mut [f32]) {
     // `gelu` is #[inline(always)], so passing the function inlines it like a closure.
     map_parallel(x, out, gelu);
 }
 
 /// CLIP's x·σ(1.702x) over a buffer, in parallel.
-pub fn quick_gelu_forward(x: &[f32], out: &mut [f32]) {
+pub(crate) fn quick_gelu_forward(x: &[f32], out: &mut [f32]) {
     map_parallel(
         x,
         out,
@@ -154,7 +154,7 @@ pub fn quick_gelu_forward(x: &[f32], out: &mut [f32]) {
 }
 
 /// dx = g · GELU'(x), in parallel.
-pub fn gelu_backward(x: &[f32], grad: &[f32], dx: &mut [f32]) {
+pub(crate) fn gelu_backward(x: &[f32], grad: &[f32], dx: &mut [f32]) {
     dx.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK).zip(grad.par_chunks(CHUNK)))
         .for_each(|(d, (x, g))| {
@@ -171,7 +171,7 @@ pub fn gelu_backward(x: &[f32], grad: &[f32], dx: &mut [f32]) {
 
 /// Softmax of one row in place; entries at and after `valid` get probability 0.
 #[inline(always)]
-pub fn softmax_row(row: &mut [f32], valid: usize) {
+pub(crate) fn softmax_row(row: &mut [f32], valid: usize) {
     let (live, dead) = row.split_at_mut(valid.min(row.len()));
     dead.fill(0.0);
     let max = self::max(live);
@@ -185,7 +185,7 @@ pub fn softmax_row(row: &mut [f32], valid: usize) {
 }
 
 /// Softmax over the last dimension (rows of `d`), in parallel.
-pub fn softmax_forward(x: &[f32], out: &mut [f32], d: usize) {
+pub(crate) fn softmax_forward(x: &[f32], out: &mut [f32], d: usize) {
     out.copy_from_slice(x);
     out.par_chunks_mut(d.max(1) * ROW_CHUNK).for_each(|rows| {
         simd(
@@ -201,7 +201,7 @@ pub fn softmax_forward(x: &[f32], out: &mut [f32], d: usize) {
 
 /// Softmax backward of one row: dx = y ⊙ (g − ⟨y, g⟩).
 #[inline(always)]
-pub fn softmax_row_backward(y: &[f32], g: &[f32], dx: &mut [f32]) {
+pub(crate) fn softmax_row_backward(y: &[f32], g: &[f32], dx: &mut [f32]) {
     let inner = dot(y, g);
     for ((d, &yv), &gv) in dx.iter_mut().zip(y).zip(g) {
         *d = yv * (gv - inner);
@@ -209,7 +209,7 @@ pub fn softmax_row_backward(y: &[f32], g: &[f32], dx: &mut [f32]) {
 }
 
 /// Softmax backward over rows of `d`, in parallel.
-pub fn softmax_backward(y: &[f32], g: &[f32], dx: &mut [f32], d: usize) {
+pub(crate) fn softmax_backward(y: &[f32], g: &[f32], dx: &mut [f32], d: usize) {
     let c = d.max(1) * ROW_CHUNK;
     dx.par_chunks_mut(c)
         .zip(y.par_chunks(c).zip(g.par_chunks(c)))
@@ -231,7 +231,7 @@ pub fn softmax_backward(y: &[f32], g: &[f32], dx: &mut [f32], d: usize) {
 
 /// LayerNorm of rows of `d`: out = x̂·α + β, with x̂ and 1/σ kept for the backward pass
 /// when `saved` is given.
-pub fn layer_norm_forward(
+pub(crate) fn layer_norm_forward(
     x: &[f32],
     alpha: &[f32],
     beta: &[f32],
@@ -310,7 +310,7 @@ pub fn layer_norm_forward(
 /// LayerNorm backward from the saved x̂ and 1/σ: writes dx (or adds it to `dx` when
 /// `accumulate`) and adds the parameter gradients to `d_alpha` and `d_beta`.
 #[allow(clippy::too_many_arguments)]
-pub fn layer_norm_backward(
+pub(crate) fn layer_norm_backward(
     xhat: &[f32],
     rstd: &[f32],
     alpha: &[f32],
@@ -367,7 +367,7 @@ pub fn layer_norm_backward(
 }
 
 /// Adds the column sums of rows of `d` (a bias gradient) to `out`.
-pub fn add_column_sums(x: &[f32], d: usize, out: &mut [f32]) {
+pub(crate) fn add_column_sums(x: &[f32], d: usize, out: &mut [f32]) {
     let c = d * ROW_CHUNK * 4;
     let partial: Vec<Vec<f32>> = x
         .par_chunks(c)
@@ -452,13 +452,20 @@ impl DropoutMask {
 }
 
 /// Rows of x up to which [`linear_few_rows`] beats a packed matrix product.
-pub const FEW_ROWS: usize = 16;
+pub(crate) const FEW_ROWS: usize = 16;
 
 /// dst (rows of stride `ld`) = x·Wᵀ + b for a few rows of x [m, in] and W [out, in]:
 /// each weight row is read once and dotted with every row of x, in parallel over the
 /// weight rows. For a handful of rows (one prompt of 7 tokens) a general matrix
 /// product spends its time packing the whole weight matrix; this reads it once.
-pub fn linear_few_rows(dst: &mut [f32], ld: usize, x: &[f32], m: usize, w: &[f32], b: &[f32]) {
+pub(crate) fn linear_few_rows(
+    dst: &mut [f32],
+    ld: usize,
+    x: &[f32],
+    m: usize,
+    w: &[f32],
+    b: &[f32],
+) {
     let (out, inp) = (b.len(), w.len() / b.len().max(1));
     // Output columns, column-major [out, m], then copied into the rows of dst.
     let mut columns = vec![0f32; out * m];
@@ -537,7 +544,7 @@ fn dots_v4(v4: pulp::x86::V4, x: &[f32], inp: usize, w: &[f32], out: &mut [f32])
 
 /// A matrix operand: `rows × cols` read from `data` at `r·row_stride + c·col_stride`.
 #[derive(Clone, Copy)]
-pub struct MatRef<'a> {
+pub(crate) struct MatRef<'a> {
     pub data: &'a [f32],
     pub rows: usize,
     pub cols: usize,
@@ -547,12 +554,12 @@ pub struct MatRef<'a> {
 
 impl<'a> MatRef<'a> {
     /// A row-major matrix.
-    pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
+    pub(crate) fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
         Self::strided(data, rows, cols, cols, 1)
     }
 
     /// A sub-matrix with explicit strides (a head's columns inside a wider buffer).
-    pub fn strided(
+    pub(crate) fn strided(
         data: &'a [f32],
         rows: usize,
         cols: usize,
@@ -575,7 +582,7 @@ impl<'a> MatRef<'a> {
     }
 
     /// The transpose (a view: strides swapped).
-    pub fn t(self) -> Self {
+    pub(crate) fn t(self) -> Self {
         Self {
             rows: self.cols,
             cols: self.rows,
@@ -588,7 +595,14 @@ impl<'a> MatRef<'a> {
 
 /// dst (rows × cols, row stride `ld`) = a·b, or += a·b when `accumulate`. `parallel`
 /// spreads one product over the rayon pool; products inside parallel tasks run alone.
-pub fn matmul(dst: &mut [f32], ld: usize, a: MatRef, b: MatRef, accumulate: bool, parallel: bool) {
+pub(crate) fn matmul(
+    dst: &mut [f32],
+    ld: usize,
+    a: MatRef,
+    b: MatRef,
+    accumulate: bool,
+    parallel: bool,
+) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(k, b.rows, "inner dimensions differ");
     assert!(

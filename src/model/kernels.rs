@@ -23,12 +23,12 @@ fn host(t: &Tensor) -> Result<Vec<f32>> {
 }
 
 /// Whether the kernels apply (f32 on the CPU); elsewhere the composites are used.
-pub fn applies(t: &Tensor) -> bool {
+pub(crate) fn applies(t: &Tensor) -> bool {
     t.device().is_cpu() && t.dtype() == candle_core::DType::F32
 }
 
 /// `(x − mean) / sqrt(var + eps) · α + β` over the last dimension.
-pub struct LayerNormOp {
+pub(crate) struct LayerNormOp {
     pub eps: f32,
 }
 
@@ -87,7 +87,7 @@ impl CustomOp3 for LayerNormOp {
 }
 
 /// Softmax over the last dimension.
-pub struct SoftmaxOp;
+pub(crate) struct SoftmaxOp;
 
 impl CustomOp1 for SoftmaxOp {
     fn name(&self) -> &'static str {
@@ -112,7 +112,7 @@ impl CustomOp1 for SoftmaxOp {
 }
 
 /// GELU with the exact (erf) form BERT uses: x · Φ(x).
-pub struct GeluOp;
+pub(crate) struct GeluOp;
 
 impl CustomOp1 for GeluOp {
     fn name(&self) -> &'static str {

@@ -3,15 +3,15 @@
 //! prompt edit recomputes only what it touches.
 
 pub mod clip;
-pub mod clip_cpu;
-pub mod cpu;
+pub(crate) mod clip_cpu;
+pub(crate) mod cpu;
 pub mod device;
 pub mod encoder_cpu;
 pub mod fusion;
-pub mod kernels;
+pub(crate) mod kernels;
 pub mod ops;
 pub mod prompts;
-pub mod score_cpu;
+pub(crate) mod score_cpu;
 pub mod span;
 pub mod store;
 pub mod text;
@@ -26,7 +26,7 @@ pub(crate) mod testing {
     use super::text::{BertConfig, BertModel};
 
     /// A small BERT with every weight (biases and norms too) drawn at random.
-    pub fn tiny_bert(dropout: f32) -> (BertModel, VarMap) {
+    pub(crate) fn tiny_bert(dropout: f32) -> (BertModel, VarMap) {
         let config = BertConfig {
             vocab_size: 50,
             hidden_size: 32,
@@ -52,7 +52,7 @@ pub(crate) mod testing {
     }
 
     /// Word pieces whose every piece is a word.
-    pub fn pieces(ids: &[u32]) -> super::text::WordPieces {
+    pub(crate) fn pieces(ids: &[u32]) -> super::text::WordPieces {
         super::text::WordPieces {
             ids: ids.to_vec(),
             first_piece: (0..ids.len()).map(Some).collect(),
@@ -61,7 +61,7 @@ pub(crate) mod testing {
     }
 
     /// Largest absolute element-wise difference of two tensors of one shape.
-    pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b)
             .unwrap()
             .abs()

@@ -18,7 +18,7 @@ use super::span::{CLASSES, ScoredSpan};
 use super::text::{LinearParams, NormParams};
 
 /// What the scoring stage reads of the model, by name (tensors, or host slices).
-pub struct ScoreParams<T> {
+pub(crate) struct ScoreParams<T> {
     /// The fusion's output projection, its gate and LayerNorm (None: no fusion).
     pub fusion: Option<FusionParams<T>>,
     pub start: LinearParams<T>,
@@ -28,7 +28,7 @@ pub struct ScoreParams<T> {
     pub out: LinearParams<T>,
 }
 
-pub struct FusionParams<T> {
+pub(crate) struct FusionParams<T> {
     pub out: LinearParams<T>,
     /// The gate [d, 2d] (modality-aware fusion only).
     pub gate: Option<LinearParams<T>>,
@@ -40,7 +40,7 @@ pub struct FusionParams<T> {
 }
 
 impl<T> ScoreParams<T> {
-    pub fn try_map<'a, U>(
+    pub(crate) fn try_map<'a, U>(
         &'a self,
         mut f: impl FnMut(&'a T) -> Result<U>,
     ) -> Result<ScoreParams<U>> {
@@ -66,7 +66,7 @@ impl<T> ScoreParams<T> {
 }
 
 /// A batch's prompt-independent half on the host, rows r = b·n + i.
-pub struct HostTextBatch {
+pub(crate) struct HostTextBatch {
     pub batch: usize,
     pub len: usize,
     /// Word states [B·n, d].
@@ -75,7 +75,7 @@ pub struct HostTextBatch {
 }
 
 /// The text keys' attention statistics per head, and the gate's text half.
-pub struct HostSide {
+pub(crate) struct HostSide {
     /// [H, B·n, dh]
     pub q: Vec<f32>,
     /// [H, B·n]
@@ -88,7 +88,7 @@ pub struct HostSide {
 }
 
 /// A bank's clue keys and values per head on the host, and the matching weights.
-pub struct HostClues<'a> {
+pub(crate) struct HostClues<'a> {
     /// [H, K, dh]
     pub pk: &'a [f32],
     pub pv: &'a [f32],
@@ -102,7 +102,7 @@ pub struct HostClues<'a> {
 
 /// Class probabilities of every span (i, w) inside each tweet's encoded words, per
 /// tweet: the fused words through the span head.
-pub fn score(
+pub(crate) fn score(
     params: &ScoreParams<Tensor>,
     text: &HostTextBatch,
     clues: Option<HostClues>,

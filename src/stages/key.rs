@@ -6,13 +6,13 @@ use std::io::Read;
 use std::path::Path;
 
 /// Builds a key from named parts; the names keep ("a", "bc") and ("ab", "c") apart.
-pub struct ContentKey {
+pub(crate) struct ContentKey {
     hasher: blake3::Hasher,
 }
 
 impl ContentKey {
     /// A key for one kind of entry (`kind` versions the format too).
-    pub fn new(kind: &str) -> Self {
+    pub(crate) fn new(kind: &str) -> Self {
         let mut key = Self {
             hasher: blake3::Hasher::new(),
         };
@@ -21,7 +21,7 @@ impl ContentKey {
     }
 
     /// Adds a part given in memory.
-    pub fn bytes(&mut self, name: &str, bytes: &[u8]) -> &mut Self {
+    pub(crate) fn bytes(&mut self, name: &str, bytes: &[u8]) -> &mut Self {
         for part in [name.as_bytes(), bytes] {
             self.hasher.update(&(part.len() as u64).to_le_bytes());
             self.hasher.update(part);
@@ -30,7 +30,7 @@ impl ContentKey {
     }
 
     /// Adds a file's content.
-    pub fn file(&mut self, name: &str, path: &Path) -> std::io::Result<&mut Self> {
+    pub(crate) fn file(&mut self, name: &str, path: &Path) -> std::io::Result<&mut Self> {
         let mut file = std::fs::File::open(path)?;
         let len = file.metadata()?.len();
         self.hasher.update(&(name.len() as u64).to_le_bytes());
@@ -56,7 +56,7 @@ impl ContentKey {
     }
 
     /// The key as 32 hex digits (128 bits: collisions are out of reach for a cache).
-    pub fn hex(&self) -> String {
+    pub(crate) fn hex(&self) -> String {
         self.hasher.finalize().to_hex()[..32].to_string()
     }
 }

@@ -2,8 +2,8 @@
 //! engine share: content keys, and the on-disk image-embedding and text-state caches.
 
 pub mod image_cache;
-pub mod key;
-pub mod text_cache;
+pub(crate) mod key;
+pub(crate) mod text_cache;
 
 use std::path::PathBuf;
 

@@ -23,7 +23,7 @@ struct Header {
 /// Word states of a whole split, flat: tweet i's [words[i], hidden] block follows
 /// tweet i − 1's.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SplitStates {
+pub(crate) struct SplitStates {
     pub hidden: usize,
     pub words: Vec<usize>,
     pub values: Vec<f32>,
@@ -31,7 +31,7 @@ pub struct SplitStates {
 
 impl SplitStates {
     /// Tweet i's states, row-major [words[i], hidden].
-    pub fn tweet(&self, i: usize) -> &[f32] {
+    pub(crate) fn tweet(&self, i: usize) -> &[f32] {
         let start: usize = self.words[..i].iter().sum::<usize>() * self.hidden;
         &self.values[start..start + self.words[i] * self.hidden]
     }
@@ -39,14 +39,18 @@ impl SplitStates {
 
 /// The cache entry of one (checkpoint, split file) pair.
 #[derive(Debug, Clone)]
-pub struct TextStateCache {
+pub(crate) struct TextStateCache {
     path: PathBuf,
 }
 
 impl TextStateCache {
     /// The entry under `root` for the checkpoint's `files` (its weights, config and the
     /// text backbone's tokenizer) and the split file `split`.
-    pub fn open(root: &Path, checkpoint_files: &[&Path], split: &Path) -> std::io::Result<Self> {
+    pub(crate) fn open(
+        root: &Path,
+        checkpoint_files: &[&Path],
+        split: &Path,
+    ) -> std::io::Result<Self> {
         let mut key = ContentKey::new("text-states-v1");
         for file in checkpoint_files {
             let name = file
@@ -62,14 +66,14 @@ impl TextStateCache {
         })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// The stored states when they exist and have the expected shape: `hidden` wide,
     /// `words[i]` rows for tweet i. Anything else (another model's file, a truncated
     /// write, garbage) reads as absent, with a warning.
-    pub fn load(&self, hidden: usize, words: &[usize]) -> Option<SplitStates> {
+    pub(crate) fn load(&self, hidden: usize, words: &[usize]) -> Option<SplitStates> {
         let mut file = std::fs::File::open(&self.path).ok()?;
         match read_states(&mut file, hidden, words) {
             Ok(states) => Some(states),
@@ -86,7 +90,7 @@ impl TextStateCache {
     /// Stores each tweet's states, `words[i]` rows of `hidden` values given by
     /// `tweet(i)` (atomically: readers see the old file or the whole new one). Nothing
     /// is written when `tweet` has no states of that shape for a tweet.
-    pub fn store(
+    pub(crate) fn store(
         &self,
         hidden: usize,
         words: &[usize],

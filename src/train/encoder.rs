@@ -43,7 +43,7 @@ struct Scratch {
 }
 
 /// The trainer; it reads the encoder's weights from the model's own variables.
-pub struct EncoderTrainer {
+pub(crate) struct EncoderTrainer {
     params: BertTensors,
     /// Each variable's position in [`BertParams::leaves`], to find its gradient.
     index: HashMap<TensorId, usize>,
@@ -56,11 +56,11 @@ pub struct EncoderTrainer {
 
 impl EncoderTrainer {
     /// Whether the trainer can run this encoder here (f32 weights on the CPU, erf GELU).
-    pub fn supports(model: &BertModel, device: &Device) -> bool {
+    pub(crate) fn supports(model: &BertModel, device: &Device) -> bool {
         crate::model::encoder_cpu::supports(model, device)
     }
 
-    pub fn new(model: &BertModel) -> Result<Self> {
+    pub(crate) fn new(model: &BertModel) -> Result<Self> {
         let params = model.tensors()?;
         let index = params
             .leaves()
@@ -81,7 +81,7 @@ impl EncoderTrainer {
 
     /// The gradient the last backward pass computed for `tensor`, if it is an encoder
     /// weight.
-    pub fn gradient(&self, tensor: &Tensor) -> Option<&[f32]> {
+    pub(crate) fn gradient(&self, tensor: &Tensor) -> Option<&[f32]> {
         self.index
             .get(&tensor.id())
             .map(|&i| self.grads.leaves()[i].as_slice())
@@ -89,14 +89,19 @@ impl EncoderTrainer {
 
     /// Hidden states [b, n, d] of a padded batch; with `dropout`, BERT's dropouts drawn
     /// from `seed`. Keeps what [`EncoderTrainer::backward`] needs.
-    pub fn forward(&mut self, batch: &[&WordPieces], seed: u64, dropout: bool) -> Result<Tensor> {
+    pub(crate) fn forward(
+        &mut self,
+        batch: &[&WordPieces],
+        seed: u64,
+        dropout: bool,
+    ) -> Result<Tensor> {
         self.pass
             .forward(&self.params, batch, dropout.then_some(seed))
     }
 
     /// Weight gradients from the gradient [b, n, d] of the last forward pass's hidden
     /// states; they replace those of the previous backward pass.
-    pub fn backward(&mut self, grad: &Tensor) -> Result<()> {
+    pub(crate) fn backward(&mut self, grad: &Tensor) -> Result<()> {
         let (b, n, d) = (self.pass.batch, self.pass.len, self.pass.config.hidden_size);
         let m = b * n;
         if grad.dims() != [b, n, d] {

@@ -3,8 +3,8 @@
 //! best checkpoint, and leave a resumable state after every completed epoch.
 
 pub mod clip_pretrain;
-pub mod encoder;
-pub mod optim;
+pub(crate) mod encoder;
+pub(crate) mod optim;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};

@@ -105,14 +105,14 @@ impl InplaceOp1 for Update<'_> {
 
 /// Which learning rate a variable trains with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Group {
+pub(crate) enum Group {
     Text,
     New,
     Prompts,
 }
 
 impl Group {
-    pub fn of(name: &str) -> Group {
+    pub(crate) fn of(name: &str) -> Group {
         if name.starts_with("text.") {
             Group::Text
         } else if name.starts_with("prompts.") {
@@ -133,7 +133,7 @@ struct Slot {
 }
 
 /// The optimiser over every variable of a [`VarMap`].
-pub struct AdamW {
+pub(crate) struct AdamW {
     slots: Vec<Slot>,
     config: OptimConfig,
     pub step: usize,
@@ -142,7 +142,7 @@ pub struct AdamW {
 
 /// What a step did.
 #[derive(Debug, Clone, Copy)]
-pub struct StepReport {
+pub(crate) struct StepReport {
     /// Global gradient norm before clipping.
     pub grad_norm: f64,
     /// Learning-rate multiplier of the schedule.
@@ -154,7 +154,7 @@ impl AdamW {
     /// HF convention).
     // Each `expect` here states an invariant that holds by construction.
     #[allow(clippy::expect_used)]
-    pub fn new(varmap: &VarMap, config: OptimConfig, total_steps: usize) -> Self {
+    pub(crate) fn new(varmap: &VarMap, config: OptimConfig, total_steps: usize) -> Self {
         let data = varmap
             .data()
             .lock()
@@ -187,7 +187,7 @@ impl AdamW {
     }
 
     /// HF's `get_linear_schedule_with_warmup` multiplier at the current step.
-    pub fn schedule(&self) -> f64 {
+    pub(crate) fn schedule(&self) -> f64 {
         let warmup = (self.config.warmup * self.total_steps as f64).round() as usize;
         let step = self.step as f64;
         if self.step < warmup {
@@ -210,7 +210,7 @@ impl AdamW {
     /// Clips the gradients to the global norm and applies one AdamW update. Gradients
     /// come from candle's backward pass or, for variables trained outside its graph
     /// (the text encoder's CPU trainer), from `host`.
-    pub fn step<'a>(
+    pub(crate) fn step<'a>(
         &mut self,
         grads: &GradStore,
         host: impl Fn(&Tensor) -> Option<&'a [f32]>,
@@ -284,7 +284,7 @@ impl AdamW {
     }
 
     /// Saves the moments and the step count (safetensors).
-    pub fn save(&self, file: &Path) -> candle_core::Result<()> {
+    pub(crate) fn save(&self, file: &Path) -> candle_core::Result<()> {
         let mut tensors: HashMap<String, Tensor> = HashMap::new();
         for slot in &self.slots {
             tensors.insert(
@@ -304,7 +304,7 @@ impl AdamW {
     }
 
     /// Restores what [`AdamW::save`] wrote.
-    pub fn load(&mut self, file: &Path) -> candle_core::Result<()> {
+    pub(crate) fn load(&mut self, file: &Path) -> candle_core::Result<()> {
         let tensors = candle_core::safetensors::load(file, &Device::Cpu)?;
         let get = |key: &str| {
             tensors.get(key).ok_or_else(|| {

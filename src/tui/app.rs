@@ -14,7 +14,7 @@ use crate::tui::filter::{Filter, FilterData};
 
 /// The image panel's picture: encoded off the UI thread for one path and one area.
 #[derive(Clone)]
-pub struct ShownImage {
+pub(crate) struct ShownImage {
     pub path: PathBuf,
     pub area: ratatui::layout::Rect,
     pub protocol: std::sync::Arc<ratatui_image::protocol::Protocol>,
@@ -31,14 +31,14 @@ impl std::fmt::Debug for ShownImage {
 
 /// What the image worker made of a request.
 #[derive(Debug, Clone)]
-pub enum ImageOutcome {
+pub(crate) enum ImageOutcome {
     Shown(ShownImage),
     Failed { path: PathBuf, reason: String },
 }
 
 /// Where the workbench's data came from (the status bar shows it).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Session {
+pub(crate) struct Session {
     pub dataset: String,
     pub split: String,
     pub checkpoint: String,
@@ -55,7 +55,7 @@ pub struct Session {
 
 /// Which panel keys go to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Focus {
+pub(crate) enum Focus {
     List,
     Tweet,
     Editor,
@@ -64,7 +64,7 @@ pub enum Focus {
 
 /// A window over the screen that takes the keys while it is open.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Overlay {
+pub(crate) enum Overlay {
     Help,
     FilterMenu {
         cursor: usize,
@@ -91,13 +91,13 @@ pub enum Overlay {
 
 /// A line of text being typed, and what it is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Input {
+pub(crate) struct Input {
     pub purpose: InputPurpose,
     pub text: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InputPurpose {
+pub(crate) enum InputPurpose {
     Search,
     AddWord(crate::data::tags::EntityType, WordList),
     RenameWord(crate::data::tags::EntityType, WordList, usize),
@@ -105,7 +105,7 @@ pub enum InputPurpose {
 }
 
 impl InputPurpose {
-    pub fn title(&self) -> String {
+    pub(crate) fn title(&self) -> String {
         match self {
             InputPurpose::Search => "search".into(),
             InputPurpose::AddWord(kind, list) => format!("add a word to {kind}.{list}"),
@@ -117,7 +117,7 @@ impl InputPurpose {
 
 /// What the engine is doing, as the status bar says it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EngineState {
+pub(crate) enum EngineState {
     Loading,
     Encoding { done: u64, total: u64 },
     Rescoring { done: u64, total: u64 },
@@ -127,7 +127,7 @@ pub enum EngineState {
 
 /// A key's meaning, independent of which key it is (keys.rs maps keys to these).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     Down,
     Up,
     PageDown,
@@ -177,7 +177,7 @@ pub enum Command {
 
 /// Everything that changes the state.
 #[derive(Debug, Clone)]
-pub enum Action {
+pub(crate) enum Action {
     Command(Command),
     /// A character typed into an open input line.
     Type(char),
@@ -201,7 +201,7 @@ pub enum Action {
 
 /// What `update` asks the event loop to do.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Effect {
+pub(crate) enum Effect {
     Select(usize),
     SetVocabulary(Vocabulary),
     SetContinuous(usize),
@@ -233,7 +233,7 @@ pub enum Effect {
 
 /// The example list: filter, search, what is visible and where the cursor is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListState {
+pub(crate) struct ListState {
     pub filter: Filter,
     pub query: String,
     pub visible: Vec<usize>,
@@ -242,7 +242,7 @@ pub struct ListState {
 
 /// The workbench's whole state.
 #[derive(Debug, Clone)]
-pub struct App {
+pub(crate) struct App {
     pub session: Session,
     pub tweets: Vec<TweetInfo>,
     pub ambiguous: Option<Vec<bool>>,
@@ -286,7 +286,7 @@ pub struct App {
 
 /// What the compared checkpoint (B) says: the current tweet and the split.
 #[derive(Debug, Clone, Default)]
-pub struct Compare {
+pub(crate) struct Compare {
     pub checkpoint: String,
     pub view: Option<TweetView>,
     pub scores: Option<SplitView>,
@@ -294,14 +294,14 @@ pub struct Compare {
 
 impl Compare {
     /// B's view of the selected tweet.
-    pub fn current_view(&self, selected: Option<usize>) -> Option<&TweetView> {
+    pub(crate) fn current_view(&self, selected: Option<usize>) -> Option<&TweetView> {
         self.view.as_ref().filter(|v| Some(v.index) == selected)
     }
 }
 
 /// A suggestion search: its list, how many candidates, the results so far (best first).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Suggestions {
+pub(crate) struct Suggestions {
     pub kind: crate::data::tags::EntityType,
     pub list: WordList,
     pub candidates: usize,
@@ -310,7 +310,7 @@ pub struct Suggestions {
 }
 
 impl App {
-    pub fn new(session: Session, ambiguous: Option<Vec<bool>>) -> Self {
+    pub(crate) fn new(session: Session, ambiguous: Option<Vec<bool>>) -> Self {
         Self {
             session,
             tweets: Vec::new(),
@@ -348,7 +348,7 @@ impl App {
         }
     }
 
-    pub fn filter_data(&self) -> FilterData<'_> {
+    pub(crate) fn filter_data(&self) -> FilterData<'_> {
         FilterData {
             tweets: &self.tweets,
             scores: self.scores.as_ref(),
@@ -358,7 +358,7 @@ impl App {
     }
 
     /// The filters on offer: those comparing two checkpoints only with `--compare`.
-    pub fn filters(&self) -> Vec<Filter> {
+    pub(crate) fn filters(&self) -> Vec<Filter> {
         Filter::all()
             .into_iter()
             .filter(|f| !matches!(f, Filter::Disagree(..)) || self.compare.is_some())
@@ -366,16 +366,16 @@ impl App {
     }
 
     /// The tweet under the list's cursor.
-    pub fn selected(&self) -> Option<usize> {
+    pub(crate) fn selected(&self) -> Option<usize> {
         self.list.visible.get(self.list.cursor).copied()
     }
 
-    pub fn unsaved(&self) -> bool {
+    pub(crate) fn unsaved(&self) -> bool {
         self.editor.as_ref().is_some_and(Editor::unsaved)
     }
 
     /// The current tweet's view, when it is the selected tweet's.
-    pub fn current_view(&self) -> Option<&TweetView> {
+    pub(crate) fn current_view(&self) -> Option<&TweetView> {
         self.view
             .as_ref()
             .filter(|v| Some(v.index) == self.selected())
@@ -383,7 +383,7 @@ impl App {
 }
 
 /// Applies one action; returns what the loop must do.
-pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
+pub(crate) fn update(app: &mut App, action: Action) -> Vec<Effect> {
     match action {
         Action::Engine(event) => on_engine(app, event),
         Action::Image(outcome) => {
@@ -1189,7 +1189,7 @@ fn on_compare(app: &mut App, event: Event) {
 
 /// The span under the cursor: the predicted entity there, else the candidate over the
 /// word most likely to be one.
-pub fn span_at_cursor(app: &App) -> Option<(usize, usize)> {
+pub(crate) fn span_at_cursor(app: &App) -> Option<(usize, usize)> {
     let view = app.current_view()?;
     let word = app.word_cursor;
     if let Some(p) = view

@@ -8,7 +8,7 @@ use crate::prompts::{Vocabulary, VocabularyInvalid, WordList};
 
 /// What the user has edited: one snapshot of the history.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EditState {
+pub(crate) struct EditState {
     /// Every word, including those of lists switched off.
     pub vocabulary: Vocabulary,
     /// Lists switched off: kept here, left out of what is scored and saved.
@@ -16,7 +16,7 @@ pub struct EditState {
 }
 
 impl EditState {
-    pub fn new(vocabulary: Vocabulary) -> Self {
+    pub(crate) fn new(vocabulary: Vocabulary) -> Self {
         Self {
             vocabulary,
             disabled: BTreeSet::new(),
@@ -24,7 +24,7 @@ impl EditState {
     }
 
     /// The vocabulary the engine scores and `s` saves: switched-off lists emptied.
-    pub fn effective(&self) -> Vocabulary {
+    pub(crate) fn effective(&self) -> Vocabulary {
         let mut vocabulary = self.vocabulary.clone();
         for (kind, words) in &mut vocabulary.types {
             for list in WordList::ALL {
@@ -43,7 +43,7 @@ impl EditState {
 
 /// One row of the editor's list.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Row {
+pub(crate) enum Row {
     Template,
     Continuous,
     List(EntityType, WordList),
@@ -52,7 +52,7 @@ pub enum Row {
 
 /// A change the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Edit {
+pub(crate) enum Edit {
     AddWord(EntityType, WordList, String),
     RenameWord(EntityType, WordList, usize, String),
     DeleteWord(EntityType, WordList, usize),
@@ -63,7 +63,7 @@ pub enum Edit {
 
 /// Why an edit was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EditRefused {
+pub(crate) enum EditRefused {
     #[error("{0}")]
     Invalid(#[from] VocabularyInvalid),
     #[error("a word cannot be empty")]
@@ -76,7 +76,7 @@ pub enum EditRefused {
 
 /// The editor: current state, undo and redo stacks, the last saved state.
 #[derive(Debug, Clone)]
-pub struct Editor {
+pub(crate) struct Editor {
     pub state: EditState,
     pub saved: EditState,
     undo: Vec<EditState>,
@@ -86,7 +86,7 @@ pub struct Editor {
 }
 
 impl Editor {
-    pub fn new(vocabulary: Vocabulary, continuous_trained: usize) -> Self {
+    pub(crate) fn new(vocabulary: Vocabulary, continuous_trained: usize) -> Self {
         let state = EditState::new(vocabulary);
         Self {
             saved: state.clone(),
@@ -98,12 +98,12 @@ impl Editor {
         }
     }
 
-    pub fn unsaved(&self) -> bool {
+    pub(crate) fn unsaved(&self) -> bool {
         self.state.effective() != self.saved.effective()
     }
 
     /// Every row in display order: template, continuous count, then per type and list.
-    pub fn rows(&self) -> Vec<Row> {
+    pub(crate) fn rows(&self) -> Vec<Row> {
         let mut rows = vec![Row::Template, Row::Continuous];
         for kind in EntityType::ALL {
             let words = self.state.vocabulary.types.get(&kind);
@@ -116,18 +116,18 @@ impl Editor {
         rows
     }
 
-    pub fn current_row(&self) -> Row {
+    pub(crate) fn current_row(&self) -> Row {
         let rows = self.rows();
         rows[self.cursor.min(rows.len() - 1)].clone()
     }
 
-    pub fn word(&self, kind: EntityType, list: WordList, index: usize) -> Option<&str> {
+    pub(crate) fn word(&self, kind: EntityType, list: WordList, index: usize) -> Option<&str> {
         let words = self.state.vocabulary.types.get(&kind)?;
         words.list(list).get(index).map(String::as_str)
     }
 
     /// Applies an edit; a refused edit changes nothing.
-    pub fn apply(&mut self, edit: Edit) -> Result<(), EditRefused> {
+    pub(crate) fn apply(&mut self, edit: Edit) -> Result<(), EditRefused> {
         let mut next = self.state.clone();
         let vocabulary = &mut next.vocabulary;
         match edit {
@@ -176,7 +176,7 @@ impl Editor {
     }
 
     /// Goes one edit back; false when there is none.
-    pub fn undo(&mut self) -> bool {
+    pub(crate) fn undo(&mut self) -> bool {
         let Some(previous) = self.undo.pop() else {
             return false;
         };
@@ -185,7 +185,7 @@ impl Editor {
     }
 
     /// Goes one undone edit forward; false when there is none.
-    pub fn redo(&mut self) -> bool {
+    pub(crate) fn redo(&mut self) -> bool {
         let Some(next) = self.redo.pop() else {
             return false;
         };

@@ -9,7 +9,7 @@ use crate::eval::score::ErrorKind;
 
 /// One way of narrowing the example list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Filter {
+pub(crate) enum Filter {
     All,
     Misclassified,
     Error(ErrorKind),
@@ -27,7 +27,7 @@ pub enum Filter {
 
 impl Filter {
     /// Every filter in menu order (the cycle order of `]` and `[`).
-    pub fn all() -> Vec<Filter> {
+    pub(crate) fn all() -> Vec<Filter> {
         let mut filters = vec![Filter::All, Filter::Misclassified];
         filters.extend(ErrorKind::ALL.map(Filter::Error));
         filters.extend(EntityType::ALL.map(Filter::GoldType));
@@ -42,7 +42,7 @@ impl Filter {
         filters
     }
 
-    pub fn label(self) -> String {
+    pub(crate) fn label(self) -> String {
         match self {
             Filter::All => "all".into(),
             Filter::Misclassified => "misclassified".into(),
@@ -72,7 +72,7 @@ impl Filter {
     }
 
     /// Whether the filter needs a finished scoring to say anything.
-    pub fn needs_scores(self) -> bool {
+    pub(crate) fn needs_scores(self) -> bool {
         matches!(
             self,
             Filter::Misclassified
@@ -86,7 +86,7 @@ impl Filter {
 
 /// What the filters look at.
 #[derive(Debug, Clone, Copy)]
-pub struct FilterData<'a> {
+pub(crate) struct FilterData<'a> {
     pub tweets: &'a [TweetInfo],
     pub scores: Option<&'a SplitView>,
     /// From the dataset's meta.tsv, when it has one.
@@ -97,7 +97,7 @@ pub struct FilterData<'a> {
 
 impl FilterData<'_> {
     /// Whether tweet `index` passes `filter` (false while the data it needs is missing).
-    pub fn matches(&self, filter: Filter, index: usize) -> bool {
+    pub(crate) fn matches(&self, filter: Filter, index: usize) -> bool {
         let tweet = &self.tweets[index];
         let errors = self.scores.and_then(|s| s.tweet_errors.get(index));
         match filter {
@@ -124,7 +124,7 @@ impl FilterData<'_> {
     }
 
     /// Where the two checkpoints disagree on tweet `index` (empty without a comparison).
-    pub fn disagreements(&self, index: usize) -> Vec<Disagreement> {
+    pub(crate) fn disagreements(&self, index: usize) -> Vec<Disagreement> {
         let (Some(a), Some(b)) = (self.scores, self.compare) else {
             return Vec::new();
         };
@@ -143,7 +143,7 @@ impl FilterData<'_> {
     }
 
     /// How many tweets pass `filter`; None while it cannot be known.
-    pub fn count(&self, filter: Filter) -> Option<usize> {
+    pub(crate) fn count(&self, filter: Filter) -> Option<usize> {
         if matches!(filter, Filter::Disagree(..)) && self.compare.is_none() {
             return None;
         }
@@ -160,7 +160,7 @@ impl FilterData<'_> {
     }
 
     /// The tweets that pass `filter` and contain `query` (case-insensitive), in order.
-    pub fn visible(&self, filter: Filter, query: &str) -> Vec<usize> {
+    pub(crate) fn visible(&self, filter: Filter, query: &str) -> Vec<usize> {
         let query = query.to_lowercase();
         (0..self.tweets.len())
             .filter(|&i| self.matches(filter, i))

@@ -7,7 +7,7 @@ use crate::tui::app::{Action, App, Command, Focus, Overlay};
 
 /// Keys that do one command, with how the help names them.
 #[derive(Debug, Clone, Copy)]
-pub struct Binding {
+pub(crate) struct Binding {
     pub keys: &'static [KeyCode],
     pub label: &'static str,
     pub help: &'static str,
@@ -39,7 +39,7 @@ const MOVES: [Binding; 6] = [
     bind(&[Char('G'), End], "G", "last", Command::Bottom),
 ];
 
-pub const GLOBAL: &[Binding] = &[
+pub(crate) const GLOBAL: &[Binding] = &[
     bind(&[Char('?')], "?", "this help", Command::Help),
     bind(&[Tab, BackTab], "Tab", "next panel", Command::NextPanel),
     bind(
@@ -95,7 +95,7 @@ pub const GLOBAL: &[Binding] = &[
     bind(&[Char('q')], "q ^c", "quit", Command::Quit),
 ];
 
-pub const LIST: &[Binding] = &[
+pub(crate) const LIST: &[Binding] = &[
     MOVES[0],
     MOVES[1],
     MOVES[2],
@@ -111,7 +111,7 @@ pub const LIST: &[Binding] = &[
     bind(&[Esc], "Esc", "clear the search", Command::Back),
 ];
 
-pub const TWEET: &[Binding] = &[
+pub(crate) const TWEET: &[Binding] = &[
     bind(
         &[Char('a')],
         "a",
@@ -130,7 +130,7 @@ pub const TWEET: &[Binding] = &[
     bind(&[Esc], "Esc", "back to the list", Command::Back),
 ];
 
-pub const EDITOR: &[Binding] = &[
+pub(crate) const EDITOR: &[Binding] = &[
     MOVES[0],
     MOVES[1],
     MOVES[2],
@@ -170,7 +170,7 @@ pub const EDITOR: &[Binding] = &[
     bind(&[Esc], "Esc", "to the tweet", Command::Back),
 ];
 
-pub const JOBS: &[Binding] = &[
+pub(crate) const JOBS: &[Binding] = &[
     MOVES[0],
     MOVES[1],
     MOVES[4],
@@ -297,7 +297,7 @@ const INPUT: &[Binding] = &[
 ];
 
 /// The tables that apply now, most specific first.
-pub fn context(app: &App) -> Vec<(&'static str, &'static [Binding])> {
+pub(crate) fn context(app: &App) -> Vec<(&'static str, &'static [Binding])> {
     match &app.overlay {
         Some(Overlay::Help) => vec![("help", HELP)],
         Some(Overlay::FilterMenu { .. }) => vec![("filter menu", MENU)],
@@ -320,7 +320,7 @@ pub fn context(app: &App) -> Vec<(&'static str, &'static [Binding])> {
 }
 
 /// The action a key stands for now, if any.
-pub fn action(app: &App, key: KeyEvent) -> Option<Action> {
+pub(crate) fn action(app: &App, key: KeyEvent) -> Option<Action> {
     if key.kind == KeyEventKind::Release {
         return None;
     }

@@ -4,11 +4,11 @@
 //! when something changed. The engine's worker does the model work; an image thread
 //! decodes and encodes pictures; the UI thread only handles keys and draws.
 
-pub mod app;
-pub mod editor;
-pub mod filter;
-pub mod keys;
-pub mod views;
+pub(crate) mod app;
+pub(crate) mod editor;
+pub(crate) mod filter;
+pub(crate) mod keys;
+pub(crate) mod views;
 
 #[cfg(test)]
 mod tests;
@@ -38,7 +38,7 @@ use app::{Action, App, Effect, ImageOutcome, Session, ShownImage, update};
 
 /// What the workbench opens.
 #[derive(Debug, Clone)]
-pub struct TuiOptions {
+pub(crate) struct TuiOptions {
     pub data: PathBuf,
     pub checkpoint: PathBuf,
     pub split: String,
@@ -57,7 +57,7 @@ pub struct TuiOptions {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum TuiError {
+pub(crate) enum TuiError {
     #[error("the terminal failed: {0}")]
     Terminal(#[from] std::io::Error),
     #[error(transparent)]
@@ -71,7 +71,7 @@ pub enum TuiError {
 
 /// Where `s` saves: `--prompts`, else `<checkpoint>-prompts.toml` beside the checkpoint.
 /// Saving over the checkpoint's own prompts.toml needs a yes.
-pub fn save_target(checkpoint: &Path, prompts: Option<&Path>) -> (PathBuf, bool) {
+pub(crate) fn save_target(checkpoint: &Path, prompts: Option<&Path>) -> (PathBuf, bool) {
     let own = checkpoint.join("prompts.toml");
     match prompts {
         Some(path) => {
@@ -97,7 +97,7 @@ fn display_name(path: &Path) -> String {
 }
 
 /// The state before anything is loaded.
-pub fn new_app(options: &TuiOptions) -> Result<App, TuiError> {
+pub(crate) fn new_app(options: &TuiOptions) -> Result<App, TuiError> {
     let (save_path, save_needs_confirm) =
         save_target(&options.checkpoint, options.prompts.as_deref());
     let session = Session {
@@ -138,7 +138,7 @@ enum Wake {
 
 /// Runs the workbench until the user quits; the terminal is restored on every path
 /// (ratatui's panic hook restores it on a panic).
-pub fn run(options: TuiOptions) -> Result<(), TuiError> {
+pub(crate) fn run(options: TuiOptions) -> Result<(), TuiError> {
     let started = Instant::now();
     let app = new_app(&options)?;
     let mut terminal = ratatui::try_init().inspect_err(|_| ratatui::restore())?;

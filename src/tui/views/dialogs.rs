@@ -11,7 +11,7 @@ use super::{centered, panel};
 use crate::jobs::variant::Variant;
 use crate::tui::app::{App, Overlay};
 
-pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
+pub(crate) fn draw(app: &App, frame: &mut Frame, area: Rect) {
     match &app.overlay {
         Some(Overlay::FilterMenu { cursor }) => filter_menu(app, *cursor, frame, area),
         Some(Overlay::Input(input)) => {

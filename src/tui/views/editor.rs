@@ -11,7 +11,7 @@ use super::{focused, panel, type_color};
 use crate::tui::app::{App, Focus};
 use crate::tui::editor::{Editor, Row};
 
-pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
+pub(crate) fn draw(app: &App, frame: &mut Frame, area: Rect) {
     let unsaved = if app.unsaved() { " [+]" } else { "" };
     let block = panel(format!("vocabulary{unsaved}"), focused(app, Focus::Editor));
     let Some(editor) = &app.editor else {

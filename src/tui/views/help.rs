@@ -11,7 +11,7 @@ use super::{centered, panel};
 use crate::tui::app::App;
 use crate::tui::keys;
 
-pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
+pub(crate) fn draw(app: &App, frame: &mut Frame, area: Rect) {
     // The help lists the keys of the view beneath it, not its own.
     let beneath = App {
         overlay: None,

@@ -14,7 +14,7 @@ use crate::engine::ImageChoice;
 use crate::tui::app::{App, ImageOutcome};
 
 /// The image file the current tweet is shown with, or why there is none.
-pub fn wanted(app: &App) -> Result<PathBuf, String> {
+pub(crate) fn wanted(app: &App) -> Result<PathBuf, String> {
     let index = app
         .selected()
         .ok_or_else(|| "no tweet selected".to_string())?;
@@ -37,11 +37,11 @@ pub fn wanted(app: &App) -> Result<PathBuf, String> {
 }
 
 /// The part of the panel the picture fills.
-pub fn inner(area: Rect) -> Rect {
+pub(crate) fn inner(area: Rect) -> Rect {
     panel("", false).inner(area)
 }
 
-pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
+pub(crate) fn draw(app: &App, frame: &mut Frame, area: Rect) {
     let title = match app.current_view().map(|v| v.image.choice) {
         Some(ImageChoice::None) => "image · removed (i)".to_string(),
         Some(ImageChoice::FromTweet(j)) => format!("image · tweet {j}'s (i)"),

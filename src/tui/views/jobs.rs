@@ -26,7 +26,7 @@ fn number(value: Option<f64>, digits: usize) -> String {
     value.map_or("–".into(), |v| format!("{v:.digits$}"))
 }
 
-pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
+pub(crate) fn draw(app: &App, frame: &mut Frame, area: Rect) {
     let table_height = (app.jobs.table.len() as u16 + 3).min(area.height / 3);
     let [runs_area, log_area, results_area] = Layout::vertical([
         Constraint::Min(5),

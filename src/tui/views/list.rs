@@ -9,7 +9,7 @@ use ratatui::widgets::{List, ListItem, ListState, Paragraph};
 use super::{clip, focused, panel};
 use crate::tui::app::{App, EngineState, Focus};
 
-pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
+pub(crate) fn draw(app: &App, frame: &mut Frame, area: Rect) {
     let data = app.filter_data();
     let count = data
         .count(app.list.filter)

@@ -32,11 +32,13 @@ fn row(name: &str, score: &ClassScore, delta_f1: Option<f64>, style: Style) -> R
     .style(style)
 }
 
-pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
-    let title = if app.compare.is_some() {
-        "split scores · Δ: A against its vocabulary, B against A"
-    } else {
-        "split scores · Δ against the checkpoint's vocabulary"
+pub(crate) fn draw(app: &App, frame: &mut Frame, area: Rect) {
+    let title = match &app.compare {
+        Some(compare) => format!(
+            "split scores · Δ: A against its vocabulary, B ({}) against A",
+            compare.checkpoint
+        ),
+        None => "split scores · Δ against the checkpoint's vocabulary".to_string(),
     };
     let block = panel(title, false);
     let inner = block.inner(area);

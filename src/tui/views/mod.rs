@@ -1,16 +1,16 @@
 //! The workbench's views: one file per panel, each `draw(&App, &mut Frame, Rect)`, and
 //! the layout that places them.
 
-pub mod dialogs;
-pub mod editor;
-pub mod help;
-pub mod image;
-pub mod jobs;
-pub mod list;
-pub mod metrics;
-pub mod prompts;
-pub mod status;
-pub mod tweet;
+pub(crate) mod dialogs;
+pub(crate) mod editor;
+pub(crate) mod help;
+pub(crate) mod image;
+pub(crate) mod jobs;
+pub(crate) mod list;
+pub(crate) mod metrics;
+pub(crate) mod prompts;
+pub(crate) mod status;
+pub(crate) mod tweet;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -22,7 +22,7 @@ use crate::tui::app::{App, Focus, Overlay};
 
 /// Where each panel goes on a screen of a given size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Areas {
+pub(crate) struct Areas {
     /// The example list, or the vocabulary editor in its place.
     pub left: Rect,
     pub tweet: Rect,
@@ -36,7 +36,7 @@ impl Areas {
     /// The layout: list left, tweet right, image and prompts under it, metrics below;
     /// larger terminals give the extra room to the tweet and the panels.
     /// `comparing`: the scores table has a row for the compared checkpoint too.
-    pub fn of(area: Rect, comparing: bool) -> Self {
+    pub(crate) fn of(area: Rect, comparing: bool) -> Self {
         let [main, status] =
             Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(area);
         let left_width = (main.width * 36 / 100).clamp(24, 64);
@@ -68,7 +68,7 @@ impl Areas {
 }
 
 /// Draws the whole screen.
-pub fn draw(app: &App, frame: &mut Frame) {
+pub(crate) fn draw(app: &App, frame: &mut Frame) {
     let areas = Areas::of(frame.area(), app.compare.is_some());
     if app.jobs_view {
         let main = Rect {
@@ -103,7 +103,7 @@ fn draw_overlay(app: &App, frame: &mut Frame) {
 
 /// A panel's frame; the focused panel's border is bold and doubled so that focus reads
 /// without colour.
-pub fn panel(title: impl Into<String>, focused: bool) -> Block<'static> {
+pub(crate) fn panel(title: impl Into<String>, focused: bool) -> Block<'static> {
     let block = Block::bordered().title(format!(" {} ", title.into()));
     if focused {
         block
@@ -114,12 +114,12 @@ pub fn panel(title: impl Into<String>, focused: bool) -> Block<'static> {
     }
 }
 
-pub fn focused(app: &App, focus: Focus) -> bool {
+pub(crate) fn focused(app: &App, focus: Focus) -> bool {
     app.overlay.is_none() && app.focus == focus
 }
 
 /// Each entity type's colour (the 16-colour palette, so it reads on any terminal).
-pub fn type_color(kind: EntityType) -> Color {
+pub(crate) fn type_color(kind: EntityType) -> Color {
     match kind {
         EntityType::Per => Color::Cyan,
         EntityType::Loc => Color::Green,
@@ -129,7 +129,7 @@ pub fn type_color(kind: EntityType) -> Color {
 }
 
 /// A centred rectangle of at most `width` × `height` inside `area`.
-pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
+pub(crate) fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let width = width.min(area.width);
     let height = height.min(area.height);
     Rect {
@@ -141,7 +141,7 @@ pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
 }
 
 /// `text` cut to `width` characters, with an ellipsis when cut.
-pub fn clip(text: &str, width: usize) -> String {
+pub(crate) fn clip(text: &str, width: usize) -> String {
     if text.chars().count() <= width {
         return text.to_string();
     }

@@ -13,7 +13,7 @@ use crate::engine::{AttributionView, PromptScore, TweetView};
 use crate::model::prompts::PromptSource;
 use crate::tui::app::App;
 
-pub fn label(prompt: &PromptScore) -> String {
+pub(crate) fn label(prompt: &PromptScore) -> String {
     match &prompt.source {
         PromptSource::Discrete { word, kind, list } => format!("{word} {kind}.{list}"),
         PromptSource::Continuous { index } => format!("#{index}"),
@@ -43,7 +43,7 @@ fn bar(value: f32, max: f32, width: usize) -> String {
     format!("{bar:<width$}")
 }
 
-pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
+pub(crate) fn draw(app: &App, frame: &mut Frame, area: Rect) {
     let view = app.current_view();
     let word = view.and_then(|v| v.words.get(app.word_cursor).cloned());
     let count = view.map_or(String::new(), |v| format!(" ({})", v.prompts.len()));

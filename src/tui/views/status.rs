@@ -8,7 +8,7 @@ use ratatui::widgets::Paragraph;
 
 use crate::tui::app::{App, EngineState};
 
-pub fn engine_label(state: &EngineState) -> String {
+pub(crate) fn engine_label(state: &EngineState) -> String {
     match state {
         EngineState::Loading => "loading".into(),
         EngineState::Encoding { done, total } => format!("encoding {done}/{total}"),
@@ -21,7 +21,7 @@ pub fn engine_label(state: &EngineState) -> String {
     }
 }
 
-pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
+pub(crate) fn draw(app: &App, frame: &mut Frame, area: Rect) {
     let session = &app.session;
     let unsaved = if app.unsaved() { " [+]" } else { "" };
     let mut spans = vec![

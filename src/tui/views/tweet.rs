@@ -30,7 +30,7 @@ fn cells(spans: &[EntitySpan], words: usize) -> Vec<Cell> {
     cells
 }
 
-pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
+pub(crate) fn draw(app: &App, frame: &mut Frame, area: Rect) {
     let Some(index) = app.selected() else {
         frame.render_widget(panel("tweet", false), area);
         return;
@@ -87,7 +87,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
 
 /// What goes on the prediction line.
 #[derive(Debug, Clone, Copy)]
-pub enum Predicted<'a> {
+pub(crate) enum Predicted<'a> {
     Spans(&'a [EntitySpan]),
     /// The engine has not answered yet.
     Computing,
@@ -97,7 +97,7 @@ pub enum Predicted<'a> {
 
 /// The words with gold and predicted spans under them, in rows of `width` columns
 /// (`show` prints these too).
-pub fn text_lines(
+pub(crate) fn text_lines(
     words: &[String],
     gold: &[EntitySpan],
     predicted: Predicted<'_>,
@@ -114,7 +114,7 @@ pub fn text_lines(
 }
 
 /// The span lines under the words.
-pub struct SpanLines<'a> {
+pub(crate) struct SpanLines<'a> {
     pub gold: &'a [EntitySpan],
     pub predicted: Predicted<'a>,
     /// The prediction with the tweet's own image, shown under a counterfactual one.
