@@ -111,6 +111,40 @@ pub enum ConfigError {
     BadSet(String),
     #[error("--set {key}: {message}")]
     SetPath { key: String, message: String },
+    #[error("{path}: {key} = {value} is out of range: {expected}")]
+    OutOfRange {
+        path: PathBuf,
+        key: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+}
+
+/// A setting outside the values that make sense: checked before anything is built, so
+/// a typo cannot divide by zero or ask for terabytes.
+struct Bound {
+    key: &'static str,
+    value: String,
+    ok: bool,
+    expected: &'static str,
+}
+
+fn count(key: &'static str, value: usize, min: usize, max: usize, expected: &'static str) -> Bound {
+    Bound {
+        key,
+        value: value.to_string(),
+        ok: (min..=max).contains(&value),
+        expected,
+    }
+}
+
+fn real(key: &'static str, value: f64, ok: bool, expected: &'static str) -> Bound {
+    Bound {
+        key,
+        value: value.to_string(),
+        ok: value.is_finite() && ok,
+        expected,
+    }
 }
 
 impl TrainConfig {
@@ -143,9 +177,113 @@ impl TrainConfig {
                 }
             })?;
         }
-        toml::Value::Table(table)
+        let config: Self = toml::Value::Table(table)
             .try_into()
-            .map_err(|e: toml::de::Error| parse_error(e.to_string()))
+            .map_err(|e: toml::de::Error| parse_error(e.to_string()))?;
+        match config.bounds().into_iter().find(|bound| !bound.ok) {
+            Some(bound) => Err(ConfigError::OutOfRange {
+                path: path.to_path_buf(),
+                key: bound.key,
+                value: bound.value,
+                expected: bound.expected,
+            }),
+            None => Ok(config),
+        }
+    }
+
+    /// Each numeric setting against its range. The model's limits are far above any
+    /// published setting (bert-base: 8 heads, 100 prompts, width 8, 128 pieces).
+    fn bounds(&self) -> Vec<Bound> {
+        let (model, optim) = (&self.model, &self.optim);
+        vec![
+            count("batch_size", self.batch_size, 1, 1 << 16, "1 to 65536"),
+            count(
+                "eval_batch_size",
+                self.eval_batch_size,
+                1,
+                1 << 16,
+                "1 to 65536",
+            ),
+            count("log_every", self.log_every, 1, usize::MAX, "at least 1"),
+            count(
+                "model.fusion_heads",
+                model.fusion_heads,
+                1,
+                1024,
+                "1 to 1024",
+            ),
+            count(
+                "model.continuous_prompts",
+                model.continuous_prompts,
+                0,
+                4096,
+                "0 to 4096",
+            ),
+            count("model.span_width", model.span_width, 1, 64, "1 to 64 words"),
+            count(
+                "model.span_hidden",
+                model.span_hidden,
+                1,
+                16384,
+                "1 to 16384",
+            ),
+            count("model.max_pieces", model.max_pieces, 3, 8192, "3 to 8192"),
+            real(
+                "model.dropout",
+                f64::from(model.dropout),
+                (0.0..1.0).contains(&model.dropout),
+                "0 ≤ p < 1",
+            ),
+            real(
+                "optim.lr_text",
+                optim.lr_text,
+                optim.lr_text >= 0.0,
+                "a rate ≥ 0",
+            ),
+            real(
+                "optim.lr_new",
+                optim.lr_new,
+                optim.lr_new >= 0.0,
+                "a rate ≥ 0",
+            ),
+            real(
+                "optim.lr_prompts",
+                optim.lr_prompts,
+                optim.lr_prompts >= 0.0,
+                "a rate ≥ 0",
+            ),
+            real(
+                "optim.weight_decay",
+                optim.weight_decay,
+                optim.weight_decay >= 0.0,
+                "≥ 0",
+            ),
+            real(
+                "optim.warmup",
+                optim.warmup,
+                (0.0..=1.0).contains(&optim.warmup),
+                "a share from 0 to 1",
+            ),
+            real(
+                "optim.clip_norm",
+                optim.clip_norm,
+                optim.clip_norm >= 0.0,
+                "≥ 0 (0 = no clipping)",
+            ),
+            real(
+                "optim.beta1",
+                optim.beta1,
+                (0.0..1.0).contains(&optim.beta1),
+                "0 ≤ β < 1",
+            ),
+            real(
+                "optim.beta2",
+                optim.beta2,
+                (0.0..1.0).contains(&optim.beta2),
+                "0 ≤ β < 1",
+            ),
+            real("optim.eps", optim.eps, optim.eps > 0.0, "> 0"),
+        ]
     }
 
     // Each `expect` here states an invariant that holds by construction.
@@ -233,5 +371,43 @@ clip = "tiny-clip"
         let err =
             TrainConfig::parse(BASE, Path::new("c.toml"), &["epochs=many".into()]).unwrap_err();
         assert!(err.to_string().contains("c.toml"), "{err}");
+    }
+
+    #[test]
+    fn settings_out_of_range_are_refused_by_key() {
+        let refused = |set: &str| {
+            let err = TrainConfig::parse(BASE, Path::new("c.toml"), &[set.into()]).unwrap_err();
+            err.to_string()
+        };
+        for (set, key) in [
+            ("batch_size=0", "batch_size"),
+            ("log_every=0", "log_every"),
+            ("model.fusion_heads=0", "model.fusion_heads"),
+            ("model.span_hidden=100000000000", "model.span_hidden"),
+            (
+                "model.continuous_prompts=1000000",
+                "model.continuous_prompts",
+            ),
+            ("model.span_width=0", "model.span_width"),
+            ("model.dropout=1.0", "model.dropout"),
+            ("optim.lr_text=nan", "optim.lr_text"),
+            ("optim.warmup=-0.5", "optim.warmup"),
+            ("optim.beta2=1", "optim.beta2"),
+        ] {
+            let message = refused(set);
+            assert!(
+                message.starts_with(&format!("c.toml: {key} = "))
+                    && message.contains("out of range"),
+                "{set}: {message}"
+            );
+        }
+        let at_the_edges = [
+            "model.continuous_prompts=0",
+            "model.span_width=64",
+            "model.dropout=0",
+            "optim.clip_norm=0",
+        ];
+        let overrides: Vec<String> = at_the_edges.iter().map(|s| s.to_string()).collect();
+        TrainConfig::parse(BASE, Path::new("c.toml"), &overrides).unwrap();
     }
 }
