@@ -534,6 +534,36 @@ fn mismatched_artefacts_are_one_clear_error_naming_the_file_and_what_to_do() {
         err.contains("model.safetensors") && err.contains("another config"),
         "{err}"
     );
+    // Settings that do not fit the text encoder, or fit nothing.
+    let eval_other = || {
+        run_err(&[
+            "eval",
+            "--checkpoint",
+            other.to_str().unwrap(),
+            "--data",
+            demo_dir().to_str().unwrap(),
+        ])
+    };
+    std::fs::write(
+        other.join("config.toml"),
+        config.replace("fusion_heads = 4", "fusion_heads = 3"),
+    )
+    .unwrap();
+    let err = eval_other();
+    assert!(
+        err.contains("model.fusion_heads = 3") && err.contains("choose a divisor"),
+        "{err}"
+    );
+    std::fs::write(
+        other.join("config.toml"),
+        config.replace("span_hidden = 64", "span_hidden = 6400000000"),
+    )
+    .unwrap();
+    let err = eval_other();
+    assert!(
+        err.contains("config.toml: model.span_hidden = 6400000000 is out of range"),
+        "{err}"
+    );
     // A dataset with a label the model does not know.
     let bad = scratch.path().join("data");
     std::fs::create_dir(&bad).unwrap();

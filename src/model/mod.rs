@@ -125,7 +125,7 @@ pub enum ModelError {
         file: PathBuf,
         source: candle_core::Error,
     },
-    #[error("invalid model configuration: {0}")]
+    #[error("invalid model settings: {0}")]
     Invalid(String),
     #[error(transparent)]
     Store(#[from] store::StoreError),
@@ -435,12 +435,16 @@ impl PromptMner {
             && (config.fusion_heads == 0 || hidden % config.fusion_heads != 0)
         {
             return Err(ModelError::Invalid(format!(
-                "fusion_heads = {} does not divide the text width {hidden}",
-                config.fusion_heads
+                "model.fusion_heads = {} does not divide the text encoder's width {hidden} \
+                 ({}): choose a divisor of {hidden}",
+                config.fusion_heads,
+                backbones.text.join("config.json").display()
             )));
         }
         if config.span_width == 0 {
-            return Err(ModelError::Invalid("span_width must be at least 1".into()));
+            return Err(ModelError::Invalid(
+                "model.span_width must be at least 1".into(),
+            ));
         }
 
         let fusion = (config.fusion != FusionMode::None)

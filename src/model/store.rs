@@ -47,7 +47,10 @@ pub enum StoreError {
         dir.display()
     )]
     NotFound { name: String, dir: PathBuf },
-    #[error("{dir} lacks {missing}")]
+    #[error(
+        "{dir} lacks {missing}: a backbone folder holds {} (`promptmner models fetch NAME` downloads them)",
+        BACKBONE_FILES.join(", ")
+    )]
     Incomplete { dir: PathBuf, missing: String },
     #[error(
         "cannot download {repo} from the Hugging Face hub ({reason}); without a network, download \
