@@ -517,25 +517,8 @@ fn mismatched_artefacts_are_one_clear_error_naming_the_file_and_what_to_do() {
         }
     }
     let config = std::fs::read_to_string(other.join("config.toml")).unwrap();
-    std::fs::write(
-        other.join("config.toml"),
-        config.replace("span_hidden = 64", "span_hidden = 32"),
-    )
-    .unwrap();
-    let data = demo_dir();
-    let err = run_err(&[
-        "eval",
-        "--checkpoint",
-        other.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-    ]);
-    assert!(
-        err.contains("model.safetensors") && err.contains("another config"),
-        "{err}"
-    );
-    // Settings that do not fit the text encoder, or fit nothing.
-    let eval_other = || {
+    let eval_with = |from: &str, to: &str| {
+        std::fs::write(other.join("config.toml"), config.replace(from, to)).unwrap();
         run_err(&[
             "eval",
             "--checkpoint",
@@ -544,22 +527,18 @@ fn mismatched_artefacts_are_one_clear_error_naming_the_file_and_what_to_do() {
             demo_dir().to_str().unwrap(),
         ])
     };
-    std::fs::write(
-        other.join("config.toml"),
-        config.replace("fusion_heads = 4", "fusion_heads = 3"),
-    )
-    .unwrap();
-    let err = eval_other();
+    let err = eval_with("span_hidden = 64", "span_hidden = 32");
+    assert!(
+        err.contains("model.safetensors") && err.contains("another config"),
+        "{err}"
+    );
+    // Settings that do not fit the text encoder, or fit nothing.
+    let err = eval_with("fusion_heads = 4", "fusion_heads = 3");
     assert!(
         err.contains("model.fusion_heads = 3") && err.contains("choose a divisor"),
         "{err}"
     );
-    std::fs::write(
-        other.join("config.toml"),
-        config.replace("span_hidden = 64", "span_hidden = 6400000000"),
-    )
-    .unwrap();
-    let err = eval_other();
+    let err = eval_with("span_hidden = 64", "span_hidden = 6400000000");
     assert!(
         err.contains("config.toml: model.span_hidden = 6400000000 is out of range"),
         "{err}"
