@@ -87,7 +87,7 @@ pub enum Command {
         #[arg(long)]
         config: PathBuf,
         /// Run directory: checkpoint, metrics.json, train.log, events.jsonl.
-        /// Default: runs/<config name>.
+        /// Default: runs/CONFIG, CONFIG being the config file's name without .toml.
         #[arg(long)]
         out: Option<PathBuf>,
         /// Continue the run in --out from its last completed epoch.

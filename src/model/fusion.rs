@@ -157,7 +157,7 @@ impl Fusion {
 
     /// The batched forward: words [b, n, d] with `word_mask` [b, n] (1 = real word);
     /// prompt embeddings `prompts` [K, e] weighted by `weights` [b, K], for the tweets
-    /// whose `clue_mask` [b] is 1 (the others have no image and get no clues).
+    /// whose `clue_mask` `[b]` is 1 (the others have no image and get no clues).
     /// Returns the fused words and the attention mass on each clue, averaged over heads
     /// [b, n, K].
     pub fn forward(
@@ -207,7 +207,7 @@ impl Fusion {
     }
 
     /// The prompt-independent part of one tweet's attention: words [n, d], `word_mask`
-    /// [n] (1 = a word the encoder saw; the others are no keys).
+    /// `[n]` (1 = a word the encoder saw; the others are no keys).
     pub fn text_side(&self, words: &Tensor, word_mask: &Tensor) -> Result<TextSide> {
         let (n, d) = words.dims2()?;
         let batch = words.reshape((1, n, d))?;
@@ -268,7 +268,7 @@ impl Fusion {
     }
 
     /// One tweet's fused words [n, d] from its text side and, when it has an image, the
-    /// bank's clue side with matching weights a [K]; also the clue attention [n, K]
+    /// bank's clue side with matching weights a `[K]`; also the clue attention [n, K]
     /// averaged over heads. Equal to [`Fusion::forward`] (the softmax merge of
     /// flash-attention, exact up to rounding).
     pub fn score(
@@ -343,7 +343,7 @@ impl Fusion {
     }
 
     /// [`Fusion::score`] for a batch: fused words [B, n, d] from the text sides and, for
-    /// the tweets whose `present` [B] is 1, the bank's clues at matching weights a
+    /// the tweets whose `present` `[B]` is 1, the bank's clues at matching weights a
     /// [B, K] (the others get exactly the text-only result).
     pub fn score_batch(
         &self,

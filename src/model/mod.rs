@@ -316,7 +316,7 @@ impl ImageState {
         self.embed.is_some()
     }
 
-    /// The unit CLIP image embedding [e].
+    /// The unit CLIP image embedding `[e]`.
     pub fn embedding(&self) -> Option<&Tensor> {
         self.embed.as_ref()
     }
@@ -797,7 +797,7 @@ impl PromptMner {
             .collect()
     }
 
-    /// An image state from a stored unit embedding [e] (the on-disk image cache).
+    /// An image state from a stored unit embedding `[e]` (the on-disk image cache).
     pub fn image_state_from_embedding(&self, embedding: Tensor) -> ImageState {
         ImageState {
             embed: Some(embedding),

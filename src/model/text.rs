@@ -155,14 +155,14 @@ impl Layer {
     }
 }
 
-/// A linear layer's parameters: weight [out, in] and bias [out].
+/// A linear layer's parameters: weight `[out, in]` and bias `[out]`.
 #[derive(Debug, Clone, Default)]
 pub struct LinearParams<T> {
     pub weight: T,
     pub bias: T,
 }
 
-/// A LayerNorm's parameters: scale and shift [d].
+/// A LayerNorm's parameters: scale and shift `[d]`.
 #[derive(Debug, Clone, Default)]
 pub struct NormParams<T> {
     pub weight: T,
