@@ -12,12 +12,15 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use promptmner::data::conll::{format_conll, parse_conll, read_conll};
+use promptmner::data::conll::{Tweet, format_conll, parse_conll, read_conll};
 use promptmner::data::images::{ClipPreprocess, decode_image};
 use promptmner::data::spans::{spans_from_tags, tags_from_spans};
+use promptmner::data::tags::Tag;
+use promptmner::eval::predict::predict_split;
 use promptmner::jobs::registry::Registry;
 use promptmner::model::store::{write_random, write_tiny_backbones};
 use promptmner::model::text::{BertConfig, BertModel};
+use promptmner::progress::NoProgress;
 use promptmner::prompts::Vocabulary;
 use promptmner::run::Checkpoint;
 use promptmner::run::config::TrainConfig;
@@ -82,7 +85,7 @@ pub fn dataset(data: &[u8]) -> bool {
         assert_eq!(spans, again, "spans → tags → spans changed the spans");
     }
     let reread = parse_conll(&format_conll(&tweets), &path).expect("written tweets read back");
-    let strip = |tweets: &[promptmner::data::conll::Tweet]| {
+    let strip = |tweets: &[Tweet]| {
         tweets
             .iter()
             .map(|t| (t.image_id.clone(), t.words.clone(), t.tags.clone()))
@@ -145,7 +148,9 @@ pub fn config(data: &[u8]) -> bool {
 }
 
 /// A checkpoint folder: config.toml is a fixed head (data, prompts, backbones) followed
-/// by the first part (usually the `[model]` table), model.safetensors is the second.
+/// by the first part (usually the `[model]` table), model.safetensors is the second. A
+/// checkpoint that loads predicts a tweet with an image (its weights may hold any values,
+/// NaN included): an error or spans inside the tweet, never a panic.
 pub fn checkpoint(data: &[u8]) -> bool {
     let [model_section, weights] = parts::<2>(data);
     let world = checkpoint_world();
@@ -155,7 +160,42 @@ pub fn checkpoint(data: &[u8]) -> bool {
     write(&dir.path().join("config.toml"), &config);
     write(&dir.path().join("model.safetensors"), weights);
     write(&dir.path().join("prompts.toml"), world.prompts.as_bytes());
-    Checkpoint::load(dir.path(), &candle_core::Device::Cpu).is_ok()
+    let Ok(checkpoint) = Checkpoint::load(dir.path(), &candle_core::Device::Cpu) else {
+        return false;
+    };
+    predict_one(&checkpoint);
+    true
+}
+
+fn predict_one(checkpoint: &Checkpoint) {
+    let model = &checkpoint.model;
+    let Ok(bank) = model.encode_prompts(
+        &checkpoint.vocabulary,
+        checkpoint.config.model.continuous_prompts,
+    ) else {
+        return;
+    };
+    let tweet = Tweet {
+        image_id: Some("1".into()),
+        words: ["player", "in", "city"].map(String::from).to_vec(),
+        tags: vec![Tag::O; 3],
+        line: 1,
+    };
+    let width = model.clip().config.projection_dim;
+    let unit = (1.0 / width as f64).sqrt();
+    let Ok(embedding) = candle_core::Tensor::full(unit as f32, width, &candle_core::Device::Cpu)
+    else {
+        return;
+    };
+    let images = [model.image_state_from_embedding(embedding)];
+    if let Ok(predictions) = predict_split(model, &[tweet], &images, &bank, 1, &NoProgress) {
+        for span in predictions.iter().flat_map(|p| &p.spans) {
+            assert!(
+                span.span.start < span.span.end && span.span.end <= 3,
+                "{span:?}"
+            );
+        }
+    }
 }
 
 /// What a checkpoint input is loaded against: backbones small enough that a valid
