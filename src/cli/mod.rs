@@ -346,21 +346,23 @@ fn demo_default() -> anyhow::Result<()> {
         data.display()
     );
     eval(&EvalArgs {
-        checkpoint,
-        data,
-        split: "test".into(),
-        images: None,
+        run: SplitRun {
+            checkpoint,
+            data,
+            split: "test".into(),
+            images: None,
+            batch_size: 64,
+            device: DeviceChoice::Auto,
+        },
         out: None,
         json: false,
-        batch_size: 64,
-        device: DeviceChoice::Auto,
         compare: None,
     })
 }
 
-/// What `promptmner eval` takes.
+/// A checkpoint run over a dataset split: what `eval` and `probe-images` share.
 #[derive(Debug, clap::Args)]
-pub struct EvalArgs {
+pub struct SplitRun {
     /// Checkpoint directory (config.toml, model.safetensors, prompts.toml).
     #[arg(long)]
     pub checkpoint: PathBuf,
@@ -372,16 +374,23 @@ pub struct EvalArgs {
     /// Images directory, instead of DATA/images.
     #[arg(long)]
     pub images: Option<PathBuf>,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+}
+
+/// What `promptmner eval` takes.
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub run: SplitRun,
     /// Write the predictions here (CoNLL, token-aligned with the split).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Print the scores as JSON.
     #[arg(long)]
     pub json: bool,
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
-    pub device: DeviceChoice,
     /// A second checkpoint: both scores, the delta, and the disagreements.
     #[arg(long)]
     pub compare: Option<PathBuf>,
@@ -395,25 +404,28 @@ struct Prepared {
     bank: crate::model::prompts::PromptBank,
 }
 
-fn prepare(
-    checkpoint: &Path,
-    data: &Path,
-    split: &str,
-    images: Option<&Path>,
-    batch_size: usize,
-    device: DeviceChoice,
-) -> anyhow::Result<Prepared> {
-    let checkpoint = Checkpoint::load(checkpoint, &device::select(device)?)?;
+/// Loads `checkpoint` (the run's own, or a second one to compare) and prepares the
+/// run's split for it.
+fn prepare(run: &SplitRun, checkpoint: &Path) -> anyhow::Result<Prepared> {
+    let SplitRun {
+        data,
+        split,
+        images,
+        batch_size,
+        device,
+        ..
+    } = run;
+    let checkpoint = Checkpoint::load(checkpoint, &device::select(*device)?)?;
     let model = &checkpoint.model;
     let gold = read_conll(&crate::data::split_path(data, split))?;
-    let resolver = ImageResolver::for_dataset(data, images);
+    let resolver = ImageResolver::for_dataset(data, images.as_deref());
     let cache = ImageCache::open(&ImageCache::default_root(), &model.backbones.clip).ok();
     let states = image_states(
         model,
         &gold,
         &resolver,
         cache.as_ref(),
-        batch_size,
+        *batch_size,
         &Bars::default(),
     )?;
     let bank = model.encode_prompts(
@@ -430,15 +442,8 @@ fn prepare(
 
 /// `promptmner probe-images`: which tweets' predictions depend on their image.
 fn probe_images(args: &ProbeArgs) -> anyhow::Result<()> {
-    let prepared = prepare(
-        &args.checkpoint,
-        &args.data,
-        &args.split,
-        args.images.as_deref(),
-        args.batch_size,
-        args.device,
-    )?;
-    let meta = demo::meta_rows(&args.data, &args.split, prepared.gold.len());
+    let prepared = prepare(&args.run, &args.run.checkpoint)?;
+    let meta = demo::meta_rows(&args.run.data, &args.run.split, prepared.gold.len());
     let scenes: Option<Vec<Option<String>>> = meta
         .as_ref()
         .map(|rows| rows.iter().map(|r| r.scene.clone()).collect());
@@ -451,7 +456,7 @@ fn probe_images(args: &ProbeArgs) -> anyhow::Result<()> {
         &prepared.gold,
         &prepared.states,
         &prepared.bank,
-        args.batch_size,
+        args.run.batch_size,
         scenes.as_deref(),
         ambiguous.as_deref(),
         &Bars::default(),
@@ -581,33 +586,16 @@ fn suggest(args: &SuggestArgs) -> anyhow::Result<()> {
 /// What `promptmner probe-images` takes.
 #[derive(Debug, clap::Args)]
 pub struct ProbeArgs {
-    #[arg(long)]
-    pub checkpoint: PathBuf,
-    #[arg(long)]
-    pub data: PathBuf,
-    #[arg(long, default_value = "test")]
-    pub split: String,
-    #[arg(long)]
-    pub images: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: SplitRun,
     /// Every tweet's result and the shares, as JSON.
     #[arg(long)]
     pub json: bool,
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
-    pub device: DeviceChoice,
 }
 
 /// Evaluates a checkpoint on a split; the demo world's ambiguous tweets also on their own.
 fn eval(args: &EvalArgs) -> anyhow::Result<()> {
-    let prepared = prepare(
-        &args.checkpoint,
-        &args.data,
-        &args.split,
-        args.images.as_deref(),
-        args.batch_size,
-        args.device,
-    )?;
+    let prepared = prepare(&args.run, &args.run.checkpoint)?;
     let (model, gold, states, bank) = (
         &prepared.checkpoint.model,
         &prepared.gold,
@@ -615,7 +603,7 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         &prepared.bank,
     );
     let bars = Bars::default();
-    let predictions = predict_split(model, gold, states, bank, args.batch_size, &bars)?;
+    let predictions = predict_split(model, gold, states, bank, args.run.batch_size, &bars)?;
     if let Some(other) = &args.compare {
         return compare(args, other, gold, &predictions);
     }
@@ -627,7 +615,7 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     }
     let report = scores.report;
     // The demo world marks its image-ambiguous tweets; score them on their own too.
-    let ambiguous = demo::ambiguous_flags(&args.data, &args.split, gold.len())
+    let ambiguous = demo::ambiguous_flags(&args.run.data, &args.run.split, gold.len())
         .filter(|flags| flags.iter().any(|f| *f))
         .map(|flags| {
             let pick = |tweets: &[Tweet]| -> Vec<Tweet> {
@@ -670,20 +658,13 @@ fn compare(
     predictions_a: &[crate::model::Prediction],
 ) -> anyhow::Result<()> {
     use crate::eval::compare::compare as compare_spans;
-    let b = prepare(
-        other,
-        &args.data,
-        &args.split,
-        args.images.as_deref(),
-        args.batch_size,
-        args.device,
-    )?;
+    let b = prepare(&args.run, other)?;
     let predictions_b = predict_split(
         &b.checkpoint.model,
         &b.gold,
         &b.states,
         &b.bank,
-        args.batch_size,
+        args.run.batch_size,
         &Bars::default(),
     )?;
     let report_a = score_predictions(gold, predictions_a).report;
@@ -701,7 +682,7 @@ fn compare(
     let delta = report_b.micro.prf.f1 - report_a.micro.prf.f1;
     if args.json {
         let value = serde_json::json!({
-            "a": { "checkpoint": args.checkpoint, "scores": report_a },
+            "a": { "checkpoint": args.run.checkpoint, "scores": report_a },
             "b": { "checkpoint": other, "scores": report_b },
             "delta_f1": delta,
             "disagreements": {
@@ -714,7 +695,7 @@ fn compare(
         return Ok(());
     }
     for (name, path, report) in [
-        ("A", &args.checkpoint, &report_a),
+        ("A", &args.run.checkpoint, &report_a),
         ("B", &other.to_path_buf(), &report_b),
     ] {
         let prf = &report.micro.prf;

@@ -124,6 +124,15 @@ fn prompt(word: &str, kind: EntityType, list: WordList, similarity: f32) -> Prom
     }
 }
 
+/// `view` predicting one span only.
+fn predicting(mut view: TweetView, predicted: Span, prob: f32) -> TweetView {
+    view.predicted = vec![PredictedSpan {
+        span: predicted,
+        prob,
+    }];
+    view
+}
+
 /// The engine's view of tweet `index` (prompts only where there is an image).
 fn tweet_view(index: usize) -> TweetView {
     let (info, pred) = tweets().swap_remove(index);
@@ -728,15 +737,11 @@ fn snapshot_counterfactual_image_marks_what_changed() {
     let mut view = tweet_view(3);
     view.image.choice = ImageChoice::FromTweet(0);
     view.image.from_tweet = Some(0);
-    view.predicted = vec![PredictedSpan {
-        span: span(0, 1, Per),
-        prob: 0.7,
-    }];
     update(
         &mut app,
         Action::Engine(Event::Tweet {
             generation: 5,
-            view: Box::new(view),
+            view: Box::new(predicting(view, span(0, 1, Per), 0.7)),
         }),
     );
     insta::assert_snapshot!(screen(&app, 100, 30).backend());
@@ -864,19 +869,20 @@ fn compared_app() -> App {
             view: Box::new(view),
         }),
     );
-    let mut b1 = tweet_view(1);
-    b1.predicted = vec![PredictedSpan {
-        span: span(3, 4, Other),
-        prob: 0.9,
-    }];
+    b_views_tweet_1(&mut app, 1);
+    app
+}
+
+/// B's view of tweet 1 arrives: an OTHER span there.
+fn b_views_tweet_1(app: &mut App, generation: u64) {
+    let view = tweet_view(1);
     run(
-        &mut app,
+        app,
         Action::Compare(Event::Tweet {
-            generation: 1,
-            view: Box::new(b1),
+            generation,
+            view: Box::new(predicting(view, span(3, 4, Other), 0.9)),
         }),
     );
-    app
 }
 
 #[test]
@@ -901,18 +907,7 @@ fn compare_filters_count_disagreements_by_type_and_by_who_is_right() {
 fn snapshot_compare_mode() {
     let mut app = compared_app();
     command(&mut app, Command::Down);
-    let mut b1 = tweet_view(1);
-    b1.predicted = vec![PredictedSpan {
-        span: span(3, 4, Other),
-        prob: 0.9,
-    }];
-    run(
-        &mut app,
-        Action::Compare(Event::Tweet {
-            generation: 2,
-            view: Box::new(b1),
-        }),
-    );
+    b_views_tweet_1(&mut app, 2);
     insta::assert_snapshot!(screen(&app, 110, 34).backend());
 }
 
