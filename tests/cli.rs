@@ -609,3 +609,174 @@ fn a_tweet_of_ten_thousand_words_is_scored_within_a_bounded_memory() {
         "peak RSS {peak_mb} MB (the cut words must not be computed)"
     );
 }
+
+/// A copy of the demo checkpoint in `dir` (backbone folders linked).
+fn demo_checkpoint_copy(dir: &Path) -> std::path::PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let copy = dir.join("ck");
+    std::fs::create_dir(&copy).unwrap();
+    for entry in std::fs::read_dir(repo.join("checkpoints/demo")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, copy.join(path.file_name().unwrap())).unwrap();
+        } else {
+            std::os::unix::fs::symlink(&path, copy.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    copy
+}
+
+#[test]
+fn eval_uses_the_continuous_count_of_the_checkpoints_vocabulary_and_refuses_more() {
+    let scratch = tempfile::tempdir().unwrap();
+    let copy = demo_checkpoint_copy(scratch.path());
+    let prompts = std::fs::read_to_string(copy.join("prompts.toml")).unwrap();
+    let eval_json = |count: &str| {
+        let edited = prompts.replace("continuous = 8", count);
+        std::fs::write(copy.join("prompts.toml"), edited).unwrap();
+        promptmner()
+            .args(["eval", "--json", "--checkpoint"])
+            .arg(&copy)
+            .arg("--data")
+            .arg(demo_dir())
+            .output()
+            .unwrap()
+    };
+    let parsed = |out: std::process::Output| -> Value {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let mut trained = parsed(eval_json("continuous = 8"));
+    let mut none = parsed(eval_json("continuous = 0"));
+    assert_eq!(trained["inputs"]["continuous_prompts"], 8);
+    assert_eq!(none["inputs"]["continuous_prompts"], 0);
+    trained.as_object_mut().unwrap().remove("inputs");
+    none.as_object_mut().unwrap().remove("inputs");
+    assert_ne!(trained, none, "0 continuous prompts score differently");
+    for more in ["continuous = 9", "continuous = 999999999999"] {
+        let out = eval_json(more);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{more}");
+        assert!(
+            err.contains("prompts.toml") && err.contains("more needs a retrain"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn eval_refuses_to_write_its_predictions_over_its_gold_split() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data = scratch.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let gold = std::fs::read(demo_dir().join("test.txt")).unwrap();
+    std::fs::write(data.join("test.txt"), &gold).unwrap();
+    let sneaky = format!("{}/../data/test.txt", data.display());
+    let err = run_err(&[
+        "eval",
+        "--checkpoint",
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("checkpoints/demo")
+            .to_str()
+            .unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        &sneaky,
+    ]);
+    assert!(err.contains("an input of this evaluation"), "{err}");
+    assert_eq!(
+        std::fs::read(data.join("test.txt")).unwrap(),
+        gold,
+        "untouched"
+    );
+}
+
+#[test]
+fn eval_warns_about_missing_images_and_thin_vocabularies_on_stderr_and_in_json() {
+    let scratch = tempfile::tempdir().unwrap();
+    let copy = demo_checkpoint_copy(scratch.path());
+    let data = scratch.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(
+        data.join("test.txt"),
+        "IMGID:nowhere\nParis\tB-LOC\n\nIMGID:../../etc/passwd\nRome\tB-LOC\n\n",
+    )
+    .unwrap();
+    let prompts = std::fs::read_to_string(copy.join("prompts.toml")).unwrap();
+    let without_org = prompts.split("[ORG]").next().unwrap().to_string()
+        + &prompts
+            .split("[ORG]")
+            .nth(1)
+            .unwrap()
+            .split_once("\n[")
+            .map_or(String::new(), |(_, rest)| format!("[{rest}"));
+    std::fs::write(copy.join("prompts.toml"), &without_org).unwrap();
+    let out = promptmner()
+        .args(["eval", "--json", "--checkpoint"])
+        .arg(&copy)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: 1 of 2 tweets name an image that is not in"),
+        "{err}"
+    );
+    assert!(
+        err.contains("warning: 1 IMGIDs are not plain file names"),
+        "{err}"
+    );
+    assert!(err.contains("no [ORG] section"), "{err}\n{without_org}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["inputs"]["images"]["missing"], 1);
+    assert_eq!(report["inputs"]["images"]["unsafe_id"], 1);
+    assert_eq!(report["inputs"]["warnings"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn show_into_a_file_writes_no_terminal_queries() {
+    let out = run_ok(&[
+        "show",
+        "--data",
+        demo_dir().to_str().unwrap(),
+        "--id",
+        "test-3",
+        "--width",
+        "8",
+    ]);
+    for query in ["\x1b_G", "\x1b[c", "\x1b]1337"] {
+        assert!(!out.contains(query), "{query:?} in {out:?}");
+    }
+    assert!(out.contains('▄'), "half-blocks:\n{out}");
+}
+
+#[test]
+fn the_tests_commands_keep_their_caches_out_of_the_home_folder() {
+    let home = common::test_home();
+    let _ = std::fs::remove_dir_all(home.join(".cache/promptmner/image-embeddings"));
+    run_ok(&[
+        "eval",
+        "--checkpoint",
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("checkpoints/demo")
+            .to_str()
+            .unwrap(),
+        "--data",
+        demo_dir().to_str().unwrap(),
+    ]);
+    assert!(
+        home.join(".cache/promptmner/image-embeddings").is_dir(),
+        "eval's image cache is in the tests' home"
+    );
+}

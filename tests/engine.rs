@@ -491,3 +491,35 @@ fn an_attribution_equals_the_probability_change_of_a_rescoring_without_that_prom
         "some prompt matters"
     );
 }
+
+#[test]
+fn a_template_too_long_for_clip_is_refused_and_the_vocabulary_stays() {
+    let cache = tempfile::tempdir().unwrap();
+    let (engine, events) = spawn(cache.path(), 0);
+    let before = scores_of(&events, 0);
+    let mut long = Checkpoint::load(&checkpoint(), &Device::Cpu)
+        .unwrap()
+        .vocabulary;
+    // Within the word limit, but each word takes several of the demo CLIP's 32 tokens.
+    long.template = format!("{{}} {}", ["zqxjvkwpq"; 15].join(" "));
+    long.validate().unwrap();
+    let g = engine.set_vocabulary(long);
+    let message = loop {
+        match events.recv_timeout(Duration::from_secs(60)).unwrap() {
+            Event::Error {
+                generation,
+                message,
+            } if generation == g => break message,
+            Event::Error { message, .. } => panic!("{message}"),
+            _ => {}
+        }
+    };
+    assert!(
+        message.contains("the edit is not applied")
+            && message.contains("this CLIP reads at most 32"),
+        "{message}"
+    );
+    // The engine goes on with the vocabulary it had: a rescoring scores as before.
+    let again = engine.rescore();
+    assert_eq!(scores_of(&events, again).report, before.report);
+}

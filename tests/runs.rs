@@ -218,3 +218,166 @@ fn a_restarted_registry_reattaches_to_a_run_whose_runner_died() {
     let table = runs(&root, &["table"]);
     assert!(table.contains("| none | 1/1 |"), "{table}");
 }
+
+/// `promptmner runs --runs ROOT ARGS...` run from `cwd`, expected to fail: its stderr.
+fn runs_refused(root: &Path, cwd: &Path, args: &[&str]) -> String {
+    let out = promptmner()
+        .current_dir(cwd)
+        .arg("runs")
+        .arg("--runs")
+        .arg(root)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "runs {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The run folders under `root` (anything but the runner's and Slurm's files).
+fn run_folders(root: &Path) -> Vec<String> {
+    std::fs::read_dir(root)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_submission_is_checked_before_any_run_folder_is_made() {
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path().join("runs");
+    std::fs::create_dir_all(&root).unwrap();
+    let from = ["submit", "--from", "checkpoints/demo"];
+    let refused = |extra: &[&str]| {
+        let args: Vec<&str> = from.iter().chain(extra).copied().collect();
+        runs_refused(&root, repo(), &args)
+    };
+    let err = refused(&["--variant", "full", "--seeds", "18446744073709551615"]);
+    assert!(err.contains("between 1 and 100 seeds"), "{err}");
+    let err = refused(&["--variant", "full", "--seeds", "0"]);
+    assert!(err.contains("between 1 and 100 seeds"), "{err}");
+    for n in ["4097", "99999999999"] {
+        let variant = format!("continuous-{n}");
+        let err = refused(&["--variant", &variant]);
+        assert!(
+            err.contains(&format!("variant {variant}")) && err.contains("model.continuous_prompts"),
+            "{err}"
+        );
+    }
+    let err = refused(&["--variant", "full", "--variant", "current-vocabulary"]);
+    assert!(err.contains("needs a vocabulary"), "{err}");
+    let err = refused(&["--variant", "full", "--name", "x\u{1b}[2Jy"]);
+    assert!(err.contains("control characters"), "{err}");
+    std::fs::write(
+        root.join("slurm.toml"),
+        "memory = \"1G\\ntouch /tmp/PWNED\"\n",
+    )
+    .unwrap();
+    let err = refused(&["--variant", "full", "--backend", "slurm"]);
+    assert!(
+        err.contains("memory") && err.contains("nothing was submitted"),
+        "{err}"
+    );
+    assert_eq!(run_folders(&root), Vec::<String>::new());
+}
+
+#[test]
+fn a_copied_checkpoint_submitted_from_elsewhere_trains_with_its_own_files() {
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path().join("runs");
+    let copy = scratch.path().join("copy");
+    let status = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(repo().join("checkpoints/demo"))
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // From a folder where the recorded data path means nothing: said, before any run.
+    let err = runs_refused(
+        &root,
+        scratch.path(),
+        &["submit", "--from", "copy", "--variant", "full"],
+    );
+    assert!(
+        err.contains("the data folder") && err.contains("--set data=PATH"),
+        "{err}"
+    );
+    assert_eq!(run_folders(&root), Vec::<String>::new());
+    let data = format!("data={}", repo().join("data/demo").display());
+    let out = promptmner()
+        .current_dir(scratch.path())
+        .args(["runs", "--runs"])
+        .arg(&root)
+        .args([
+            "submit",
+            "--from",
+            "copy",
+            "--variant",
+            "none",
+            "--seeds",
+            "1",
+            "--set",
+            &data,
+        ])
+        .args(QUICK)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let config = std::fs::read_to_string(root.join(&id).join("train-config.toml")).unwrap();
+    let copy = copy.canonicalize().unwrap();
+    for own in [copy.join("clip"), copy.join("prompts.toml")] {
+        assert!(
+            config.contains(&format!("\"{}\"", own.display())),
+            "{own:?} in\n{config}"
+        );
+    }
+    assert!(
+        !config.contains("checkpoints/demo"),
+        "the original's files:\n{config}"
+    );
+    wait_until("the copy's run to finish", 300, || {
+        listed(&root, &id).contains("finished")
+    });
+}
+
+#[test]
+fn runs_show_prints_names_from_files_escaped_and_ids_from_folders() {
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path().join("runs");
+    let run = root.join("r0001-full-s1");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(
+        run.join("job.toml"),
+        "id = \"r9999-\\u001b]0;owned\\u0007\"\ngroup = \"g\\u001b[2J\"\nvariant = \"full\"\nseed = 1\nbackend = \"local\"\nsource = \"c.toml\"\nsubmitted = 0.0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        run.join("status.json"),
+        "{\"state\":\"finished\",\"updated\":0.0}",
+    )
+    .unwrap();
+    let shown = runs(&root, &["show", "r0001-full-s1"]);
+    assert!(
+        !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
+        "{shown:?}"
+    );
+    assert!(shown.starts_with("r0001-full-s1: finished"), "{shown}");
+    assert!(shown.contains("group g\\u{1b}[2J"), "{shown}");
+    let listed = runs(&root, &["list"]);
+    assert!(
+        !listed.contains('\u{1b}') && !listed.contains("r9999"),
+        "{listed:?}"
+    );
+    let err = runs_refused(&root, repo(), &["cancel", "r0001-full-s1"]);
+    assert!(err.contains("already finished"), "{err}");
+}

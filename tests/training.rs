@@ -209,6 +209,45 @@ fn a_run_killed_mid_epoch_resumes_to_the_same_metrics() {
     ] {
         assert!(killed.join(file).is_file(), "{file}");
     }
+
+    // A resume that would change the run is refused, naming the key.
+    let changed = stderr_of(train_piped(
+        &config,
+        &killed,
+        &cache,
+        &["--resume", "--set", "epochs=5"],
+    ));
+    assert!(
+        changed.contains("--resume would change the run") && changed.contains("epochs: 3 → 5"),
+        "{changed}"
+    );
+    // A truncated optimizer state names its file.
+    let optimizer = killed.join("state/optimizer.safetensors");
+    let bytes = std::fs::read(&optimizer).unwrap();
+    std::fs::write(&optimizer, &bytes[..bytes.len() / 2]).unwrap();
+    let damaged = stderr_of(train_piped(&config, &killed, &cache, &["--resume"]));
+    assert!(
+        damaged.contains(&optimizer.display().to_string()) && damaged.contains("damaged"),
+        "{damaged}"
+    );
+}
+
+fn train_piped(config: &Path, out: &Path, cache: &Path, extra: &[&str]) -> std::process::Output {
+    promptmner()
+        .args(["train", "--config"])
+        .arg(config)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .env("PROMPTMNER_CACHE", cache)
+        .output()
+        .unwrap()
+}
+
+/// The stderr of a command that must fail.
+fn stderr_of(out: std::process::Output) -> String {
+    assert!(!out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]

@@ -221,3 +221,22 @@ fn no_arguments_open_the_demo_and_quitting_with_edits_asks() {
         "the terminal is restored:\n{screen}"
     );
 }
+
+#[test]
+fn a_key_typed_as_soon_as_the_first_screen_shows_is_not_lost() {
+    let scratch = tempfile::tempdir().unwrap();
+    // The terminal is asked about its image protocols, as for a user: the query must
+    // be over before the first screen, so that it cannot take the user's first key.
+    let line =
+        command_line(scratch.path(), "").replace("PROMPTMNER_IMAGE_PROTOCOL=halfblocks ", "");
+    let Some(tmux) = Tmux::start("first-key", &line) else {
+        return;
+    };
+    tmux.wait_for("the examples list", |s| {
+        s.contains("examples · all (300/300)")
+    });
+    tmux.keys(&["j"]);
+    tmux.wait_text("▶   1 ");
+    tmux.keys(&["q"]);
+    tmux.wait_text("EXITED 0");
+}

@@ -428,10 +428,8 @@ fn prepare(run: &SplitRun, checkpoint: &Path) -> anyhow::Result<Prepared> {
         *batch_size,
         &Bars::default(),
     )?;
-    let bank = model.encode_prompts(
-        &checkpoint.vocabulary,
-        checkpoint.config.model.continuous_prompts,
-    )?;
+    // The count the checkpoint's prompts.toml asks for (Checkpoint::load checked it).
+    let bank = model.encode_prompts(&checkpoint.vocabulary, checkpoint.vocabulary.continuous)?;
     Ok(Prepared {
         checkpoint,
         gold,
@@ -595,7 +593,19 @@ pub struct ProbeArgs {
 
 /// Evaluates a checkpoint on a split; the demo world's ambiguous tweets also on their own.
 fn eval(args: &EvalArgs) -> anyhow::Result<()> {
+    if let Some(out) = &args.out {
+        refuse_overwriting_inputs(out, &args.run)?;
+    }
     let prepared = prepare(&args.run, &args.run.checkpoint)?;
+    let inputs = crate::eval::inputs::input_report(
+        &prepared.gold,
+        &prepared.states,
+        &prepared.checkpoint.vocabulary,
+        prepared.checkpoint.model.config.discrete_prompts,
+    );
+    for warning in &inputs.warnings {
+        eprintln!("warning: {warning}");
+    }
     let (model, gold, states, bank) = (
         &prepared.checkpoint.model,
         &prepared.gold,
@@ -634,6 +644,7 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         if let Some(subset) = &ambiguous {
             value["ambiguous"] = serde_json::to_value(subset)?;
         }
+        value["inputs"] = serde_json::to_value(&inputs)?;
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{}", format_report(&report));
@@ -648,6 +659,36 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `eval --out` onto a file the evaluation reads (the gold split, most likely) would
+/// replace it with predictions: refused.
+fn refuse_overwriting_inputs(out: &Path, run: &SplitRun) -> anyhow::Result<()> {
+    let split = crate::data::split_path(&run.data, &run.split);
+    let inputs = [
+        split,
+        run.checkpoint.join("config.toml"),
+        run.checkpoint.join("prompts.toml"),
+    ];
+    for input in inputs {
+        if same_file(out, &input) {
+            anyhow::bail!(
+                "--out {} is {}, an input of this evaluation: write the predictions elsewhere",
+                out.display(),
+                input.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether two paths name one existing file (through links and `..` alike).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 /// `eval --compare B`: both models' scores, the delta, and where they disagree.

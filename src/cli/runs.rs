@@ -80,14 +80,11 @@ fn program() -> anyhow::Result<PathBuf> {
 
 fn slurm_config(root: &Path, path: Option<&Path>) -> anyhow::Result<SlurmConfig> {
     let default = root.join("slurm.toml");
-    let path = match path {
-        Some(path) => path.to_path_buf(),
-        None if default.is_file() => default,
-        None => return Ok(SlurmConfig::default()),
-    };
-    let text =
-        crate::util::read_text(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("{} is not a Slurm config", path.display()))
+    match path {
+        Some(path) => Ok(SlurmConfig::load(path)?),
+        None if default.is_file() => Ok(SlurmConfig::load(&default)?),
+        None => Ok(SlurmConfig::default()),
+    }
 }
 
 pub(super) fn run(args: RunsArgs) -> anyhow::Result<()> {
@@ -119,9 +116,10 @@ pub(super) fn run(args: RunsArgs) -> anyhow::Result<()> {
                 vocabulary,
                 name,
             };
-            let runs = submit(&registry, &submission)?;
+            // Read (and checked) before any run folder is made.
             let slurm = slurm_config(&root, slurm_path.as_deref())?;
             let program = program()?;
+            let runs = submit(&registry, &submission)?;
             let backend: Box<dyn Backend> = match backend {
                 BackendKind::Local => Box::new(crate::jobs::LocalBackend {
                     root: root.clone(),
@@ -151,7 +149,7 @@ pub(super) fn run(args: RunsArgs) -> anyhow::Result<()> {
                 let p = &run.progress;
                 println!(
                     "{:<34} {:<12} {:>7} {:>9} {:>7} {:>7}",
-                    run.spec.id,
+                    crate::util::printable(&run.spec.id),
                     run.state.as_str(),
                     format!("{}/{}", p.epoch, p.epochs),
                     p.loss.map_or("–".into(), |l| format!("{l:.4}")),
@@ -164,26 +162,28 @@ pub(super) fn run(args: RunsArgs) -> anyhow::Result<()> {
         RunsCommand::Show { id } => {
             let run = view(registry.run(&id)?)?;
             let run = refreshed(run, &root, &slurm_config(&root, None)?)?;
+            // Everything here comes from files others may write: no raw control codes.
+            let shown = crate::util::printable;
             println!(
                 "{}: {} ({} seed {}, {:?} backend)",
-                run.spec.id,
+                shown(&run.spec.id),
                 run.state.as_str(),
-                run.spec.variant,
+                shown(&run.spec.variant),
                 run.spec.seed,
                 run.spec.backend
             );
             println!(
                 "group {} · from {}",
-                run.spec.group,
-                run.spec.source.display()
+                shown(&run.spec.group),
+                shown(&run.spec.source.to_string_lossy())
             );
-            println!("folder {}", run.run.dir.display());
+            println!("folder {}", shown(&run.run.dir.to_string_lossy()));
             if let Some(message) = &run.status.message {
-                println!("{message}");
+                println!("{}", shown(message));
             }
             println!("--- log tail ---");
             for line in run.run.log_tail(15) {
-                println!("{line}");
+                println!("{}", shown(&line));
             }
             Ok(())
         }

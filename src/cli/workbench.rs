@@ -187,9 +187,14 @@ pub(super) fn show(args: &ShowArgs) -> anyhow::Result<()> {
     let resolver = ImageResolver::for_dataset(&args.data, args.images.as_deref());
     match resolver.load(tweet.image_id.as_deref()) {
         Ok((_, picture)) => {
+            // The kitty and iTerm protocols are detected by querying the terminal; into
+            // a file or a pipe that query would be written as text: half-blocks there.
+            let terminal = std::io::stdout().is_terminal();
             let config = viuer::Config {
                 width: Some(args.width),
                 absolute_offset: false,
+                use_kitty: terminal,
+                use_iterm: terminal,
                 ..viuer::Config::default()
             };
             viuer::print(&picture, &config).context("cannot print the image")?;

@@ -77,10 +77,11 @@ pub fn read_conll(path: &Path) -> Result<Vec<Tweet>, ConllError> {
             limit: MAX_SPLIT_BYTES / (1024 * 1024),
         });
     }
-    let text = crate::util::read_text(path).map_err(|source| ConllError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text =
+        crate::util::read_text_bounded(path, MAX_SPLIT_BYTES).map_err(|source| ConllError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
     parse_conll(&text, path)
 }
 

@@ -33,21 +33,28 @@ impl ImageResolver {
         &self.dir
     }
 
-    /// The first of `<id>.jpg`, `<id>.png`, `<id>.jpeg` that exists.
-    pub fn resolve(&self, image_id: &str) -> Option<PathBuf> {
+    /// The first of `<id>.jpg`, `<id>.png`, `<id>.jpeg` that exists. An id that is not
+    /// a plain file name (`../x`, `/abs/path`) never becomes a path outside the folder.
+    pub fn resolve(&self, image_id: &str) -> Result<PathBuf, NoImage> {
+        if !crate::util::is_plain_name(image_id) {
+            return Err(NoImage::UnsafeId {
+                id: image_id.to_string(),
+            });
+        }
         IMAGE_EXTENSIONS
             .iter()
             .map(|ext| self.dir.join(format!("{image_id}.{ext}")))
             .find(|path| path.is_file())
+            .ok_or_else(|| NoImage::NotFound {
+                id: image_id.to_string(),
+                dir: self.dir.clone(),
+            })
     }
 
     /// Resolves and decodes a tweet's image; every failure is a [`NoImage`] reason.
     pub fn load(&self, image_id: Option<&str>) -> Result<(PathBuf, DynamicImage), NoImage> {
         let id = image_id.ok_or(NoImage::NoImageId)?;
-        let path = self.resolve(id).ok_or_else(|| NoImage::NotFound {
-            id: id.to_string(),
-            dir: self.dir.clone(),
-        })?;
+        let path = self.resolve(id)?;
         let image = decode_image(&path)?;
         Ok((path, image))
     }
@@ -60,6 +67,8 @@ pub enum NoImage {
     NoImageId,
     /// No `<id>.jpg|png|jpeg` in the images directory.
     NotFound { id: String, dir: PathBuf },
+    /// The IMGID is not a plain file name (a path, `..`, a control character).
+    UnsafeId { id: String },
     /// The file exists but cannot be decoded (empty, truncated, not an image).
     Unreadable { path: PathBuf, reason: String },
     /// The image was taken away on purpose (the counterfactual "no image" view).
@@ -76,6 +85,11 @@ impl fmt::Display for NoImage {
             NoImage::Unreadable { path, reason } => {
                 write!(f, "cannot decode {}: {reason}", path.display())
             }
+            NoImage::UnsafeId { id } => write!(
+                f,
+                "IMGID {:?} is not a plain file name; the tweet is read without an image",
+                id
+            ),
             NoImage::Removed => f.write_str("the image is switched off"),
         }
     }
@@ -410,12 +424,30 @@ mod tests {
         std::fs::create_dir(&images).unwrap();
         write(&images, "7.png", &png_bytes(4, 4));
         let resolver = ImageResolver::for_dataset(dir.path(), None);
-        assert_eq!(resolver.resolve("7"), Some(images.join("7.png")));
+        assert_eq!(resolver.resolve("7"), Ok(images.join("7.png")));
         write(&images, "7.jpg", b"x");
-        assert_eq!(resolver.resolve("7"), Some(images.join("7.jpg")));
-        assert_eq!(resolver.resolve("8"), None);
+        assert_eq!(resolver.resolve("7"), Ok(images.join("7.jpg")));
+        assert!(matches!(
+            resolver.resolve("8"),
+            Err(NoImage::NotFound { .. })
+        ));
         let other = ImageResolver::for_dataset(dir.path(), Some(dir.path()));
-        assert_eq!(other.resolve("7"), None);
+        assert!(other.resolve("7").is_err());
+    }
+
+    #[test]
+    fn an_id_that_leaves_the_folder_is_no_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = dir.path().join("images");
+        std::fs::create_dir(&images).unwrap();
+        write(dir.path(), "secret.png", &png_bytes(4, 4));
+        let absolute = dir.path().join("secret");
+        let resolver = ImageResolver::for_dataset(dir.path(), None);
+        for id in ["../secret", absolute.to_str().unwrap(), "..", "a\u{1b}b"] {
+            let reason = resolver.load(Some(id)).unwrap_err();
+            assert!(matches!(reason, NoImage::UnsafeId { .. }), "{id}: {reason}");
+            assert!(reason.to_string().contains("not a plain file name"));
+        }
     }
 
     #[test]

@@ -168,8 +168,10 @@ impl Worker {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
         let trained_continuous = checkpoint.config.model.continuous_prompts;
+        // The count in use is the checkpoint's prompts.toml's, as in every command.
+        let continuous = checkpoint.vocabulary.continuous;
         let bank = model
-            .encode_prompts(&checkpoint.vocabulary, trained_continuous)
+            .encode_prompts(&checkpoint.vocabulary, continuous)
             .map_err(|e| e.to_string())?;
         let run = RunDir {
             dir: source.checkpoint.clone(),
@@ -202,11 +204,14 @@ impl Worker {
                     words: t.words.clone(),
                     gold: spans_from_tags(&t.tags),
                     image_id: t.image_id.clone(),
-                    image_path: t.image_id.as_deref().and_then(|id| resolver.resolve(id)),
+                    image_path: t
+                        .image_id
+                        .as_deref()
+                        .and_then(|id| resolver.resolve(id).ok()),
                 })
                 .collect(),
             vocabulary: Box::new(checkpoint.vocabulary.clone()),
-            continuous: trained_continuous,
+            continuous,
             continuous_trained: trained_continuous,
             fusion: model.config.fusion,
         });
@@ -223,7 +228,7 @@ impl Worker {
             vocabulary: checkpoint.vocabulary.clone(),
             checkpoint_vocabulary: checkpoint.vocabulary,
             trained_continuous,
-            continuous: trained_continuous,
+            continuous,
             bank,
             baseline_bank: None,
             selected: options.first_tweet.min(n.saturating_sub(1)),
@@ -344,8 +349,7 @@ impl Worker {
                 self.show(generation);
             }
             Request::SetVocabulary(vocabulary) => {
-                self.vocabulary = *vocabulary;
-                self.edited(generation)?;
+                self.edited(generation, Some(*vocabulary), self.continuous)?;
             }
             Request::SetContinuous(count) => {
                 if count > self.trained_continuous {
@@ -356,8 +360,7 @@ impl Worker {
                     });
                     return Ok(());
                 }
-                self.continuous = count;
-                self.edited(generation)?;
+                self.edited(generation, None, count)?;
             }
             Request::SetImage { tweet, image } => {
                 let n = self.tweets.len();
@@ -386,13 +389,24 @@ impl Worker {
         Ok(())
     }
 
-    /// After a prompt edit: the prompt stage, the current tweet, then the split.
-    fn edited(&mut self, generation: u64) -> Result<(), String> {
+    /// After a prompt edit: the prompt stage, the current tweet, then the split. The
+    /// edit takes effect only when its prompts encode: one the model cannot read (a
+    /// template too long for CLIP) is refused and the settings stay as they were.
+    fn edited(
+        &mut self,
+        generation: u64,
+        vocabulary: Option<Vocabulary>,
+        continuous: usize,
+    ) -> Result<(), String> {
         let started = Instant::now();
         self.bank = self
             .model
-            .encode_prompts(&self.vocabulary, self.continuous)
-            .map_err(|e| e.to_string())?;
+            .encode_prompts(vocabulary.as_ref().unwrap_or(&self.vocabulary), continuous)
+            .map_err(|e| format!("the edit is not applied: {e}"))?;
+        if let Some(vocabulary) = vocabulary {
+            self.vocabulary = vocabulary;
+        }
+        self.continuous = continuous;
         let prompts = started.elapsed();
         self.show(generation);
         tracing::debug!(
@@ -434,7 +448,8 @@ impl Worker {
 
     /// Whether the current settings are the checkpoint's own.
     fn at_checkpoint_settings(&self) -> bool {
-        self.vocabulary == self.checkpoint_vocabulary && self.continuous == self.trained_continuous
+        self.vocabulary == self.checkpoint_vocabulary
+            && self.continuous == self.checkpoint_vocabulary.continuous
     }
 
     /// Scores the selected tweet once per prompt left out and reports how the span's
@@ -789,7 +804,10 @@ impl Worker {
             // The reference scores are still unknown (the first scoring was an edit's).
             self.baseline_bank = Some(
                 self.model
-                    .encode_prompts(&self.checkpoint_vocabulary, self.trained_continuous)
+                    .encode_prompts(
+                        &self.checkpoint_vocabulary,
+                        self.checkpoint_vocabulary.continuous,
+                    )
                     .map_err(|e| e.to_string())?,
             );
             self.job = Some(Job::Rescore(Rescore::new(

@@ -2,6 +2,7 @@
 
 pub(crate) mod compare;
 pub(crate) mod confusion;
+pub mod inputs;
 pub mod predict;
 pub(crate) mod probe;
 pub mod score;

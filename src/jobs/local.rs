@@ -8,33 +8,37 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::jobs::registry::{
-    BackendKind, Registry, RegistryError, RunDir, RunStatus, State, process_alive, view,
-};
+use crate::jobs::registry::{BackendKind, Registry, RegistryError, RunDir, RunStatus, State};
 
-/// The runner's lock: its pid, in the runs root.
+/// The runner's lock, in the runs root: held (flock) by the live runner for its whole
+/// life, so a runner that died, whatever its pid file says, holds nothing.
 fn lock_path(root: &Path) -> PathBuf {
+    root.join("runner.lock")
+}
+
+/// The live runner's pid, written beside the lock for people and tests to read.
+fn pid_path(root: &Path) -> PathBuf {
     root.join("runner.pid")
 }
 
-/// The pid of the runner serving `root`, when one is alive.
-pub(crate) fn runner_pid(root: &Path) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(lock_path(root))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    process_alive(pid).then_some(pid)
+/// Whether a runner holds the lock of `root`.
+pub(crate) fn runner_alive(root: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(lock_path(root)) else {
+        return false;
+    };
+    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
 }
 
-/// Starts a detached runner unless one is alive. `program` is this executable.
+/// Starts a detached runner unless one is alive; returns the pid of the one started.
+/// `program` is this executable. A thread waits for it, so it never lingers as a
+/// zombie of a long-lived caller (the workbench).
 pub(crate) fn ensure_runner(
     root: &Path,
     program: &Path,
     limit: usize,
-) -> Result<(), RegistryError> {
-    if runner_pid(root).is_some() {
-        return Ok(());
+) -> Result<Option<u32>, RegistryError> {
+    if runner_alive(root) {
+        return Ok(None);
     }
     let log = root.join("runner.log");
     let output = std::fs::OpenOptions::new()
@@ -46,7 +50,7 @@ pub(crate) fn ensure_runner(
         path: root.to_path_buf(),
         source,
     })?;
-    Command::new(program)
+    let mut child = Command::new(program)
         .args(["runs", "worker", "--limit", &limit.to_string(), "--runs"])
         .arg(root)
         .stdin(Stdio::null())
@@ -59,37 +63,34 @@ pub(crate) fn ensure_runner(
             path: program.to_path_buf(),
             source,
         })?;
-    Ok(())
+    let pid = child.id();
+    std::thread::spawn(move || child.wait());
+    Ok(Some(pid))
 }
 
-/// Takes the runner lock; false when another live runner holds it.
-fn take_lock(root: &Path) -> Result<bool, RegistryError> {
+/// Takes the runner lock; None when another live runner holds it. The lock lasts as
+/// long as the returned file is open.
+fn take_lock(root: &Path) -> Result<Option<std::fs::File>, RegistryError> {
     let path = lock_path(root);
     let io = |source| RegistryError::Io {
         path: path.clone(),
         source,
     };
-    loop {
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(mut file) => {
-                use std::io::Write;
-                write!(file, "{}", std::process::id()).map_err(io)?;
-                return Ok(true);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                if runner_pid(root).is_some() {
-                    return Ok(false);
-                }
-                // A stale lock from a runner that died.
-                let _ = std::fs::remove_file(&path);
-            }
-            Err(e) => return Err(io(e)),
-        }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
     }
+    let pid = pid_path(root);
+    crate::util::write_atomic(&pid, std::process::id().to_string().as_bytes())
+        .map_err(|source| RegistryError::Io { path: pid, source })?;
+    Ok(Some(file))
 }
 
 /// A training child and its run.
@@ -102,9 +103,9 @@ struct Running {
 /// nothing is queued or running.
 pub(crate) fn run_worker(root: &Path, program: &Path, limit: usize) -> Result<(), RegistryError> {
     let registry = Registry::open(root)?;
-    if !take_lock(root)? {
+    let Some(_lock) = take_lock(root)? else {
         return Ok(());
-    }
+    };
     let mut running: Vec<Running> = Vec::new();
     let result = (|| loop {
         running = reap(running)?;
@@ -121,15 +122,29 @@ pub(crate) fn run_worker(root: &Path, program: &Path, limit: usize) -> Result<()
             .into_iter()
             .take(limit.max(1).saturating_sub(running.len()))
         {
-            running.push(start(run, program)?);
+            match start(&run, program) {
+                Ok(child) => running.push(Running { run, child }),
+                Err(e) => refuse_to_start(&run, &e),
+            }
         }
         std::thread::sleep(Duration::from_millis(300));
     })();
-    let _ = std::fs::remove_file(lock_path(root));
+    let _ = std::fs::remove_file(pid_path(root));
     result
 }
 
-fn start(run: RunDir, program: &Path) -> Result<Running, RegistryError> {
+/// A run that cannot start is failed with the reason (so it is not retried forever);
+/// one whose folder is gone is only reported. Either way the runner serves the rest.
+fn refuse_to_start(run: &RunDir, error: &RegistryError) {
+    tracing::warn!("cannot start {}: {error}", run.dir.display());
+    let mut status = RunStatus::new(State::Failed);
+    status.message = Some(format!("the runner could not start it: {error}"));
+    if run.dir.is_dir() && run.write_status(&status).is_err() {
+        tracing::warn!("cannot record the failure of {}", run.dir.display());
+    }
+}
+
+fn start(run: &RunDir, program: &Path) -> Result<Child, RegistryError> {
     let output_path = run.output_path();
     let io = |source| RegistryError::Io {
         path: output_path.clone(),
@@ -154,11 +169,13 @@ fn start(run: RunDir, program: &Path) -> Result<Running, RegistryError> {
         })?;
     let mut status = RunStatus::new(State::Running);
     status.pid = Some(child.id());
+    status.pid_start = crate::jobs::registry::process_start(child.id());
     run.write_status(&status)?;
-    Ok(Running { run, child })
+    Ok(child)
 }
 
-/// Records the runs whose process ended; cancels those asked to stop.
+/// Records the runs whose process ended; cancels those asked to stop. A run whose
+/// folder was deleted meanwhile is reported and forgotten.
 fn reap(running: Vec<Running>) -> Result<Vec<Running>, RegistryError> {
     let mut still = Vec::new();
     for mut job in running {
@@ -166,8 +183,11 @@ fn reap(running: Vec<Running>) -> Result<Vec<Running>, RegistryError> {
         if cancelled {
             let _ = job.child.kill();
         }
-        match job.child.try_wait() {
-            Ok(None) => still.push(job),
+        let status = match job.child.try_wait() {
+            Ok(None) => {
+                still.push(job);
+                continue;
+            }
             Ok(Some(exit)) => {
                 let state = if cancelled {
                     State::Cancelled
@@ -178,41 +198,173 @@ fn reap(running: Vec<Running>) -> Result<Vec<Running>, RegistryError> {
                 };
                 let mut status = RunStatus::new(state);
                 status.exit_code = exit.code();
-                job.run.write_status(&status)?;
+                status
             }
             Err(e) => {
                 let mut status = RunStatus::new(State::Failed);
                 status.message = Some(format!("lost the process: {e}"));
-                job.run.write_status(&status)?;
+                status
             }
+        };
+        if !job.run.dir.is_dir() {
+            tracing::warn!("{} was deleted while it ran", job.run.dir.display());
+            continue;
         }
+        job.run.write_status(&status)?;
     }
     Ok(still)
 }
 
 /// Cancels a local run: a queued one at once; a running one through its runner (or,
-/// when the runner is gone, by signalling the process itself).
+/// when the runner is gone, by signalling its training process, verified by pid and
+/// start time, never a bare pid from a file).
 pub(crate) fn cancel(run: &RunDir) -> Result<(), RegistryError> {
-    let current = view(run.clone())?;
-    match current.state {
-        State::Queued => {
-            run.write_status(&RunStatus::new(State::Cancelled))?;
-        }
-        State::Running => {
-            std::fs::write(run.cancel_marker(), b"").map_err(|source| RegistryError::Io {
-                path: run.cancel_marker(),
-                source,
-            })?;
-            let root = run.dir.parent().unwrap_or(Path::new("."));
-            if runner_pid(root).is_none()
-                && let Some(pid) = current.status.pid
-            {
-                // SAFETY: kill(2) with a pid and a signal number has no memory effects.
-                unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
-                run.write_status(&RunStatus::new(State::Cancelled))?;
-            }
-        }
-        _ => {}
+    let current = crate::jobs::registry::cancellable(run)?;
+    if current.state == State::Queued {
+        return run.write_status(&RunStatus::new(State::Cancelled));
+    }
+    std::fs::write(run.cancel_marker(), b"").map_err(|source| RegistryError::Io {
+        path: run.cancel_marker(),
+        source,
+    })?;
+    let root = run.dir.parent().unwrap_or(Path::new("."));
+    if !runner_alive(root)
+        && let Some(pid) = RunDir::live_process(&current.status)
+    {
+        // SAFETY: kill(2) with a pid and a signal number has no memory effects.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        run.write_status(&RunStatus::new(State::Cancelled))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::registry::RunSpec;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A stand-in for this executable: `program train ...` sleeps, then succeeds;
+    /// `program runs worker ...` exits at once.
+    fn fake_program(dir: &Path, seconds: f64) -> PathBuf {
+        let path = dir.join("fake-promptmner");
+        let script = format!("#!/bin/sh\n[ \"$1\" = train ] && sleep {seconds}\nexit 0\n");
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    fn queued_run(registry: &Registry, stem: &str) -> RunDir {
+        let (id, run) = registry.allocate(stem).unwrap();
+        let spec = RunSpec {
+            id,
+            group: "g".into(),
+            variant: "full".into(),
+            seed: 1,
+            backend: BackendKind::Local,
+            source: PathBuf::from("c.toml"),
+            submitted: 0.0,
+        };
+        run.write_status(&RunStatus::new(State::Queued)).unwrap();
+        std::fs::write(run.spec_path(), toml::to_string(&spec).unwrap()).unwrap();
+        run
+    }
+
+    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let start = std::time::Instant::now();
+        while !done() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "timed out: {what}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn deleting_a_running_runs_folder_does_not_stop_the_runner() {
+        let scratch = tempfile::tempdir().unwrap();
+        let root = scratch.path().join("runs");
+        let registry = Registry::open(&root).unwrap();
+        let program = fake_program(scratch.path(), 0.5);
+        let first = queued_run(&registry, "a");
+        let second = queued_run(&registry, "b");
+        let worker = {
+            let (root, program) = (root.clone(), program.clone());
+            std::thread::spawn(move || run_worker(&root, &program, 1))
+        };
+        wait_for("the first run to start", || {
+            first.status().is_ok_and(|s| s.state == State::Running)
+        });
+        std::fs::remove_dir_all(&first.dir).unwrap();
+        worker.join().unwrap().unwrap();
+        assert_eq!(second.status().unwrap().state, State::Finished);
+    }
+
+    #[test]
+    fn a_stale_pid_file_naming_a_live_process_is_no_runner() {
+        let scratch = tempfile::tempdir().unwrap();
+        let root = scratch.path().join("runs");
+        let registry = Registry::open(&root).unwrap();
+        // This test's own pid: alive, but not a runner holding the lock.
+        std::fs::write(root.join("runner.pid"), std::process::id().to_string()).unwrap();
+        std::fs::write(root.join("runner.lock"), "").unwrap();
+        assert!(!runner_alive(&root));
+        let run = queued_run(&registry, "a");
+        run_worker(&root, &fake_program(scratch.path(), 0.0), 1).unwrap();
+        assert_eq!(run.status().unwrap().state, State::Finished);
+        // While a runner holds the lock, a second one does not start.
+        let lock = take_lock(&root).unwrap().unwrap();
+        assert!(runner_alive(&root));
+        assert!(take_lock(&root).unwrap().is_none());
+        drop(lock);
+        assert!(!runner_alive(&root));
+    }
+
+    #[test]
+    fn a_started_runner_is_reaped_not_left_a_zombie() {
+        let scratch = tempfile::tempdir().unwrap();
+        let root = scratch.path().join("runs");
+        Registry::open(&root).unwrap();
+        let program = fake_program(scratch.path(), 0.0);
+        let pid = ensure_runner(&root, &program, 1).unwrap().unwrap();
+        // The fake runner exits at once; a zombie keeps its /proc entry until reaped.
+        wait_for("the runner to be reaped", || {
+            !Path::new(&format!("/proc/{pid}")).exists()
+        });
+    }
+
+    #[test]
+    fn a_finished_run_is_not_cancelled_again() {
+        let scratch = tempfile::tempdir().unwrap();
+        let registry = Registry::open(scratch.path()).unwrap();
+        let run = queued_run(&registry, "a");
+        run.write_status(&RunStatus::new(State::Finished)).unwrap();
+        let error = cancel(&run).unwrap_err();
+        assert!(error.to_string().contains("already finished"), "{error}");
+    }
+
+    #[test]
+    fn a_stale_status_pid_is_never_signalled() {
+        let scratch = tempfile::tempdir().unwrap();
+        let registry = Registry::open(scratch.path()).unwrap();
+        let run = queued_run(&registry, "a");
+        // A live process that is not the run's: a child of this test.
+        let mut bystander = Command::new("sleep").arg("30").spawn().unwrap();
+        let mut status = RunStatus::new(State::Running);
+        status.pid = Some(bystander.id());
+        // Recorded before the pid was reused (a different start time).
+        status.pid_start = crate::jobs::registry::process_start(bystander.id()).map(|t| t + 7);
+        run.write_status(&status).unwrap();
+        let outcome = cancel(&run);
+        std::thread::sleep(Duration::from_millis(100));
+        let alive = bystander.try_wait().unwrap().is_none();
+        let _ = bystander.kill();
+        let _ = bystander.wait();
+        assert!(alive, "the bystander was signalled");
+        assert!(
+            outcome.is_err(),
+            "the run is interrupted, not running: {outcome:?}"
+        );
+    }
 }

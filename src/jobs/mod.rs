@@ -43,7 +43,8 @@ pub struct LocalBackend {
 impl Backend for LocalBackend {
     fn submit(&self, _run: &RunDir) -> Result<(), JobsError> {
         // The run is queued on disk already; the runner picks it up.
-        Ok(local::ensure_runner(&self.root, &self.program, self.limit)?)
+        local::ensure_runner(&self.root, &self.program, self.limit)?;
+        Ok(())
     }
 
     fn poll(&self, run: &RunDir) -> Result<State, JobsError> {

@@ -69,6 +69,10 @@ pub struct RunStatus {
     /// The local training process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+    /// When that process started (clock ticks since boot, `/proc/PID/stat` field 22):
+    /// with the pid, it names the process; a pid alone may have been reused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start: Option<u64>,
     /// The Slurm job id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slurm_job: Option<String>,
@@ -84,6 +88,7 @@ impl RunStatus {
         Self {
             state,
             pid: None,
+            pid_start: None,
             slurm_job: None,
             exit_code: None,
             message: None,
@@ -105,6 +110,11 @@ pub enum RegistryError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot read {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is not a valid {what}: {message}")]
     Corrupt {
         path: PathBuf,
@@ -113,10 +123,19 @@ pub enum RegistryError {
     },
     #[error("no run '{0}' (see `promptmner runs list`)")]
     NoRun(String),
+    #[error("run {id} is already {state}; there is nothing to cancel")]
+    AlreadyOver { id: String, state: &'static str },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RegistryError + '_ {
     move |source| RegistryError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn read_error(path: &Path) -> impl FnOnce(std::io::Error) -> RegistryError + '_ {
+    move |source| RegistryError::ReadFile {
         path: path.to_path_buf(),
         source,
     }
@@ -156,22 +175,41 @@ impl RunDir {
 
     pub fn spec(&self) -> Result<RunSpec, RegistryError> {
         let path = self.spec_path();
-        let text = crate::util::read_text(&path).map_err(io(&path))?;
-        toml::from_str(&text).map_err(|e| RegistryError::Corrupt {
+        let text = crate::util::read_text(&path).map_err(read_error(&path))?;
+        let mut spec: RunSpec = toml::from_str(&text).map_err(|e| RegistryError::Corrupt {
             path,
             what: "run spec",
             message: e.message().to_string(),
-        })
+        })?;
+        // The folder is the run's identity; job.toml's own id is not trusted.
+        spec.id = self.id();
+        Ok(spec)
+    }
+
+    /// The run's id: its folder's name.
+    pub fn id(&self) -> String {
+        self.dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     }
 
     pub fn status(&self) -> Result<RunStatus, RegistryError> {
         let path = self.status_path();
-        let text = crate::util::read_text(&path).map_err(io(&path))?;
+        let text = crate::util::read_text(&path).map_err(read_error(&path))?;
         serde_json::from_str(&text).map_err(|e| RegistryError::Corrupt {
             path,
             what: "status file",
             message: e.to_string(),
         })
+    }
+
+    /// The run's training process when it is verifiably alive: the recorded pid exists,
+    /// is not a zombie, and started when the status says it did.
+    pub fn live_process(status: &RunStatus) -> Option<u32> {
+        let pid = status.pid?;
+        let started = status.pid_start?;
+        (process_alive(pid) && process_start(pid) == Some(started)).then_some(pid)
     }
 
     /// Replaces the status atomically: a reader sees the old or the new file.
@@ -330,6 +368,18 @@ impl Registry {
     }
 }
 
+/// The run, when it is queued or running; a run that is over cannot be cancelled.
+pub fn cancellable(run: &RunDir) -> Result<RunView, RegistryError> {
+    let current = view(run.clone())?;
+    if current.state.is_final() {
+        return Err(RegistryError::AlreadyOver {
+            id: current.spec.id,
+            state: current.state.as_str(),
+        });
+    }
+    Ok(current)
+}
+
 /// Reads a run and decides its state.
 pub fn view(run: RunDir) -> Result<RunView, RegistryError> {
     let spec = run.spec()?;
@@ -350,7 +400,7 @@ pub fn view(run: RunDir) -> Result<RunView, RegistryError> {
 fn effective_state(spec: &RunSpec, status: &RunStatus, progress: &Progress) -> State {
     let local_and_dead = spec.backend == BackendKind::Local
         && status.state == State::Running
-        && !status.pid.is_some_and(process_alive);
+        && RunDir::live_process(status).is_none();
     if !local_and_dead {
         return status.state;
     }
@@ -361,6 +411,14 @@ fn effective_state(spec: &RunSpec, status: &RunStatus, progress: &Progress) -> S
     } else {
         State::Interrupted
     }
+}
+
+/// When process `pid` started, in clock ticks since boot (`/proc/PID/stat` field 22).
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name start at field 3 (the state).
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(22 - 3)?.parse().ok()
 }
 
 /// Whether a process with this id exists and is not a zombie.
@@ -431,6 +489,28 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_or_garbled_status_file_is_named_as_a_file_not_the_runs_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path()).unwrap();
+        let run = write_run(&registry, "{}");
+        std::fs::write(run.status_path(), [0xff, 0xfe]).unwrap();
+        let error = run.status().unwrap_err().to_string();
+        assert!(
+            error.starts_with(&format!(
+                "cannot read {}: it is not UTF-8",
+                run.status_path().display()
+            )),
+            "{error}"
+        );
+        std::fs::remove_file(run.status_path()).unwrap();
+        let error = run.status().unwrap_err().to_string();
+        assert!(
+            !error.contains("runs folder") && error.contains("status.json"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn a_running_run_without_a_process_is_interrupted() {
         let dir = tempfile::tempdir().unwrap();
         let registry = Registry::open(dir.path()).unwrap();
@@ -447,5 +527,26 @@ mod tests {
         assert_eq!(view(run).unwrap().state, State::Finished);
         status.pid = Some(std::process::id());
         assert!(process_alive(std::process::id()));
+    }
+
+    #[test]
+    fn a_live_pid_that_is_not_the_runs_process_is_not_the_run() {
+        let me = std::process::id();
+        let mut status = RunStatus::new(State::Running);
+        status.pid = Some(me);
+        assert_eq!(
+            RunDir::live_process(&status),
+            None,
+            "no start time: unverified"
+        );
+        let started = process_start(me).unwrap();
+        status.pid_start = Some(started + 1);
+        assert_eq!(
+            RunDir::live_process(&status),
+            None,
+            "another process, same pid"
+        );
+        status.pid_start = Some(started);
+        assert_eq!(RunDir::live_process(&status), Some(me));
     }
 }

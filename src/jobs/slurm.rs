@@ -1,7 +1,9 @@
 //! The Slurm backend: one sbatch script per run (resources from the config), status
 //! from `squeue` (and the run's events once the job has left the queue), cancel with
-//! `scancel`. Every value in a script is shell-quoted; commands get arguments, never a
-//! shell line.
+//! `scancel`. An `#SBATCH` line is a comment to bash, so quoting protects nothing there:
+//! resources are checked against Slurm's notation, the job name is reduced to safe
+//! characters, paths are quoted on the command line and refused with control
+//! characters; commands get arguments, never a shell line.
 
 use std::path::Path;
 use std::process::Command;
@@ -54,44 +56,137 @@ pub enum SlurmError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a Slurm config: {message}")]
+    Parse {
+        path: std::path::PathBuf,
+        message: String,
+    },
+    #[error("{field} {value:?} cannot go into a batch script: {rule}; nothing was submitted")]
+    Unsafe {
+        field: &'static str,
+        value: String,
+        rule: &'static str,
+    },
 }
 
-fn quote(text: &str) -> String {
-    shlex::try_quote(text).map_or_else(
-        // Only a NUL byte cannot be quoted; no path or name here has one.
-        |_| "''".to_string(),
-        |quoted| quoted.into_owned(),
-    )
+impl SlurmConfig {
+    /// Reads a `slurm.toml` and checks every value that goes into a batch script.
+    pub fn load(path: &Path) -> Result<Self, SlurmError> {
+        let text = crate::util::read_text(path).map_err(|source| SlurmError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let config: Self = toml::from_str(&text).map_err(|e| SlurmError::Parse {
+            path: path.to_path_buf(),
+            message: e.message().to_string(),
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Each resource in Slurm's own notation and nothing else, so that an `#SBATCH`
+    /// line (a comment to bash, where quoting means nothing) can hold it as it is.
+    pub fn check(&self) -> Result<(), SlurmError> {
+        let unsafe_value = |field, value: &str, rule| SlurmError::Unsafe {
+            field,
+            value: value.to_string(),
+            rule,
+        };
+        let memory = self.memory.trim_end_matches(['K', 'M', 'G', 'T']);
+        if memory.is_empty() || !memory.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(unsafe_value(
+                "memory",
+                &self.memory,
+                "digits with an optional K, M, G or T (e.g. 16G)",
+            ));
+        }
+        let time_ok = !self.time.is_empty()
+            && self
+                .time
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b':' || b == b'-');
+        if !time_ok {
+            return Err(unsafe_value(
+                "time",
+                &self.time,
+                "digits, ':' and '-' (e.g. 04:00:00 or 1-12:00:00)",
+            ));
+        }
+        if let Some(partition) = &self.partition {
+            let ok = !partition.is_empty()
+                && partition
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b','));
+            if !ok {
+                return Err(unsafe_value(
+                    "partition",
+                    partition,
+                    "letters, digits, '_', '-', '.' and ','",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
-/// The batch script of one run.
-pub(crate) fn script(run: &RunDir, name: &str, program: &Path, config: &SlurmConfig) -> String {
-    let dir = run.dir.to_string_lossy();
+/// A path for the script's command line: quoted for bash, and refused when it holds a
+/// character no single line can carry safely.
+fn quoted_path(field: &'static str, path: &Path) -> Result<String, SlurmError> {
+    let text = path.to_string_lossy();
+    if text.chars().any(char::is_control) {
+        return Err(SlurmError::Unsafe {
+            field,
+            value: text.into_owned(),
+            rule: "no newline, carriage return, NUL or other control character",
+        });
+    }
+    Ok(shlex::try_quote(&text)
+        .map_err(|_| SlurmError::Unsafe {
+            field,
+            value: text.to_string(),
+            rule: "no NUL byte",
+        })?
+        .into_owned())
+}
+
+/// The batch script of one run. Resources go on `#SBATCH` lines only after
+/// [`SlurmConfig::check`]; the job name is reduced to a safe character set; the run
+/// folder is given to `sbatch --chdir` as an argument, and the paths of the command
+/// are quoted and free of control characters.
+pub(crate) fn script(
+    run: &RunDir,
+    name: &str,
+    program: &Path,
+    config: &SlurmConfig,
+) -> Result<String, SlurmError> {
+    config.check()?;
     let mut lines = vec![
         "#!/bin/bash".to_string(),
-        format!("#SBATCH --job-name={}", quote(name)),
-        format!(
-            "#SBATCH --output={}",
-            quote(&run.output_path().to_string_lossy())
-        ),
-        format!("#SBATCH --chdir={}", quote(&dir)),
+        format!("#SBATCH --job-name={}", crate::util::safe_stem(name)),
+        // Relative to the job's working directory, the run folder (--chdir).
+        "#SBATCH --output=output.log".to_string(),
         format!("#SBATCH --cpus-per-task={}", config.cpus),
-        format!("#SBATCH --mem={}", quote(&config.memory)),
-        format!("#SBATCH --time={}", quote(&config.time)),
+        format!("#SBATCH --mem={}", config.memory),
+        format!("#SBATCH --time={}", config.time),
     ];
     if let Some(partition) = &config.partition {
-        lines.push(format!("#SBATCH --partition={}", quote(partition)));
+        lines.push(format!("#SBATCH --partition={partition}"));
     }
     if config.gpus > 0 {
         lines.push(format!("#SBATCH --gpus={}", config.gpus));
     }
     lines.push(format!(
         "exec {} train --config {} --out {}",
-        quote(&program.to_string_lossy()),
-        quote(&run.config_path().to_string_lossy()),
-        quote(&dir)
+        quoted_path("the program path", program)?,
+        quoted_path("the run's config path", &run.config_path())?,
+        quoted_path("the run folder", &run.dir)?
     ));
-    lines.join("\n") + "\n"
+    Ok(lines.join("\n") + "\n")
 }
 
 fn run_command(command: &'static str, args: &[&str]) -> Result<String, SlurmError> {
@@ -115,15 +210,15 @@ pub(crate) fn submit(
     program: &Path,
     config: &SlurmConfig,
 ) -> Result<String, SlurmError> {
+    let text = script(run, name, program, config)?;
     let path = run.dir.join("job.sbatch");
-    crate::util::write_atomic(&path, script(run, name, program, config).as_bytes()).map_err(
-        |source| SlurmError::Write {
-            path: path.clone(),
-            source,
-        },
-    )?;
+    crate::util::write_atomic(&path, text.as_bytes()).map_err(|source| SlurmError::Write {
+        path: path.clone(),
+        source,
+    })?;
+    let chdir = format!("--chdir={}", run.dir.to_string_lossy());
     let path_text = path.to_string_lossy();
-    let out = run_command("sbatch", &["--parsable", &path_text])?;
+    let out = run_command("sbatch", &["--parsable", &chdir, &path_text])?;
     // --parsable prints "id" or "id;cluster".
     let job = out.split(';').next().unwrap_or_default().to_string();
     let mut status = RunStatus::new(State::Queued);
@@ -161,7 +256,7 @@ pub(crate) fn poll(run: &RunDir) -> Result<State, SlurmError> {
 
 /// Cancels the run's job.
 pub(crate) fn cancel(run: &RunDir) -> Result<(), SlurmError> {
-    let current = view(run.clone())?;
+    let current = crate::jobs::registry::cancellable(run)?;
     if let Some(job) = &current.status.slurm_job {
         std::fs::write(run.cancel_marker(), b"").map_err(|source| SlurmError::Write {
             path: run.cancel_marker(),
@@ -170,4 +265,133 @@ pub(crate) fn cancel(run: &RunDir) -> Result<(), SlurmError> {
         run_command("scancel", &[job])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    const HOSTILE: [&str; 4] = [
+        "$(touch pwned-a)",
+        "'; touch pwned-b #",
+        "\"`touch pwned-c`\"",
+        "x && touch pwned-d",
+    ];
+
+    /// Every file under `dir` whose name starts with `pwned`.
+    fn pwned(dir: &Path) -> Vec<std::path::PathBuf> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                found.extend(pwned(&path));
+            } else if entry.file_name().to_string_lossy().starts_with("pwned") {
+                found.push(path);
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn values_that_break_a_line_are_refused_before_anything_is_written() {
+        let scratch = tempfile::tempdir().unwrap();
+        let run = RunDir {
+            dir: scratch.path().join("r0001"),
+        };
+        let program = Path::new("/bin/true");
+        for bad in ["x\ntouch /tmp/PWNED #", "x\rtouch", "x\u{0}y", "x\u{1b}[2J"] {
+            let fields: [(&str, SlurmConfig); 3] = [
+                (
+                    "memory",
+                    SlurmConfig {
+                        memory: bad.into(),
+                        ..Default::default()
+                    },
+                ),
+                (
+                    "time",
+                    SlurmConfig {
+                        time: bad.into(),
+                        ..Default::default()
+                    },
+                ),
+                (
+                    "partition",
+                    SlurmConfig {
+                        partition: Some(bad.into()),
+                        ..Default::default()
+                    },
+                ),
+            ];
+            for (field, config) in fields {
+                let error = script(&run, "n", program, &config).unwrap_err();
+                assert!(error.to_string().starts_with(field), "{field}: {error}");
+            }
+            let bad_dir = RunDir {
+                dir: scratch.path().join(bad),
+            };
+            let config = SlurmConfig::default();
+            assert!(script(&bad_dir, "n", program, &config).is_err(), "{bad:?}");
+            assert!(
+                script(&run, "n", Path::new(bad), &config).is_err(),
+                "{bad:?}"
+            );
+            // A name is never refused: it is reduced to safe characters.
+            let text = script(&run, bad, program, &config).unwrap();
+            assert_eq!(text.lines().count(), 7, "{text}");
+        }
+        for hostile in HOSTILE {
+            let config = SlurmConfig {
+                memory: hostile.into(),
+                ..Default::default()
+            };
+            assert!(script(&run, "n", program, &config).is_err());
+        }
+    }
+
+    #[test]
+    fn a_script_with_hostile_names_and_paths_runs_no_command() {
+        let scratch = tempfile::tempdir().unwrap();
+        for (i, hostile) in HOSTILE.iter().enumerate() {
+            let dir = scratch
+                .path()
+                .join(format!("runs {hostile}"))
+                .join(format!("r{i} {hostile}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            // The program the script execs: exists, does nothing.
+            let program = scratch.path().join(format!("program {hostile}"));
+            std::fs::write(&program, "#!/bin/sh\nexit 0\n").unwrap();
+            std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let run = RunDir { dir: dir.clone() };
+            let config = SlurmConfig {
+                partition: Some("debug".into()),
+                ..Default::default()
+            };
+            let name = format!("promptmner-{hostile}-r{i}");
+            let text = script(&run, &name, &program, &config).unwrap();
+            let path = dir.join("job.sbatch");
+            std::fs::write(&path, &text).unwrap();
+            let check = std::process::Command::new("bash")
+                .arg("-n")
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(check.status.success(), "{text}\n{check:?}");
+            let ran = std::process::Command::new("bash")
+                .arg(&path)
+                .current_dir(&dir)
+                .output()
+                .unwrap();
+            assert!(ran.status.success(), "{text}\n{ran:?}");
+            let job_name = text.lines().nth(1).unwrap();
+            assert!(
+                job_name
+                    .strip_prefix("#SBATCH --job-name=")
+                    .is_some_and(crate::util::is_plain_name),
+                "{job_name}"
+            );
+        }
+        assert_eq!(pwned(scratch.path()), Vec::<std::path::PathBuf>::new());
+    }
 }

@@ -125,8 +125,64 @@ impl ClipConfig {
         512
     }
 
+    /// Reads a CLIP `config.json` and checks it (see [`ClipConfig::check`]).
     pub fn load(path: &Path) -> std::result::Result<Self, ModelError> {
-        super::read_json(path)
+        let config: Self = super::read_json(path)?;
+        config.check(path)?;
+        Ok(config)
+    }
+
+    /// Both towers' fields in range (far above ViT-L/14), heads dividing each width, a
+    /// patch no larger than the image, and the weights fitting in memory.
+    pub fn check(&self, path: &Path) -> std::result::Result<(), ModelError> {
+        let (t, v) = (&self.text_config, &self.vision_config);
+        let divides = |width: usize, heads: usize| width % heads.max(1) == 0;
+        let patches = (v.image_size / v.patch_size.max(1)).pow(2) + 1;
+        let parameters = (t.vocab_size + t.max_position_embeddings) as u128 * t.hidden_size as u128
+            + (patches + v.num_channels * v.patch_size * v.patch_size) as u128
+                * v.hidden_size as u128
+            + (t.hidden_size + v.hidden_size) as u128 * self.projection_dim as u128
+            + super::config_check::stack_parameters(
+                t.hidden_size,
+                t.intermediate_size,
+                t.num_hidden_layers,
+            )
+            + super::config_check::stack_parameters(
+                v.hidden_size,
+                v.intermediate_size,
+                v.num_hidden_layers,
+            );
+        super::config_check::Checks::new(path)
+            .range("text_config.vocab_size", t.vocab_size, 1, 1_000_000)
+            .range("text_config.hidden_size", t.hidden_size, 1, 16_384)
+            .range("text_config.intermediate_size", t.intermediate_size, 1, 131_072)
+            .range("text_config.num_hidden_layers", t.num_hidden_layers, 1, 128)
+            .range("text_config.num_attention_heads", t.num_attention_heads, 1, 256)
+            .range("text_config.max_position_embeddings", t.max_position_embeddings, 2, 4_096)
+            .real("text_config.layer_norm_eps", t.layer_norm_eps, 0.0, 1.0, false)
+            .range("vision_config.hidden_size", v.hidden_size, 1, 16_384)
+            .range("vision_config.intermediate_size", v.intermediate_size, 1, 131_072)
+            .range("vision_config.num_hidden_layers", v.num_hidden_layers, 1, 128)
+            .range("vision_config.num_attention_heads", v.num_attention_heads, 1, 256)
+            .range("vision_config.image_size", v.image_size, 1, 4_096)
+            .range("vision_config.patch_size", v.patch_size, 1, v.image_size.max(1))
+            .range("vision_config.num_channels", v.num_channels, 1, 4)
+            .real("vision_config.layer_norm_eps", v.layer_norm_eps, 0.0, 1.0, false)
+            .range("projection_dim", self.projection_dim, 1, 16_384)
+            .holds(divides(t.hidden_size, t.num_attention_heads), || {
+                format!(
+                    "text_config.num_attention_heads = {} does not divide text_config.hidden_size = {}",
+                    t.num_attention_heads, t.hidden_size
+                )
+            })
+            .holds(divides(v.hidden_size, v.num_attention_heads), || {
+                format!(
+                    "vision_config.num_attention_heads = {} does not divide vision_config.hidden_size = {}",
+                    v.num_attention_heads, v.hidden_size
+                )
+            })
+            .fits(parameters)
+            .done()
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod clip;
 pub(crate) mod clip_cpu;
+pub(crate) mod config_check;
 pub(crate) mod cpu;
 pub mod device;
 pub mod encoder_cpu;

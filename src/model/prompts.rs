@@ -119,6 +119,12 @@ impl ContinuousPrompts {
         let mut right = tokenizer.encode_words(suffix.trim())?;
         right.push(end);
         let length = left.len() + 1 + right.len();
+        let context = clip.text.config.max_position_embeddings;
+        if length > context {
+            return Err(ModelError::Invalid(format!(
+                "template '{template}' takes {length} tokens with its start, end and the word's slot; this CLIP reads at most {context}: shorten the template"
+            )));
+        }
         let slot = self.vectors.narrow(0, 0, n)?.unsqueeze(1)?;
         let tokens = Tensor::cat(
             &[&embed(left)?, &slot.to_dtype(DType::F32)?, &embed(right)?],

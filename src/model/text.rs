@@ -46,8 +46,63 @@ pub struct BertConfig {
 }
 
 impl BertConfig {
+    /// Reads a `config.json` and checks it (see [`BertConfig::check`]).
     pub fn load(path: &Path) -> std::result::Result<Self, ModelError> {
-        super::read_json(path)
+        let config: Self = super::read_json(path)?;
+        config.check(path)?;
+        Ok(config)
+    }
+
+    /// Every field in range (far above any published BERT), heads dividing the width,
+    /// and the weights fitting in memory; `path` names the file in the error.
+    pub fn check(&self, path: &Path) -> std::result::Result<(), ModelError> {
+        let heads = self.num_attention_heads.max(1);
+        let embeddings = (self.vocab_size + self.max_position_embeddings + self.type_vocab_size)
+            as u128
+            * self.hidden_size as u128;
+        super::config_check::Checks::new(path)
+            .range("vocab_size", self.vocab_size, 1, 1_000_000)
+            .range("hidden_size", self.hidden_size, 1, 16_384)
+            .range("num_hidden_layers", self.num_hidden_layers, 1, 128)
+            .range("num_attention_heads", self.num_attention_heads, 1, 256)
+            .range("intermediate_size", self.intermediate_size, 1, 131_072)
+            .range(
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                1,
+                65_536,
+            )
+            .range("type_vocab_size", self.type_vocab_size, 1, 1_024)
+            .real("layer_norm_eps", self.layer_norm_eps, 0.0, 1.0, false)
+            .real(
+                "hidden_dropout_prob",
+                self.hidden_dropout_prob.into(),
+                0.0,
+                1.0,
+                true,
+            )
+            .real(
+                "attention_probs_dropout_prob",
+                self.attention_probs_dropout_prob.into(),
+                0.0,
+                1.0,
+                true,
+            )
+            .holds(self.hidden_size % heads == 0, || {
+                format!(
+                    "num_attention_heads = {} does not divide hidden_size = {}",
+                    self.num_attention_heads, self.hidden_size
+                )
+            })
+            .fits(
+                embeddings
+                    + super::config_check::stack_parameters(
+                        self.hidden_size,
+                        self.intermediate_size,
+                        self.num_hidden_layers,
+                    ),
+            )
+            .done()
     }
 }
 

@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::tags::EntityType;
 
+/// The most words a template may have: CLIP's context is 77 tokens, and a word the
+/// template is filled with may take several (the model checks the exact count).
+pub const MAX_TEMPLATE_WORDS: usize = 16;
+
 /// The template every shipped vocabulary starts from (DESIGN §3).
 pub const DEFAULT_TEMPLATE: &str = "an image of {}";
 
@@ -91,6 +95,10 @@ pub struct DiscretePrompt {
 /// What makes a vocabulary invalid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VocabularyInvalid {
+    #[error(
+        "template '{template}' has {words} words; at most {MAX_TEMPLATE_WORDS} fit beside a word in CLIP's context (the paper's is 4: \"an image of {{}}\")"
+    )]
+    LongTemplate { template: String, words: usize },
     #[error("template '{0}' must contain '{{}}' exactly once (the word's slot)")]
     Template(String),
     #[error("{kind}.{list} has an empty word")]
@@ -106,8 +114,11 @@ pub enum VocabularyInvalid {
         "'{0}' is not an entity type or setting (expected template, continuous, PER, LOC, ORG, OTHER)"
     )]
     UnknownType(String),
-    #[error("entity type {0} is given twice")]
-    DuplicateType(EntityType),
+    /// TOML itself refuses a table given twice; only the alias can repeat a type.
+    #[error(
+        "[MISC] and [OTHER] are both given: MISC is read as OTHER (the datasets' name for it); keep one of the two"
+    )]
+    MiscAndOther,
     #[error("{key}: {message}")]
     BadValue { key: String, message: String },
 }
@@ -219,7 +230,7 @@ impl Vocabulary {
                         .try_into()
                         .map_err(|e: toml::de::Error| bad(name, e.message().to_string()))?;
                     if vocabulary.types.insert(kind, words).is_some() {
-                        return Err(VocabularyInvalid::DuplicateType(kind));
+                        return Err(VocabularyInvalid::MiscAndOther);
                     }
                 }
             }
@@ -244,6 +255,13 @@ impl Vocabulary {
     pub fn validate(&self) -> Result<(), VocabularyInvalid> {
         if self.template.matches("{}").count() != 1 {
             return Err(VocabularyInvalid::Template(self.template.clone()));
+        }
+        let words = self.template.split_whitespace().count();
+        if words > MAX_TEMPLATE_WORDS {
+            return Err(VocabularyInvalid::LongTemplate {
+                template: self.template.clone(),
+                words,
+            });
         }
         for (&kind, words) in &self.types {
             // CLIP's tokenizer lowercases, so words differing only in case are one prompt.
@@ -449,6 +467,17 @@ labels = ["location"]
     }
 
     #[test]
+    fn rejects_templates_longer_than_clip_can_read() {
+        let long = format!("{{}} {}", ["word"; 40].join(" "));
+        let error = invalid(&format!("template = \"{long}\"\n"));
+        assert!(
+            matches!(error, VocabularyInvalid::LongTemplate { words: 41, .. }),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("at most 16"), "{error}");
+    }
+
+    #[test]
     fn rejects_templates_without_exactly_one_slot() {
         for template in ["an image", "{} and {}"] {
             assert_eq!(
@@ -468,10 +497,12 @@ labels = ["location"]
             invalid("continuous = -1\n"),
             VocabularyInvalid::BadValue { .. }
         ));
-        assert!(matches!(
-            invalid("[OTHER]\nlabels=[\"a\"]\n[MISC]\nlabels=[\"b\"]\n"),
-            VocabularyInvalid::DuplicateType(EntityType::Other)
-        ));
+        let twice = invalid("[OTHER]\nlabels=[\"a\"]\n[MISC]\nlabels=[\"b\"]\n");
+        assert!(matches!(twice, VocabularyInvalid::MiscAndOther));
+        assert!(
+            twice.to_string().contains("MISC is read as OTHER"),
+            "{twice}"
+        );
         assert!(matches!(parse("[PER"), Err(VocabularyError::Syntax { .. })));
     }
 

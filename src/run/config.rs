@@ -111,6 +111,8 @@ pub enum ConfigError {
     BadSet(String),
     #[error("--set {key}: {message}")]
     SetPath { key: String, message: String },
+    #[error("--set {sets}: {message}")]
+    SetValues { sets: String, message: String },
     #[error("{path}: {key} = {value} is out of range: {expected}")]
     OutOfRange {
         path: PathBuf,
@@ -166,6 +168,16 @@ impl TrainConfig {
         let mut table: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| parse_error(e.to_string()))?;
+        if overrides.is_empty() {
+            let config: Self = toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| parse_error(e.to_string()))?;
+            config.check(path)?;
+            return Ok(config);
+        }
+        // The file on its own first, so that what is wrong is blamed on the file or on
+        // the --set values, whichever holds it.
+        Self::parse(text, path, &[])?;
         for item in overrides {
             let (key, value) = item
                 .split_once('=')
@@ -177,17 +189,35 @@ impl TrainConfig {
                 }
             })?;
         }
+        let set_error = |message: String| ConfigError::SetValues {
+            sets: overrides.join(" "),
+            message,
+        };
         let config: Self = toml::Value::Table(table)
             .try_into()
-            .map_err(|e: toml::de::Error| parse_error(e.to_string()))?;
-        match config.bounds().into_iter().find(|bound| !bound.ok) {
+            .map_err(|e: toml::de::Error| set_error(e.message().to_string()))?;
+        config.check(path).map_err(|error| match error {
+            ConfigError::OutOfRange {
+                key,
+                value,
+                expected,
+                ..
+            } => set_error(format!("{key} = {value} is out of range: {expected}")),
+            other => other,
+        })?;
+        Ok(config)
+    }
+
+    /// Every numeric setting within its range; `path` names where the config came from.
+    pub fn check(&self, path: &Path) -> Result<(), ConfigError> {
+        match self.bounds().into_iter().find(|bound| !bound.ok) {
             Some(bound) => Err(ConfigError::OutOfRange {
                 path: path.to_path_buf(),
                 key: bound.key,
                 value: bound.value,
                 expected: bound.expected,
             }),
-            None => Ok(config),
+            None => Ok(()),
         }
     }
 
@@ -196,6 +226,9 @@ impl TrainConfig {
     fn bounds(&self) -> Vec<Bound> {
         let (model, optim) = (&self.model, &self.optim);
         vec![
+            // Zero epochs train nothing and save no weights; a huge count overflows the
+            // step count.
+            count("epochs", self.epochs, 1, 100_000, "1 to 100000"),
             count("batch_size", self.batch_size, 1, 1 << 16, "1 to 65536"),
             count(
                 "eval_batch_size",
@@ -370,7 +403,14 @@ clip = "tiny-clip"
         assert!(matches!(err, ConfigError::BadSet(_)));
         let err =
             TrainConfig::parse(BASE, Path::new("c.toml"), &["epochs=many".into()]).unwrap_err();
-        assert!(err.to_string().contains("c.toml"), "{err}");
+        let message = err.to_string();
+        assert!(
+            message.starts_with("--set epochs=many: ") && !message.contains("c.toml"),
+            "the --set value is wrong, not the file: {message}"
+        );
+        let broken = format!("epochs = 0\n{BASE}");
+        let err = TrainConfig::parse(&broken, Path::new("c.toml"), &["seed=1".into()]).unwrap_err();
+        assert!(err.to_string().starts_with("c.toml: epochs = 0"), "{err}");
     }
 
     #[test]
@@ -380,6 +420,8 @@ clip = "tiny-clip"
             err.to_string()
         };
         for (set, key) in [
+            ("epochs=0", "epochs"),
+            ("epochs=9223372036854775807", "epochs"),
             ("batch_size=0", "batch_size"),
             ("log_every=0", "log_every"),
             ("model.fusion_heads=0", "model.fusion_heads"),
@@ -396,7 +438,7 @@ clip = "tiny-clip"
         ] {
             let message = refused(set);
             assert!(
-                message.starts_with(&format!("c.toml: {key} = "))
+                message.starts_with(&format!("--set {set}: {key} = "))
                     && message.contains("out of range"),
                 "{set}: {message}"
             );

@@ -33,6 +33,14 @@ pub enum RunError {
     },
     #[error("{path} is not a metrics file: {message}")]
     BadMetrics { path: PathBuf, message: String },
+    #[error(
+        "{path} asks for {requested} continuous prompts; the checkpoint trained {trained}: more needs a retrain (promptmner runs submit --variant continuous-{requested}), fewer can be set with `continuous = N`"
+    )]
+    RetrainNeeded {
+        path: PathBuf,
+        requested: usize,
+        trained: usize,
+    },
 }
 
 /// Scores of one evaluation.
@@ -162,6 +170,14 @@ impl Checkpoint {
         let mut model = PromptMner::new(&backbones, &config.model, device)?;
         model.load_weights(&run.weights())?;
         let vocabulary = Vocabulary::load(&run.prompts())?;
+        let trained = config.model.continuous_prompts;
+        if vocabulary.continuous > trained {
+            return Err(RunError::RetrainNeeded {
+                path: run.prompts(),
+                requested: vocabulary.continuous,
+                trained,
+            });
+        }
         Ok(Self {
             model,
             vocabulary,

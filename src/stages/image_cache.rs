@@ -111,12 +111,12 @@ pub fn image_states(
             states[i] = Some(ImageState::none(crate::data::images::NoImage::NoImageId));
             continue;
         };
-        let Some(path) = resolver.resolve(id) else {
-            states[i] = Some(ImageState::none(crate::data::images::NoImage::NotFound {
-                id: id.to_string(),
-                dir: resolver.dir().to_path_buf(),
-            }));
-            continue;
+        let path = match resolver.resolve(id) {
+            Ok(path) => path,
+            Err(reason) => {
+                states[i] = Some(ImageState::none(reason));
+                continue;
+            }
         };
         let entry = cache.and_then(|c| c.entry(&path).ok());
         if let Some(values) = cache.zip(entry.as_ref()).and_then(|(c, e)| c.get(e, dim)) {

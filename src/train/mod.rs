@@ -58,10 +58,22 @@ pub enum TrainError {
     Exists(PathBuf),
     #[error("{0} holds no completed epoch to resume from")]
     NothingToResume(PathBuf),
+    #[error(
+        "--resume would change the run recorded in {config} ({changes}); resume with the settings it was started with, or train into a new --out"
+    )]
+    ChangedOnResume { config: PathBuf, changes: String },
     #[error("{path} is not a training state: {message}")]
     BadState { path: PathBuf, message: String },
     #[error("the training set {0} is empty")]
     Empty(PathBuf),
+}
+
+/// A saved training state that does not load (truncated by a kill, edited).
+fn damaged_state(path: PathBuf, error: impl std::fmt::Display) -> TrainError {
+    TrainError::BadState {
+        path,
+        message: format!("{error}; it is damaged: train into a new --out to start afresh"),
+    }
 }
 
 fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
@@ -190,6 +202,9 @@ pub fn train(
     if !resume && (has_state || run.config().is_file()) {
         return Err(TrainError::Exists(out.to_path_buf()));
     }
+    if resume {
+        unchanged_on_resume(config, &run)?;
+    }
     std::fs::create_dir_all(run.state_dir()).map_err(write_error(&run.state_dir()))?;
     let log = RunLog::open(out).map_err(write_error(out))?;
     let result = train_inner(config, &run, resume, device, &log, progress);
@@ -201,6 +216,50 @@ pub fn train(
     result
 }
 
+/// A resumed run goes on as it was started: a setting that differs from its recorded
+/// config.toml (a changed --set, an edited config) is refused, naming the keys, rather
+/// than trained with while the record says otherwise.
+fn unchanged_on_resume(config: &TrainConfig, run: &RunDir) -> Result<(), TrainError> {
+    let recorded = TrainConfig::load(&run.config(), &[])?;
+    // Backbones are recorded as the run resolved them (a `tiny` encoder becomes the
+    // run's own `text/`); every other key must match.
+    let given = TrainConfig {
+        backbones: recorded.backbones.clone(),
+        ..config.clone()
+    };
+    let table = |c: &TrainConfig| toml::Table::try_from(c).unwrap_or_default();
+    let changed = changed_keys("", &table(&given), &table(&recorded));
+    if changed.is_empty() {
+        return Ok(());
+    }
+    Err(TrainError::ChangedOnResume {
+        config: run.config(),
+        changes: changed.join(", "),
+    })
+}
+
+/// Dotted keys whose values differ between two tables, as `key: recorded → given`.
+fn changed_keys(prefix: &str, given: &toml::Table, recorded: &toml::Table) -> Vec<String> {
+    let mut keys: Vec<&String> = given.keys().chain(recorded.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut changed = Vec::new();
+    for key in keys {
+        let name = format!("{prefix}{key}");
+        match (given.get(key), recorded.get(key)) {
+            (Some(toml::Value::Table(a)), Some(toml::Value::Table(b))) => {
+                changed.extend(changed_keys(&format!("{name}."), a, b));
+            }
+            (a, b) if a != b => {
+                let show = |v: Option<&toml::Value>| v.map_or("(none)".into(), |v| v.to_string());
+                changed.push(format!("{name}: {} → {}", show(b), show(a)));
+            }
+            _ => {}
+        }
+    }
+    changed
+}
+
 fn train_inner(
     config: &TrainConfig,
     run: &RunDir,
@@ -209,7 +268,10 @@ fn train_inner(
     log: &RunLog,
     progress: &dyn Progress,
 ) -> Result<TrainSummary, TrainError> {
-    let vocabulary = Vocabulary::load(&config.prompts)?;
+    let mut vocabulary = Vocabulary::load(&config.prompts)?;
+    // The checkpoint's prompts.toml records the count trained, which every command
+    // then uses (the vocabulary file given may name another).
+    vocabulary.continuous = config.model.continuous_prompts;
     // The backbones as the run records them: a fresh `tiny` text encoder is written into
     // the run, and paths inside the run directory are kept relative to it.
     let names = if resume {
@@ -300,8 +362,12 @@ fn train_inner(
     };
     let mut metrics = Metrics::default();
     if resume {
-        model.load_weights(&run.state_weights())?;
-        optimizer.load(&run.state_optimizer())?;
+        model
+            .load_weights(&run.state_weights())
+            .map_err(|e| damaged_state(run.state_weights(), e))?;
+        optimizer
+            .load(&run.state_optimizer())
+            .map_err(|e| damaged_state(run.state_optimizer(), e))?;
         let text = std::fs::read_to_string(run.state_metrics())
             .map_err(write_error(&run.state_metrics()))?;
         metrics = serde_json::from_str(&text).map_err(|e| TrainError::BadState {

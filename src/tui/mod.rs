@@ -204,11 +204,13 @@ fn run_on(
         suggestions_stop: Arc::new(AtomicBool::new(false)),
     };
     // The engine loads while the terminal is asked about images (up to 2 s where it
-    // does not answer); the loading screen shows meanwhile.
+    // does not answer). The query reads stdin, so it ends before the first screen and
+    // before keys are read: a key typed once the workbench shows is never its answer.
+    let picker = picker();
+    read_input(wake.clone());
     terminal.draw(|frame| views::draw(&app, frame))?;
-    let images = image_worker(picker(), wake.clone());
+    let images = image_worker(picker, wake.clone());
     watch_jobs(options.runs_root.clone(), wake.clone());
-    read_input(wake);
     let mut frames = FrameTimes::new(started);
     let mut requested: Option<(PathBuf, Rect)> = None;
     let mut dirty = true;
@@ -491,19 +493,22 @@ fn cancel_run(app: &App, id: &str) -> String {
 }
 
 fn export_table(app: &App, format: Format) -> String {
-    let group = app.jobs.group.as_deref().unwrap_or("runs");
-    let extension = match format {
-        Format::Md => "md",
-        Format::Csv => "csv",
-    };
-    let path = app
-        .session
-        .runs_root
-        .join(format!("table-{group}.{extension}"));
+    let path = export_path(&app.session.runs_root, app.jobs.group.as_deref(), format);
     match crate::util::write_atomic(&path, render(&app.jobs.table, format).as_bytes()) {
         Ok(()) => format!("wrote {}", path.display()),
         Err(e) => format!("cannot write {}: {e}", path.display()),
     }
+}
+
+/// `table-GROUP.md|csv` in the runs folder; the group (a user's label) becomes a plain
+/// file name first, so the file cannot land outside the folder.
+fn export_path(runs_root: &Path, group: Option<&str>, format: Format) -> PathBuf {
+    let extension = match format {
+        Format::Md => "md",
+        Format::Csv => "csv",
+    };
+    let stem = crate::util::safe_stem(group.unwrap_or("runs"));
+    runs_root.join(format!("table-{stem}.{extension}"))
 }
 
 /// Reads the runs folder every second (file reads stay off the UI thread).

@@ -689,6 +689,20 @@ fn the_jobs_panel_cancels_running_runs_and_loads_finished_ones() {
 }
 
 #[test]
+fn an_exported_table_stays_in_the_runs_folder_whatever_the_group_is_called() {
+    let root = std::path::Path::new("/runs");
+    let path = super::export_path(
+        root,
+        Some("x/../../escape-17"),
+        crate::jobs::table::Format::Md,
+    );
+    assert_eq!(path, root.join("table-x_.._.._escape-17.md"));
+    assert_eq!(path.parent(), Some(root));
+    let csv = super::export_path(root, None, crate::jobs::table::Format::Csv);
+    assert_eq!(csv, root.join("table-runs.csv"));
+}
+
+#[test]
 fn snapshot_jobs_panel() {
     let mut app = loaded();
     run(&mut app, Action::Jobs(jobs_snapshot()));

@@ -27,9 +27,27 @@ pub fn twitter2015() -> Option<PathBuf> {
     Some(dir)
 }
 
-/// The promptmner binary built for these tests.
+/// The home folder the tests' commands see: under the build's temporary folder, so
+/// that no cache, run or model store of a test lands in the user's own home.
+pub fn test_home() -> PathBuf {
+    let home = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("test-home");
+    std::fs::create_dir_all(&home).unwrap();
+    home
+}
+
+/// The promptmner binary built for these tests, with its home, caches, runs and model
+/// store in [`test_home`] (a test may still point one of them elsewhere).
 pub fn promptmner() -> std::process::Command {
-    std::process::Command::new(env!("CARGO_BIN_EXE_promptmner"))
+    let home = test_home();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_promptmner"));
+    command
+        .env("HOME", &home)
+        .env("XDG_CACHE_HOME", home.join(".cache"))
+        .env("XDG_DATA_HOME", home.join(".local/share"))
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("PROMPTMNER_CACHE", home.join(".cache/promptmner"))
+        .env("PROMPTMNER_RUNS", home.join("runs"));
+    command
 }
 
 /// `promptmner runs --runs ROOT ARGS...` from the repository root; its stdout, after
