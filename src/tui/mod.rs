@@ -8,6 +8,7 @@ pub(crate) mod app;
 pub(crate) mod editor;
 pub(crate) mod filter;
 pub(crate) mod keys;
+mod terminal_query;
 pub(crate) mod views;
 
 #[cfg(test)]
@@ -166,11 +167,8 @@ fn picker() -> Picker {
     match std::env::var("PROMPTMNER_IMAGE_PROTOCOL").as_deref() {
         // Skips the query (terminals known not to show images, tests).
         Ok("halfblocks") => Picker::halfblocks(),
-        // Asks the terminal (kitty, sixel, iTerm2; up to 2 s) before any event is read.
-        _ => Picker::from_query_stdio().unwrap_or_else(|e| {
-            tracing::info!("terminal image query failed ({e}); using half-blocks");
-            Picker::halfblocks()
-        }),
+        // Asks the terminal (kitty, sixel; up to 1.5 s) before any event is read.
+        _ => terminal_query::query_picker(),
     }
 }
 
