@@ -272,10 +272,9 @@ impl Worker {
             .text_cache
             .as_ref()
             .and_then(|c| c.load(hidden, &words))
+            && let Err(e) = self.adopt_stored_states(&stored)
         {
-            if let Err(e) = self.adopt_stored_states(&stored) {
-                self.report_error(generation, e);
-            }
+            self.report_error(generation, e);
         }
         if !self.tweets.is_empty() {
             self.show(generation);

@@ -136,7 +136,7 @@ impl ClipConfig {
     /// patch no larger than the image, and the weights fitting in memory.
     pub fn check(&self, path: &Path) -> std::result::Result<(), ModelError> {
         let (t, v) = (&self.text_config, &self.vision_config);
-        let divides = |width: usize, heads: usize| width % heads.max(1) == 0;
+        let divides = |width: usize, heads: usize| width.is_multiple_of(heads.max(1));
         let patches = (v.image_size / v.patch_size.max(1)).pow(2) + 1;
         let parameters = (t.vocab_size + t.max_position_embeddings) as u128 * t.hidden_size as u128
             + (patches + v.num_channels * v.patch_size * v.patch_size) as u128

@@ -88,7 +88,7 @@ impl BertConfig {
                 1.0,
                 true,
             )
-            .holds(self.hidden_size % heads == 0, || {
+            .holds(self.hidden_size.is_multiple_of(heads), || {
                 format!(
                     "num_attention_heads = {} does not divide hidden_size = {}",
                     self.num_attention_heads, self.hidden_size

@@ -96,10 +96,10 @@ pub fn image_states(
         let pixels: Vec<Tensor> = pending.iter().map(|(_, _, p)| p.clone()).collect();
         let encoded = model.encode_pixels(&Tensor::stack(&pixels, 0)?)?;
         for ((i, entry, _), state) in pending.drain(..).zip(encoded) {
-            if let (Some(cache), Some(entry), Some(embedding)) = (cache, entry, state.embedding()) {
-                if let Err(e) = cache.put(&entry, &embedding.to_vec1::<f32>()?) {
-                    tracing::warn!("cannot write the image cache {}: {e}", entry.display());
-                }
+            if let (Some(cache), Some(entry), Some(embedding)) = (cache, entry, state.embedding())
+                && let Err(e) = cache.put(&entry, &embedding.to_vec1::<f32>()?)
+            {
+                tracing::warn!("cannot write the image cache {}: {e}", entry.display());
             }
             states[i] = Some(state);
         }

@@ -290,10 +290,9 @@ fn train_inner(
             if let (Ok(path), Ok(dir)) = (
                 Path::new(name.as_str()).canonicalize(),
                 run.dir.canonicalize(),
-            ) {
-                if let Ok(inside) = path.strip_prefix(&dir) {
-                    *name = inside.to_string_lossy().into_owned();
-                }
+            ) && let Ok(inside) = path.strip_prefix(&dir)
+            {
+                *name = inside.to_string_lossy().into_owned();
             }
         }
         names
@@ -458,7 +457,7 @@ fn train_inner(
                 batch.len() as u64,
                 &format!("loss {:.4} {rate:.1} ex/s", loss_sum / loss_count as f64),
             );
-            if optimizer.step % config.log_every.max(1) == 0 {
+            if optimizer.step.is_multiple_of(config.log_every.max(1)) {
                 log.emit(&Event::Step {
                     epoch,
                     step: optimizer.step,

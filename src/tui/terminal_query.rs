@@ -26,7 +26,11 @@ pub(crate) fn query_picker() -> Picker {
         query.push_str("\x1b[5n");
     }
     let mut stdout = std::io::stdout();
-    if stdout.write_all(query.as_bytes()).and_then(|()| stdout.flush()).is_err() {
+    if stdout
+        .write_all(query.as_bytes())
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
         return Picker::halfblocks();
     }
     let responses = read_answers(if in_tmux { 2 } else { 1 });

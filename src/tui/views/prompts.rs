@@ -37,7 +37,7 @@ fn bar(value: f32, max: f32, width: usize) -> String {
     };
     let eighths = (cells.clamp(0.0, width as f32) * 8.0).round() as usize;
     let mut bar = "█".repeat(eighths / 8);
-    if eighths % 8 > 0 {
+    if !eighths.is_multiple_of(8) {
         bar.push(EIGHTHS[eighths % 8 - 1]);
     }
     format!("{bar:<width$}")
