@@ -116,18 +116,22 @@ pub(super) fn run(args: RunsArgs) -> anyhow::Result<()> {
                 vocabulary,
                 name,
             };
-            // Read (and checked) before any run folder is made.
-            let slurm = slurm_config(&root, slurm_path.as_deref())?;
             let program = program()?;
-            let runs = submit(&registry, &submission)?;
+            // The Slurm config is read (and checked) before any run folder is made.
             let backend: Box<dyn Backend> = match backend {
                 BackendKind::Local => Box::new(crate::jobs::LocalBackend {
                     root: root.clone(),
                     program,
                     limit,
                 }),
-                kind => backend_for(kind, &root, &program, &slurm),
+                kind => backend_for(
+                    kind,
+                    &root,
+                    &program,
+                    &slurm_config(&root, slurm_path.as_deref())?,
+                ),
             };
+            let runs = submit(&registry, &submission)?;
             for run in &runs {
                 backend.submit(run)?;
                 println!("{}", run.spec()?.id);
