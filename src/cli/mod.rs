@@ -808,7 +808,7 @@ fn models(command: ModelsCommand) -> anyhow::Result<()> {
             Ok(())
         }
         ModelsCommand::Fetch { name } => {
-            for dir in store.fetch(&name)? {
+            for dir in store.fetch(&name, &Bars::default())? {
                 eprintln!("{name}: {}", dir.display());
             }
             Ok(())

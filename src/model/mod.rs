@@ -9,6 +9,7 @@ pub(crate) mod cpu;
 pub mod device;
 pub mod encoder_cpu;
 pub mod fusion;
+pub mod hub;
 pub(crate) mod kernels;
 pub mod ops;
 pub mod prompts;

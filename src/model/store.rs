@@ -1,6 +1,7 @@
-//! The local model store: backbones resolved by name (in the platform cache directory)
-//! or by path, listed, fetched from the Hugging Face hub, and the `tiny` backbones
-//! written locally with random weights.
+//! The local model store: backbones resolved by path, by name in the store (the
+//! platform cache directory), or from the Hugging Face cache that `transformers` shares,
+//! in place; listed; fetched from the hub (or a mirror) into that cache; and the `tiny`
+//! backbones written locally with random weights.
 
 use std::collections::BTreeSet;
 
@@ -20,9 +21,11 @@ use tokenizers::processors::bert::BertProcessing;
 use tokenizers::processors::template::TemplateProcessing;
 
 use super::clip::{ClipConfig, ClipModel, ClipTextConfig, ClipVisionConfig};
+use super::hub::{self, HubSettings};
 use super::ops::Activation;
 use super::text::{BertConfig, BertModel};
 use super::{Backbones, ModelConfig};
+use crate::progress::Progress;
 
 /// Files every backbone directory holds.
 pub const BACKBONE_FILES: [&str; 3] = ["config.json", "model.safetensors", "tokenizer.json"];
@@ -41,40 +44,44 @@ pub const TINY_CLIP: &str = "tiny-clip";
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(
-        "model '{name}' is neither a directory nor in the model store; run `promptmner models fetch {name}` \
-         or place {} in {}",
+        "model '{name}' is not a directory, not in the model store ({dir}) and not in the Hugging Face cache ({hub_cache}); run `promptmner models fetch {name}` or place {} in {}",
         BACKBONE_FILES.join(", "),
         dir.display()
     )]
-    NotFound { name: String, dir: PathBuf },
+    NotFound {
+        name: String,
+        dir: PathBuf,
+        hub_cache: PathBuf,
+    },
     #[error(
         "{dir} lacks {missing}: a backbone folder holds {} (`promptmner models fetch NAME` downloads them)",
         BACKBONE_FILES.join(", ")
     )]
     Incomplete { dir: PathBuf, missing: String },
     #[error(
-        "cannot download {repo} from the Hugging Face hub ({reason}); without a network, download \
-         {} from https://huggingface.co/{repo} by other means and place them in {}",
-        BACKBONE_FILES.join(", "),
-        dir.display()
+        "{dir} has pytorch_model.bin but no model.safetensors: `promptmner models fetch {name}` converts it into the model store (no download)"
     )]
-    Download {
-        repo: String,
-        dir: PathBuf,
-        reason: String,
+    NeedsConversion { name: String, dir: PathBuf },
+    #[error(transparent)]
+    Hub(#[from] super::hub::HubError),
+    #[error("cannot convert {path} to safetensors: {source}")]
+    Convert {
+        path: PathBuf,
+        source: candle_core::Error,
     },
     #[error(
-        "unknown model '{0}' (known: all-MiniLM-L6-v2, bert-base-cased, clip-vit-base-patch32, tiny, or a Hugging Face repository id such as owner/name)"
+        "unknown model '{0}' (known: all-MiniLM-L6-v2, bert-base-cased, clip-vit-base-patch32, the presets tiny, minilm and base, or a Hugging Face repository id such as owner/name)"
     )]
     Unknown(String),
     #[error("cannot write {path}: {message}")]
     Write { path: PathBuf, message: String },
 }
 
-/// A directory of backbones by name.
+/// A directory of backbones by name, and the hub they come from.
 #[derive(Debug, Clone)]
 pub struct ModelStore {
     pub root: PathBuf,
+    pub hub: HubSettings,
 }
 
 /// A model directory in the store and which backbone files it holds.
@@ -86,7 +93,8 @@ pub struct StoreEntry {
 }
 
 impl ModelStore {
-    /// `$PROMPTMNER_MODELS`, else `<platform cache dir>/promptmner/models`.
+    /// `$PROMPTMNER_MODELS`, else `<platform cache dir>/promptmner/models`; the hub as
+    /// the environment sets it (`HF_ENDPOINT`, `HF_HOME`, `HF_HUB_CACHE`, ...).
     pub fn default_location() -> Self {
         let root = std::env::var_os("PROMPTMNER_MODELS")
             .map(PathBuf::from)
@@ -95,30 +103,45 @@ impl ModelStore {
                     .map(|d| d.cache_dir().join("models"))
             })
             .unwrap_or_else(|| PathBuf::from(".promptmner/models"));
-        Self { root }
+        Self::new(root)
     }
 
+    /// A store at `root` with the environment's hub settings.
     pub fn new(root: PathBuf) -> Self {
-        Self { root }
+        Self::with_hub(root, HubSettings::from_env())
+    }
+
+    pub fn with_hub(root: PathBuf, hub: HubSettings) -> Self {
+        Self { root, hub }
     }
 
     /// The directory of `name_or_path`: an existing directory as given, else the store's
-    /// directory of that name. It must hold config.json, model.safetensors, tokenizer.json.
+    /// directory of that name, else the Hugging Face cache's snapshot of the repository
+    /// it names (used in place, nothing downloaded). It must hold config.json,
+    /// model.safetensors, tokenizer.json.
     pub fn resolve(&self, name_or_path: &str) -> Result<PathBuf, StoreError> {
         let direct = PathBuf::from(name_or_path);
+        let stored = self.root.join(local_name(name_or_path));
         let dir = if direct.is_dir() {
             direct
-        } else {
-            let stored = self.root.join(local_name(name_or_path));
-            if !stored.is_dir() {
-                return Err(StoreError::NotFound {
-                    name: name_or_path.to_string(),
-                    dir: stored,
-                });
-            }
+        } else if stored.is_dir() {
             stored
+        } else if let Some(snapshot) = self.cached_snapshot(name_or_path) {
+            snapshot
+        } else {
+            return Err(StoreError::NotFound {
+                name: name_or_path.to_string(),
+                dir: stored,
+                hub_cache: self.hub.cache.clone(),
+            });
         };
         let missing = missing_files(&dir);
+        if missing == ["model.safetensors"] && dir.join("pytorch_model.bin").is_file() {
+            return Err(StoreError::NeedsConversion {
+                name: name_or_path.to_string(),
+                dir,
+            });
+        }
         if !missing.is_empty() {
             return Err(StoreError::Incomplete {
                 dir,
@@ -128,6 +151,17 @@ impl ModelStore {
         Ok(dir)
     }
 
+    /// The hub cache's snapshot of the repository `name` stands for (its own id, and the
+    /// legacy id without an organisation that older `transformers` cached under).
+    fn cached_snapshot(&self, name: &str) -> Option<PathBuf> {
+        let repo = repo_of(name)?;
+        let legacy = repo.rsplit('/').next().unwrap_or(&repo).to_string();
+        [repo, legacy]
+            .iter()
+            .filter_map(|r| self.hub.snapshot(r))
+            .find(|s| s.join("config.json").is_file())
+    }
+
     /// Every directory in the store.
     pub fn list(&self) -> Vec<StoreEntry> {
         let Ok(entries) = std::fs::read_dir(&self.root) else {
@@ -135,7 +169,7 @@ impl ModelStore {
         };
         let mut out: Vec<StoreEntry> = entries
             .filter_map(Result::ok)
-            .filter(|e| e.path().is_dir())
+            .filter(|e| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('.'))
             .map(|e| StoreEntry {
                 name: e.file_name().to_string_lossy().into_owned(),
                 missing: missing_files(&e.path()),
@@ -146,44 +180,101 @@ impl ModelStore {
         out
     }
 
-    /// Downloads a model's backbone files from the hub into the store; `tiny` writes
-    /// the tiny backbones from the embedded demo world instead.
-    pub fn fetch(&self, name: &str) -> Result<Vec<PathBuf>, StoreError> {
+    /// Fetches a model's backbone files (both of a preset's: `minilm`, `base`) into the
+    /// hub cache and names them in the store (links, so nothing is copied); `tiny`
+    /// writes the tiny backbones from the embedded demo world instead.
+    pub fn fetch(&self, name: &str, progress: &dyn Progress) -> Result<Vec<PathBuf>, StoreError> {
         if name == "tiny" {
             let words = crate::data::demo::embedded_words();
             let backbones = write_tiny_backbones(&self.root, &words, 0)?;
             return Ok(vec![backbones.text, backbones.clip]);
         }
-        let repo = KNOWN_MODELS
-            .iter()
-            .find(|(local, repo)| *local == name || *repo == name)
-            .map(|(_, repo)| repo.to_string())
-            .or_else(|| name.contains('/').then(|| name.to_string()))
-            .ok_or_else(|| StoreError::Unknown(name.to_string()))?;
-        let dir = self.root.join(local_name(name));
-        let download_error = |reason: String| StoreError::Download {
-            repo: repo.clone(),
-            dir: dir.clone(),
-            reason,
-        };
-        let api = hf_hub::api::sync::ApiBuilder::new()
-            .with_progress(true)
-            .build()
-            .map_err(|e| download_error(e.to_string()))?;
-        let model = api.model(repo.clone());
-        // Everything is downloaded before the store directory is made, so a failed
-        // fetch leaves nothing half-written behind.
-        let cached = BACKBONE_FILES
-            .iter()
-            .map(|file| model.get(file).map_err(|e| download_error(e.to_string())))
-            .collect::<Result<Vec<_>, _>>()?;
-        std::fs::create_dir_all(&dir).map_err(|e| write_error(&dir, e))?;
-        for (file, cached) in BACKBONE_FILES.iter().zip(cached) {
-            let target = dir.join(file);
-            std::fs::copy(&cached, &target).map_err(|e| write_error(&target, e))?;
+        if let Some(preset) = [Preset::Minilm, Preset::Base]
+            .into_iter()
+            .find(|p| format!("{p:?}").eq_ignore_ascii_case(name))
+        {
+            let (text, clip) = preset.backbone_names();
+            return Ok(vec![
+                self.fetch_one(text, progress)?,
+                self.fetch_one(clip, progress)?,
+            ]);
         }
-        Ok(vec![dir])
+        Ok(vec![self.fetch_one(name, progress)?])
     }
+
+    /// One repository's config, tokenizer and weights; `pytorch_model.bin` where the
+    /// main branch has no safetensors, converted into the store.
+    fn fetch_one(&self, name: &str, progress: &dyn Progress) -> Result<PathBuf, StoreError> {
+        let repo = repo_of(name).ok_or_else(|| StoreError::Unknown(name.to_string()))?;
+        let config = hub::fetch_file(&self.hub, &repo, "config.json", progress)?;
+        let tokenizer = hub::fetch_file(&self.hub, &repo, "tokenizer.json", progress)?;
+        let weights = match hub::fetch_file(&self.hub, &repo, "model.safetensors", progress) {
+            Ok(path) => Weights::Safetensors(path),
+            Err(hub::HubError::EntryNotFound { .. }) => Weights::Pickle(hub::fetch_file(
+                &self.hub,
+                &repo,
+                "pytorch_model.bin",
+                progress,
+            )?),
+            Err(e) => return Err(e.into()),
+        };
+        // Built beside the store entry, then renamed over it: a failure leaves the old
+        // entry or none, never half of one.
+        let dir = self.root.join(local_name(name));
+        std::fs::create_dir_all(&self.root).map_err(|e| write_error(&self.root, e))?;
+        let staging = tempfile::Builder::new()
+            .prefix(".fetch-")
+            .tempdir_in(&self.root)
+            .map_err(|e| write_error(&self.root, e))?;
+        let link = |target: &Path, file: &str| {
+            let path = staging.path().join(file);
+            std::os::unix::fs::symlink(target, &path).map_err(|e| write_error(&path, e))
+        };
+        link(&config, "config.json")?;
+        link(&tokenizer, "tokenizer.json")?;
+        match weights {
+            Weights::Safetensors(path) => link(&path, "model.safetensors")?,
+            Weights::Pickle(path) => {
+                convert_pickle(&path, &staging.path().join("model.safetensors"))?
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        let staged = staging.keep();
+        std::fs::rename(&staged, &dir).map_err(|e| write_error(&dir, e))?;
+        Ok(dir)
+    }
+}
+
+/// Where a fetched model's weights came from.
+enum Weights {
+    Safetensors(PathBuf),
+    Pickle(PathBuf),
+}
+
+/// A PyTorch `pytorch_model.bin` (zip format) rewritten as safetensors, tensor for tensor.
+fn convert_pickle(bin: &Path, out: &Path) -> Result<(), StoreError> {
+    let convert = |source| StoreError::Convert {
+        path: bin.to_path_buf(),
+        source,
+    };
+    let tensors: std::collections::HashMap<String, candle_core::Tensor> =
+        candle_core::pickle::read_all(bin)
+            .map_err(convert)?
+            .into_iter()
+            .collect();
+    candle_core::safetensors::save(&tensors, out).map_err(convert)
+}
+
+/// The hub repository a model name stands for: a known short name's, or `org/name`.
+fn repo_of(name: &str) -> Option<String> {
+    KNOWN_MODELS
+        .iter()
+        .find(|(local, repo)| *local == name || *repo == name)
+        .map(|(_, repo)| repo.to_string())
+        .or_else(|| {
+            let plain = name.split('/').all(crate::util::is_plain_name);
+            (name.matches('/').count() == 1 && plain).then(|| name.to_string())
+        })
 }
 
 fn write_error(path: &Path, e: impl std::fmt::Display) -> StoreError {

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod hub_server;
+
 use std::path::PathBuf;
 
 /// `$PROMPTMNER_SHARED`, or `None` after printing why the calling test skips.
