@@ -132,13 +132,11 @@ impl ClipConfig {
         Ok(config)
     }
 
-    /// Both towers' fields in range (far above ViT-L/14), heads dividing each width, a
-    /// patch no larger than the image, and the weights fitting in memory.
-    pub fn check(&self, path: &Path) -> std::result::Result<(), ModelError> {
+    /// The number of weights of both towers and their projections.
+    pub fn parameters(&self) -> u128 {
         let (t, v) = (&self.text_config, &self.vision_config);
-        let divides = |width: usize, heads: usize| width.is_multiple_of(heads.max(1));
         let patches = (v.image_size / v.patch_size.max(1)).pow(2) + 1;
-        let parameters = (t.vocab_size + t.max_position_embeddings) as u128 * t.hidden_size as u128
+        (t.vocab_size + t.max_position_embeddings) as u128 * t.hidden_size as u128
             + (patches + v.num_channels * v.patch_size * v.patch_size) as u128
                 * v.hidden_size as u128
             + (t.hidden_size + v.hidden_size) as u128 * self.projection_dim as u128
@@ -151,7 +149,15 @@ impl ClipConfig {
                 v.hidden_size,
                 v.intermediate_size,
                 v.num_hidden_layers,
-            );
+            )
+    }
+
+    /// Both towers' fields in range (far above ViT-L/14), heads dividing each width, a
+    /// patch no larger than the image, and the weights fitting in memory.
+    pub fn check(&self, path: &Path) -> std::result::Result<(), ModelError> {
+        let (t, v) = (&self.text_config, &self.vision_config);
+        let divides = |width: usize, heads: usize| width.is_multiple_of(heads.max(1));
+        let parameters = self.parameters();
         super::config_check::Checks::new(path)
             .range("text_config.vocab_size", t.vocab_size, 1, 1_000_000)
             .range("text_config.hidden_size", t.hidden_size, 1, 16_384)

@@ -91,7 +91,7 @@ fn gigabytes(bytes: u128) -> String {
 }
 
 /// `MemAvailable` of /proc/meminfo; 64 GiB where it cannot be read.
-fn available_memory() -> u128 {
+pub(crate) fn available_memory() -> u128 {
     let fallback = 64 << 30;
     std::fs::read_to_string("/proc/meminfo")
         .ok()

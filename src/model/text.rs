@@ -53,13 +53,23 @@ impl BertConfig {
         Ok(config)
     }
 
+    /// The number of weights (embeddings and layers).
+    pub fn parameters(&self) -> u128 {
+        let embeddings = (self.vocab_size + self.max_position_embeddings + self.type_vocab_size)
+            as u128
+            * self.hidden_size as u128;
+        embeddings
+            + super::config_check::stack_parameters(
+                self.hidden_size,
+                self.intermediate_size,
+                self.num_hidden_layers,
+            )
+    }
+
     /// Every field in range (far above any published BERT), heads dividing the width,
     /// and the weights fitting in memory; `path` names the file in the error.
     pub fn check(&self, path: &Path) -> std::result::Result<(), ModelError> {
         let heads = self.num_attention_heads.max(1);
-        let embeddings = (self.vocab_size + self.max_position_embeddings + self.type_vocab_size)
-            as u128
-            * self.hidden_size as u128;
         super::config_check::Checks::new(path)
             .range("vocab_size", self.vocab_size, 1, 1_000_000)
             .range("hidden_size", self.hidden_size, 1, 16_384)
@@ -94,14 +104,7 @@ impl BertConfig {
                     self.num_attention_heads, self.hidden_size
                 )
             })
-            .fits(
-                embeddings
-                    + super::config_check::stack_parameters(
-                        self.hidden_size,
-                        self.intermediate_size,
-                        self.num_hidden_layers,
-                    ),
-            )
+            .fits(self.parameters())
             .done()
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod clip_pretrain;
 pub(crate) mod encoder;
+pub(crate) mod memory;
 pub(crate) mod optim;
 
 use std::cell::RefCell;
@@ -66,6 +67,15 @@ pub enum TrainError {
     BadState { path: PathBuf, message: String },
     #[error("the training set {0} is empty")]
     Empty(PathBuf),
+    #[error(
+        "this run needs about {needed_gb:.1} GB and {available_gb:.1} GB are available: lower batch_size ({batch_size}) or model.max_pieces ({max_pieces}) with --set, or train where there is more memory"
+    )]
+    TooLarge {
+        needed_gb: f64,
+        available_gb: f64,
+        batch_size: usize,
+        max_pieces: usize,
+    },
 }
 
 /// A saved training state that does not load (truncated by a kill, edited).
@@ -121,12 +131,38 @@ fn load_split(
         .iter()
         .map(|t| model.tokenize(&t.words))
         .collect::<Result<_, _>>()?;
+    let started = std::time::Instant::now();
     let images = image_states(model, &tweets, resolver, cache, batch, progress)?;
+    report_images(path, &images, started.elapsed());
     Ok(Split {
         tweets,
         pieces,
         images,
     })
+}
+
+/// How many of a split's tweets have their image, and how fast they were embedded; a
+/// missing or unreadable image is a warning (the tweet trains text-only), never fatal.
+fn report_images(path: &Path, images: &[ImageState], took: std::time::Duration) {
+    let with = images.iter().filter(|s| s.has_image()).count();
+    let without_id = images
+        .iter()
+        .filter(|s| matches!(s.no_image, Some(crate::data::images::NoImage::NoImageId)))
+        .count();
+    let lost = images.len() - with - without_id;
+    tracing::info!(
+        "{}: {with} of {} tweets with an image, embedded in {:.1} s ({:.1} images/s)",
+        path.display(),
+        images.len(),
+        took.as_secs_f64(),
+        with as f64 / took.as_secs_f64().max(1e-9)
+    );
+    if lost > 0 {
+        tracing::warn!(
+            "{}: {lost} tweets name an image that is missing or unreadable; they train and score text-only",
+            path.display()
+        );
+    }
 }
 
 /// Span labels of a batch as flat row indices into [b·n·W] and classes: every span
@@ -298,6 +334,10 @@ fn train_inner(
         names
     };
     let backbones = resolve_backbones(&names, Some(&run.dir))?;
+    // Host memory bounds a CPU run; a GPU's is its own (candle reports it when full).
+    if device.is_cpu() {
+        memory::check_fits(config, &backbones)?;
+    }
     let mut model = PromptMner::new(&backbones, &config.model, device)?;
     for (i, prefix) in ["fusion.", "span.", "prompts."].iter().enumerate() {
         crate::model::ops::reinitialize(&model.varmap, prefix, config.seed.wrapping_add(i as u64))?;
