@@ -242,7 +242,7 @@ fn unknown_repositories_and_files_say_which_and_renamed_ones_follow_their_redire
     let store = ModelStore::with_hub(scratch.path().join("store"), settings);
     let error = store.fetch("org/nope", &NoProgress).unwrap_err();
     assert!(
-        matches!(error, StoreError::Hub(HubError::RepoNotFound { .. })),
+        matches!(&error, StoreError::Hub(hub) if matches!(**hub, HubError::RepoNotFound { .. })),
         "{error}"
     );
     assert!(!scratch.path().join("store/nope").exists());
@@ -272,7 +272,7 @@ fn a_repository_with_only_pytorch_model_bin_is_converted_and_gives_the_same_hidd
         server.requests()
     );
     let dir = store.resolve("org/bin-only").unwrap();
-    assert_eq!(dirs, [dir.clone()]);
+    assert_eq!(dirs, std::slice::from_ref(&dir));
     assert!(max_diff(&hidden(&dir), &hidden(&demo_text())) == 0.0);
     // Resolved from the cache alone, the unconverted snapshot says what to do.
     let cache_only = ModelStore::with_hub(scratch.path().join("empty"), settings);
@@ -282,5 +282,57 @@ fn a_repository_with_only_pytorch_model_bin_is_converted_and_gives_the_same_hidd
             .to_string()
             .contains("converts it into the model store"),
         "{error}"
+    );
+}
+
+#[test]
+fn models_fetch_minilm_fetches_both_backbones_of_the_preset_into_hf_hub_cache() {
+    let scratch = tempfile::tempdir().unwrap();
+    let server = HubServer::start();
+    let demo_clip = demo_text().parent().unwrap().join("clip");
+    server.add_repo(
+        "sentence-transformers/all-MiniLM-L6-v2",
+        Repo::from_dir(&demo_text(), &FILES),
+    );
+    server.add_repo(
+        "openai/clip-vit-base-patch32",
+        Repo::from_dir(&demo_clip, &FILES),
+    );
+    let cache = scratch.path().join("elsewhere/hub");
+    let store = scratch.path().join("store");
+    let out = promptmner()
+        .args(["models", "fetch", "minilm"])
+        .env("HF_ENDPOINT", &server.endpoint)
+        .env("HF_HUB_CACHE", &cache)
+        .env("HF_HOME", scratch.path().join("unused"))
+        .env_remove("HF_HUB_OFFLINE")
+        .env("PROMPTMNER_MODELS", &store)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for repo in [
+        "models--sentence-transformers--all-MiniLM-L6-v2",
+        "models--openai--clip-vit-base-patch32",
+    ] {
+        assert!(cache.join(repo).join("refs/main").is_file(), "{repo}");
+    }
+    assert!(
+        !scratch.path().join("unused").exists(),
+        "HF_HUB_CACHE wins over HF_HOME"
+    );
+    let listed = promptmner()
+        .args(["models", "list"])
+        .env("HF_HUB_CACHE", &cache)
+        .env("PROMPTMNER_MODELS", &store)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains("preset minilm  text all-MiniLM-L6-v2, clip clip-vit-base-patch32: ready"),
+        "{listed}"
     );
 }

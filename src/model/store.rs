@@ -62,12 +62,13 @@ pub enum StoreError {
         "{dir} has pytorch_model.bin but no model.safetensors: `promptmner models fetch {name}` converts it into the model store (no download)"
     )]
     NeedsConversion { name: String, dir: PathBuf },
+    /// Boxed: the hub's errors carry several strings, and every model error holds this.
     #[error(transparent)]
-    Hub(#[from] super::hub::HubError),
+    Hub(Box<super::hub::HubError>),
     #[error("cannot convert {path} to safetensors: {source}")]
     Convert {
         path: PathBuf,
-        source: candle_core::Error,
+        source: Box<candle_core::Error>,
     },
     #[error(
         "unknown model '{0}' (known: all-MiniLM-L6-v2, bert-base-cased, clip-vit-base-patch32, the presets tiny, minilm and base, or a Hugging Face repository id such as owner/name)"
@@ -75,6 +76,12 @@ pub enum StoreError {
     Unknown(String),
     #[error("cannot write {path}: {message}")]
     Write { path: PathBuf, message: String },
+}
+
+impl From<super::hub::HubError> for StoreError {
+    fn from(error: super::hub::HubError) -> Self {
+        StoreError::Hub(Box::new(error))
+    }
 }
 
 /// A directory of backbones by name, and the hub they come from.
@@ -255,7 +262,7 @@ enum Weights {
 fn convert_pickle(bin: &Path, out: &Path) -> Result<(), StoreError> {
     let convert = |source| StoreError::Convert {
         path: bin.to_path_buf(),
-        source,
+        source: Box::new(source),
     };
     let tensors: std::collections::HashMap<String, candle_core::Tensor> =
         candle_core::pickle::read_all(bin)
