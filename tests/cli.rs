@@ -239,10 +239,14 @@ fn data_stats_on_twitter2015_counts_its_splits() {
 #[test]
 fn models_fetch_tiny_then_list_shows_it_ready() {
     let store = tempfile::tempdir().unwrap();
+    // Port 1 of the loopback refuses: no test reaches the public hub.
     let run = |args: &[&str]| {
         promptmner()
             .args(args)
             .env("PROMPTMNER_MODELS", store.path())
+            .env("HF_ENDPOINT", "http://127.0.0.1:1")
+            .env("HF_HOME", store.path().join("hf"))
+            .env_remove("HF_HUB_OFFLINE")
             .output()
             .unwrap()
     };
@@ -255,13 +259,13 @@ fn models_fetch_tiny_then_list_shows_it_ready() {
             && text.contains("preset tiny    text tiny-bert, clip tiny-clip: ready"),
         "{text}"
     );
-    // A download that cannot happen (no network here; no such repository anywhere) fails
-    // with a sentence saying which files to place where, and leaves nothing behind.
+    // A download that cannot happen (the hub cannot be reached) fails with a sentence
+    // saying which files to place where, and leaves nothing behind.
     let out = run(&["models", "fetch", "promptmner-tests/no-such-model"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("config.json, model.safetensors, tokenizer.json"),
+        err.contains("place config.json, model.safetensors and tokenizer.json"),
         "{err}"
     );
     assert!(err.contains("promptmner-tests/no-such-model"), "{err}");

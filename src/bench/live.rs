@@ -337,6 +337,7 @@ pub(crate) fn live(
     setup: LiveSetup,
     dir: &Path,
     cold: bool,
+    device: &candle_core::Device,
     progress: &dyn Progress,
 ) -> Result<LiveFigures, BenchError> {
     let mut task = Task::start(progress, "bench live", 3 + EDIT_WORDS.len() as u64);
@@ -368,6 +369,7 @@ pub(crate) fn live(
     task.advance(1);
     let options = EngineOptions {
         cache_root: Some(cache),
+        device: device.clone(),
         ..EngineOptions::default()
     };
     let started = Instant::now();

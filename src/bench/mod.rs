@@ -1,7 +1,9 @@
 //! `promptmner bench`: measurements, not tests. `encode` times the towers on the
 //! workloads of `../shared/anchors/bench_infer.py` (so the figures compare one to one
-//! with PyTorch's); `live` times the engine's edit loop at base size.
+//! with PyTorch's); `live` times the engine's edit loop at base size; `agree` compares
+//! the engine on a device with the engine on the CPU.
 
+mod agree;
 mod live;
 
 use std::path::{Path, PathBuf};
@@ -17,6 +19,7 @@ use crate::model::encoder_cpu::EncoderPass;
 use crate::model::ops::Mode;
 use crate::model::text::{BertConfig, BertModel, TextBackbone, WordPieces};
 use crate::progress::{Progress, Task};
+pub(crate) use agree::{AgreeFigures, agree};
 pub(crate) use live::{LiveFigures, LiveSetup, live};
 
 #[derive(Debug, thiserror::Error)]
@@ -88,13 +91,14 @@ pub(crate) fn clip_b32_config() -> ClipConfig {
         .unwrap_or_else(|e| unreachable!("the defaults parse: {e}"))
 }
 
-/// A model with random weights (values do not change the cost).
+/// A model with random weights (values do not change the cost) on `device`.
 fn random<M>(
     seed: u64,
+    device: &Device,
     build: impl FnOnce(VarBuilder) -> candle_core::Result<M>,
 ) -> Result<M, BenchError> {
     let varmap = VarMap::new();
-    let model = build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+    let model = build(VarBuilder::from_varmap(&varmap, DType::F32, device))?;
     crate::model::ops::reinitialize(&varmap, "", seed)?;
     Ok(model)
 }
@@ -105,15 +109,33 @@ fn sorted_batches(mut pieces: Vec<WordPieces>) -> Vec<Vec<WordPieces>> {
     pieces.chunks(32).map(<[WordPieces]>::to_vec).collect()
 }
 
-/// Tweets per second of the encoder's inference forward over the batches.
+/// Tweets per second of the encoder's inference forward over the batches: the CPU's
+/// own pass on the CPU, candle's forward (what a GPU runs) elsewhere.
 fn text_rate(
     model: &BertModel,
     batches: &[Vec<WordPieces>],
     reps: usize,
 ) -> Result<f64, BenchError> {
+    let tweets: usize = batches.iter().map(Vec::len).sum();
+    let device = model.tensors()?.word.device().clone();
+    if !crate::model::encoder_cpu::supports(model, &device) {
+        let seconds = timed(reps, || {
+            for batch in batches {
+                let refs: Vec<&WordPieces> = batch.iter().collect();
+                let (ids, mask) = crate::model::text::pad_batch(&refs, &device)?;
+                // Reading one value waits for the device to finish the batch.
+                model
+                    .forward(&ids, &mask, Mode::Eval)?
+                    .flatten_all()?
+                    .get(0)?
+                    .to_scalar::<f32>()?;
+            }
+            Ok(())
+        })?;
+        return Ok(tweets as f64 / seconds);
+    }
     let tensors = model.tensors()?;
     let mut pass = EncoderPass::new(&model.config, false);
-    let tweets: usize = batches.iter().map(Vec::len).sum();
     let seconds = timed(reps, || {
         for batch in batches {
             let refs: Vec<&WordPieces> = batch.iter().collect();
@@ -126,7 +148,11 @@ fn text_rate(
 
 /// `bench encode`: MiniLM (real weights) and bert-base shapes over Twitter-2015 test,
 /// CLIP ViT-B/32 vision (batch 32) and text (100 prompts, 1 prompt).
-pub(crate) fn encode(shared: &Path, progress: &dyn Progress) -> Result<EncodeFigures, BenchError> {
+pub(crate) fn encode(
+    shared: &Path,
+    device: &Device,
+    progress: &dyn Progress,
+) -> Result<EncodeFigures, BenchError> {
     let minilm_dir = shared.join("models/all-MiniLM-L6-v2");
     let test = split_path(&shared.join("data/twitter2015"), "test");
     for path in [&minilm_dir, &test] {
@@ -136,7 +162,7 @@ pub(crate) fn encode(shared: &Path, progress: &dyn Progress) -> Result<EncodeFig
     }
     let mut task = Task::start(progress, "bench encode", 5);
     let varmap = VarMap::new();
-    let minilm = TextBackbone::load(&minilm_dir, 128, &varmap, "", &Device::Cpu)?;
+    let minilm = TextBackbone::load(&minilm_dir, 128, &varmap, "", device)?;
     let tweets = read_conll(&test)?;
     let pieces = tweets
         .iter()
@@ -160,16 +186,20 @@ pub(crate) fn encode(shared: &Path, progress: &dyn Progress) -> Result<EncodeFig
                 .collect()
         })
         .collect();
-    let base = random(0, |vb| BertModel::load(vb, &base_config))?;
+    let base = random(0, device, |vb| BertModel::load(vb, &base_config))?;
     let bert_base_tweets_per_s = text_rate(&base, &clamped, 1)?;
     drop(base);
     task.advance(1);
 
     let config = clip_b32_config();
-    let clip = random(1, |vb| ClipModel::load(vb, &config))?;
-    let images = Tensor::randn(0f32, 1.0, (32, 3, 224, 224), &Device::Cpu)?;
+    let clip = random(1, device, |vb| ClipModel::load(vb, &config))?;
+    let images = Tensor::randn(0f32, 1.0, (32, 3, 224, 224), device)?;
+    // Each run ends by reading a value: a GPU's queue is waited for inside the timing.
     let vision = timed(3, || {
-        clip.image_embeds(&images, Mode::Eval)?;
+        clip.image_embeds(&images, Mode::Eval)?
+            .flatten_all()?
+            .get(0)?
+            .to_scalar::<f32>()?;
         Ok(())
     })?;
     task.advance(1);
@@ -182,16 +212,22 @@ pub(crate) fn encode(shared: &Path, progress: &dyn Progress) -> Result<EncodeFig
         }
         Ok(clip
             .text
-            .embed_tokens(&Tensor::from_vec(ids, (n, 7), &Device::Cpu)?)?)
+            .embed_tokens(&Tensor::from_vec(ids, (n, 7), device)?)?)
     };
     let (hundred, one) = (prompts(100)?, prompts(1)?);
     let text100 = timed(5, || {
-        clip.text_embeds(&hundred, &[6; 100], Mode::Eval)?;
+        clip.text_embeds(&hundred, &[6; 100], Mode::Eval)?
+            .flatten_all()?
+            .get(0)?
+            .to_scalar::<f32>()?;
         Ok(())
     })?;
     task.advance(1);
     let text1 = timed(20, || {
-        clip.text_embeds(&one, &[6], Mode::Eval)?;
+        clip.text_embeds(&one, &[6], Mode::Eval)?
+            .flatten_all()?
+            .get(0)?
+            .to_scalar::<f32>()?;
         Ok(())
     })?;
     task.advance(1);

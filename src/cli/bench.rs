@@ -3,9 +3,10 @@
 
 use std::path::PathBuf;
 
-use crate::bench::{self, EncodeFigures, LiveFigures, LiveSetup};
+use crate::bench::{self, AgreeFigures, EncodeFigures, LiveFigures, LiveSetup};
 
 use super::Bars;
+use crate::model::device::{self, DeviceChoice};
 
 /// What `promptmner bench` measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -14,6 +15,9 @@ pub enum BenchKind {
     Encode,
     /// The engine's edit loop at base size.
     Live,
+    /// The engine on --device against the engine on the CPU (a checkpoint, default the
+    /// demo's): similarities and span probabilities after an edit and a count change.
+    Agree,
 }
 
 #[derive(Debug, clap::Args)]
@@ -42,17 +46,55 @@ pub struct BenchArgs {
     /// Live: the dataset of --checkpoint (its test split).
     #[arg(long, requires = "checkpoint")]
     pub data: Option<PathBuf>,
+    /// Where the models run (the CPU's fast paths are taken only on the CPU).
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
 }
 
 pub(super) fn run(args: &BenchArgs) -> anyhow::Result<()> {
     match args.kind {
         BenchKind::Encode => encode(args),
         BenchKind::Live => live(args),
+        BenchKind::Agree => agree(args),
     }
 }
 
+fn agree(args: &BenchArgs) -> anyhow::Result<()> {
+    let demo = crate::data::demo::embedded_dir();
+    let checkpoint = args
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| demo.join("../../checkpoints/demo"));
+    let data = args.data.clone().unwrap_or(demo);
+    let device = device::select(args.device)?;
+    let figures: AgreeFigures = bench::agree(&checkpoint, &data, &device)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&figures)?);
+        return Ok(());
+    }
+    println!(
+        "{} against the CPU, tweet {}:",
+        figures.device, figures.tweet
+    );
+    for step in &figures.steps {
+        println!(
+            "  {:<18} {:>4} prompts  similarity Δ {:.2e}  probability Δ {:.2e}  spans {}",
+            step.step,
+            step.prompts,
+            step.similarity_max_diff,
+            step.probability_max_diff,
+            if step.same_spans { "equal" } else { "DIFFER" }
+        );
+    }
+    Ok(())
+}
+
 fn encode(args: &BenchArgs) -> anyhow::Result<()> {
-    let ours = bench::encode(&args.shared, &Bars::default())?;
+    let ours = bench::encode(
+        &args.shared,
+        &device::select(args.device)?,
+        &Bars::default(),
+    )?;
     let torch = args
         .torch
         .as_ref()
@@ -129,7 +171,8 @@ fn live(args: &BenchArgs) -> anyhow::Result<()> {
             shared: args.shared.is_dir().then_some(args.shared.as_path()),
         },
     };
-    let figures: LiveFigures = bench::live(setup, &dir, args.cold, &Bars::default())?;
+    let device = device::select(args.device)?;
+    let figures: LiveFigures = bench::live(setup, &dir, args.cold, &device, &Bars::default())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&figures)?);
         return Ok(());

@@ -129,9 +129,13 @@ pub enum HubError {
         message: String,
     },
     #[error(
-        "cannot reach {url}: {reason} (set HF_ENDPOINT for a mirror, or HF_HUB_OFFLINE=1 to use the cache only)"
+        "cannot reach {url}: {reason}; set HF_ENDPOINT for a mirror or HF_HUB_OFFLINE=1 for the cache only, or place config.json, model.safetensors and tokenizer.json of {repo} in a folder and give its path"
     )]
-    Network { url: String, reason: String },
+    Network {
+        url: String,
+        reason: String,
+        repo: String,
+    },
     #[error("{url} gave no {header} header; is HF_ENDPOINT a Hugging Face hub or mirror?")]
     MissingHeader { url: String, header: &'static str },
     #[error(
@@ -335,6 +339,7 @@ impl<'a> Client<'a> {
                     return Err(HubError::Network {
                         url,
                         reason: transport.to_string(),
+                        repo: repo.into(),
                     });
                 }
             };
@@ -356,6 +361,7 @@ impl<'a> Client<'a> {
         Err(HubError::Network {
             url,
             reason: format!("more than {MAX_REDIRECTS} redirects"),
+            repo: repo.into(),
         })
     }
 
