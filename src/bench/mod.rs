@@ -48,6 +48,9 @@ pub(crate) enum BenchError {
 /// Throughput of the towers, under the keys `bench_infer.py` prints.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct EncodeFigures {
+    /// What was encoded (PyTorch's figures leave it empty).
+    #[serde(default)]
+    pub workload: String,
     pub minilm_tweets_per_s: f64,
     pub bert_base_tweets_per_s: f64,
     pub clip_b32_images_per_s: f64,
@@ -89,6 +92,17 @@ pub(crate) fn bert_base_config(vocab_size: usize) -> BertConfig {
 pub(crate) fn clip_b32_config() -> ClipConfig {
     serde_json::from_str(r#"{"text_config": {}, "vision_config": {}}"#)
         .unwrap_or_else(|e| unreachable!("the defaults parse: {e}"))
+}
+
+/// all-MiniLM-L6-v2's shapes.
+fn minilm_config() -> BertConfig {
+    BertConfig {
+        num_hidden_layers: 6,
+        hidden_size: 384,
+        num_attention_heads: 12,
+        intermediate_size: 1536,
+        ..bert_base_config(30522)
+    }
 }
 
 /// A model with random weights (values do not change the cost) on `device`.
@@ -155,14 +169,28 @@ pub(crate) fn encode(
 ) -> Result<EncodeFigures, BenchError> {
     let minilm_dir = shared.join("models/all-MiniLM-L6-v2");
     let test = split_path(&shared.join("data/twitter2015"), "test");
-    for path in [&minilm_dir, &test] {
-        if !path.exists() {
-            return Err(BenchError::MissingShared { path: path.clone() });
-        }
-    }
     let mut task = Task::start(progress, "bench encode", 5);
     let varmap = VarMap::new();
-    let minilm = TextBackbone::load(&minilm_dir, 128, &varmap, "", device)?;
+    // Without ../shared (a machine that has only the binary and the demo, as the GPU
+    // check's bundle): MiniLM's shapes with random weights over the demo's test split.
+    let (minilm, test, workload) = if minilm_dir.is_dir() && test.is_file() {
+        let minilm = TextBackbone::load(&minilm_dir, 128, &varmap, "", device)?;
+        (minilm, test, "Twitter-2015 test, all-MiniLM-L6-v2".to_string())
+    } else {
+        let demo = crate::data::demo::embedded_dir();
+        let tokenizer = demo.join("../../checkpoints/demo/text/tokenizer.json");
+        for path in [&demo.join("test.txt"), &tokenizer] {
+            if !path.is_file() {
+                return Err(BenchError::MissingShared { path: path.clone() });
+            }
+        }
+        let config = minilm_config();
+        let model = random(2, device, |vb| BertModel::load(vb, &config))?;
+        let tokenizer = crate::model::text::WordPieceTokenizer::load(&tokenizer, 128)?;
+        let backbone = TextBackbone { model, tokenizer };
+        let label = "demo test, MiniLM shapes with random weights (../shared not found)";
+        (backbone, split_path(&demo, "test"), label.to_string())
+    };
     let tweets = read_conll(&test)?;
     let pieces = tweets
         .iter()
@@ -232,6 +260,7 @@ pub(crate) fn encode(
     })?;
     task.advance(1);
     Ok(EncodeFigures {
+        workload,
         minilm_tweets_per_s,
         bert_base_tweets_per_s,
         clip_b32_images_per_s: 32.0 / vision,

@@ -109,6 +109,7 @@ fn encode(args: &BenchArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
+    println!("{}", ours.workload);
     let rows = [
         (
             "MiniLM text, tweets/s",
@@ -152,6 +153,7 @@ fn encode(args: &BenchArgs) -> anyhow::Result<()> {
 /// Ours over PyTorch's, figure by figure.
 fn ratios(ours: &EncodeFigures, torch: &EncodeFigures) -> EncodeFigures {
     EncodeFigures {
+        workload: "ours / PyTorch".into(),
         minilm_tweets_per_s: ours.minilm_tweets_per_s / torch.minilm_tweets_per_s,
         bert_base_tweets_per_s: ours.bert_base_tweets_per_s / torch.bert_base_tweets_per_s,
         clip_b32_images_per_s: ours.clip_b32_images_per_s / torch.clip_b32_images_per_s,
