@@ -175,7 +175,11 @@ pub(crate) fn encode(
     // check's bundle): MiniLM's shapes with random weights over the demo's test split.
     let (minilm, test, workload) = if minilm_dir.is_dir() && test.is_file() {
         let minilm = TextBackbone::load(&minilm_dir, 128, &varmap, "", device)?;
-        (minilm, test, "Twitter-2015 test, all-MiniLM-L6-v2".to_string())
+        (
+            minilm,
+            test,
+            "Twitter-2015 test, all-MiniLM-L6-v2".to_string(),
+        )
     } else {
         let demo = crate::data::demo::embedded_dir();
         let tokenizer = demo.join("../../checkpoints/demo/text/tokenizer.json");
