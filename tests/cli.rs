@@ -510,16 +510,7 @@ fn mismatched_artefacts_are_one_clear_error_naming_the_file_and_what_to_do() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let scratch = tempfile::tempdir().unwrap();
     // Weights of another config.
-    let other = scratch.path().join("ck");
-    std::fs::create_dir(&other).unwrap();
-    for entry in std::fs::read_dir(repo.join("checkpoints/demo")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, other.join(path.file_name().unwrap())).unwrap();
-        } else {
-            std::os::unix::fs::symlink(&path, other.join(path.file_name().unwrap())).unwrap();
-        }
-    }
+    let other = demo_checkpoint_copy(scratch.path());
     let config = std::fs::read_to_string(other.join("config.toml")).unwrap();
     let eval_with = |from: &str, to: &str| {
         std::fs::write(other.join("config.toml"), config.replace(from, to)).unwrap();

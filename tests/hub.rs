@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use common::hub_server::{HubServer, Repo};
-use common::promptmner;
+use common::{max_abs_diff, promptmner};
 use promptmner::model::hub::{HubError, HubSettings, fetch_file};
 use promptmner::model::store::{ModelStore, StoreError};
 use promptmner::model::text::TextBackbone;
@@ -20,6 +20,27 @@ const FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
 
 fn demo_text() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("checkpoints/demo/text")
+}
+
+/// A test hub serving the demo's text encoder as `org/tiny-bert`.
+fn tiny_bert_hub() -> HubServer {
+    let server = HubServer::start();
+    server.add_repo("org/tiny-bert", Repo::from_dir(&demo_text(), &FILES));
+    server
+}
+
+/// `weights` of `org/tiny-bert`, fetched with `settings`: the error it must give.
+fn fetch_weights_err(settings: &HubSettings) -> HubError {
+    fetch_file(settings, "org/tiny-bert", "model.safetensors", &NoProgress).unwrap_err()
+}
+
+/// Nothing of `org/tiny-bert`'s weights is in the cache's snapshot.
+fn no_cached_weights(settings: &HubSettings) {
+    assert!(
+        settings
+            .cached_file("org/tiny-bert", "model.safetensors")
+            .is_none()
+    );
 }
 
 fn hub(server: &HubServer, cache: &Path) -> HubSettings {
@@ -44,24 +65,11 @@ fn hidden(dir: &Path) -> Tensor {
         .unwrap()
 }
 
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
 
 #[test]
 fn a_fetch_through_hf_endpoint_fills_hf_home_and_resolves_offline_with_the_server_gone() {
     let scratch = tempfile::tempdir().unwrap();
-    let server = HubServer::start();
-    server.add_repo("org/tiny-bert", Repo::from_dir(&demo_text(), &FILES));
+    let server = tiny_bert_hub();
     let hf_home = scratch.path().join("hf");
     let store = scratch.path().join("store");
     let out = promptmner()
@@ -116,7 +124,7 @@ fn a_fetch_through_hf_endpoint_fills_hf_home_and_resolves_offline_with_the_serve
     let elsewhere = ModelStore::with_hub(scratch.path().join("empty"), offline.clone());
     let dir = elsewhere.resolve("org/tiny-bert").unwrap();
     assert_eq!(dir, snapshot);
-    assert!(max_diff(&hidden(&dir), &hidden(&demo_text())) == 0.0);
+    assert!(max_abs_diff(&hidden(&dir), &hidden(&demo_text())) == 0.0);
     let missing = fetch_file(&offline, "org/other", "config.json", &NoProgress).unwrap_err();
     assert!(matches!(missing, HubError::Offline { .. }), "{missing}");
     assert!(
@@ -143,19 +151,13 @@ fn a_fetch_through_hf_endpoint_fills_hf_home_and_resolves_offline_with_the_serve
 #[test]
 fn a_body_cut_off_mid_file_is_an_error_that_leaves_nothing_loadable_and_a_retry_completes() {
     let scratch = tempfile::tempdir().unwrap();
-    let server = HubServer::start();
-    server.add_repo("org/tiny-bert", Repo::from_dir(&demo_text(), &FILES));
+    let server = tiny_bert_hub();
     server.cut_once("org/tiny-bert", "model.safetensors");
     let settings = hub(&server, scratch.path());
-    let error =
-        fetch_file(&settings, "org/tiny-bert", "model.safetensors", &NoProgress).unwrap_err();
+    let error = fetch_weights_err(&settings);
     assert!(matches!(error, HubError::Truncated { .. }), "{error}");
     assert!(error.to_string().contains("run the fetch again"), "{error}");
-    assert!(
-        settings
-            .cached_file("org/tiny-bert", "model.safetensors")
-            .is_none()
-    );
+    no_cached_weights(&settings);
     let blobs: Vec<String> = std::fs::read_dir(settings.repo_dir("org/tiny-bert").join("blobs"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -181,12 +183,10 @@ fn a_body_cut_off_mid_file_is_an_error_that_leaves_nothing_loadable_and_a_retry_
 #[test]
 fn bytes_that_do_not_match_their_etag_are_refused_and_not_kept() {
     let scratch = tempfile::tempdir().unwrap();
-    let server = HubServer::start();
-    server.add_repo("org/tiny-bert", Repo::from_dir(&demo_text(), &FILES));
+    let server = tiny_bert_hub();
     server.corrupt("org/tiny-bert", "model.safetensors");
     let settings = hub(&server, scratch.path());
-    let error =
-        fetch_file(&settings, "org/tiny-bert", "model.safetensors", &NoProgress).unwrap_err();
+    let error = fetch_weights_err(&settings);
     assert!(
         matches!(error, HubError::Checksum { .. })
             && error
@@ -196,18 +196,13 @@ fn bytes_that_do_not_match_their_etag_are_refused_and_not_kept() {
     );
     let blobs = settings.repo_dir("org/tiny-bert").join("blobs");
     assert_eq!(std::fs::read_dir(blobs).unwrap().count(), 0, "nothing kept");
-    assert!(
-        settings
-            .cached_file("org/tiny-bert", "model.safetensors")
-            .is_none()
-    );
+    no_cached_weights(&settings);
 }
 
 #[test]
 fn unknown_repositories_and_files_say_which_and_renamed_ones_follow_their_redirect() {
     let scratch = tempfile::tempdir().unwrap();
-    let server = HubServer::start();
-    server.add_repo("org/tiny-bert", Repo::from_dir(&demo_text(), &FILES));
+    let server = tiny_bert_hub();
     server.add_alias("tiny-bert-old", "org/tiny-bert");
     let settings = HubSettings {
         token: Some("hf_test_token".into()),
@@ -273,7 +268,7 @@ fn a_repository_with_only_pytorch_model_bin_is_converted_and_gives_the_same_hidd
     );
     let dir = store.resolve("org/bin-only").unwrap();
     assert_eq!(dirs, std::slice::from_ref(&dir));
-    assert!(max_diff(&hidden(&dir), &hidden(&demo_text())) == 0.0);
+    assert!(max_abs_diff(&hidden(&dir), &hidden(&demo_text())) == 0.0);
     // Resolved from the cache alone, the unconverted snapshot says what to do.
     let cache_only = ModelStore::with_hub(scratch.path().join("empty"), settings);
     let error = cache_only.resolve("org/bin-only").unwrap_err();

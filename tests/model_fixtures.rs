@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
+use common::max_abs_diff;
 use promptmner::data::images::decode_image;
 use promptmner::model::clip::{ClipBackbone, l2_normalize};
 use promptmner::model::encoder_cpu::EncoderPass;
@@ -19,18 +20,6 @@ fn json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
 
 /// The tiny-clip fixture: its directory, expected tensors and the CLIP loaded from it.
 fn tiny_clip() -> Option<(PathBuf, HashMap<String, Tensor>, ClipBackbone)> {

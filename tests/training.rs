@@ -111,14 +111,21 @@ span_hidden = 32
     config
 }
 
-fn train(config: &Path, out: &Path, cache: &Path, extra: &[&str]) -> std::process::Child {
-    promptmner()
+/// `promptmner train --config CONFIG --out OUT EXTRA...` with its cache in `cache`.
+fn train_command(config: &Path, out: &Path, cache: &Path, extra: &[&str]) -> std::process::Command {
+    let mut command = promptmner();
+    command
         .args(["train", "--config"])
         .arg(config)
         .arg("--out")
         .arg(out)
         .args(extra)
-        .env("PROMPTMNER_CACHE", cache)
+        .env("PROMPTMNER_CACHE", cache);
+    command
+}
+
+fn train(config: &Path, out: &Path, cache: &Path, extra: &[&str]) -> std::process::Child {
+    train_command(config, out, cache, extra)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -233,15 +240,7 @@ fn a_run_killed_mid_epoch_resumes_to_the_same_metrics() {
 }
 
 fn train_piped(config: &Path, out: &Path, cache: &Path, extra: &[&str]) -> std::process::Output {
-    promptmner()
-        .args(["train", "--config"])
-        .arg(config)
-        .arg("--out")
-        .arg(out)
-        .args(extra)
-        .env("PROMPTMNER_CACHE", cache)
-        .output()
-        .unwrap()
+    train_command(config, out, cache, extra).output().unwrap()
 }
 
 /// The stderr of a command that must fail.
