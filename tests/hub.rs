@@ -65,7 +65,6 @@ fn hidden(dir: &Path) -> Tensor {
         .unwrap()
 }
 
-
 #[test]
 fn a_fetch_through_hf_endpoint_fills_hf_home_and_resolves_offline_with_the_server_gone() {
     let scratch = tempfile::tempdir().unwrap();

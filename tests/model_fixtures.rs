@@ -20,7 +20,6 @@ fn json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-
 /// The tiny-clip fixture: its directory, expected tensors and the CLIP loaded from it.
 fn tiny_clip() -> Option<(PathBuf, HashMap<String, Tensor>, ClipBackbone)> {
     let dir = common::shared()?.join("fixtures/tiny-clip");
