@@ -118,8 +118,14 @@ fn a_save_killed_at_any_moment_leaves_the_old_or_the_new_file() {
         return;
     }
     let me = std::env::current_exe().unwrap();
-    for what in ["vocabulary", "checkpoint", "status"] {
+    for (what, file) in [
+        ("vocabulary", "prompts.toml"),
+        ("checkpoint", "model.safetensors"),
+        ("status", "status.json"),
+    ] {
         let dir = tempfile::tempdir().unwrap();
+        // Once a save has completed, the file must be there after every later kill.
+        let mut saved = false;
         for moment in 0..25u64 {
             let mut child = Command::new(&me)
                 .args([
@@ -137,9 +143,12 @@ fn a_save_killed_at_any_moment_leaves_the_old_or_the_new_file() {
             std::thread::sleep(Duration::from_millis(20 + (moment * 37) % 100));
             child.kill().unwrap();
             child.wait().unwrap();
-            if moment == 0 && std::fs::read_dir(dir.path()).unwrap().count() == 0 {
+            // Killed before its first save completed (its temporary file may be there).
+            if !dir.path().join(file).exists() {
+                assert!(!saved, "{file} vanished after a kill at moment {moment}");
                 continue;
             }
+            saved = true;
             check(what, dir.path());
         }
         // Leftover temporary files (a kill between create and rename) are hidden and
