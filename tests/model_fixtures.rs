@@ -213,8 +213,7 @@ fn minilm_with_a_clip_builds_and_scores_real_tweets() {
     let tweets = promptmner::data::read_conll(&shared.join("data/twitter2015/test.txt")).unwrap();
     let image = ImageState::none(NoImage::NoImageId);
     for tweet in &tweets[..5] {
-        let text = model.encode_text(&tweet.words).unwrap();
-        let prediction = model.score(&text, &image, &bank).unwrap();
+        let prediction = common::score_one(&model, &tweet.words, &image, &bank);
         assert_eq!(prediction.truncated_words, 0);
         assert!(
             prediction
@@ -229,7 +228,6 @@ fn minilm_with_a_clip_builds_and_scores_real_tweets() {
         .take(8)
         .flat_map(|t| t.words.clone())
         .collect();
-    let text = model.encode_text(&long).unwrap();
-    let prediction = model.score(&text, &image, &bank).unwrap();
+    let prediction = common::score_one(&model, &long, &image, &bank);
     assert!(prediction.truncated_words > 0);
 }

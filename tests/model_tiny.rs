@@ -14,7 +14,7 @@ use promptmner::model::fusion::FusionMode;
 use promptmner::model::ops::Mode;
 use promptmner::model::store::{Preset, write_tiny_backbones};
 use promptmner::model::text::WordPieces;
-use promptmner::model::{ImageState, ModelConfig, ModelError, Prediction, PromptMner};
+use promptmner::model::{Detail, ImageState, ModelConfig, ModelError, Prediction, PromptMner};
 use promptmner::progress::NoProgress;
 use promptmner::prompts::{Vocabulary, WordList};
 use promptmner::stages::image_cache::{ImageCache, image_states};
@@ -105,8 +105,7 @@ fn staged_scoring_equals_the_plain_forward() {
             .predict_batch(&pieces.iter().collect::<Vec<_>>(), &embeds, &bank)
             .unwrap();
         for (i, t) in tweets.iter().enumerate() {
-            let text = m.encode_text(&t.words).unwrap();
-            let staged = m.score(&text, &images[i], &bank).unwrap();
+            let staged = common::score_one(&m, &t.words, &images[i], &bank);
             let diff = max_diff(&staged, &batch[i]);
             assert!(diff < 1e-5, "{fusion:?} tweet {i}: {diff}");
             assert_eq!(staged.spans.len(), batch[i].spans.len());
@@ -140,10 +139,9 @@ fn a_tweet_without_image_gets_exactly_the_text_only_prediction() {
     let empty = m.encode_prompts(&Vocabulary::default(), 0).unwrap();
     assert!(empty.is_empty());
     let tweet = &w.tweets[0];
-    let text = m.encode_text(&tweet.words).unwrap();
     let no_image = ImageState::none(NoImage::NoImageId);
-    let with_bank = m.score(&text, &no_image, &bank).unwrap();
-    let text_only = m.score(&text, &no_image, &empty).unwrap();
+    let with_bank = common::score_one(&m, &tweet.words, &no_image, &bank);
+    let text_only = common::score_one(&m, &tweet.words, &no_image, &empty);
     assert_eq!(with_bank.candidates, text_only.candidates);
     assert!(with_bank.similarities.is_empty() && with_bank.clue_attention.is_empty());
 
@@ -234,14 +232,18 @@ fn prompt_and_text_caches_do_only_new_work() {
 
     // Scoring after the edit reuses the text and image stages.
     let tweet = &w.tweets[1];
-    let text = m.encode_text(&tweet.words).unwrap();
+    let pieces = m.tokenize(&tweet.words).unwrap();
+    let states = m.encode_word_states(&[&pieces]).unwrap();
+    let text = m.text_batch(&[&states[0]], &[&pieces]).unwrap();
     let img = image(&w, &m, tweet);
     let (texts, images) = (
         m.counters.texts_encoded.load(Ordering::Relaxed),
         m.counters.images_encoded.load(Ordering::Relaxed),
     );
-    m.score(&text, &img, &bank).unwrap();
-    m.score(&text, &img, &again).unwrap();
+    for bank in [&bank, &again] {
+        m.score_batch(&text, &[img.embedding()], bank, Detail::Clues)
+            .unwrap();
+    }
     assert_eq!(m.counters.texts_encoded.load(Ordering::Relaxed), texts);
     assert_eq!(m.counters.images_encoded.load(Ordering::Relaxed), images);
 }
@@ -260,10 +262,7 @@ fn tweets_longer_than_the_encoder_are_cut_not_crashed() {
             }
         })
         .collect();
-    let text = m.encode_text(&words).unwrap();
-    let pred = m
-        .score(&text, &ImageState::none(NoImage::NoImageId), &bank)
-        .unwrap();
+    let pred = common::score_one(&m, &words, &ImageState::none(NoImage::NoImageId), &bank);
     assert!(pred.truncated_words > 150, "{}", pred.truncated_words);
     let encoded = words.len() - pred.truncated_words;
     assert!(pred.candidates.iter().all(|c| c.end <= encoded));
@@ -412,9 +411,7 @@ fn a_whole_split_predicts_in_batches_in_tweet_order() {
             .unwrap();
     assert_eq!(predictions.len(), tweets.len());
     for (t, p) in tweets.iter().zip(&predictions) {
-        let staged = m
-            .score(&m.encode_text(&t.words).unwrap(), &image(&w, &m, t), &bank)
-            .unwrap();
+        let staged = common::score_one(&m, &t.words, &image(&w, &m, t), &bank);
         assert!(max_diff(&staged, p) < 1e-5);
         assert_eq!(
             staged.spans.iter().map(|s| s.span).collect::<Vec<_>>(),
@@ -440,14 +437,12 @@ fn batched_staged_scoring_equals_the_plain_forward() {
         let refs: Vec<&WordPieces> = pieces.iter().collect();
         let plain = m.predict_batch(&refs, &embeds, &bank).unwrap();
         let states = m.encode_word_states(&refs).unwrap();
-        let encoded = pieces
-            .iter()
-            .map(|p| p.first_piece.iter().map(Option::is_some).collect())
-            .collect();
         let batch = m
-            .text_batch(&states.iter().collect::<Vec<_>>(), encoded)
+            .text_batch(&states.iter().collect::<Vec<_>>(), &refs)
             .unwrap();
-        let staged = m.score_batch(&batch, &embeds, &bank).unwrap();
+        let staged = m
+            .score_batch(&batch, &embeds, &bank, Detail::Clues)
+            .unwrap();
         for (i, (a, b)) in staged.iter().zip(&plain).enumerate() {
             let diff = max_diff(a, b);
             assert!(diff < 1e-5, "{fusion:?} tweet {i}: {diff}");

@@ -23,7 +23,7 @@ use crate::eval::score::ScoreReport;
 use crate::eval::split::score_predictions;
 use crate::model::prompts::PromptBank;
 use crate::model::text::WordPieces;
-use crate::model::{ImageState, Prediction, PromptMner, TextBatch, TextState};
+use crate::model::{Detail, ImageState, Prediction, PromptMner, TextBatch};
 use crate::progress::NoProgress;
 use crate::prompts::Vocabulary;
 use crate::run::{Checkpoint, RunDir};
@@ -86,8 +86,8 @@ struct Worker {
     bank: PromptBank,
     baseline_bank: Option<PromptBank>,
     selected: usize,
-    /// The selected tweet's text stage (with the per-tweet fusion half).
-    selected_text: Option<(usize, TextState)>,
+    /// The selected tweet's text stage, a batch of one (with its fusion half).
+    selected_text: Option<(usize, TextBatch)>,
     /// Length-sorted batches of tweet indices and their text stages.
     batches: Vec<Vec<usize>>,
     text_batches: Vec<Option<TextBatch>>,
@@ -460,8 +460,9 @@ impl Worker {
         let probs_of = |bank: &crate::model::prompts::PromptBank| -> Result<[f32; 5], String> {
             let prediction = self
                 .model
-                .score(text, &image, bank)
-                .map_err(|e| e.to_string())?;
+                .score_batch(text, &[image.embedding()], bank, Detail::Spans)
+                .map_err(|e| e.to_string())?
+                .remove(0);
             prediction
                 .candidates
                 .iter()
@@ -636,10 +637,10 @@ impl Worker {
         let i = self.selected;
         self.ensure_encoded(&[i])?;
         if self.selected_text.as_ref().is_none_or(|(at, _)| *at != i) {
-            let states = self.word_states[i].clone().ok_or("no text state")?;
+            let states = self.word_states[i].as_ref().ok_or("no text state")?;
             let text = self
                 .model
-                .text_state_from_word_states(&self.tweets[i].words, self.pieces[i].clone(), states)
+                .text_batch(&[states], &[&self.pieces[i]])
                 .map_err(|e| e.to_string())?;
             self.selected_text = Some((i, text));
         }
@@ -647,8 +648,9 @@ impl Worker {
         let (_, text) = self.selected_text.as_ref().ok_or("no text state")?;
         let prediction = self
             .model
-            .score(text, &image, &self.bank)
-            .map_err(|e| e.to_string())?;
+            .score_batch(text, &[image.embedding()], &self.bank, Detail::Clues)
+            .map_err(|e| e.to_string())?
+            .remove(0);
         let prompts = if prediction.similarities.is_empty() {
             Vec::new()
         } else {
@@ -696,19 +698,10 @@ impl Worker {
                         .ok_or("a tweet was not encoded")
                 })
                 .collect::<Result<_, _>>()?;
-            let encoded = members
-                .iter()
-                .map(|&i| {
-                    self.pieces[i]
-                        .first_piece
-                        .iter()
-                        .map(Option::is_some)
-                        .collect()
-                })
-                .collect();
+            let pieces: Vec<_> = members.iter().map(|&i| &self.pieces[i]).collect();
             let batch = self
                 .model
-                .text_batch(&states, encoded)
+                .text_batch(&states, &pieces)
                 .map_err(|e| e.to_string())?;
             self.text_batches[b] = Some(batch);
         }
@@ -734,7 +727,7 @@ impl Worker {
         let batch = self.text_batches[b].as_ref().ok_or("no text batch")?;
         let predictions = self
             .model
-            .score_batch(batch, &embeds, bank)
+            .score_batch(batch, &embeds, bank, Detail::Spans)
             .map_err(|e| e.to_string())?;
         for (i, prediction) in members.into_iter().zip(predictions) {
             rescore.predictions[i] = Some(prediction);

@@ -37,22 +37,7 @@ impl FusionMode {
     }
 }
 
-/// The parts of a tweet's attention that prompts cannot change: queries, the text
-/// keys' running maximum, normaliser and weighted value sum (per head), and the words.
-pub struct TextSide {
-    /// [H, n, dh]
-    q: Tensor,
-    /// [H, n, 1]
-    max: Tensor,
-    /// [H, n, 1]
-    norm: Tensor,
-    /// [H, n, dh]
-    acc: Tensor,
-    /// [n, d]
-    words: Tensor,
-}
-
-/// The text sides of a batch of tweets, heads first so that the clue merge is one
+/// The prompt-independent half of a batch's attention, heads first so that the clue merge is one
 /// matrix product per head for the whole batch: [H, B, n, ·].
 pub struct TextSideBatch {
     /// [H, B, n, dh]
@@ -206,31 +191,6 @@ impl Fusion {
         Ok((self.finish(words, &attended, mode)?, Some(clue_attention)))
     }
 
-    /// The prompt-independent part of one tweet's attention: words [n, d], `word_mask`
-    /// `[n]` (1 = a word the encoder saw; the others are no keys).
-    pub fn text_side(&self, words: &Tensor, word_mask: &Tensor) -> Result<TextSide> {
-        let (n, d) = words.dims2()?;
-        let batch = words.reshape((1, n, d))?;
-        let q = split_heads(&self.query.forward(&batch)?, self.heads)?.squeeze(0)?;
-        let kt = split_heads(&self.text_key.forward(&batch)?, self.heads)?.squeeze(0)?;
-        let vt = split_heads(&self.text_value.forward(&batch)?, self.heads)?.squeeze(0)?;
-        let dtype = words.dtype();
-        let key_add =
-            ((word_mask.to_dtype(dtype)? - 1.0)? * -mask_value(dtype))?.reshape((1, 1, n))?;
-        let logits = (q.matmul(&kt.t()?)? * self.scale(d))?.broadcast_add(&key_add)?;
-        let max = logits.max_keepdim(D::Minus1)?;
-        let weights = logits.broadcast_sub(&max)?.exp()?;
-        let norm = weights.sum_keepdim(D::Minus1)?;
-        let acc = weights.matmul(&vt)?;
-        Ok(TextSide {
-            q,
-            max,
-            norm,
-            acc,
-            words: words.clone(),
-        })
-    }
-
     /// Per-prompt clue keys and values without a_i: rows [K, d] each, from unit prompt
     /// embeddings [K, e]. Linear in the prompt, so they are computed once per prompt.
     pub fn prompt_rows(&self, prompts: &Tensor) -> Result<(Tensor, Tensor)> {
@@ -267,50 +227,6 @@ impl Fusion {
         })
     }
 
-    /// One tweet's fused words [n, d] from its text side and, when it has an image, the
-    /// bank's clue side with matching weights a `[K]`; also the clue attention [n, K]
-    /// averaged over heads. Equal to [`Fusion::forward`] (the softmax merge of
-    /// flash-attention, exact up to rounding).
-    pub fn score(
-        &self,
-        text: &TextSide,
-        clues: Option<(&ClueSide, &Tensor)>,
-    ) -> Result<(Tensor, Option<Tensor>)> {
-        let Some((side, weights)) = clues else {
-            let attended = text.acc.broadcast_div(&text.norm)?;
-            let attended = merge_heads(&attended.unsqueeze(0)?)?.squeeze(0)?;
-            return Ok((self.finish(&text.words, &attended, Mode::Eval)?, None));
-        };
-        let d = text.words.dim(1)?;
-        let k = weights.dim(0)?;
-        let a = weights.reshape((1, 1, k))?;
-        let mut logits = (text
-            .q
-            .matmul(&side.pk.t()?)?
-            .broadcast_mul(&a)?
-            .broadcast_add(&text.q.matmul(&side.bk.t()?)?)?
-            * self.scale(d))?;
-        if let Some(bias) = &self.clue_bias {
-            logits = logits.broadcast_add(&bias.reshape((self.heads, 1, 1))?)?;
-        }
-        let max = text.max.maximum(&logits.max_keepdim(D::Minus1)?)?;
-        let text_scale = (&text.max - &max)?.exp()?;
-        let clue_weights = logits.broadcast_sub(&max)?.exp()?; // [H, n, K]
-        let clue_mass = clue_weights.sum_keepdim(D::Minus1)?;
-        let norm = (text.norm.mul(&text_scale)? + &clue_mass)?;
-        let values = clue_weights
-            .broadcast_mul(&a)?
-            .matmul(&side.pv)?
-            .add(&clue_mass.broadcast_mul(&side.bv)?)?;
-        let acc = (text.acc.broadcast_mul(&text_scale)? + values)?;
-        let attended = merge_heads(&acc.broadcast_div(&norm)?.unsqueeze(0)?)?.squeeze(0)?;
-        let clue_attention = clue_weights.broadcast_div(&norm)?.mean(0)?;
-        Ok((
-            self.finish(&text.words, &attended, Mode::Eval)?,
-            Some(clue_attention),
-        ))
-    }
-
     /// [H, B, n, dh] from [B, n, d].
     fn heads_first(&self, x: &Tensor) -> Result<Tensor> {
         let (b, n, d) = x.dims3()?;
@@ -319,7 +235,9 @@ impl Fusion {
             .contiguous()
     }
 
-    /// [`Fusion::text_side`] for a padded batch: words [B, n, d], `word_mask` [B, n].
+    /// The prompt-independent part of a padded batch's attention (queries, the text
+    /// keys' running maximum, normaliser and weighted value sum, per head): words
+    /// [B, n, d], `word_mask` [B, n] (1 = a word the encoder saw; the others are no keys).
     pub fn text_side_batch(&self, words: &Tensor, word_mask: &Tensor) -> Result<TextSideBatch> {
         let (b, n, d) = words.dims3()?;
         let q = self.heads_first(&self.query.forward(words)?)?;
@@ -342,14 +260,17 @@ impl Fusion {
         })
     }
 
-    /// [`Fusion::score`] for a batch: fused words [B, n, d] from the text sides and, for
-    /// the tweets whose `present` `[B]` is 1, the bank's clues at matching weights a
-    /// [B, K] (the others get exactly the text-only result).
+    /// Fused words [B, n, d] from the text sides and, for the tweets whose `present`
+    /// `[B]` is 1, the bank's clues at matching weights a [B, K] (the others get exactly
+    /// the text-only result); with `want_attention`, also the attention mass on each
+    /// clue averaged over heads [B, n, K]. Equal to [`Fusion::forward`] (the softmax
+    /// merge of flash-attention, exact up to rounding).
     pub fn score_batch(
         &self,
         text: &TextSideBatch,
         clues: Option<(&ClueSide, &Tensor, &Tensor)>,
-    ) -> Result<Tensor> {
+        want_attention: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let (h, b, n, dh) = text.q.dims4()?;
         let d = h * dh;
         let merge = |acc: &Tensor, norm: &Tensor| -> Result<Tensor> {
@@ -358,7 +279,8 @@ impl Fusion {
                 .reshape((b, n, d))
         };
         let Some((side, weights, present)) = clues else {
-            return self.finish(&text.words, &merge(&text.acc, &text.norm)?, Mode::Eval);
+            let fused = self.finish(&text.words, &merge(&text.acc, &text.norm)?, Mode::Eval)?;
+            return Ok((fused, None));
         };
         let k = weights.dim(1)?;
         let a = weights.reshape((1, b, 1, k))?;
@@ -385,7 +307,11 @@ impl Fusion {
             .reshape((h, b, n, dh))?
             .add(&clue_mass.broadcast_mul(&side.bv.reshape((h, 1, 1, dh))?)?)?;
         let acc = (text.acc.broadcast_mul(&text_scale)? + values)?;
-        self.finish(&text.words, &merge(&acc, &norm)?, Mode::Eval)
+        let clue_attention = want_attention
+            .then(|| clue_weights.broadcast_div(&norm)?.mean(0))
+            .transpose()?;
+        let fused = self.finish(&text.words, &merge(&acc, &norm)?, Mode::Eval)?;
+        Ok((fused, clue_attention))
     }
 
     /// What the CPU scoring stage reads of this layer.

@@ -1,6 +1,6 @@
 //! The PromptMNER model (DESIGN §4) on candle, with the staged interface of DESIGN §5:
-//! `encode_text`, `encode_image`, `encode_prompts` and `score`, each cached so that a
-//! prompt edit recomputes only what it touches.
+//! `encode_word_states` + `text_batch`, `encode_image`, `encode_prompts` and
+//! `score_batch`, each cached so that a prompt edit recomputes only what it touches.
 
 pub mod clip;
 pub(crate) mod clip_cpu;
@@ -82,7 +82,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use image::DynamicImage;
 use serde::{Deserialize, Serialize};
@@ -91,7 +91,7 @@ use crate::data::images::{ClipPreprocess, NoImage};
 use crate::prompts::Vocabulary;
 use clip::{ClipBackbone, ClipModel, ClipTokenizer, l2_normalize};
 use encoder_cpu::EncoderPass;
-use fusion::{Fusion, FusionMode, TextSide};
+use fusion::{Fusion, FusionMode};
 use ops::Mode;
 use prompts::{ContinuousPrompts, PromptBank, PromptSource};
 use span::{PredictedSpan, ScoredSpan, SpanHead};
@@ -249,32 +249,15 @@ struct CachedPrompt {
     rows: Option<(Tensor, Tensor)>,
 }
 
-/// A tweet after the text stage.
-pub struct TextState {
-    pub words: Vec<String>,
-    pub pieces: WordPieces,
-    /// [n, d]: each word's first-piece state (zeros for words beyond the limit).
-    word_states: Tensor,
-    fusion: Option<TextSide>,
-}
-
-impl TextState {
-    /// Words the encoder saw (false for words beyond its limit).
-    pub fn encoded(&self) -> Vec<bool> {
-        self.pieces
-            .first_piece
-            .iter()
-            .map(Option::is_some)
-            .collect()
-    }
-}
-
 /// A batch of tweets after the text stage, padded, ready for repeated scoring: the
-/// whole-split rescoring after a prompt edit runs only [`PromptMner::score_batch`].
+/// whole-split rescoring after a prompt edit runs only [`PromptMner::score_batch`], and
+/// the workbench's selected tweet is a batch of one.
 pub struct TextBatch {
     form: BatchForm,
     /// Per tweet, which words the encoder saw.
     encoded: Vec<Vec<bool>>,
+    /// Per tweet, the words beyond the encoder's limit.
+    truncated: Vec<usize>,
 }
 
 /// Host buffers for the CPU scoring stage, or tensors for candle's on other devices.
@@ -296,6 +279,15 @@ impl TextBatch {
     pub fn is_empty(&self) -> bool {
         self.encoded.is_empty()
     }
+}
+
+/// How much a prediction of the scoring stage says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Spans and candidates (the whole-split rescoring).
+    Spans,
+    /// Also each prompt's similarity a_i and the clue attention per word.
+    Clues,
 }
 
 /// An image after the image stage: its unit CLIP embedding, or why there is none.
@@ -530,14 +522,6 @@ impl PromptMner {
         &self.clip
     }
 
-    /// The text stage: word pieces, encoder states of each word's first piece, and the
-    /// prompt-independent half of the fusion attention.
-    pub fn encode_text<S: AsRef<str>>(&self, words: &[S]) -> Result<TextState, ModelError> {
-        let pieces = self.tokenizer.encode_words(words)?;
-        let states = self.encode_word_states(&[&pieces])?.remove(0);
-        self.text_state_from_word_states(words, pieces, states)
-    }
-
     /// Each tweet's word states [n_i, d] for a batch of word pieces (the text stage's
     /// expensive half, which the engine caches on disk).
     pub fn encode_word_states(&self, batch: &[&WordPieces]) -> Result<Vec<Tensor>, ModelError> {
@@ -552,39 +536,18 @@ impl PromptMner {
             .collect()
     }
 
-    /// The text stage of one tweet from its stored word states [n, d].
-    pub fn text_state_from_word_states<S: AsRef<str>>(
-        &self,
-        words: &[S],
-        pieces: WordPieces,
-        word_states: Tensor,
-    ) -> Result<TextState, ModelError> {
-        let mask: Vec<f32> = pieces
-            .first_piece
-            .iter()
-            .map(|p| if p.is_some() { 1.0 } else { 0.0 })
-            .collect();
-        let mask = Tensor::from_vec(mask, pieces.first_piece.len(), &self.device)?;
-        let fusion = self
-            .fusion
-            .as_ref()
-            .map(|f| f.text_side(&word_states, &mask))
-            .transpose()?;
-        Ok(TextState {
-            words: words.iter().map(|w| w.as_ref().to_string()).collect(),
-            pieces,
-            word_states,
-            fusion,
-        })
-    }
-
-    /// A padded batch of tweets from their word states [n_i, d] and which words the
-    /// encoder saw, with the fusion's text half computed once.
+    /// A padded batch of tweets from their word states [n_i, d] and word pieces, with
+    /// the fusion's text half computed once.
     pub fn text_batch(
         &self,
         word_states: &[&Tensor],
-        encoded: Vec<Vec<bool>>,
+        pieces: &[&WordPieces],
     ) -> Result<TextBatch, ModelError> {
+        let encoded: Vec<Vec<bool>> = pieces
+            .iter()
+            .map(|p| p.first_piece.iter().map(Option::is_some).collect())
+            .collect();
+        let truncated = pieces.iter().map(|p| p.truncated_words()).collect();
         let n = encoded.iter().map(Vec::len).max().unwrap_or(0).max(1);
         let padded = word_states
             .iter()
@@ -626,37 +589,46 @@ impl PromptMner {
                 side: None,
             }),
         };
-        Ok(TextBatch { form, encoded })
+        Ok(TextBatch {
+            form,
+            encoded,
+            truncated,
+        })
     }
 
     /// The scoring stage for a batch: matching, the clue merge, gate, LayerNorm, span
     /// head and decoding, with `images[i]` the unit embedding of tweet i's image (None:
-    /// no image). Predictions carry spans and candidates (not the per-prompt details of
-    /// [`PromptMner::score`]).
+    /// no image). It reuses the text and prompt stages, so after a prompt edit only
+    /// this runs. With [`Detail::Clues`] predictions also carry each prompt's a_i and
+    /// the clue attention (what the workbench shows of one tweet).
     pub fn score_batch(
         &self,
         batch: &TextBatch,
         images: &[Option<&Tensor>],
         bank: &PromptBank,
+        detail: Detail,
     ) -> Result<Vec<Prediction>, ModelError> {
         let b = batch.len();
-        let clues = match (&self.fusion, &bank.clues) {
-            (Some(_), Some(clues)) if !bank.is_empty() && images.iter().any(Option::is_some) => {
-                let zero =
-                    Tensor::zeros(self.clip.config.projection_dim, DType::F32, &self.device)?;
-                let v: Vec<Tensor> = images
-                    .iter()
-                    .map(|i| i.cloned().unwrap_or_else(|| zero.clone()))
-                    .collect();
-                let logits = (Tensor::stack(&v, 0)?.matmul(&bank.embeds.t()?)?
-                    * self.clip.logit_scale as f64)?;
-                let a = candle_nn::ops::softmax_last_dim(&logits)?;
-                Some((clues, a))
-            }
+        // Matching weights a [B, K]; shown even by a text-only model, which ignores them.
+        let weights = if !bank.is_empty() && images.iter().any(Option::is_some) {
+            let zero = Tensor::zeros(self.clip.config.projection_dim, DType::F32, &self.device)?;
+            let v: Vec<Tensor> = images
+                .iter()
+                .map(|i| i.cloned().unwrap_or_else(|| zero.clone()))
+                .collect();
+            let logits =
+                (Tensor::stack(&v, 0)?.matmul(&bank.embeds.t()?)? * self.clip.logit_scale as f64)?;
+            Some(candle_nn::ops::softmax_last_dim(&logits)?)
+        } else {
+            None
+        };
+        let clues = match (&self.fusion, &bank.clues, &weights) {
+            (Some(_), Some(clues), Some(a)) => Some((clues, a)),
             _ => None,
         };
+        let want_attention = detail == Detail::Clues;
         let present: Vec<bool> = images.iter().map(Option::is_some).collect();
-        let candidates: Vec<Vec<ScoredSpan>> = match &batch.form {
+        let (candidates, clue_attention) = match &batch.form {
             BatchForm::Host(text) => {
                 let mut params = self.span.score_params()?;
                 params.fusion = self.fusion.as_ref().map(Fusion::score_params).transpose()?;
@@ -676,38 +648,60 @@ impl PromptMner {
                         weights: a,
                         present: &present,
                     });
-                score_cpu::score(&params, text, host_clues, &batch.encoded)?
+                let scores =
+                    score_cpu::score(&params, text, host_clues, &batch.encoded, want_attention)?;
+                let attention = scores
+                    .clue_attention
+                    .map(|a| Tensor::from_vec(a, (b, text.len, bank.len()), &Device::Cpu))
+                    .transpose()?;
+                (scores.spans, attention)
             }
             BatchForm::Tensors { words, side } => {
-                let fused = match (&self.fusion, side) {
+                let (fused, attention) = match (&self.fusion, side) {
                     (Some(fusion), Some(side)) => {
                         let mask: Vec<f32> =
                             present.iter().map(|p| if *p { 1.0 } else { 0.0 }).collect();
                         let mask = Tensor::from_vec(mask, b, &self.device)?;
-                        fusion.score_batch(side, clues.as_ref().map(|(c, a)| (*c, a, &mask)))?
+                        fusion.score_batch(
+                            side,
+                            clues.as_ref().map(|(c, a)| (*c, *a, &mask)),
+                            want_attention,
+                        )?
                     }
-                    _ => words.clone(),
+                    _ => (words.clone(), None),
                 };
                 let probs = span::class_probs(&self.span.forward(&fused, Mode::Eval)?)?;
-                batch
+                let candidates = batch
                     .encoded
                     .iter()
                     .enumerate()
                     .map(|(i, encoded)| span::scored_spans(&probs.get(i)?, encoded.len(), encoded))
-                    .collect::<candle_core::Result<_>>()?
+                    .collect::<candle_core::Result<_>>()?;
+                (candidates, attention)
             }
         };
         batch
             .encoded
             .iter()
             .zip(candidates)
-            .map(|(encoded, candidates)| {
+            .enumerate()
+            .map(|(i, (encoded, candidates))| {
+                let truncated_words = batch.truncated[i];
+                let shown = want_attention && present[i];
+                let similarities = match (&weights, shown) {
+                    (Some(a), true) => a.get(i)?.to_vec1::<f32>()?,
+                    _ => Vec::new(),
+                };
+                let clue_attention = match (&clue_attention, shown) {
+                    (Some(c), true) => c.get(i)?.narrow(0, 0, encoded.len())?.to_vec2::<f32>()?,
+                    _ => Vec::new(),
+                };
                 Ok(Prediction {
                     spans: span::decode(&candidates),
                     candidates,
-                    similarities: Vec::new(),
-                    clue_attention: Vec::new(),
-                    truncated_words: encoded.iter().filter(|e| !**e).count(),
+                    similarities,
+                    clue_attention,
+                    truncated_words,
                 })
             })
             .collect()
@@ -960,57 +954,6 @@ impl PromptMner {
             Mode::Grad,
         )?;
         Ok(Tensor::cat(&[&bank.embeds, &embeds], 0)?)
-    }
-
-    /// Matching weights a = softmax(τ·⟨s_i, v⟩) of a bank for one image [K].
-    fn matching(&self, bank: &PromptBank, image: &Tensor) -> Result<Tensor, ModelError> {
-        let logits =
-            (bank.embeds.matmul(&image.unsqueeze(1)?)?.squeeze(1)? * self.clip.logit_scale as f64)?;
-        Ok(candle_nn::ops::softmax(&logits, D::Minus1)?)
-    }
-
-    /// The scoring stage: matching, fusion, span scores and decoding for one tweet. It
-    /// reuses the text and prompt stages, so after a prompt edit only this runs.
-    pub fn score(
-        &self,
-        text: &TextState,
-        image: &ImageState,
-        bank: &PromptBank,
-    ) -> Result<Prediction, ModelError> {
-        let weights = match (&image.embed, bank.is_empty()) {
-            (Some(v), false) => Some(self.matching(bank, v)?),
-            _ => None,
-        };
-        let (fused, attention) = match (&self.fusion, &text.fusion) {
-            (Some(fusion), Some(side)) => {
-                let clues = match (&bank.clues, &weights) {
-                    (Some(c), Some(a)) => Some((c, a)),
-                    _ => None,
-                };
-                fusion.score(side, clues)?
-            }
-            _ => (text.word_states.clone(), None),
-        };
-        let logits = self
-            .span
-            .forward(&fused.unsqueeze(0)?, Mode::Eval)?
-            .squeeze(0)?;
-        let probs = span::class_probs(&logits)?;
-        let encoded = text.encoded();
-        let candidates = span::scored_spans(&probs, encoded.len(), &encoded)?;
-        Ok(Prediction {
-            spans: span::decode(&candidates),
-            candidates,
-            similarities: weights
-                .map(|a| a.to_vec1::<f32>())
-                .transpose()?
-                .unwrap_or_default(),
-            clue_attention: attention
-                .map(|a| a.to_vec2::<f32>())
-                .transpose()?
-                .unwrap_or_default(),
-            truncated_words: text.pieces.truncated_words(),
-        })
     }
 
     /// Word pieces of a tweet (the batched path's input).

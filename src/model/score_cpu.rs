@@ -100,6 +100,15 @@ pub(crate) struct HostClues<'a> {
     pub present: &'a [bool],
 }
 
+/// What the CPU scoring stage gives for a batch.
+pub(crate) struct HostScores {
+    /// Per tweet, every span (i, w) inside its encoded words with class probabilities.
+    pub spans: Vec<Vec<ScoredSpan>>,
+    /// The attention mass on each clue averaged over heads, [B·n, K] (when asked for
+    /// and there were clues).
+    pub clue_attention: Option<Vec<f32>>,
+}
+
 /// Class probabilities of every span (i, w) inside each tweet's encoded words, per
 /// tweet: the fused words through the span head.
 pub(crate) fn score(
@@ -107,27 +116,47 @@ pub(crate) fn score(
     text: &HostTextBatch,
     clues: Option<HostClues>,
     encoded: &[Vec<bool>],
-) -> Result<Vec<Vec<ScoredSpan>>> {
+    want_attention: bool,
+) -> Result<HostScores> {
     let guards = params.try_map(|t| Ok(t.storage_and_layout()))?;
     let w = guards.try_map(|(storage, layout)| host_slice(storage, layout))?;
     let rows = text.batch * text.len;
     let d = text.words.len() / rows.max(1);
-    let fused = match (&w.fusion, &text.side) {
+    let (fused, clue_attention) = match (&w.fusion, &text.side) {
         (Some(fusion), Some(side)) => {
-            let attended = attend(
-                side,
-                clues,
-                fusion.clue_bias,
+            let shape = AttentionShape {
                 rows,
                 d,
-                fusion.heads,
-                text.len,
-            );
-            finish(fusion, text, side, &attended, rows, d)
+                heads: fusion.heads,
+                n: text.len,
+            };
+            let attended = attend(side, clues, fusion.clue_bias, shape, want_attention);
+            let fused = finish(fusion, text, side, &attended.values, rows, d);
+            (fused, attended.clue_attention)
         }
-        _ => text.words.clone(),
+        _ => (text.words.clone(), None),
     };
-    Ok(span_probs(&w, &fused, text, encoded, d))
+    Ok(HostScores {
+        spans: span_probs(&w, &fused, text, encoded, d),
+        clue_attention,
+    })
+}
+
+/// Rows (B·n), width, heads and words per tweet of a batch's attention.
+#[derive(Clone, Copy)]
+struct AttentionShape {
+    rows: usize,
+    d: usize,
+    heads: usize,
+    n: usize,
+}
+
+/// The attended values and, when asked for, the clue attention averaged over heads.
+struct Attended {
+    /// [B·n, d]
+    values: Vec<f32>,
+    /// [B·n, K]
+    clue_attention: Option<Vec<f32>>,
 }
 
 /// The attended values [B·n, d]: text part merged with the clues (flash-attention's
@@ -136,14 +165,12 @@ fn attend(
     side: &HostSide,
     clues: Option<HostClues>,
     clue_bias: Option<&[f32]>,
-    rows: usize,
-    d: usize,
-    heads: usize,
-    n: usize,
-) -> Vec<f32> {
+    AttentionShape { rows, d, heads, n }: AttentionShape,
+    want_attention: bool,
+) -> Attended {
     let dh = d / heads;
     let scale = 1.0 / (dh as f32).sqrt();
-    let per_head: Vec<Vec<f32>> = (0..heads)
+    let per_head: Vec<(Vec<f32>, Option<Vec<f32>>)> = (0..heads)
         .into_par_iter()
         .map(|h| {
             let q = &side.q[h * rows * dh..(h + 1) * rows * dh];
@@ -159,7 +186,7 @@ fn attend(
                         out[r * dh + t] = acc[r * dh + t] / tnorm[r];
                     }
                 }
-                return out;
+                return (out, None);
             };
             let k = c.weights.len() / c.present.len().max(1);
             let (pk, pv) = (
@@ -181,6 +208,7 @@ fn attend(
             let mut text_scale = vec![0f32; rows];
             let mut mass = vec![0f32; rows];
             let mut norm = vec![0f32; rows];
+            let mut attention = want_attention.then(|| vec![0f32; rows * k]);
             simd(
                 #[inline(always)]
                 || {
@@ -204,11 +232,18 @@ fn attend(
                             *x = cpu::exp(*x - mx);
                         }
                         let total = cpu::sum(row);
+                        let ts = cpu::exp(tmax[r] - mx);
+                        (text_scale[r], mass[r], norm[r]) = (ts, total, tnorm[r] * ts + total);
+                        if let Some(attention) = attention.as_mut() {
+                            // Each clue's share of the softmax, before a_i weighs its value.
+                            let inv = 1.0 / norm[r];
+                            for (out, &x) in attention[r * k..(r + 1) * k].iter_mut().zip(&*row) {
+                                *out = x * inv;
+                            }
+                        }
                         for (x, &ai) in row.iter_mut().zip(a) {
                             *x *= ai;
                         }
-                        let ts = cpu::exp(tmax[r] - mx);
-                        (text_scale[r], mass[r], norm[r]) = (ts, total, tnorm[r] * ts + total);
                     }
                 },
             );
@@ -227,17 +262,33 @@ fn attend(
                     out[r * dh + t] = v * inv;
                 }
             }
-            out
+            (out, attention)
         })
         .collect();
-    let mut attended = vec![0f32; rows * d];
-    for (h, head) in per_head.iter().enumerate() {
+    let mut values = vec![0f32; rows * d];
+    for (h, (head, _)) in per_head.iter().enumerate() {
         for r in 0..rows {
-            attended[r * d + h * dh..r * d + (h + 1) * dh]
+            values[r * d + h * dh..r * d + (h + 1) * dh]
                 .copy_from_slice(&head[r * dh..(r + 1) * dh]);
         }
     }
-    attended
+    let clue_attention = per_head
+        .iter()
+        .map(|(_, attention)| attention.as_deref())
+        .collect::<Option<Vec<&[f32]>>>()
+        .map(|heads_attention| {
+            let mut mean = vec![0f32; heads_attention[0].len()];
+            for head in &heads_attention {
+                for (m, &x) in mean.iter_mut().zip(*head) {
+                    *m += x / heads as f32;
+                }
+            }
+            mean
+        });
+    Attended {
+        values,
+        clue_attention,
+    }
 }
 
 /// words + gate ⊙ (W_o·attended + b_o), then LayerNorm: [B·n, d].

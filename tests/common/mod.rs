@@ -84,3 +84,25 @@ pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
         .to_scalar::<f32>()
         .unwrap()
 }
+
+/// The staged path for one tweet, as the workbench runs it: its text stage as a batch
+/// of one, scored with every detail (similarities and clue attention).
+pub fn score_one<S: AsRef<str>>(
+    model: &promptmner::model::PromptMner,
+    words: &[S],
+    image: &promptmner::model::ImageState,
+    bank: &promptmner::model::prompts::PromptBank,
+) -> promptmner::model::Prediction {
+    let pieces = model.tokenize(words).unwrap();
+    let states = model.encode_word_states(&[&pieces]).unwrap();
+    let batch = model.text_batch(&[&states[0]], &[&pieces]).unwrap();
+    model
+        .score_batch(
+            &batch,
+            &[image.embedding()],
+            bank,
+            promptmner::model::Detail::Clues,
+        )
+        .unwrap()
+        .remove(0)
+}
