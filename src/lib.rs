@@ -17,6 +17,7 @@ pub mod data;
 pub mod engine;
 pub mod eval;
 pub mod jobs;
+pub(crate) mod kernels;
 pub mod model;
 pub mod progress;
 pub mod prompts;

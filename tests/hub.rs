@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use common::hub_server::{HubServer, Repo};
 use common::{max_abs_diff, promptmner};
+use promptmner::model::bert::TextBackbone;
 use promptmner::model::hub::{HubError, HubSettings, fetch_file};
 use promptmner::model::store::{ModelStore, StoreError};
-use promptmner::model::text::TextBackbone;
 use promptmner::progress::NoProgress;
 
 const FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];

@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use common::max_abs_diff;
 use promptmner::data::images::decode_image;
+use promptmner::model::bert::TextBackbone;
+use promptmner::model::bert::cpu::EncoderPass;
 use promptmner::model::clip::{ClipBackbone, l2_normalize};
-use promptmner::model::encoder_cpu::EncoderPass;
 use promptmner::model::ops::Mode;
 use promptmner::model::prompts::encode_texts;
-use promptmner::model::text::TextBackbone;
 use serde_json::Value;
 
 fn json(path: &Path) -> Value {

@@ -194,11 +194,11 @@ fn prepare(dir: &Path, inputs: &Inputs) -> Result<(PathBuf, PathBuf), BenchError
         std::fs::copy(tokenizer, backbone.join("tokenizer.json")).map_err(write_error(backbone))?;
     }
     let tokenizer =
-        crate::model::text::WordPieceTokenizer::load(&text.join("tokenizer.json"), 512)?;
+        crate::model::bert::tokenizer::WordPieceTokenizer::load(&text.join("tokenizer.json"), 512)?;
     let vocab = tokenizer.vocab_size();
     let bert = bert_base_config(vocab);
     write_random(&text, &bert, 11, |vb| {
-        crate::model::text::BertModel::load(vb, &bert).map(drop)
+        crate::model::bert::BertModel::load(vb, &bert).map(drop)
     })?;
     let clip_config = clip_b32_config();
     write_random(&clip, &clip_config, 12, |vb| {

@@ -14,10 +14,10 @@ use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{read_conll, split_path};
+use crate::model::bert::cpu::EncoderPass;
+use crate::model::bert::{BertConfig, BertModel, TextBackbone, WordPieces};
 use crate::model::clip::{ClipConfig, ClipModel};
-use crate::model::encoder_cpu::EncoderPass;
 use crate::model::ops::Mode;
-use crate::model::text::{BertConfig, BertModel, TextBackbone, WordPieces};
 use crate::progress::{Progress, Task};
 pub(crate) use agree::{AgreeFigures, agree};
 pub(crate) use live::{LiveFigures, LiveSetup, live};
@@ -132,11 +132,11 @@ fn text_rate(
 ) -> Result<f64, BenchError> {
     let tweets: usize = batches.iter().map(Vec::len).sum();
     let device = model.tensors()?.word.device().clone();
-    if !crate::model::encoder_cpu::supports(model, &device) {
+    if !crate::model::bert::cpu::supports(model, &device) {
         let seconds = timed(reps, || {
             for batch in batches {
                 let refs: Vec<&WordPieces> = batch.iter().collect();
-                let (ids, mask) = crate::model::text::pad_batch(&refs, &device)?;
+                let (ids, mask) = crate::model::bert::pad_batch(&refs, &device)?;
                 // Reading one value waits for the device to finish the batch.
                 model
                     .forward(&ids, &mask, Mode::Eval)?
@@ -190,7 +190,7 @@ pub(crate) fn encode(
         }
         let config = minilm_config();
         let model = random(2, device, |vb| BertModel::load(vb, &config))?;
-        let tokenizer = crate::model::text::WordPieceTokenizer::load(&tokenizer, 128)?;
+        let tokenizer = crate::model::bert::tokenizer::WordPieceTokenizer::load(&tokenizer, 128)?;
         let backbone = TextBackbone { model, tokenizer };
         let label = "demo test, MiniLM shapes with random weights (../shared not found)";
         (backbone, split_path(&demo, "test"), label.to_string())

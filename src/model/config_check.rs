@@ -112,8 +112,8 @@ pub(crate) fn stack_parameters(width: usize, inner: usize, layers: usize) -> u12
 
 #[cfg(test)]
 mod tests {
+    use crate::model::bert::BertConfig;
     use crate::model::clip::ClipConfig;
-    use crate::model::text::BertConfig;
 
     const REPO: &str = env!("CARGO_MANIFEST_DIR");
 

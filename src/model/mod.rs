@@ -2,21 +2,17 @@
 //! `encode_word_states` + `text_batch`, `encode_image`, `encode_prompts` and
 //! `score_batch`, each cached so that a prompt edit recomputes only what it touches.
 
+pub mod bert;
 pub mod clip;
-pub(crate) mod clip_cpu;
 pub(crate) mod config_check;
-pub(crate) mod cpu;
 pub mod device;
-pub mod encoder_cpu;
 pub mod fusion;
 pub mod hub;
-pub(crate) mod kernels;
 pub mod ops;
+pub mod params;
 pub mod prompts;
-pub(crate) mod score_cpu;
 pub mod span;
 pub mod store;
-pub mod text;
 
 /// Helpers for the model's unit tests.
 #[cfg(test)]
@@ -24,8 +20,8 @@ pub(crate) mod testing {
     use candle_core::{DType, Device, Tensor};
     use candle_nn::{VarBuilder, VarMap};
 
+    use super::bert::{BertConfig, BertModel};
     use super::ops::Activation;
-    use super::text::{BertConfig, BertModel};
 
     /// A small BERT with every weight (biases and norms too) drawn at random.
     pub(crate) fn tiny_bert(dropout: f32) -> (BertModel, VarMap) {
@@ -54,8 +50,8 @@ pub(crate) mod testing {
     }
 
     /// Word pieces whose every piece is a word.
-    pub(crate) fn pieces(ids: &[u32]) -> super::text::WordPieces {
-        super::text::WordPieces {
+    pub(crate) fn pieces(ids: &[u32]) -> super::bert::tokenizer::WordPieces {
+        super::bert::tokenizer::WordPieces {
             ids: ids.to_vec(),
             first_piece: (0..ids.len()).map(Some).collect(),
             cut_words: 0,
@@ -89,13 +85,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::images::{ClipPreprocess, NoImage};
 use crate::prompts::Vocabulary;
+use bert::cpu::EncoderPass;
+use bert::tokenizer::{WordPieceTokenizer, WordPieces};
+use bert::{BertModel, TextBackbone};
 use clip::{ClipBackbone, ClipModel, ClipTokenizer, l2_normalize};
-use encoder_cpu::EncoderPass;
 use fusion::{Fusion, FusionMode};
 use ops::Mode;
 use prompts::{ContinuousPrompts, PromptBank, PromptSource};
 use span::{PredictedSpan, ScoredSpan, SpanHead};
-use text::{BertModel, TextBackbone, WordPieceTokenizer, WordPieces};
 
 /// Errors building or running the model.
 #[derive(Debug, thiserror::Error)]
@@ -262,7 +259,7 @@ pub struct TextBatch {
 
 /// Host buffers for the CPU scoring stage, or tensors for candle's on other devices.
 enum BatchForm {
-    Host(score_cpu::HostTextBatch),
+    Host(fusion::cpu::HostTextBatch),
     Tensors {
         /// [B, n, d]
         words: Tensor,
@@ -469,7 +466,7 @@ impl PromptMner {
                 )
             })
             .transpose()?;
-        let cpu_encoder = encoder_cpu::supports(&text.model, device)
+        let cpu_encoder = bert::cpu::supports(&text.model, device)
             .then(|| Mutex::new(EncoderPass::new(&text.model.config, false)));
         Ok(Self {
             config: config.clone(),
@@ -574,7 +571,7 @@ impl PromptMner {
             .transpose()?;
         let form = match (&self.fusion, side) {
             (_, side) if !self.device.is_cpu() => BatchForm::Tensors { words, side },
-            (Some(f), Some(side)) => BatchForm::Host(score_cpu::HostTextBatch {
+            (Some(f), Some(side)) => BatchForm::Host(fusion::cpu::HostTextBatch {
                 batch: encoded.len(),
                 len: n,
                 words: fusion::Fusion::side_words(&side)
@@ -582,7 +579,7 @@ impl PromptMner {
                     .to_vec1::<f32>()?,
                 side: Some(f.host_side(&side)?),
             }),
-            _ => BatchForm::Host(score_cpu::HostTextBatch {
+            _ => BatchForm::Host(fusion::cpu::HostTextBatch {
                 batch: encoded.len(),
                 len: n,
                 words: words.flatten_all()?.to_vec1::<f32>()?,
@@ -630,26 +627,28 @@ impl PromptMner {
         let present: Vec<bool> = images.iter().map(Option::is_some).collect();
         let (candidates, clue_attention) = match &batch.form {
             BatchForm::Host(text) => {
-                let mut params = self.span.score_params()?;
-                params.fusion = self.fusion.as_ref().map(Fusion::score_params).transpose()?;
+                let params = fusion::cpu::ScoreParams {
+                    fusion: self.fusion.as_ref().map(Fusion::score_params).transpose()?,
+                    span: self.span.host_params()?,
+                };
                 let host = clues
                     .as_ref()
                     .map(|(c, a)| {
                         Ok::<_, candle_core::Error>((c.host()?, a.flatten_all()?.to_vec1::<f32>()?))
                     })
                     .transpose()?;
-                let host_clues = host
-                    .as_ref()
-                    .map(|([pk, pv, bk, bv], a)| score_cpu::HostClues {
-                        pk,
-                        pv,
-                        bk,
-                        bv,
-                        weights: a,
-                        present: &present,
-                    });
+                let host_clues =
+                    host.as_ref()
+                        .map(|([pk, pv, bk, bv], a)| fusion::cpu::HostClues {
+                            pk,
+                            pv,
+                            bk,
+                            bv,
+                            weights: a,
+                            present: &present,
+                        });
                 let scores =
-                    score_cpu::score(&params, text, host_clues, &batch.encoded, want_attention)?;
+                    fusion::cpu::score(&params, text, host_clues, &batch.encoded, want_attention)?;
                 let attention = scores
                     .clue_attention
                     .map(|a| Tensor::from_vec(a, (b, text.len, bank.len()), &Device::Cpu))
@@ -722,7 +721,7 @@ impl PromptMner {
                 None,
             )?,
             _ => {
-                let (ids, mask) = text::pad_batch(batch, &self.device)?;
+                let (ids, mask) = bert::pad_batch(batch, &self.device)?;
                 self.text.forward(&ids, &mask, mode)?
             }
         };

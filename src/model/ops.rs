@@ -61,11 +61,11 @@ impl LayerNorm {
     }
 
     pub fn forward(&self, xs: &Tensor, mode: Mode) -> Result<Tensor> {
-        if mode.differentiable() && super::kernels::applies(xs) {
+        if mode.differentiable() && crate::kernels::candle_ops::applies(xs) {
             xs.contiguous()?.apply_op3(
                 &self.weight,
                 &self.bias,
-                super::kernels::LayerNormOp {
+                crate::kernels::candle_ops::LayerNormOp {
                     eps: self.eps as f32,
                 },
             )
@@ -79,8 +79,9 @@ impl LayerNorm {
 
 /// Softmax over the last dimension.
 pub fn softmax(xs: &Tensor, mode: Mode) -> Result<Tensor> {
-    if mode.differentiable() && super::kernels::applies(xs) {
-        xs.contiguous()?.apply_op1(super::kernels::SoftmaxOp)
+    if mode.differentiable() && crate::kernels::candle_ops::applies(xs) {
+        xs.contiguous()?
+            .apply_op1(crate::kernels::candle_ops::SoftmaxOp)
     } else if mode.differentiable() {
         candle_nn::ops::softmax(xs, D::Minus1)
     } else {
@@ -173,9 +174,9 @@ pub enum Activation {
 impl Activation {
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         match self {
-            Activation::Gelu if super::kernels::applies(xs) => {
-                xs.contiguous()?.apply_op1(super::kernels::GeluOp)
-            }
+            Activation::Gelu if crate::kernels::candle_ops::applies(xs) => xs
+                .contiguous()?
+                .apply_op1(crate::kernels::candle_ops::GeluOp),
             Activation::Gelu => xs.gelu_erf(),
             Activation::GeluNew => xs.gelu(),
             Activation::QuickGelu => xs.mul(&candle_nn::ops::sigmoid(&(xs * 1.702)?)?),

@@ -20,10 +20,10 @@ use tokenizers::pre_tokenizers::whitespace::Whitespace;
 use tokenizers::processors::bert::BertProcessing;
 use tokenizers::processors::template::TemplateProcessing;
 
+use super::bert::{BertConfig, BertModel};
 use super::clip::{ClipConfig, ClipModel, ClipTextConfig, ClipVisionConfig};
 use super::hub::{self, HubSettings};
 use super::ops::Activation;
-use super::text::{BertConfig, BertModel};
 use super::{Backbones, ModelConfig};
 use crate::progress::Progress;
 

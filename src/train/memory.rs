@@ -3,8 +3,8 @@
 //! than after the kernel kills it an hour in.
 
 use crate::model::Backbones;
+use crate::model::bert::BertConfig;
 use crate::model::clip::ClipConfig;
-use crate::model::text::BertConfig;
 use crate::run::TrainConfig;
 
 use super::TrainError;

@@ -3,7 +3,6 @@
 //! best checkpoint, and leave a resumable state after every completed epoch.
 
 pub mod clip_pretrain;
-pub(crate) mod encoder;
 pub(crate) mod memory;
 pub(crate) mod optim;
 
@@ -21,9 +20,10 @@ use crate::data::images::ImageResolver;
 use crate::data::spans::spans_from_tags;
 use crate::data::{Tweet, read_conll, split_path};
 use crate::eval::predict::predict_split;
+use crate::model::bert::backward::EncoderTrainer;
+use crate::model::bert::tokenizer::WordPieces;
 use crate::model::ops::Mode;
 use crate::model::span::NONE_CLASS;
-use crate::model::text::WordPieces;
 use crate::model::{ImageState, ModelError, PromptMner};
 use crate::progress::{Progress, Task};
 use crate::prompts::Vocabulary;
@@ -31,7 +31,6 @@ pub use crate::run::config::{self, TrainConfig};
 use crate::run::events::{Event, RunLog};
 pub use crate::run::{Checkpoint, EpochMetrics, Metrics, RunDir, Scores, resolve_backbones};
 use crate::stages::image_cache::{ImageCache, image_states};
-use encoder::EncoderTrainer;
 use optim::AdamW;
 
 #[derive(Debug, thiserror::Error)]

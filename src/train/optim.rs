@@ -14,18 +14,18 @@ use candle_core::{CpuStorage, Device, InplaceOp1, Layout, Tensor, Var};
 use candle_nn::VarMap;
 use rayon::prelude::*;
 
-use crate::model::cpu;
+use crate::kernels;
 use crate::run::config::OptimConfig;
 
 /// Σ g² in f64, over chunks in parallel; the chunk sums are added in order, so the norm
 /// (and so a resumed run) does not depend on how the work was split between threads.
 fn squared_norm(g: &[f32]) -> f64 {
     let partial: Vec<f64> = g
-        .par_chunks(cpu::CHUNK)
+        .par_chunks(kernels::CHUNK)
         .map(|c| {
-            cpu::simd(
+            kernels::simd(
                 #[inline(always)]
-                || cpu::dot(c, c),
+                || kernels::dot(c, c),
             ) as f64
         })
         .collect();
@@ -60,14 +60,14 @@ impl Update<'_> {
         let (b1, b2) = self.betas;
         let (bc1, bc2) = self.corrections;
         theta
-            .par_chunks_mut(cpu::CHUNK)
+            .par_chunks_mut(kernels::CHUNK)
             .zip(
-                m.par_chunks_mut(cpu::CHUNK)
-                    .zip(v.par_chunks_mut(cpu::CHUNK)),
+                m.par_chunks_mut(kernels::CHUNK)
+                    .zip(v.par_chunks_mut(kernels::CHUNK)),
             )
-            .zip(self.grad.par_chunks(cpu::CHUNK))
+            .zip(self.grad.par_chunks(kernels::CHUNK))
             .for_each(|((t, (m, v)), g)| {
-                cpu::simd(
+                kernels::simd(
                     #[inline(always)]
                     || {
                         for (((t, m), v), &g) in

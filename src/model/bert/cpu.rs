@@ -9,11 +9,11 @@
 use candle_core::{CpuStorage, DType, Device, Layout, Result, Storage, Tensor};
 use rayon::prelude::*;
 
-use super::cpu::{self, DropoutMask, MatRef, matmul, simd};
-use super::ops::Activation;
-use super::text::{
+use crate::kernels::{self, DropoutMask, MatRef, matmul, simd};
+use crate::model::bert::{
     BertConfig, BertModel, BertParams, BertTensors, LayerParams, LinearParams, WordPieces,
 };
+use crate::model::ops::Activation;
 
 /// The encoder's weights as host slices, by name.
 pub type HostWeights<'a> = BertParams<&'a [f32]>;
@@ -107,18 +107,19 @@ pub fn sized(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
 
 /// Fills each row of `dst` (row stride `ld`, first `bias.len()` columns) with `bias`.
 fn fill_rows(dst: &mut [f32], ld: usize, bias: &[f32]) {
-    dst.par_chunks_mut(ld * cpu::ROW_CHUNK).for_each(|rows| {
-        for row in rows.chunks_mut(ld) {
-            row[..bias.len()].copy_from_slice(bias);
-        }
-    });
+    dst.par_chunks_mut(ld * kernels::ROW_CHUNK)
+        .for_each(|rows| {
+            for row in rows.chunks_mut(ld) {
+                row[..bias.len()].copy_from_slice(bias);
+            }
+        });
 }
 
 /// dst = x·Wᵀ + b for x [m, in], dst rows of stride `ld`.
 pub fn linear(dst: &mut [f32], ld: usize, x: &[f32], m: usize, layer: &LinearParams<&[f32]>) {
     let (w, b) = (layer.weight, layer.bias);
-    if m <= cpu::FEW_ROWS {
-        cpu::linear_few_rows(dst, ld, x, m, w, b);
+    if m <= kernels::FEW_ROWS {
+        kernels::linear_few_rows(dst, ld, x, m, w, b);
         return;
     }
     let (out, inp) = (b.len(), w.len() / b.len());
@@ -135,8 +136,8 @@ pub fn linear(dst: &mut [f32], ld: usize, x: &[f32], m: usize, layer: &LinearPar
 
 /// out += x element-wise, in parallel.
 pub fn add_assign(out: &mut [f32], x: &[f32]) {
-    out.par_chunks_mut(cpu::CHUNK)
-        .zip(x.par_chunks(cpu::CHUNK))
+    out.par_chunks_mut(kernels::CHUNK)
+        .zip(x.par_chunks(kernels::CHUNK))
         .for_each(|(o, x)| {
             simd(
                 #[inline(always)]
@@ -296,7 +297,7 @@ impl EncoderPass {
             )
         });
         let out = sized(&mut self.hidden[0], m * d);
-        cpu::layer_norm_forward(
+        kernels::layer_norm_forward(
             &sum,
             w.embedding_norm.weight,
             w.embedding_norm.bias,
@@ -358,12 +359,12 @@ impl EncoderPass {
         let x1 = sized(&mut acts.x1, m * d);
         let saved = keep.then(|| (sized(&mut acts.xhat1, m * d), sized(&mut acts.rstd1, m)));
         let norm = &w.attention_norm;
-        cpu::layer_norm_forward(sum, norm.weight, norm.bias, eps, x1, saved);
+        kernels::layer_norm_forward(sum, norm.weight, norm.bias, eps, x1, saved);
 
         let z = sized(&mut acts.z, m * inner);
         linear(z, inner, x1, m, &w.intermediate);
         let act = sized(&mut acts.act, m * inner);
-        cpu::gelu_forward(z, act);
+        kernels::gelu_forward(z, act);
         linear(sum, d, act, m, &w.output);
         if let Some(mask) = ffn_mask {
             mask.apply_all(sum);
@@ -371,7 +372,7 @@ impl EncoderPass {
         add_assign(sum, x1);
         let saved = keep.then(|| (sized(&mut acts.xhat2, m * d), sized(&mut acts.rstd2, m)));
         let norm = &w.output_norm;
-        cpu::layer_norm_forward(sum, norm.weight, norm.bias, eps, out, saved);
+        kernels::layer_norm_forward(sum, norm.weight, norm.bias, eps, out, saved);
     }
 }
 
@@ -427,7 +428,7 @@ pub fn attention_forward(
                             } else {
                                 lengths[bi]
                             };
-                            cpu::softmax_row(row, valid);
+                            kernels::softmax_row(row, valid);
                         }
                     },
                 );
@@ -457,9 +458,9 @@ pub fn attention_forward(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::bert::pad_batch;
     use crate::model::ops::Mode;
     use crate::model::testing::{max_abs_diff, pieces, tiny_bert};
-    use crate::model::text::pad_batch;
 
     #[test]
     fn inference_without_kept_activations_equals_candles_forward() {

@@ -5,7 +5,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::cpu;
+use crate::kernels;
 
 fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
     let all = match storage {
@@ -49,7 +49,7 @@ impl CustomOp3 for LayerNormOp {
         let x = f32_slice(s1, l1)?;
         let (alpha, beta) = (f32_slice(s2, l2)?, f32_slice(s3, l3)?);
         let mut out = vec![0f32; x.len()];
-        cpu::layer_norm_forward(x, alpha, beta, self.eps, &mut out, None);
+        kernels::layer_norm_forward(x, alpha, beta, self.eps, &mut out, None);
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -66,7 +66,7 @@ impl CustomOp3 for LayerNormOp {
         let rows = xs.len() / d.max(1);
         let (mut out, mut xhat, mut rstd) =
             (vec![0f32; xs.len()], vec![0f32; xs.len()], vec![0f32; rows]);
-        cpu::layer_norm_forward(
+        kernels::layer_norm_forward(
             &xs,
             &a,
             &b,
@@ -76,7 +76,7 @@ impl CustomOp3 for LayerNormOp {
         );
         let mut dx = vec![0f32; xs.len()];
         let (mut da, mut db) = (vec![0f32; d], vec![0f32; d]);
-        cpu::layer_norm_backward(&xhat, &rstd, &a, &g, &mut dx, false, &mut da, &mut db);
+        kernels::layer_norm_backward(&xhat, &rstd, &a, &g, &mut dx, false, &mut da, &mut db);
         let device = x.device();
         Ok((
             Some(Tensor::from_vec(dx, x.shape(), device)?),
@@ -98,7 +98,7 @@ impl CustomOp1 for SoftmaxOp {
         let x = f32_slice(storage, layout)?;
         let d = *layout.dims().last().unwrap_or(&1);
         let mut out = vec![0f32; x.len()];
-        cpu::softmax_forward(x, &mut out, d);
+        kernels::softmax_forward(x, &mut out, d);
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 
@@ -106,7 +106,7 @@ impl CustomOp1 for SoftmaxOp {
         let (y, g) = (host(res)?, host(grad)?);
         let d = *arg.dims().last().unwrap_or(&1);
         let mut dx = vec![0f32; y.len()];
-        cpu::softmax_backward(&y, &g, &mut dx, d);
+        kernels::softmax_backward(&y, &g, &mut dx, d);
         Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
     }
 }
@@ -122,14 +122,14 @@ impl CustomOp1 for GeluOp {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(storage, layout)?;
         let mut out = vec![0f32; x.len()];
-        cpu::gelu_forward(x, &mut out);
+        kernels::gelu_forward(x, &mut out);
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let (x, g) = (host(arg)?, host(grad)?);
         let mut dx = vec![0f32; x.len()];
-        cpu::gelu_backward(&x, &g, &mut dx);
+        kernels::gelu_backward(&x, &g, &mut dx);
         Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
     }
 }

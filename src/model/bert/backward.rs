@@ -1,5 +1,5 @@
 //! A CPU trainer for the BERT text encoder: the forward pass of
-//! [`crate::model::encoder_cpu`] with every activation kept, and its backward pass
+//! [`crate::model::bert::cpu`] with every activation kept, and its backward pass
 //! written out by hand.
 //!
 //! Fine-tuning the encoder through candle's autograd spends most of a step outside the
@@ -8,7 +8,7 @@
 //! of matrix products (gemm, AVX-512) and fused row kernels over buffers reused from
 //! step to step, and the weight gradients land in host buffers, by name, that the
 //! optimiser reads in place. It computes the gradients of
-//! [`crate::model::text::BertModel`] (tested against candle's autograd); the rest of the
+//! [`crate::model::bert::BertModel`] (tested against candle's autograd); the rest of the
 //! model stays in candle and hands back the gradient of the hidden states.
 
 use std::collections::HashMap;
@@ -16,12 +16,12 @@ use std::collections::HashMap;
 use candle_core::{CpuStorage, Device, Result, Storage, Tensor, TensorId};
 use rayon::prelude::*;
 
-use crate::model::cpu::{self, DropoutMask, MatRef, matmul, simd};
-use crate::model::encoder_cpu::{
+use crate::kernels::{self, DropoutMask, MatRef, matmul, simd};
+use crate::model::bert::cpu::{
     ATTENTION_OUT, ATTENTION_PROBS, AttentionShape, EMBEDDING_SITE, EncoderPass, FFN_OUT,
     HostWeights, site, sized, with_host,
 };
-use crate::model::text::{
+use crate::model::bert::{
     BertModel, BertParams, BertTensors, LayerParams, LinearParams, NormParams, WordPieces,
 };
 
@@ -57,7 +57,7 @@ pub(crate) struct EncoderTrainer {
 impl EncoderTrainer {
     /// Whether the trainer can run this encoder here (f32 weights on the CPU, erf GELU).
     pub(crate) fn supports(model: &BertModel, device: &Device) -> bool {
-        crate::model::encoder_cpu::supports(model, device)
+        crate::model::bert::cpu::supports(model, device)
     }
 
     pub(crate) fn new(model: &BertModel) -> Result<Self> {
@@ -198,7 +198,7 @@ impl EncoderTrainer {
             d_act,
         );
         let dz = sized(&mut s.dz, m * inner);
-        cpu::gelu_backward(&acts.z, d_act, dz);
+        kernels::gelu_backward(&acts.z, d_act, dz);
         linear_backward_weights(&mut g.intermediate, dz, &acts.x1, m, inner, d);
         matmul(
             dx1,
@@ -243,7 +243,7 @@ impl EncoderTrainer {
             pass.mask(site(l, ATTENTION_PROBS), attention_p),
         );
         let mut bias_sums = vec![0f32; 3 * d];
-        cpu::add_column_sums(d_qkv, 3 * d, &mut bias_sums);
+        kernels::add_column_sums(d_qkv, 3 * d, &mut bias_sums);
         for (weights, grads, off) in [
             (&w.query, &mut g.query, 0),
             (&w.key, &mut g.key, d),
@@ -278,7 +278,7 @@ impl EncoderTrainer {
             mask.apply_all(dy);
         }
         let de = sized(&mut s.dx, m * d);
-        cpu::layer_norm_backward(
+        kernels::layer_norm_backward(
             &self.pass.embedding_xhat,
             &self.pass.embedding_rstd,
             w.embedding_norm.weight,
@@ -334,7 +334,7 @@ impl Branch<'_> {
     ) {
         let (m, d) = (self.rstd.len(), d_residual.len() / self.rstd.len().max(1));
         let inp = self.input.len() / m.max(1);
-        cpu::layer_norm_backward(
+        kernels::layer_norm_backward(
             self.xhat,
             self.rstd,
             self.norm.weight,
@@ -379,7 +379,7 @@ fn linear_backward_weights(
         false,
         true,
     );
-    cpu::add_column_sums(dy, out, &mut g.bias);
+    kernels::add_column_sums(dy, out, &mut g.bias);
 }
 
 /// Gradients of queries, keys and values [m, 3d] from the context gradient [m, d].
@@ -442,7 +442,7 @@ fn attention_backward(
                             .zip(p.chunks(n))
                             .zip(d_probs.chunks(n))
                         {
-                            cpu::softmax_row_backward(pr, dp, ds);
+                            kernels::softmax_row_backward(pr, dp, ds);
                             for x in ds.iter_mut() {
                                 *x *= scale;
                             }
@@ -459,9 +459,9 @@ fn attention_backward(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::bert::pad_batch;
     use crate::model::ops::Mode;
     use crate::model::testing::{max_abs_diff, pieces, tiny_bert};
-    use crate::model::text::pad_batch;
 
     #[test]
     fn forward_and_gradients_match_candles_autograd_on_a_padded_batch() {

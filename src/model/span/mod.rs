@@ -5,11 +5,12 @@ use candle_core::{D, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
 use serde::Serialize;
 
-use super::ops::{Activation, Mode, dropout};
-use super::score_cpu::ScoreParams;
-use super::text::LinearParams;
+pub(crate) mod cpu;
+
 use crate::data::spans::Span;
 use crate::data::tags::EntityType;
+use crate::model::ops::{Activation, Mode, dropout};
+use crate::model::params::LinearParams;
 
 /// Index of the NONE class (after the four entity types).
 pub const NONE_CLASS: usize = 4;
@@ -78,10 +79,9 @@ impl SpanHead {
 }
 
 impl SpanHead {
-    /// What the CPU scoring stage reads of the head (`fusion` filled in by the caller).
-    pub(crate) fn score_params(&self) -> Result<ScoreParams<Tensor>> {
-        Ok(ScoreParams {
-            fusion: None,
+    /// What the CPU span head reads of this head.
+    pub(crate) fn host_params(&self) -> Result<cpu::SpanParams<Tensor>> {
+        Ok(cpu::SpanParams {
             start: LinearParams::of(&self.start)?,
             end: self.end.weight().clone(),
             width: self.width.embeddings().clone(),

@@ -10,9 +10,11 @@ use candle_core::{D, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::ops::{LayerNorm, Mode, dropout, mask_value, merge_heads, softmax, split_heads};
-use super::score_cpu::{FusionParams, HostSide};
-use super::text::{LinearParams, NormParams};
+pub(crate) mod cpu;
+
+use crate::model::ops::{LayerNorm, Mode, dropout, mask_value, merge_heads, softmax, split_heads};
+use crate::model::params::{LinearParams, NormParams};
+use cpu::{FusionParams, HostSide};
 
 /// The fusion ablation switch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]

@@ -1,16 +1,16 @@
 //! CLIP's towers on the CPU for inference: the same kernels and attention as the text
-//! encoder's CPU forward ([`super::encoder_cpu`]), laid out as CLIP's pre-LayerNorm
+//! encoder's CPU forward ([`crate::model::bert::cpu`]), laid out as CLIP's pre-LayerNorm
 //! layers (causal attention in the text tower). Equal to the candle towers within
 //! float rounding (tested); used for `Mode::Eval` on f32 CPU weights.
 
 use candle_core::{DType, Device, Result, Tensor};
 
-use super::cpu::{self, MatRef, matmul};
-use super::encoder_cpu::{
+use crate::kernels::{self, MatRef, matmul};
+use crate::model::bert::cpu::{
     AttentionShape, add_assign, attention_forward, host_slice, linear, sized,
 };
-use super::ops::Activation;
-use super::text::{LinearParams, NormParams};
+use crate::model::ops::Activation;
+use crate::model::params::{LinearParams, NormParams};
 
 /// One pre-LayerNorm layer's parameters.
 #[derive(Debug, Clone)]
@@ -77,7 +77,7 @@ pub(crate) fn layers_forward(
         let w = guards.try_map(|(storage, layout)| host_slice(storage, layout))?;
         let inner = w.fc1.bias.len();
         let h = sized(&mut h, m * d);
-        cpu::layer_norm_forward(x, w.norm1.weight, w.norm1.bias, shape.eps, h, None);
+        kernels::layer_norm_forward(x, w.norm1.weight, w.norm1.bias, shape.eps, h, None);
         let qkv = sized(&mut qkv, m * 3 * d);
         for (lin, off) in [(&w.q, 0), (&w.k, d), (&w.v, 2 * d)] {
             linear(&mut qkv[off..], 3 * d, h, m, lin);
@@ -100,13 +100,13 @@ pub(crate) fn layers_forward(
         let branch = sized(&mut branch, m * d);
         linear(branch, d, context, m, &w.out);
         add_assign(x, branch);
-        cpu::layer_norm_forward(x, w.norm2.weight, w.norm2.bias, shape.eps, h, None);
+        kernels::layer_norm_forward(x, w.norm2.weight, w.norm2.bias, shape.eps, h, None);
         let z = sized(&mut z, m * inner);
         linear(z, inner, h, m, &w.fc1);
         let act = sized(&mut act, m * inner);
         match shape.act {
-            Activation::QuickGelu => cpu::quick_gelu_forward(z, act),
-            _ => cpu::gelu_forward(z, act),
+            Activation::QuickGelu => kernels::quick_gelu_forward(z, act),
+            _ => kernels::gelu_forward(z, act),
         }
         linear(branch, d, act, m, &w.fc2);
         add_assign(x, branch);
@@ -135,7 +135,7 @@ pub(crate) fn norm_and_project(
     let r = rows.len() / d.max(1);
     let e = proj.len() / d.max(1);
     let mut normed = vec![0f32; r * d];
-    cpu::layer_norm_forward(rows, weight, bias, eps, &mut normed, None);
+    kernels::layer_norm_forward(rows, weight, bias, eps, &mut normed, None);
     let mut out = vec![0f32; r * e];
     matmul(
         &mut out,

@@ -1,17 +1,22 @@
 //! The text backbone: a BERT-family encoder (HF `bert` weights layout) over word
 //! pieces, each word represented by its first piece.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
-use tokenizers::{EncodeInput, InputSequence, Tokenizer, TruncationParams};
 
-use super::ModelError;
-use super::ops::{
+pub(crate) mod backward;
+pub mod cpu;
+pub mod tokenizer;
+
+use crate::model::ModelError;
+use crate::model::ops::{
     Activation, LayerNorm, Mode, dropout, mask_value, merge_heads, softmax, split_heads,
 };
+use crate::model::params::{LinearParams, NormParams};
+pub use tokenizer::{WordPieceTokenizer, WordPieces};
 
 fn default_eps() -> f64 {
     1e-12
@@ -48,7 +53,7 @@ pub struct BertConfig {
 impl BertConfig {
     /// Reads a `config.json` and checks it (see [`BertConfig::check`]).
     pub fn load(path: &Path) -> std::result::Result<Self, ModelError> {
-        let config: Self = super::read_json(path)?;
+        let config: Self = crate::model::read_json(path)?;
         config.check(path)?;
         Ok(config)
     }
@@ -59,7 +64,7 @@ impl BertConfig {
             as u128
             * self.hidden_size as u128;
         embeddings
-            + super::config_check::stack_parameters(
+            + crate::model::config_check::stack_parameters(
                 self.hidden_size,
                 self.intermediate_size,
                 self.num_hidden_layers,
@@ -70,7 +75,7 @@ impl BertConfig {
     /// and the weights fitting in memory; `path` names the file in the error.
     pub fn check(&self, path: &Path) -> std::result::Result<(), ModelError> {
         let heads = self.num_attention_heads.max(1);
-        super::config_check::Checks::new(path)
+        crate::model::config_check::Checks::new(path)
             .range("vocab_size", self.vocab_size, 1, 1_000_000)
             .range("hidden_size", self.hidden_size, 1, 16_384)
             .range("num_hidden_layers", self.num_hidden_layers, 1, 128)
@@ -213,20 +218,6 @@ impl Layer {
     }
 }
 
-/// A linear layer's parameters: weight `[out, in]` and bias `[out]`.
-#[derive(Debug, Clone, Default)]
-pub struct LinearParams<T> {
-    pub weight: T,
-    pub bias: T,
-}
-
-/// A LayerNorm's parameters: scale and shift `[d]`.
-#[derive(Debug, Clone, Default)]
-pub struct NormParams<T> {
-    pub weight: T,
-    pub bias: T,
-}
-
 /// One encoder layer's parameters.
 #[derive(Debug, Clone, Default)]
 pub struct LayerParams<T> {
@@ -250,30 +241,6 @@ pub struct BertParams<T> {
     pub token_type: T,
     pub embedding_norm: NormParams<T>,
     pub layers: Vec<LayerParams<T>>,
-}
-
-impl<T> LinearParams<T> {
-    pub(crate) fn try_map<'a, U, E>(
-        &'a self,
-        f: &mut impl FnMut(&'a T) -> std::result::Result<U, E>,
-    ) -> std::result::Result<LinearParams<U>, E> {
-        Ok(LinearParams {
-            weight: f(&self.weight)?,
-            bias: f(&self.bias)?,
-        })
-    }
-}
-
-impl<T> NormParams<T> {
-    pub(crate) fn try_map<'a, U, E>(
-        &'a self,
-        f: &mut impl FnMut(&'a T) -> std::result::Result<U, E>,
-    ) -> std::result::Result<NormParams<U>, E> {
-        Ok(NormParams {
-            weight: f(&self.weight)?,
-            bias: f(&self.bias)?,
-        })
-    }
 }
 
 impl<T> LayerParams<T> {
@@ -355,26 +322,6 @@ impl<T> BertParams<T> {
 /// The encoder's trainable tensors (the variables themselves, sharing their storage).
 pub type BertTensors = BertParams<Tensor>;
 
-impl LinearParams<Tensor> {
-    /// The tensors of a linear layer with a bias (the CPU paths read them by name).
-    pub(crate) fn of(linear: &Linear) -> Result<Self> {
-        let bias = linear
-            .bias()
-            .ok_or_else(|| candle_core::Error::Msg("a linear layer without bias".into()))?;
-        Ok(LinearParams {
-            weight: linear.weight().clone(),
-            bias: bias.clone(),
-        })
-    }
-}
-
-impl NormParams<Tensor> {
-    pub(crate) fn of(norm: &LayerNorm) -> Self {
-        let (weight, bias) = norm.tensors();
-        NormParams { weight, bias }
-    }
-}
-
 /// The BERT encoder (embeddings and layers; no pooler).
 pub struct BertModel {
     embeddings: Embeddings,
@@ -437,130 +384,6 @@ impl BertModel {
     }
 }
 
-/// A tweet's words as word pieces.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WordPieces {
-    /// Piece ids with the special tokens, at most the encoder's limit.
-    pub ids: Vec<u32>,
-    /// Index in `ids` of each word's first piece, up to the last word that fits the
-    /// encoder's limit (`None` for a word inside that range without a piece).
-    pub first_piece: Vec<Option<usize>>,
-    /// Words after those, cut by the limit: never looked at, so that a 10,000-word
-    /// tweet costs what its first 512 pieces cost.
-    pub cut_words: usize,
-}
-
-impl WordPieces {
-    /// Words that did not fit in the encoder's limit (predicted as no entity).
-    pub fn truncated_words(&self) -> usize {
-        self.cut_words + self.first_piece.iter().filter(|p| p.is_none()).count()
-    }
-}
-
-/// The tokenizer of a BERT-family model, splitting pre-tokenized words into pieces.
-pub struct WordPieceTokenizer {
-    tokenizer: Tokenizer,
-    unk: String,
-    pub max_len: usize,
-}
-
-impl WordPieceTokenizer {
-    /// Loads `tokenizer.json`; padding is turned off (MiniLM's file pads to 128, trap 4)
-    /// and truncation set to `max_len` pieces.
-    pub fn load(path: &Path, max_len: usize) -> std::result::Result<Self, ModelError> {
-        let mut tokenizer = super::load_tokenizer(path)?;
-        tokenizer
-            .with_truncation(Some(TruncationParams {
-                max_length: max_len,
-                ..Default::default()
-            }))
-            .map_err(|e| ModelError::Tokenizer {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
-        let unk = ["[UNK]", "<unk>"]
-            .into_iter()
-            .find(|t| tokenizer.token_to_id(t).is_some())
-            .unwrap_or("[UNK]")
-            .to_string();
-        Ok(Self {
-            tokenizer,
-            unk,
-            max_len,
-        })
-    }
-
-    /// Pieces the tokenizer knows (special tokens included).
-    pub fn vocab_size(&self) -> usize {
-        self.tokenizer.get_vocab_size(true)
-    }
-
-    fn encode_raw(&self, words: &[&str]) -> std::result::Result<tokenizers::Encoding, ModelError> {
-        let input = EncodeInput::Single(InputSequence::from(words.to_vec()));
-        self.tokenizer
-            .encode(input, true)
-            .map_err(|e| ModelError::Tokenizer {
-                path: PathBuf::from("tokenizer.json"),
-                message: e.to_string(),
-            })
-    }
-
-    /// Pieces of pre-split words, as HF's `tokenizer(words, is_split_into_words=True,
-    /// truncation=True, max_length=max_len)`. A word the normaliser erases entirely
-    /// (a lone U+00A0, say) is read as the unknown token so that every word keeps a piece.
-    pub fn encode_words<S: AsRef<str>>(
-        &self,
-        words: &[S],
-    ) -> std::result::Result<WordPieces, ModelError> {
-        let mut words: Vec<&str> = words.iter().map(AsRef::as_ref).collect();
-        let mut encoding = self.encode_raw(&words)?;
-        let mut first = first_pieces(&encoding, words.len());
-        // A word without pieces was either cut by the limit or erased by the normaliser;
-        // when the limit was reached, the words after the last one encoded were cut.
-        let searched = if encoding.get_ids().len() >= self.max_len {
-            first.iter().rposition(Option::is_some).map_or(0, |w| w + 1)
-        } else {
-            words.len()
-        };
-        let erased: Vec<usize> = (0..searched)
-            .filter(|&w| first[w].is_none())
-            .filter(|&w| {
-                self.tokenizer
-                    .encode(words[w], false)
-                    .is_ok_and(|e| e.get_ids().is_empty())
-            })
-            .collect();
-        if !erased.is_empty() {
-            for &w in &erased {
-                words[w] = &self.unk;
-            }
-            encoding = self.encode_raw(&words)?;
-            first = first_pieces(&encoding, words.len());
-        }
-        let kept = first.iter().rposition(Option::is_some).map_or(0, |w| w + 1);
-        let cut_words = first.len() - kept;
-        first.truncate(kept);
-        Ok(WordPieces {
-            ids: encoding.get_ids().to_vec(),
-            first_piece: first,
-            cut_words,
-        })
-    }
-}
-
-fn first_pieces(encoding: &tokenizers::Encoding, words: usize) -> Vec<Option<usize>> {
-    let mut first = vec![None; words];
-    for (piece, word) in encoding.get_word_ids().iter().enumerate() {
-        if let Some(w) = word {
-            let slot = &mut first[*w as usize];
-            if slot.is_none() {
-                *slot = Some(piece);
-            }
-        }
-    }
-    first
-}
-
 /// A BERT-family HF directory loaded into trainable variables: encoder and tokenizer.
 pub struct TextBackbone {
     pub model: BertModel,
@@ -588,7 +411,7 @@ impl TextBackbone {
             None => vb,
         };
         let model = BertModel::load(vb, &config)?;
-        super::load_into_varmap(
+        crate::model::load_into_varmap(
             varmap,
             prefix,
             &dir.join("model.safetensors"),

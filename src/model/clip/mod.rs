@@ -5,15 +5,22 @@
 use std::path::Path;
 
 use candle_core::{D, DType, Device, Module, Result, Tensor};
-use candle_nn::{Embedding, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
-use tokenizers::Tokenizer;
 
-use super::ModelError;
-use super::clip_cpu::{self, ClipLayerParams, TowerShape};
-use super::cpu::{self, MatRef};
-use super::ops::{Activation, LayerNorm, Mode, mask_value, merge_heads, softmax, split_heads};
-use super::text::{LinearParams, NormParams};
+pub(crate) mod cpu;
+pub mod tokenizer;
+pub mod towers;
+
+pub use tokenizer::ClipTokenizer;
+use towers::EncoderLayer;
+pub use towers::{ClipTextTransformer, ClipVisionTransformer};
+
+use crate::kernels::{self, MatRef};
+use crate::model::ModelError;
+use crate::model::ops::{Activation, Mode};
+use crate::model::params::NormParams;
+use cpu::TowerShape;
 
 fn quick_gelu() -> Activation {
     Activation::QuickGelu
@@ -127,7 +134,7 @@ impl ClipConfig {
 
     /// Reads a CLIP `config.json` and checks it (see [`ClipConfig::check`]).
     pub fn load(path: &Path) -> std::result::Result<Self, ModelError> {
-        let config: Self = super::read_json(path)?;
+        let config: Self = crate::model::read_json(path)?;
         config.check(path)?;
         Ok(config)
     }
@@ -140,12 +147,12 @@ impl ClipConfig {
             + (patches + v.num_channels * v.patch_size * v.patch_size) as u128
                 * v.hidden_size as u128
             + (t.hidden_size + v.hidden_size) as u128 * self.projection_dim as u128
-            + super::config_check::stack_parameters(
+            + crate::model::config_check::stack_parameters(
                 t.hidden_size,
                 t.intermediate_size,
                 t.num_hidden_layers,
             )
-            + super::config_check::stack_parameters(
+            + crate::model::config_check::stack_parameters(
                 v.hidden_size,
                 v.intermediate_size,
                 v.num_hidden_layers,
@@ -158,7 +165,7 @@ impl ClipConfig {
         let (t, v) = (&self.text_config, &self.vision_config);
         let divides = |width: usize, heads: usize| width.is_multiple_of(heads.max(1));
         let parameters = self.parameters();
-        super::config_check::Checks::new(path)
+        crate::model::config_check::Checks::new(path)
             .range("text_config.vocab_size", t.vocab_size, 1, 1_000_000)
             .range("text_config.hidden_size", t.hidden_size, 1, 16_384)
             .range("text_config.intermediate_size", t.intermediate_size, 1, 131_072)
@@ -189,254 +196,6 @@ impl ClipConfig {
             })
             .fits(parameters)
             .done()
-    }
-}
-
-/// A pre-LayerNorm transformer layer, as CLIP's text and vision towers use.
-struct EncoderLayer {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
-    norm1: LayerNorm,
-    norm2: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
-    heads: usize,
-    act: Activation,
-}
-
-impl EncoderLayer {
-    fn load(
-        vb: VarBuilder,
-        hidden: usize,
-        inner: usize,
-        heads: usize,
-        act: Activation,
-        eps: f64,
-    ) -> Result<Self> {
-        let att = vb.pp("self_attn");
-        Ok(Self {
-            q: candle_nn::linear(hidden, hidden, att.pp("q_proj"))?,
-            k: candle_nn::linear(hidden, hidden, att.pp("k_proj"))?,
-            v: candle_nn::linear(hidden, hidden, att.pp("v_proj"))?,
-            out: candle_nn::linear(hidden, hidden, att.pp("out_proj"))?,
-            norm1: LayerNorm::load(vb.pp("layer_norm1"), hidden, eps)?,
-            norm2: LayerNorm::load(vb.pp("layer_norm2"), hidden, eps)?,
-            fc1: candle_nn::linear(hidden, inner, vb.pp("mlp").pp("fc1"))?,
-            fc2: candle_nn::linear(inner, hidden, vb.pp("mlp").pp("fc2"))?,
-            heads,
-            act,
-        })
-    }
-
-    /// The layer's tensors, by name (for the CPU forward).
-    fn params(&self) -> Result<ClipLayerParams<Tensor>> {
-        Ok(ClipLayerParams {
-            q: LinearParams::of(&self.q)?,
-            k: LinearParams::of(&self.k)?,
-            v: LinearParams::of(&self.v)?,
-            out: LinearParams::of(&self.out)?,
-            norm1: NormParams::of(&self.norm1),
-            norm2: NormParams::of(&self.norm2),
-            fc1: LinearParams::of(&self.fc1)?,
-            fc2: LinearParams::of(&self.fc2)?,
-        })
-    }
-
-    fn forward(&self, xs: &Tensor, additive_mask: Option<&Tensor>, mode: Mode) -> Result<Tensor> {
-        let h = self.norm1.forward(xs, mode)?;
-        let q = split_heads(&self.q.forward(&h)?, self.heads)?;
-        let k = split_heads(&self.k.forward(&h)?, self.heads)?;
-        let v = split_heads(&self.v.forward(&h)?, self.heads)?;
-        let scale = 1.0 / (q.dim(3)? as f64).sqrt();
-        let mut scores = (q.matmul(&k.t()?)? * scale)?;
-        if let Some(mask) = additive_mask {
-            scores = scores.broadcast_add(mask)?;
-        }
-        let context = merge_heads(&softmax(&scores, mode)?.matmul(&v)?)?;
-        let xs = (xs + self.out.forward(&context)?)?;
-        let h = self.norm2.forward(&xs, mode)?;
-        let h = self
-            .fc2
-            .forward(&self.act.forward(&self.fc1.forward(&h)?)?)?;
-        xs + h
-    }
-}
-
-fn load_layers(
-    vb: VarBuilder,
-    count: usize,
-    hidden: usize,
-    inner: usize,
-    heads: usize,
-    act: Activation,
-    eps: f64,
-) -> Result<Vec<EncoderLayer>> {
-    (0..count)
-        .map(|i| EncoderLayer::load(vb.pp("layers").pp(i), hidden, inner, heads, act, eps))
-        .collect()
-}
-
-/// CLIP's text tower up to the final LayerNorm.
-pub struct ClipTextTransformer {
-    token_embedding: Embedding,
-    position_embedding: Embedding,
-    layers: Vec<EncoderLayer>,
-    final_norm: LayerNorm,
-    pub config: ClipTextConfig,
-}
-
-impl ClipTextTransformer {
-    pub fn load(vb: VarBuilder, cfg: &ClipTextConfig) -> Result<Self> {
-        let emb = vb.pp("embeddings");
-        Ok(Self {
-            token_embedding: candle_nn::embedding(
-                cfg.vocab_size,
-                cfg.hidden_size,
-                emb.pp("token_embedding"),
-            )?,
-            position_embedding: candle_nn::embedding(
-                cfg.max_position_embeddings,
-                cfg.hidden_size,
-                emb.pp("position_embedding"),
-            )?,
-            layers: load_layers(
-                vb.pp("encoder"),
-                cfg.num_hidden_layers,
-                cfg.hidden_size,
-                cfg.intermediate_size,
-                cfg.num_attention_heads,
-                cfg.hidden_act,
-                cfg.layer_norm_eps,
-            )?,
-            final_norm: LayerNorm::load(
-                vb.pp("final_layer_norm"),
-                cfg.hidden_size,
-                cfg.layer_norm_eps,
-            )?,
-            config: cfg.clone(),
-        })
-    }
-
-    /// Token embeddings [b, n, hidden] of ids [b, n] (before positions are added).
-    pub fn embed_tokens(&self, ids: &Tensor) -> Result<Tensor> {
-        self.token_embedding.forward(ids)
-    }
-
-    /// Pooled states [b, hidden]: the final-LayerNorm state at each sequence's end token
-    /// (`end[i]`), from token embeddings [b, n, hidden]. The mask is causal, so padding
-    /// after the end token changes nothing.
-    pub fn forward_embeds(
-        &self,
-        token_embeds: &Tensor,
-        end: &[usize],
-        mode: Mode,
-    ) -> Result<Tensor> {
-        let (b, n, _) = token_embeds.dims3()?;
-        let device = token_embeds.device();
-        let positions = Tensor::arange(0u32, n as u32, device)?;
-        let mut xs = token_embeds.broadcast_add(&self.position_embedding.forward(&positions)?)?;
-        let causal = causal_mask(n, token_embeds.dtype(), device)?;
-        for layer in &self.layers {
-            xs = layer.forward(&xs, Some(&causal), mode)?;
-        }
-        let xs = self.final_norm.forward(&xs, mode)?;
-        let index: Vec<u32> = end
-            .iter()
-            .enumerate()
-            .map(|(i, &e)| (i * n + e) as u32)
-            .collect();
-        let index = Tensor::from_vec(index, b, device)?;
-        xs.reshape((b * n, ()))?.index_select(&index, 0)
-    }
-}
-
-fn causal_mask(n: usize, dtype: DType, device: &Device) -> Result<Tensor> {
-    let masked = mask_value(dtype) as f32;
-    let values: Vec<f32> = (0..n)
-        .flat_map(|i| (0..n).map(move |j| if j > i { masked } else { 0.0 }))
-        .collect();
-    Tensor::from_vec(values, (1, 1, n, n), device)?.to_dtype(dtype)
-}
-
-/// CLIP's vision tower up to the post-LayerNorm of the class token.
-pub struct ClipVisionTransformer {
-    class_embedding: Tensor,
-    patch_embedding: candle_nn::Conv2d,
-    position_embedding: Embedding,
-    pre_norm: LayerNorm,
-    layers: Vec<EncoderLayer>,
-    post_norm: LayerNorm,
-    pub config: ClipVisionConfig,
-}
-
-impl ClipVisionTransformer {
-    pub fn load(vb: VarBuilder, cfg: &ClipVisionConfig) -> Result<Self> {
-        let emb = vb.pp("embeddings");
-        let patches = (cfg.image_size / cfg.patch_size).pow(2);
-        let conv = candle_nn::Conv2dConfig {
-            stride: cfg.patch_size,
-            ..Default::default()
-        };
-        Ok(Self {
-            class_embedding: emb.get(cfg.hidden_size, "class_embedding")?,
-            patch_embedding: candle_nn::conv2d_no_bias(
-                cfg.num_channels,
-                cfg.hidden_size,
-                cfg.patch_size,
-                conv,
-                emb.pp("patch_embedding"),
-            )?,
-            position_embedding: candle_nn::embedding(
-                patches + 1,
-                cfg.hidden_size,
-                emb.pp("position_embedding"),
-            )?,
-            // "pre_layrnorm" is HF's spelling.
-            pre_norm: LayerNorm::load(vb.pp("pre_layrnorm"), cfg.hidden_size, cfg.layer_norm_eps)?,
-            layers: load_layers(
-                vb.pp("encoder"),
-                cfg.num_hidden_layers,
-                cfg.hidden_size,
-                cfg.intermediate_size,
-                cfg.num_attention_heads,
-                cfg.hidden_act,
-                cfg.layer_norm_eps,
-            )?,
-            post_norm: LayerNorm::load(
-                vb.pp("post_layernorm"),
-                cfg.hidden_size,
-                cfg.layer_norm_eps,
-            )?,
-            config: cfg.clone(),
-        })
-    }
-
-    /// Pooled states [b, hidden] of pixels [b, 3, size, size].
-    pub fn forward(&self, pixels: &Tensor, mode: Mode) -> Result<Tensor> {
-        let b = pixels.dim(0)?;
-        let patches = self
-            .patch_embedding
-            .forward(pixels)?
-            .flatten_from(2)?
-            .transpose(1, 2)?;
-        let hidden = self.config.hidden_size;
-        let class = self
-            .class_embedding
-            .reshape((1, 1, hidden))?
-            .broadcast_as((b, 1, hidden))?;
-        let xs = Tensor::cat(&[&class, &patches], 1)?;
-        let positions = Tensor::arange(0u32, xs.dim(1)? as u32, pixels.device())?;
-        let mut xs = self.pre_norm.forward(
-            &xs.broadcast_add(&self.position_embedding.forward(&positions)?)?,
-            mode,
-        )?;
-        for layer in &self.layers {
-            xs = layer.forward(&xs, None, mode)?;
-        }
-        self.post_norm
-            .forward(&xs.narrow(1, 0, 1)?.squeeze(1)?, mode)
     }
 }
 
@@ -481,8 +240,7 @@ impl ClipModel {
     /// Projected image embeddings [b, e] (not normalised).
     pub fn image_embeds(&self, pixels: &Tensor, mode: Mode) -> Result<Tensor> {
         let cfg = &self.vision.config;
-        if matches!(mode, Mode::Eval)
-            && clip_cpu::supports(&self.vision.class_embedding, cfg.hidden_act)
+        if matches!(mode, Mode::Eval) && cpu::supports(&self.vision.class_embedding, cfg.hidden_act)
         {
             return self.image_embeds_cpu(pixels);
         }
@@ -494,7 +252,7 @@ impl ClipModel {
     pub fn text_embeds(&self, token_embeds: &Tensor, end: &[usize], mode: Mode) -> Result<Tensor> {
         let cfg = &self.text.config;
         if matches!(mode, Mode::Eval)
-            && clip_cpu::supports(self.text.position_embedding.embeddings(), cfg.hidden_act)
+            && cpu::supports(self.text.position_embedding.embeddings(), cfg.hidden_act)
             && token_embeds.device().is_cpu()
         {
             return self.text_embeds_cpu(token_embeds, end);
@@ -515,7 +273,7 @@ impl ClipModel {
             .to_dtype(DType::F32)?
             .flatten_all()?
             .to_vec1::<f32>()?;
-        let patches = clip_cpu::patches(&pixels, b, channels, size, p);
+        let patches = cpu::patches(&pixels, b, channels, size, p);
         let k = channels * p * p;
         let weight = vision
             .patch_embedding
@@ -524,7 +282,7 @@ impl ClipModel {
             .contiguous()?;
         let weight = weight.to_vec2::<f32>()?.concat();
         let mut embedded = vec![0f32; b * (n - 1) * d];
-        cpu::matmul(
+        kernels::matmul(
             &mut embedded,
             d,
             MatRef::new(&patches, b * (n - 1), k),
@@ -550,7 +308,7 @@ impl ClipModel {
         let (pre_w, pre_b) = (pre_w.to_vec1::<f32>()?, pre_b.to_vec1::<f32>()?);
         let eps = cfg.layer_norm_eps as f32;
         let mut x = vec![0f32; tokens.len()];
-        cpu::layer_norm_forward(&tokens, &pre_w, &pre_b, eps, &mut x, None);
+        kernels::layer_norm_forward(&tokens, &pre_w, &pre_b, eps, &mut x, None);
         let layers = vision
             .layers
             .iter()
@@ -562,9 +320,9 @@ impl ClipModel {
             act: cfg.hidden_act,
             causal: false,
         };
-        clip_cpu::layers_forward(&mut x, &layers, b, n, shape)?;
+        cpu::layers_forward(&mut x, &layers, b, n, shape)?;
         let class_rows: Vec<f32> = x.chunks(n * d).flat_map(|img| img[..d].to_vec()).collect();
-        clip_cpu::norm_and_project(
+        cpu::norm_and_project(
             &class_rows,
             &NormParams::of(&vision.post_norm),
             eps,
@@ -595,13 +353,13 @@ impl ClipModel {
             act: cfg.hidden_act,
             causal: true,
         };
-        clip_cpu::layers_forward(&mut x, &layers, b, n, shape)?;
+        cpu::layers_forward(&mut x, &layers, b, n, shape)?;
         let ends: Vec<f32> = end
             .iter()
             .enumerate()
             .flat_map(|(i, &e)| x[(i * n + e) * d..(i * n + e + 1) * d].to_vec())
             .collect();
-        clip_cpu::norm_and_project(
+        cpu::norm_and_project(
             &ends,
             &NormParams::of(&text.final_norm),
             eps,
@@ -641,68 +399,6 @@ impl ClipBackbone {
             config.text_config.max_position_embeddings,
         )?;
         Ok(Self { model, tokenizer })
-    }
-}
-
-/// CLIP's BPE tokenizer (`tokenizer.json`), with its start and end tokens.
-pub struct ClipTokenizer {
-    tokenizer: Tokenizer,
-    pub max_len: usize,
-    /// The start and end tokens every prompt is framed with.
-    pub start: u32,
-    pub end: u32,
-    path: std::path::PathBuf,
-}
-
-impl ClipTokenizer {
-    /// Loads tokenizer.json; one whose post-processor adds no start and end tokens is
-    /// refused (prompts are read at their end token).
-    pub fn load(path: &Path, max_len: usize) -> std::result::Result<Self, ModelError> {
-        let mut clip = Self {
-            tokenizer: super::load_tokenizer(path)?,
-            max_len: max_len.max(2),
-            start: 0,
-            end: 0,
-            path: path.to_path_buf(),
-        };
-        match clip.encode("", true)?[..] {
-            [start, end] => (clip.start, clip.end) = (start, end),
-            _ => {
-                return Err(ModelError::Tokenizer {
-                    path: path.to_path_buf(),
-                    message: "it adds no start and end tokens around a text; use the \
-                              tokenizer.json of a CLIP model (its post_processor frames \
-                              every text with <|startoftext|> and <|endoftext|>)"
-                        .into(),
-                });
-            }
-        }
-        Ok(clip)
-    }
-
-    fn encode(&self, text: &str, special: bool) -> std::result::Result<Vec<u32>, ModelError> {
-        self.tokenizer
-            .encode(text, special)
-            .map(|e| e.get_ids().to_vec())
-            .map_err(|e| ModelError::Tokenizer {
-                path: self.path.clone(),
-                message: e.to_string(),
-            })
-    }
-
-    /// Ids of `text` with start and end tokens, cut to the tower's length (end kept).
-    pub fn encode_prompt(&self, text: &str) -> std::result::Result<Vec<u32>, ModelError> {
-        let mut ids = self.encode(text, true)?;
-        if ids.len() > self.max_len {
-            ids.truncate(self.max_len - 1);
-            ids.push(self.end);
-        }
-        Ok(ids)
-    }
-
-    /// Ids of `text` without special tokens (a template's fixed words).
-    pub fn encode_words(&self, text: &str) -> std::result::Result<Vec<u32>, ModelError> {
-        self.encode(text, false)
     }
 }
 

@@ -1,9 +1,9 @@
 //! The scoring stage for a batch of tweets on the CPU (the engine's whole-split
 //! rescoring after a prompt edit): the clue merge per head, the output projection, the
-//! gate, LayerNorm and the span head over host buffers, matrix products through gemm
+//! gate, LayerNorm and the span head ([`crate::model::span::cpu`]) over host buffers, matrix products through gemm
 //! and the element-wise work fused and parallel. Equal to the candle path
-//! ([`super::fusion::Fusion::score_batch`] and the span head) up to rounding (tested
-//! through [`super::PromptMner::score_batch`]).
+//! ([`crate::model::fusion::Fusion::score_batch`] and the span head) up to rounding (tested
+//! through [`crate::model::PromptMner::score_batch`]).
 //!
 //! One saving over the plain formula: the gate's input is [h; o], and its h half does
 //! not depend on the prompts, so `W_h·h + b` is computed once per tweet with the text
@@ -12,20 +12,17 @@
 use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 
-use super::cpu::{self, MatRef, matmul, simd};
-use super::encoder_cpu::{host_slice, linear};
-use super::span::{CLASSES, ScoredSpan};
-use super::text::{LinearParams, NormParams};
+use crate::kernels::{self, MatRef, matmul, simd};
+use crate::model::bert::cpu::{host_slice, linear};
+use crate::model::params::{LinearParams, NormParams};
+use crate::model::span::ScoredSpan;
+use crate::model::span::cpu::{SpanParams, span_probs};
 
 /// What the scoring stage reads of the model, by name (tensors, or host slices).
 pub(crate) struct ScoreParams<T> {
     /// The fusion's output projection, its gate and LayerNorm (None: no fusion).
     pub fusion: Option<FusionParams<T>>,
-    pub start: LinearParams<T>,
-    /// The span head's end projection (no bias) [m, d] and width embeddings [W, m].
-    pub end: T,
-    pub width: T,
-    pub out: LinearParams<T>,
+    pub span: SpanParams<T>,
 }
 
 pub(crate) struct FusionParams<T> {
@@ -57,10 +54,7 @@ impl<T> ScoreParams<T> {
         };
         Ok(ScoreParams {
             fusion,
-            start: self.start.try_map(&mut f)?,
-            end: f(&self.end)?,
-            width: f(&self.width)?,
-            out: self.out.try_map(&mut f)?,
+            span: self.span.try_map(&mut f)?,
         })
     }
 }
@@ -137,7 +131,7 @@ pub(crate) fn score(
         _ => (text.words.clone(), None),
     };
     Ok(HostScores {
-        spans: span_probs(&w, &fused, text, encoded, d),
+        spans: span_probs(&w.span, &fused, text.len, encoded, d),
         clue_attention,
     })
 }
@@ -221,18 +215,18 @@ fn attend(
                             continue;
                         }
                         let a = &c.weights[b * k..(b + 1) * k];
-                        let base = cpu::dot(&q[r * dh..(r + 1) * dh], bk);
+                        let base = kernels::dot(&q[r * dh..(r + 1) * dh], bk);
                         // Separate passes, each a loop the compiler vectorises (a running
                         // maximum or sum in one loop would not be).
                         for (x, &ai) in row.iter_mut().zip(a) {
                             *x = scale * (*x * ai + base) + bias;
                         }
-                        let mx = cpu::max(row).max(tmax[r]);
+                        let mx = kernels::max(row).max(tmax[r]);
                         for x in row.iter_mut() {
-                            *x = cpu::exp(*x - mx);
+                            *x = kernels::exp(*x - mx);
                         }
-                        let total = cpu::sum(row);
-                        let ts = cpu::exp(tmax[r] - mx);
+                        let total = kernels::sum(row);
+                        let ts = kernels::exp(tmax[r] - mx);
                         (text_scale[r], mass[r], norm[r]) = (ts, total, tnorm[r] * ts + total);
                         if let Some(attention) = attention.as_mut() {
                             // Each clue's share of the softmax, before a_i weighs its value.
@@ -315,106 +309,25 @@ fn finish(
                 true,
                 true,
             );
-            sum.par_chunks_mut(cpu::CHUNK)
-                .zip(o.par_chunks(cpu::CHUNK).zip(g.par_chunks(cpu::CHUNK)))
+            sum.par_chunks_mut(kernels::CHUNK)
+                .zip(
+                    o.par_chunks(kernels::CHUNK)
+                        .zip(g.par_chunks(kernels::CHUNK)),
+                )
                 .for_each(|(s, (o, g))| {
                     simd(
                         #[inline(always)]
                         || {
                             for ((s, &o), &g) in s.iter_mut().zip(o).zip(g) {
-                                *s += o / (1.0 + cpu::exp(-g));
+                                *s += o / (1.0 + kernels::exp(-g));
                             }
                         },
                     )
                 });
         }
-        _ => super::encoder_cpu::add_assign(&mut sum, &o),
+        _ => crate::model::bert::cpu::add_assign(&mut sum, &o),
     }
     let mut out = vec![0f32; rows * d];
-    cpu::layer_norm_forward(&sum, w.norm.weight, w.norm.bias, w.eps, &mut out, None);
+    kernels::layer_norm_forward(&sum, w.norm.weight, w.norm.bias, w.eps, &mut out, None);
     out
-}
-
-/// The span head on fused words: per tweet, the class probabilities of its spans.
-fn span_probs(
-    w: &ScoreParams<&[f32]>,
-    fused: &[f32],
-    text: &HostTextBatch,
-    encoded: &[Vec<bool>],
-    d: usize,
-) -> Vec<Vec<ScoredSpan>> {
-    let rows = text.batch * text.len;
-    let m = w.start.bias.len();
-    let width = w.width.len() / m.max(1);
-    let mut start = vec![0f32; rows * m];
-    linear(&mut start, m, fused, rows, &w.start);
-    let mut end = vec![0f32; rows * m];
-    matmul(
-        &mut end,
-        m,
-        MatRef::new(fused, rows, d),
-        MatRef::new(w.end, m, d).t(),
-        false,
-        true,
-    );
-    let n = text.len;
-    encoded
-        .par_iter()
-        .enumerate()
-        .map(|(b, valid)| {
-            let mut spans = Vec::new();
-            let mut hidden = vec![0f32; m];
-            for i in 0..valid.len() {
-                for k in 0..width {
-                    if i + k >= valid.len() || !valid[i..=i + k].iter().all(|v| *v) {
-                        continue;
-                    }
-                    let (s, e) = (
-                        &start[(b * n + i) * m..][..m],
-                        &end[(b * n + i + k) * m..][..m],
-                    );
-                    let emb = &w.width[k * m..(k + 1) * m];
-                    let mut logits = [0f32; CLASSES];
-                    simd(
-                        #[inline(always)]
-                        || {
-                            for (((h, &s), &e), &x) in hidden.iter_mut().zip(s).zip(e).zip(emb) {
-                                *h = cpu::gelu(s + e + x);
-                            }
-                            class_logits(&hidden, w.out.weight, w.out.bias, &mut logits);
-                        },
-                    );
-                    cpu::softmax_row(&mut logits, CLASSES);
-                    spans.push(ScoredSpan {
-                        start: i,
-                        end: i + k + 1,
-                        probs: logits,
-                    });
-                }
-            }
-            spans
-        })
-        .collect()
-}
-
-/// logits[c] = ⟨hidden, W[c]⟩ + b[c] for the classes, 16 lanes per class accumulated side
-/// by side (five independent chains instead of five dependent dot products).
-#[inline(always)]
-fn class_logits(hidden: &[f32], weight: &[f32], bias: &[f32], logits: &mut [f32; CLASSES]) {
-    let m = hidden.len();
-    let whole = m / 16 * 16;
-    let mut acc = [[0f32; 16]; CLASSES];
-    for k in (0..whole).step_by(16) {
-        let h = &hidden[k..k + 16];
-        for (c, lanes) in acc.iter_mut().enumerate() {
-            let o = &weight[c * m + k..c * m + k + 16];
-            for i in 0..16 {
-                lanes[i] += h[i] * o[i];
-            }
-        }
-    }
-    for (c, l) in logits.iter_mut().enumerate() {
-        let row = &weight[c * m..(c + 1) * m];
-        *l = cpu::sum(&acc[c]) + cpu::dot(&hidden[whole..], &row[whole..]) + bias[c];
-    }
 }

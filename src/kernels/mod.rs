@@ -4,6 +4,8 @@
 //! The crate is built for baseline x86-64, so without that dispatch these loops would
 //! run on SSE2 only.
 
+pub(crate) mod candle_ops;
+
 use rayon::prelude::*;
 
 /// Runs `f` with the widest SIMD instruction set of this CPU enabled, so that the
