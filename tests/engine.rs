@@ -2,6 +2,8 @@
 //! from-scratch forward, stale requests are dropped, rescorings stop and restart
 //! cleanly, and the on-disk caches make a second start encode nothing.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
@@ -110,7 +112,7 @@ impl Reference {
         image_from: Option<usize>,
     ) -> Prediction {
         let model = &self.checkpoint.model;
-        let bank = model.encode_prompts(vocabulary, continuous).unwrap();
+        let bank = common::bank(&model, vocabulary, continuous);
         let pieces = model.tokenize(&self.tweets[i].words).unwrap();
         let image = self.image(image_from);
         let embeds: Vec<Option<&Tensor>> = vec![image.embedding()];

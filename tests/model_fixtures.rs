@@ -208,7 +208,7 @@ fn minilm_with_a_clip_builds_and_scores_real_tweets() {
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts/twitter.toml"),
     )
     .unwrap();
-    let bank = model.encode_prompts(&vocabulary, 4).unwrap();
+    let bank = common::bank(&model, &vocabulary, 4);
     assert_eq!(bank.len(), vocabulary.prompts().len() + 4);
     let tweets = promptmner::data::read_conll(&shared.join("data/twitter2015/test.txt")).unwrap();
     let image = ImageState::none(NoImage::NoImageId);

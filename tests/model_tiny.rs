@@ -18,6 +18,7 @@ use promptmner::model::{Detail, ImageState, ModelConfig, ModelError, Prediction,
 use promptmner::progress::NoProgress;
 use promptmner::prompts::{Vocabulary, WordList};
 use promptmner::stages::image_cache::{ImageCache, image_states};
+use promptmner::stages::{PromptCache, StageCounters};
 
 struct World {
     _dir: tempfile::TempDir,
@@ -46,9 +47,7 @@ fn model(world: &World, fusion: FusionMode) -> PromptMner {
     };
     let model = PromptMner::new(&world.backbones, &config, &Device::Cpu).unwrap();
     // Random layers with non-trivial weights everywhere, fixed by a seed.
-    promptmner::model::ops::reinitialize(&model.varmap, "fusion.", 1).unwrap();
-    promptmner::model::ops::reinitialize(&model.varmap, "span.", 2).unwrap();
-    promptmner::model::ops::reinitialize(&model.varmap, "prompts.", 3).unwrap();
+    model.initialize_new_layers(1).unwrap();
     // Biases (the clue bias included) start at zero; give them values so that every
     // path that reads them is checked.
     for (name, var) in model.varmap.data().lock().unwrap().iter() {
@@ -97,7 +96,7 @@ fn staged_scoring_equals_the_plain_forward() {
     let w = world();
     for fusion in [FusionMode::Modality, FusionMode::Plain, FusionMode::None] {
         let m = model(&w, fusion);
-        let bank = m.encode_prompts(&w.vocabulary, 4).unwrap();
+        let bank = common::bank(&m, &w.vocabulary, 4);
         let tweets = &w.tweets[..6];
         let (pieces, images) = inputs(&w, &m, tweets.iter());
         let embeds: Vec<Option<&Tensor>> = images.iter().map(ImageState::embedding).collect();
@@ -135,8 +134,8 @@ fn staged_scoring_equals_the_plain_forward() {
 fn a_tweet_without_image_gets_exactly_the_text_only_prediction() {
     let w = world();
     let m = model(&w, FusionMode::Modality);
-    let bank = m.encode_prompts(&w.vocabulary, 4).unwrap();
-    let empty = m.encode_prompts(&Vocabulary::default(), 0).unwrap();
+    let bank = common::bank(&m, &w.vocabulary, 4);
+    let empty = common::bank(&m, &Vocabulary::default(), 0);
     assert!(empty.is_empty());
     let tweet = &w.tweets[0];
     let no_image = ImageState::none(NoImage::NoImageId);
@@ -169,7 +168,7 @@ fn a_tweet_without_image_gets_exactly_the_text_only_prediction() {
 fn a_tweet_scores_the_same_alone_and_in_a_padded_batch() {
     let w = world();
     let m = model(&w, FusionMode::Modality);
-    let bank = m.encode_prompts(&w.vocabulary, 4).unwrap();
+    let bank = common::bank(&m, &w.vocabulary, 4);
     let mut tweets: Vec<&Tweet> = w.tweets.iter().take(12).collect();
     tweets.sort_by_key(|t| t.words.len());
     let (pieces, images) = inputs(&w, &m, tweets.iter().copied());
@@ -191,23 +190,19 @@ fn a_tweet_scores_the_same_alone_and_in_a_padded_batch() {
 }
 
 #[test]
-fn prompt_and_text_caches_do_only_new_work() {
+fn the_prompt_cache_does_only_new_work() {
     let w = world();
     let m = model(&w, FusionMode::Modality);
+    let (cache, counters) = (PromptCache::default(), StageCounters::default());
+    let encoded = || counters.prompts_encoded.load(Ordering::Relaxed);
     let discrete = w.vocabulary.prompts().len();
-    let bank = m.encode_prompts(&w.vocabulary, 4).unwrap();
+    let bank = cache.bank(&m, &w.vocabulary, 4, &counters).unwrap();
     assert_eq!(bank.len(), discrete + 4);
-    assert_eq!(
-        m.counters.prompts_encoded.load(Ordering::Relaxed),
-        discrete + 4
-    );
+    assert_eq!(encoded(), discrete + 4);
 
     // The same vocabulary again: nothing is encoded.
-    let again = m.encode_prompts(&w.vocabulary, 4).unwrap();
-    assert_eq!(
-        m.counters.prompts_encoded.load(Ordering::Relaxed),
-        discrete + 4
-    );
+    let again = cache.bank(&m, &w.vocabulary, 4, &counters).unwrap();
+    assert_eq!(encoded(), discrete + 4);
     let diff = (&bank.embeds - &again.embeds)
         .unwrap()
         .abs()
@@ -223,36 +218,35 @@ fn prompt_and_text_caches_do_only_new_work() {
     edited
         .add_word(EntityType::Per, WordList::Expert, "athlete")
         .unwrap();
-    let bank = m.encode_prompts(&edited, 2).unwrap();
+    let bank = cache.bank(&m, &edited, 2, &counters).unwrap();
     assert_eq!(bank.len(), discrete + 1 + 2);
-    assert_eq!(
-        m.counters.prompts_encoded.load(Ordering::Relaxed),
-        discrete + 4 + 1
-    );
+    assert_eq!(encoded(), discrete + 4 + 1);
 
-    // Scoring after the edit reuses the text and image stages.
+    // Scoring after the edit runs on the stored text and image stages; the edited
+    // bank's prompts are the ones matched.
     let tweet = &w.tweets[1];
     let pieces = m.tokenize(&tweet.words).unwrap();
     let states = m.encode_word_states(&[&pieces]).unwrap();
     let text = m.text_batch(&[&states[0]], &[&pieces]).unwrap();
     let img = image(&w, &m, tweet);
-    let (texts, images) = (
-        m.counters.texts_encoded.load(Ordering::Relaxed),
-        m.counters.images_encoded.load(Ordering::Relaxed),
-    );
+    assert!(img.has_image());
     for bank in [&bank, &again] {
-        m.score_batch(&text, &[img.embedding()], bank, Detail::Clues)
+        let scored = m
+            .score_batch(&text, &[img.embedding()], bank, Detail::Clues)
             .unwrap();
+        assert_eq!(scored[0].similarities.len(), bank.len());
     }
-    assert_eq!(m.counters.texts_encoded.load(Ordering::Relaxed), texts);
-    assert_eq!(m.counters.images_encoded.load(Ordering::Relaxed), images);
+    // Forgetting the encodings (new weights) encodes every prompt again.
+    cache.clear();
+    cache.bank(&m, &edited, 2, &counters).unwrap();
+    assert_eq!(encoded(), 2 * (discrete + 4 + 1));
 }
 
 #[test]
 fn tweets_longer_than_the_encoder_are_cut_not_crashed() {
     let w = world();
     let m = model(&w, FusionMode::Modality);
-    let bank = m.encode_prompts(&w.vocabulary, 4).unwrap();
+    let bank = common::bank(&m, &w.vocabulary, 4);
     let words: Vec<String> = (0..300)
         .map(|i| {
             if i % 2 == 0 {
@@ -280,7 +274,12 @@ fn every_trainable_tensor_receives_a_gradient() {
     let tweets = &w.tweets[..4];
     let (pieces, images) = inputs(&w, &m, tweets.iter());
     let embeds: Vec<Option<&Tensor>> = images.iter().map(ImageState::embedding).collect();
-    let prompts = m.training_prompts(&w.vocabulary, 4).unwrap();
+    let discrete = common::bank(&m, &w.vocabulary, 0).embeds;
+    let continuous = m
+        .training_continuous_prompts(&w.vocabulary.template, 4)
+        .unwrap()
+        .unwrap();
+    let prompts = Tensor::cat(&[&discrete, &continuous], 0).unwrap();
     let rng =
         std::cell::RefCell::new(<rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0));
     let out = m
@@ -363,16 +362,31 @@ fn missing_or_mismatched_weights_name_the_tensor() {
 fn a_whole_split_predicts_in_batches_in_tweet_order() {
     let w = world();
     let m = model(&w, FusionMode::Modality);
-    let bank = m.encode_prompts(&w.vocabulary, 4).unwrap();
+    let bank = common::bank(&m, &w.vocabulary, 4);
     let tweets = &w.tweets[..20];
     let resolver = ImageResolver::for_dataset(&demo::embedded_dir(), None);
     let cache_dir = tempfile::tempdir().unwrap();
     let cache = ImageCache::open(cache_dir.path(), &w.backbones.clip).unwrap();
-    let images = image_states(&m, tweets, &resolver, Some(&cache), 4, &NoProgress).unwrap();
-    let encoded = m.counters.images_encoded.load(Ordering::Relaxed);
+    let counters = StageCounters::default();
+    let images_encoded = || counters.images_encoded.load(Ordering::Relaxed);
+    let states = || {
+        image_states(
+            &m,
+            tweets,
+            &resolver,
+            Some(&cache),
+            4,
+            &NoProgress,
+            &counters,
+        )
+        .unwrap()
+    };
+    let images = states();
+    let encoded = images_encoded();
+    assert!(encoded > 0);
     // A second pass reads every embedding from the disk cache.
-    let again = image_states(&m, tweets, &resolver, Some(&cache), 4, &NoProgress).unwrap();
-    assert_eq!(m.counters.images_encoded.load(Ordering::Relaxed), encoded);
+    let again = states();
+    assert_eq!(images_encoded(), encoded);
     let values = |s: &ImageState| s.embedding().map(|e| e.to_vec1::<f32>().unwrap());
     for (a, b) in images.iter().zip(&again) {
         assert_eq!(values(a), values(b));
@@ -388,11 +402,8 @@ fn a_whole_split_predicts_in_batches_in_tweet_order() {
         let bytes = std::fs::read(entry).unwrap();
         std::fs::write(entry, &bytes[..bytes.len() - 4]).unwrap();
     }
-    let repaired = image_states(&m, tweets, &resolver, Some(&cache), 4, &NoProgress).unwrap();
-    assert_eq!(
-        m.counters.images_encoded.load(Ordering::Relaxed),
-        2 * encoded
-    );
+    let repaired = states();
+    assert_eq!(images_encoded(), 2 * encoded);
     for (a, b) in images.iter().zip(&repaired) {
         assert_eq!(values(a), values(b));
     }
@@ -425,7 +436,7 @@ fn batched_staged_scoring_equals_the_plain_forward() {
     let w = world();
     for fusion in [FusionMode::Modality, FusionMode::Plain, FusionMode::None] {
         let m = model(&w, fusion);
-        let bank = m.encode_prompts(&w.vocabulary, 4).unwrap();
+        let bank = common::bank(&m, &w.vocabulary, 4);
         // Tweets of different lengths, some without an image (no image ids), in one batch.
         let mut tweets: Vec<Tweet> = w.tweets[..9].to_vec();
         for t in tweets.iter_mut().step_by(3) {

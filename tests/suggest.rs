@@ -1,6 +1,8 @@
 //! Prompt-word suggestions: each ΔF1 equals a from-scratch scoring of the split with the
 //! word added, against one without it.
 
+mod common;
+
 use std::path::Path;
 
 use promptmner::data::images::ImageResolver;
@@ -52,11 +54,22 @@ fn a_suggestions_delta_equals_a_rescoring_with_the_word_added() {
     let model = &checkpoint.model;
     let gold = read_conll(&split_path(&data, "valid")).unwrap();
     let resolver = ImageResolver::for_dataset(&data, None);
-    let states = image_states(model, &gold, &resolver, None, 32, &NoProgress).unwrap();
+    let states = image_states(
+        model,
+        &gold,
+        &resolver,
+        None,
+        32,
+        &NoProgress,
+        &promptmner::stages::StageCounters::default(),
+    )
+    .unwrap();
     let f1 = |vocabulary: &Vocabulary| {
-        let bank = model
-            .encode_prompts(vocabulary, checkpoint.config.model.continuous_prompts)
-            .unwrap();
+        let bank = common::bank(
+            &model,
+            vocabulary,
+            checkpoint.config.model.continuous_prompts,
+        );
         let predictions = predict_split(model, &gold, &states, &bank, 32, &NoProgress).unwrap();
         score_predictions(&gold, &predictions).report.micro.prf.f1
     };

@@ -38,8 +38,16 @@ fn the_committed_demo_checkpoint_reaches_its_recorded_f1() {
     ))
     .unwrap();
     let resolver = ImageResolver::for_dataset(&root().join("data/demo"), None);
-    let images =
-        image_states(&checkpoint.model, &tweets, &resolver, None, 64, &NoProgress).unwrap();
+    let images = image_states(
+        &checkpoint.model,
+        &tweets,
+        &resolver,
+        None,
+        64,
+        &NoProgress,
+        &promptmner::stages::StageCounters::default(),
+    )
+    .unwrap();
     let n = checkpoint.config.model.continuous_prompts;
     let (scores, _) = evaluate(
         &checkpoint.model,

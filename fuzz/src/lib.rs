@@ -169,9 +169,11 @@ pub fn checkpoint(data: &[u8]) -> bool {
 
 fn predict_one(checkpoint: &Checkpoint) {
     let model = &checkpoint.model;
-    let Ok(bank) = model.encode_prompts(
+    let Ok(bank) = promptmner::stages::PromptCache::default().bank(
+        model,
         &checkpoint.vocabulary,
         checkpoint.config.model.continuous_prompts,
+        &promptmner::stages::StageCounters::default(),
     ) else {
         return;
     };

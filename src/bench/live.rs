@@ -231,9 +231,7 @@ fn prepare(dir: &Path, inputs: &Inputs) -> Result<(PathBuf, PathBuf), BenchError
         clip: clip.clone(),
     };
     let model = PromptMner::new(&backbones, &model_config, &Device::Cpu)?;
-    for (i, prefix) in ["fusion.", "span.", "prompts."].iter().enumerate() {
-        crate::model::ops::reinitialize(&model.varmap, prefix, 20 + i as u64)?;
-    }
+    model.initialize_new_layers(20)?;
     model.save_weights(&checkpoint.join("model.safetensors"))?;
     let vocabulary = twitter_vocabulary();
     let prompts = checkpoint.join("prompts.toml");

@@ -38,7 +38,7 @@ pub(crate) enum BenchError {
     Torch { command: String, message: String },
     #[error("the live benchmark's engine: {0}")]
     Engine(String),
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         path: PathBuf,
         source: std::io::Error,

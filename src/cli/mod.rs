@@ -22,7 +22,8 @@ use crate::eval::split::score_predictions;
 use crate::model::device::{self, DeviceChoice};
 use crate::model::store::{ModelStore, Preset};
 use crate::prompts::Vocabulary;
-use crate::stages::image_cache::{ImageCache, image_states};
+use crate::stages::image_cache::ImageCache;
+use crate::stages::{ImageSource, PreparedSplit, PromptCache, StageCounters};
 use crate::train::clip_pretrain::{PretrainConfig, pretrain_clip};
 use crate::train::{self, Checkpoint, TrainConfig};
 pub use bars::Bars;
@@ -417,19 +418,27 @@ fn prepare(run: &SplitRun, checkpoint: &Path) -> anyhow::Result<Prepared> {
     } = run;
     let checkpoint = Checkpoint::load(checkpoint, &device::select(*device)?)?;
     let model = &checkpoint.model;
-    let gold = read_conll(&crate::data::split_path(data, split))?;
+    let split = PreparedSplit::load(model, &crate::data::split_path(data, split))?;
     let resolver = ImageResolver::for_dataset(data, images.as_deref());
     let cache = ImageCache::open(&ImageCache::default_root(), &model.backbones.clip).ok();
-    let states = image_states(
+    let states = split.image_states(
         model,
-        &gold,
-        &resolver,
-        cache.as_ref(),
-        *batch_size,
-        &Bars::default(),
+        &ImageSource {
+            resolver: &resolver,
+            cache: cache.as_ref(),
+            batch_size: *batch_size,
+            progress: &Bars::default(),
+            counters: &StageCounters::default(),
+        },
     )?;
+    let gold = split.tweets;
     // The count the checkpoint's prompts.toml asks for (Checkpoint::load checked it).
-    let bank = model.encode_prompts(&checkpoint.vocabulary, checkpoint.vocabulary.continuous)?;
+    let bank = PromptCache::default().bank(
+        model,
+        &checkpoint.vocabulary,
+        checkpoint.vocabulary.continuous,
+        &StageCounters::default(),
+    )?;
     Ok(Prepared {
         checkpoint,
         gold,

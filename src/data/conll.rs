@@ -35,12 +35,12 @@ impl Tweet {
 /// Errors reading a dataset file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConllError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}:{line}: {source}")]
+    #[error("{path}:{line}")]
     Label {
         path: PathBuf,
         line: usize,

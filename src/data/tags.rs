@@ -76,7 +76,7 @@ pub enum Tag {
 /// Why a label column could not be read as a BIO tag.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TagError {
-    #[error("label '{label}': {source}")]
+    #[error("label '{label}'")]
     UnknownType {
         label: String,
         source: UnknownEntityType,

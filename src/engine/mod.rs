@@ -10,9 +10,12 @@
 //! run, in batches across tweets, and a newer edit stops a running rescoring at the
 //! next batch.
 
+mod error;
 mod messages;
 pub mod suggest;
 mod worker;
+
+pub use error::EngineError;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use candle_core::Tensor;
 
+use super::error::EngineError;
 use super::messages::{
     AttributionView, Envelope, Event, ImageChoice, ImageView, PromptEffect, PromptScore, Request,
     SplitView, StopReason, TweetInfo, TweetView,
@@ -18,7 +19,7 @@ use super::messages::{
 use super::{EngineCounters, EngineOptions};
 use crate::data::images::{ImageResolver, NoImage};
 use crate::data::spans::spans_from_tags;
-use crate::data::{Tweet, read_conll, split_path};
+use crate::data::{Tweet, split_path};
 use crate::eval::score::ScoreReport;
 use crate::eval::split::score_predictions;
 use crate::model::bert::tokenizer::WordPieces;
@@ -29,6 +30,7 @@ use crate::prompts::Vocabulary;
 use crate::run::{Checkpoint, RunDir};
 use crate::stages::image_cache::{ImageCache, image_states};
 use crate::stages::text_cache::{SplitStates, TextStateCache};
+use crate::stages::{PreparedSplit, PromptCache, StageCounters};
 
 /// What the engine works on.
 pub(crate) struct Source {
@@ -69,6 +71,9 @@ impl Rescore {
 
 struct Worker {
     model: PromptMner,
+    prompt_cache: PromptCache,
+    /// The work each stage did (the handle's counters copy them).
+    stage_counters: StageCounters,
     tweets: Vec<Tweet>,
     pieces: Vec<WordPieces>,
     /// Each tweet's word states [n, d], once encoded.
@@ -111,10 +116,10 @@ pub(crate) fn run(
 ) {
     let mut worker = match Worker::load(&source, &options, events.clone(), counters) {
         Ok(worker) => worker,
-        Err(message) => {
+        Err(error) => {
             let _ = events.send(Event::Error {
                 generation: 0,
-                message,
+                message: crate::util::error_chain(&error),
             });
             return;
         }
@@ -156,23 +161,20 @@ impl Worker {
         options: &EngineOptions,
         events: Sender<Event>,
         counters: Arc<EngineCounters>,
-    ) -> Result<Self, String> {
-        let checkpoint =
-            Checkpoint::load(&source.checkpoint, &options.device).map_err(|e| e.to_string())?;
+    ) -> Result<Self, EngineError> {
+        let checkpoint = Checkpoint::load(&source.checkpoint, &options.device)
+            .map_err(EngineError::Checkpoint)?;
         let split_file = split_path(&source.dataset, &source.split);
-        let tweets = read_conll(&split_file).map_err(|e| e.to_string())?;
         let model = checkpoint.model;
-        let pieces = tweets
-            .iter()
-            .map(|t| model.tokenize(&t.words))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?;
+        let PreparedSplit { tweets, pieces } =
+            PreparedSplit::load(&model, &split_file).map_err(EngineError::Split)?;
         let trained_continuous = checkpoint.config.model.continuous_prompts;
         // The count in use is the checkpoint's prompts.toml's, as in every command.
         let continuous = checkpoint.vocabulary.continuous;
-        let bank = model
-            .encode_prompts(&checkpoint.vocabulary, continuous)
-            .map_err(|e| e.to_string())?;
+        let prompt_cache = PromptCache::default();
+        let stage_counters = StageCounters::default();
+        let bank =
+            prompt_cache.bank(&model, &checkpoint.vocabulary, continuous, &stage_counters)?;
         let run = RunDir {
             dir: source.checkpoint.clone(),
         };
@@ -217,6 +219,8 @@ impl Worker {
         });
         let mut worker = Self {
             model,
+            prompt_cache,
+            stage_counters,
             tweets,
             pieces,
             word_states: vec![None; n],
@@ -252,7 +256,7 @@ impl Worker {
     }
 
     fn sync_counters(&self) {
-        let model = &self.model.counters;
+        let model = &self.stage_counters;
         for (from, to) in [
             (&model.texts_encoded, &self.counters.texts_encoded),
             (&model.images_encoded, &self.counters.images_encoded),
@@ -284,20 +288,20 @@ impl Worker {
         self.job = Some(Job::Encode { order, next: 0 });
     }
 
-    fn adopt_stored_states(&mut self, stored: &SplitStates) -> Result<(), String> {
+    fn adopt_stored_states(&mut self, stored: &SplitStates) -> Result<(), EngineError> {
         let device = &self.model.device;
         for (i, slot) in self.word_states.iter_mut().enumerate() {
             if slot.is_none() {
                 let values = stored.tweet(i);
-                let tensor = Tensor::from_slice(values, (stored.words[i], stored.hidden), device)
-                    .map_err(|e| e.to_string())?;
+                let tensor = Tensor::from_slice(values, (stored.words[i], stored.hidden), device)?;
                 *slot = Some(tensor);
             }
         }
         Ok(())
     }
 
-    fn report_error(&self, generation: u64, message: String) {
+    fn report_error(&self, generation: u64, error: EngineError) {
+        let message = crate::util::error_chain(&error);
         tracing::warn!("engine: {message}");
         self.emit(Event::Error {
             generation,
@@ -335,14 +339,14 @@ impl Worker {
         }
     }
 
-    fn handle(&mut self, generation: u64, request: Request) -> Result<(), String> {
+    fn handle(&mut self, generation: u64, request: Request) -> Result<(), EngineError> {
         match request {
             Request::Select(index) => {
                 if index >= self.tweets.len() {
-                    return Err(format!(
-                        "tweet {index} is not in the split ({} tweets)",
-                        self.tweets.len()
-                    ));
+                    return Err(EngineError::NoSuchTweet {
+                        index,
+                        tweets: self.tweets.len(),
+                    });
                 }
                 self.selected = index;
                 self.show(generation);
@@ -363,8 +367,16 @@ impl Worker {
             }
             Request::SetImage { tweet, image } => {
                 let n = self.tweets.len();
-                if tweet >= n || matches!(image, ImageChoice::FromTweet(j) if j >= n) {
-                    return Err(format!("tweet index out of the split ({n} tweets)"));
+                let shown = match image {
+                    ImageChoice::FromTweet(j) => Some(j),
+                    ImageChoice::None | ImageChoice::Own => None,
+                };
+                let outside = [Some(tweet), shown]
+                    .into_iter()
+                    .flatten()
+                    .find(|&index| index >= n);
+                if let Some(index) = outside {
+                    return Err(EngineError::NoSuchTweet { index, tweets: n });
                 }
                 self.overrides[tweet] = image;
                 if tweet == self.selected {
@@ -396,12 +408,17 @@ impl Worker {
         generation: u64,
         vocabulary: Option<Vocabulary>,
         continuous: usize,
-    ) -> Result<(), String> {
+    ) -> Result<(), EngineError> {
         let started = Instant::now();
         self.bank = self
-            .model
-            .encode_prompts(vocabulary.as_ref().unwrap_or(&self.vocabulary), continuous)
-            .map_err(|e| format!("the edit is not applied: {e}"))?;
+            .prompt_cache
+            .bank(
+                &self.model,
+                vocabulary.as_ref().unwrap_or(&self.vocabulary),
+                continuous,
+                &self.stage_counters,
+            )
+            .map_err(EngineError::EditNotApplied)?;
         if let Some(vocabulary) = vocabulary {
             self.vocabulary = vocabulary;
         }
@@ -453,22 +470,24 @@ impl Worker {
 
     /// Scores the selected tweet once per prompt left out and reports how the span's
     /// class probability moves.
-    fn attribute(&mut self, generation: u64, start: usize, end: usize) -> Result<(), String> {
+    fn attribute(&mut self, generation: u64, start: usize, end: usize) -> Result<(), EngineError> {
         let i = self.selected;
         let (image, _) = self.image_of(i)?;
-        let (_, text) = self.selected_text.as_ref().ok_or("no text state")?;
-        let probs_of = |bank: &crate::model::prompts::PromptBank| -> Result<[f32; 5], String> {
+        let (_, text) = self
+            .selected_text
+            .as_ref()
+            .ok_or(EngineError::Missing("no text state"))?;
+        let probs_of = |bank: &crate::model::prompts::PromptBank| -> Result<[f32; 5], EngineError> {
             let prediction = self
                 .model
-                .score_batch(text, &[image.embedding()], bank, Detail::Spans)
-                .map_err(|e| e.to_string())?
+                .score_batch(text, &[image.embedding()], bank, Detail::Spans)?
                 .remove(0);
             prediction
                 .candidates
                 .iter()
                 .find(|c| c.start == start && c.end == end)
                 .map(|c| c.probs)
-                .ok_or_else(|| format!("words {start}..{end} are not a candidate span"))
+                .ok_or(EngineError::NotACandidate { start, end })
         };
         let base = probs_of(&self.bank)?;
         let (class, probability) =
@@ -481,7 +500,7 @@ impl Worker {
                 );
         let mut effects = Vec::with_capacity(self.bank.len());
         for (k, prompt) in self.bank.prompts.iter().enumerate() {
-            let without = self.bank.without(k).map_err(|e| e.to_string())?;
+            let without = self.bank.without(k)?;
             effects.push(PromptEffect {
                 text: prompt.text.clone(),
                 source: prompt.source.clone(),
@@ -503,7 +522,7 @@ impl Worker {
     }
 
     /// One batch of the running job.
-    fn step(&mut self) -> Result<(), String> {
+    fn step(&mut self) -> Result<(), EngineError> {
         match self.job.take() {
             None => Ok(()),
             Some(Job::Encode { order, next }) => self.encode_step(order, next),
@@ -511,7 +530,7 @@ impl Worker {
         }
     }
 
-    fn encode_step(&mut self, order: Vec<usize>, next: usize) -> Result<(), String> {
+    fn encode_step(&mut self, order: Vec<usize>, next: usize) -> Result<(), EngineError> {
         let end = (next + self.batch_size).min(order.len());
         let chunk = &order[next..end];
         self.ensure_encoded(chunk)?;
@@ -532,7 +551,7 @@ impl Worker {
     }
 
     /// Text states and own images of `tweets` that are not there yet.
-    fn ensure_encoded(&mut self, tweets: &[usize]) -> Result<(), String> {
+    fn ensure_encoded(&mut self, tweets: &[usize]) -> Result<(), EngineError> {
         let missing: Vec<usize> = tweets
             .iter()
             .copied()
@@ -540,10 +559,10 @@ impl Worker {
             .collect();
         if !missing.is_empty() {
             let batch: Vec<&WordPieces> = missing.iter().map(|&i| &self.pieces[i]).collect();
-            let states = self
-                .model
-                .encode_word_states(&batch)
-                .map_err(|e| e.to_string())?;
+            self.stage_counters
+                .texts_encoded
+                .fetch_add(batch.len(), Ordering::Relaxed);
+            let states = self.model.encode_word_states(&batch)?;
             for (i, state) in missing.into_iter().zip(states) {
                 self.word_states[i] = Some(state);
             }
@@ -562,8 +581,8 @@ impl Worker {
                 self.image_cache.as_ref(),
                 self.batch_size,
                 &NoProgress,
-            )
-            .map_err(|e| e.to_string())?;
+                &self.stage_counters,
+            )?;
             for (i, state) in missing.into_iter().zip(states) {
                 self.images[i] = Some(state);
             }
@@ -593,7 +612,7 @@ impl Worker {
     }
 
     /// The image tweet `i` is scored with, and where it came from.
-    fn image_of(&mut self, i: usize) -> Result<(ImageState, ImageView), String> {
+    fn image_of(&mut self, i: usize) -> Result<(ImageState, ImageView), EngineError> {
         self.image_for(i, self.overrides[i])
     }
 
@@ -601,7 +620,7 @@ impl Worker {
         &mut self,
         i: usize,
         choice: ImageChoice,
-    ) -> Result<(ImageState, ImageView), String> {
+    ) -> Result<(ImageState, ImageView), EngineError> {
         let from = match choice {
             ImageChoice::None => None,
             ImageChoice::Own => Some(i),
@@ -617,7 +636,9 @@ impl Worker {
             return Ok((ImageState::none(reason), view));
         };
         self.ensure_encoded(&[j])?;
-        let state = self.images[j].clone().ok_or("the image was not encoded")?;
+        let state = self.images[j]
+            .clone()
+            .ok_or(EngineError::Missing("the image was not encoded"))?;
         let view = ImageView {
             choice,
             from_tweet: state.has_image().then_some(j),
@@ -633,23 +654,24 @@ impl Worker {
         }
     }
 
-    fn try_show(&mut self, generation: u64) -> Result<(), String> {
+    fn try_show(&mut self, generation: u64) -> Result<(), EngineError> {
         let i = self.selected;
         self.ensure_encoded(&[i])?;
         if self.selected_text.as_ref().is_none_or(|(at, _)| *at != i) {
-            let states = self.word_states[i].as_ref().ok_or("no text state")?;
-            let text = self
-                .model
-                .text_batch(&[states], &[&self.pieces[i]])
-                .map_err(|e| e.to_string())?;
+            let states = self.word_states[i]
+                .as_ref()
+                .ok_or(EngineError::Missing("no text state"))?;
+            let text = self.model.text_batch(&[states], &[&self.pieces[i]])?;
             self.selected_text = Some((i, text));
         }
         let (image, image_view) = self.image_of(i)?;
-        let (_, text) = self.selected_text.as_ref().ok_or("no text state")?;
+        let (_, text) = self
+            .selected_text
+            .as_ref()
+            .ok_or(EngineError::Missing("no text state"))?;
         let prediction = self
             .model
-            .score_batch(text, &[image.embedding()], &self.bank, Detail::Clues)
-            .map_err(|e| e.to_string())?
+            .score_batch(text, &[image.embedding()], &self.bank, Detail::Clues)?
             .remove(0);
         let prompts = if prediction.similarities.is_empty() {
             Vec::new()
@@ -683,7 +705,7 @@ impl Worker {
         Ok(())
     }
 
-    fn rescore_step(&mut self, mut rescore: Rescore) -> Result<(), String> {
+    fn rescore_step(&mut self, mut rescore: Rescore) -> Result<(), EngineError> {
         if self.batches.is_empty() {
             return self.finish_rescore(rescore);
         }
@@ -695,14 +717,11 @@ impl Worker {
                 .map(|&i| {
                     self.word_states[i]
                         .as_ref()
-                        .ok_or("a tweet was not encoded")
+                        .ok_or(EngineError::Missing("a tweet was not encoded"))
                 })
                 .collect::<Result<_, _>>()?;
             let pieces: Vec<_> = members.iter().map(|&i| &self.pieces[i]).collect();
-            let batch = self
-                .model
-                .text_batch(&states, &pieces)
-                .map_err(|e| e.to_string())?;
+            let batch = self.model.text_batch(&states, &pieces)?;
             self.text_batches[b] = Some(batch);
         }
         let members = self.batches[b].clone();
@@ -724,11 +743,12 @@ impl Worker {
         } else {
             &self.bank
         };
-        let batch = self.text_batches[b].as_ref().ok_or("no text batch")?;
+        let batch = self.text_batches[b]
+            .as_ref()
+            .ok_or(EngineError::Missing("no text batch"))?;
         let predictions = self
             .model
-            .score_batch(batch, &embeds, bank, Detail::Spans)
-            .map_err(|e| e.to_string())?;
+            .score_batch(batch, &embeds, bank, Detail::Spans)?;
         for (i, prediction) in members.into_iter().zip(predictions) {
             rescore.predictions[i] = Some(prediction);
         }
@@ -750,11 +770,11 @@ impl Worker {
         self.finish_rescore(rescore)
     }
 
-    fn finish_rescore(&mut self, rescore: Rescore) -> Result<(), String> {
+    fn finish_rescore(&mut self, rescore: Rescore) -> Result<(), EngineError> {
         let predictions: Vec<Prediction> = rescore
             .predictions
             .into_iter()
-            .map(|p| p.ok_or("a tweet was not scored"))
+            .map(|p| p.ok_or(EngineError::Missing("a tweet was not scored")))
             .collect::<Result<_, _>>()?;
         let scores = score_predictions(&self.tweets, &predictions);
         self.counters
@@ -794,14 +814,12 @@ impl Worker {
         self.last_scores = Some(view);
         if self.baseline.is_none() {
             // The reference scores are still unknown (the first scoring was an edit's).
-            self.baseline_bank = Some(
-                self.model
-                    .encode_prompts(
-                        &self.checkpoint_vocabulary,
-                        self.checkpoint_vocabulary.continuous,
-                    )
-                    .map_err(|e| e.to_string())?,
-            );
+            self.baseline_bank = Some(self.prompt_cache.bank(
+                &self.model,
+                &self.checkpoint_vocabulary,
+                self.checkpoint_vocabulary.continuous,
+                &self.stage_counters,
+            )?);
             self.job = Some(Job::Rescore(Rescore::new(
                 rescore.generation,
                 true,

@@ -1,8 +1,13 @@
 //! Host-memory f32 primitives for the CPU path: matrix products through `gemm`, and row
 //! kernels (LayerNorm, softmax, GELU, dropout masks, AdamW) whose loops are compiled for
-//! the widest SIMD the machine has (AVX-512 or AVX2, chosen at run time through `pulp`).
-//! The crate is built for baseline x86-64, so without that dispatch these loops would
-//! run on SSE2 only.
+//! the widest SIMD the machine has (AVX-512 or AVX2 on x86-64, NEON on aarch64, chosen
+//! at run time through `pulp`). The crate is built for the baseline target, so without
+//! that dispatch these loops would run on SSE2 only.
+//!
+//! The one x86-only kernel (the AVX-512 dot products of [`linear_few_rows`]) sits
+//! behind `cfg(target_arch = "x86_64")`; every other target takes the portable loop.
+//! The `portable` feature forces the portable code on x86-64 too (no dispatch, no
+//! AVX-512 kernel), so that its results are tested here.
 
 pub(crate) mod candle_ops;
 
@@ -12,7 +17,10 @@ use rayon::prelude::*;
 /// `#[inline(always)]` loops inlined into it vectorise.
 #[inline(always)]
 pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
-    pulp::Arch::new().dispatch(f)
+    #[cfg(not(feature = "portable"))]
+    return pulp::Arch::new().dispatch(f);
+    #[cfg(feature = "portable")]
+    f()
 }
 
 /// Rows per parallel task of the row kernels.
@@ -484,16 +492,9 @@ pub(crate) fn linear_few_rows(
                     for (c, col) in cols.chunks_mut(m).enumerate() {
                         let j = chunk * per_task + c;
                         let row = &w[j * inp..(j + 1) * inp];
-                        match pulp::x86::V4::try_new() {
-                            Some(v4) => {
-                                for (g, outs) in col.chunks_mut(4).enumerate() {
-                                    dots_v4(v4, &x[g * 4 * inp..], inp, row, outs);
-                                }
-                            }
-                            None => {
-                                for (i, value) in col.iter_mut().enumerate() {
-                                    *value = dot(&x[i * inp..(i + 1) * inp], row);
-                                }
+                        if !wide_dots(x, inp, row, col) {
+                            for (i, value) in col.iter_mut().enumerate() {
+                                *value = dot(&x[i * inp..(i + 1) * inp], row);
                             }
                         }
                         for value in col.iter_mut() {
@@ -510,9 +511,31 @@ pub(crate) fn linear_few_rows(
     }
 }
 
+/// col[i] = ⟨x_i, row⟩ through the AVX-512 kernel where this CPU has it; false (nothing
+/// written) elsewhere.
+#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+#[inline(always)]
+fn wide_dots(x: &[f32], inp: usize, row: &[f32], col: &mut [f32]) -> bool {
+    let Some(v4) = pulp::x86::V4::try_new() else {
+        return false;
+    };
+    for (g, outs) in col.chunks_mut(4).enumerate() {
+        dots_v4(v4, &x[g * 4 * inp..], inp, row, outs);
+    }
+    true
+}
+
+/// The portable build has no wide kernel: the caller's loop does the work.
+#[cfg(not(all(target_arch = "x86_64", not(feature = "portable"))))]
+#[inline(always)]
+fn wide_dots(_x: &[f32], _inp: usize, _row: &[f32], _col: &mut [f32]) -> bool {
+    false
+}
+
 /// out[r] = ⟨x_r, w⟩ for up to four rows x_r (length `inp`) in 512-bit registers: each
 /// 16-float slice of `w` is loaded once and multiplied into one accumulator per row,
 /// two slices at a time (eight independent chains).
+#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
 #[inline(always)]
 fn dots_v4(v4: pulp::x86::V4, x: &[f32], inp: usize, w: &[f32], out: &mut [f32]) {
     use pulp::f32x16;

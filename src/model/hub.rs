@@ -156,7 +156,7 @@ pub enum HubError {
         expected: String,
         found: String,
     },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,

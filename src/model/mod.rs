@@ -73,10 +73,8 @@ pub(crate) mod testing {
     }
 }
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -91,13 +89,13 @@ use bert::{BertModel, TextBackbone};
 use clip::{ClipBackbone, ClipModel, ClipTokenizer, l2_normalize};
 use fusion::{Fusion, FusionMode};
 use ops::Mode;
-use prompts::{ContinuousPrompts, PromptBank, PromptSource};
+use prompts::{ContinuousPrompts, PromptBank, PromptEncoding, PromptInfo};
 use span::{PredictedSpan, ScoredSpan, SpanHead};
 
 /// Errors building or running the model.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -119,7 +117,7 @@ pub enum ModelError {
         expected: Vec<usize>,
         found: Vec<usize>,
     },
-    #[error("cannot load {file}: {source}")]
+    #[error("cannot load {file}")]
     Weights {
         file: PathBuf,
         source: candle_core::Error,
@@ -229,23 +227,6 @@ pub struct Backbones {
     pub clip: PathBuf,
 }
 
-/// How many times each stage did real work (the caches are tested with these).
-#[derive(Debug, Default)]
-pub struct StageCounters {
-    pub texts_encoded: AtomicUsize,
-    pub images_encoded: AtomicUsize,
-    /// Prompt strings run through the CLIP text tower.
-    pub prompts_encoded: AtomicUsize,
-}
-
-/// Cached prompt encodings: unit embeddings ([e], or [N, e] for the continuous
-/// prompts) and clue rows ([d] or [N, d]; none without fusion).
-#[derive(Clone)]
-struct CachedPrompt {
-    embed: Tensor,
-    rows: Option<(Tensor, Tensor)>,
-}
-
 /// A batch of tweets after the text stage, padded, ready for repeated scoring: the
 /// whole-split rescoring after a prompt edit runs only [`PromptMner::score_batch`], and
 /// the workbench's selected tweet is a batch of one.
@@ -257,14 +238,15 @@ pub struct TextBatch {
     truncated: Vec<usize>,
 }
 
-/// Host buffers for the CPU scoring stage, or tensors for candle's on other devices.
+/// Host buffers for the CPU scoring stage, or the padded words for candle's plain
+/// forward on other devices (the stage's two implementations).
 enum BatchForm {
     Host(fusion::cpu::HostTextBatch),
     Tensors {
         /// [B, n, d]
         words: Tensor,
-        /// The fusion's prompt-independent half (none without fusion).
-        side: Option<fusion::TextSideBatch>,
+        /// [B, n]: 1 for a word the encoder saw.
+        mask: Tensor,
     },
 }
 
@@ -343,12 +325,8 @@ pub struct PromptMner {
     /// The trainable weights: fine-tuned text encoder, fusion, span head, continuous prompts.
     pub varmap: VarMap,
     pub device: Device,
-    prompt_cache: Mutex<HashMap<String, CachedPrompt>>,
-    /// Continuous prompts by template: embeddings [N, e] and clue rows [N, d].
-    continuous_cache: Mutex<HashMap<String, CachedPrompt>>,
     /// The text encoder's CPU forward and its buffers, where it applies.
     cpu_encoder: Option<Mutex<EncoderPass>>,
-    pub counters: StageCounters,
 }
 
 /// Copies a backbone's tensors into the variables under `prefix`; every variable must
@@ -481,28 +459,24 @@ impl PromptMner {
             continuous,
             varmap,
             device: device.clone(),
-            prompt_cache: Mutex::new(HashMap::new()),
-            continuous_cache: Mutex::new(HashMap::new()),
             cpu_encoder,
-            counters: StageCounters::default(),
         })
     }
 
-    /// Loads trained weights (a checkpoint's `model.safetensors`): every trainable
-    /// tensor must be present with its shape. Clears the caches that depend on them.
-    pub fn load_weights(&mut self, file: &Path) -> Result<(), ModelError> {
-        load_into_varmap(&self.varmap, "", file, "", &self.device)?;
-        self.clear_prompt_caches();
+    /// Draws the layers PromptMNER adds to the backbones (fusion, span head, continuous
+    /// prompts) from `seed`, `seed + 1` and `seed + 2`: the one initialisation that
+    /// training, the live benchmark and the tests share.
+    pub fn initialize_new_layers(&self, seed: u64) -> Result<(), ModelError> {
+        for (i, prefix) in ["fusion.", "span.", "prompts."].iter().enumerate() {
+            ops::reinitialize(&self.varmap, prefix, seed.wrapping_add(i as u64))?;
+        }
         Ok(())
     }
 
-    /// Forgets cached prompt encodings (their clue rows depend on the trainable
-    /// weights); training calls it before evaluating.
-    // Each `expect` here states an invariant that holds by construction.
-    #[allow(clippy::expect_used)]
-    pub fn clear_prompt_caches(&self) {
-        self.prompt_cache.lock().expect("cache lock").clear();
-        self.continuous_cache.lock().expect("cache lock").clear();
+    /// Loads trained weights (a checkpoint's `model.safetensors`): every trainable
+    /// tensor must be present with its shape.
+    pub fn load_weights(&mut self, file: &Path) -> Result<(), ModelError> {
+        load_into_varmap(&self.varmap, "", file, "", &self.device)
     }
 
     /// Saves the trainable weights as safetensors.
@@ -522,9 +496,6 @@ impl PromptMner {
     /// Each tweet's word states [n_i, d] for a batch of word pieces (the text stage's
     /// expensive half, which the engine caches on disk).
     pub fn encode_word_states(&self, batch: &[&WordPieces]) -> Result<Vec<Tensor>, ModelError> {
-        self.counters
-            .texts_encoded
-            .fetch_add(batch.len(), Ordering::Relaxed);
         let (states, _) = self.encode_pieces(batch, Mode::Eval)?;
         batch
             .iter()
@@ -564,22 +535,20 @@ impl PromptMner {
             })
             .collect();
         let mask = Tensor::from_vec(mask, (encoded.len(), n), &self.device)?;
-        let side = self
-            .fusion
-            .as_ref()
-            .map(|f| f.text_side_batch(&words, &mask))
-            .transpose()?;
-        let form = match (&self.fusion, side) {
-            (_, side) if !self.device.is_cpu() => BatchForm::Tensors { words, side },
-            (Some(f), Some(side)) => BatchForm::Host(fusion::cpu::HostTextBatch {
-                batch: encoded.len(),
-                len: n,
-                words: fusion::Fusion::side_words(&side)
-                    .flatten_all()?
-                    .to_vec1::<f32>()?,
-                side: Some(f.host_side(&side)?),
-            }),
-            _ => BatchForm::Host(fusion::cpu::HostTextBatch {
+        let form = match &self.fusion {
+            _ if !self.device.is_cpu() => BatchForm::Tensors { words, mask },
+            Some(f) => {
+                let side = f.text_side_batch(&words, &mask)?;
+                BatchForm::Host(fusion::cpu::HostTextBatch {
+                    batch: encoded.len(),
+                    len: n,
+                    words: fusion::Fusion::side_words(&side)
+                        .flatten_all()?
+                        .to_vec1::<f32>()?,
+                    side: Some(f.host_side(&side)?),
+                })
+            }
+            None => BatchForm::Host(fusion::cpu::HostTextBatch {
                 batch: encoded.len(),
                 len: n,
                 words: words.flatten_all()?.to_vec1::<f32>()?,
@@ -619,10 +588,6 @@ impl PromptMner {
         } else {
             None
         };
-        let clues = match (&self.fusion, &bank.clues, &weights) {
-            (Some(_), Some(clues), Some(a)) => Some((clues, a)),
-            _ => None,
-        };
         let want_attention = detail == Detail::Clues;
         let present: Vec<bool> = images.iter().map(Option::is_some).collect();
         let (candidates, clue_attention) = match &batch.form {
@@ -630,6 +595,10 @@ impl PromptMner {
                 let params = fusion::cpu::ScoreParams {
                     fusion: self.fusion.as_ref().map(Fusion::score_params).transpose()?,
                     span: self.span.host_params()?,
+                };
+                let clues = match (&bank.clues, &weights) {
+                    (Some(clues), Some(a)) => Some((clues, a)),
+                    _ => None,
                 };
                 let host = clues
                     .as_ref()
@@ -655,19 +624,16 @@ impl PromptMner {
                     .transpose()?;
                 (scores.spans, attention)
             }
-            BatchForm::Tensors { words, side } => {
-                let (fused, attention) = match (&self.fusion, side) {
-                    (Some(fusion), Some(side)) => {
-                        let mask: Vec<f32> =
+            BatchForm::Tensors { words, mask } => {
+                let (fused, attention) = match &self.fusion {
+                    Some(fusion) => {
+                        let present: Vec<f32> =
                             present.iter().map(|p| if *p { 1.0 } else { 0.0 }).collect();
-                        let mask = Tensor::from_vec(mask, b, &self.device)?;
-                        fusion.score_batch(
-                            side,
-                            clues.as_ref().map(|(c, a)| (*c, *a, &mask)),
-                            want_attention,
-                        )?
+                        let present = Tensor::from_vec(present, b, &self.device)?;
+                        let clues = weights.as_ref().map(|a| (&bank.embeds, a, &present));
+                        fusion.forward(words, mask, clues, Mode::Eval)?
                     }
-                    _ => (words.clone(), None),
+                    None => (words.clone(), None),
                 };
                 let probs = span::class_probs(&self.span.forward(&fused, Mode::Eval)?)?;
                 let candidates = batch
@@ -780,7 +746,6 @@ impl PromptMner {
     /// Image states of a batch of pixels [b, 3, s, s].
     pub fn encode_pixels(&self, pixels: &Tensor) -> Result<Vec<ImageState>, ModelError> {
         let b = pixels.dim(0)?;
-        self.counters.images_encoded.fetch_add(b, Ordering::Relaxed);
         let embeds = l2_normalize(&self.clip.image_embeds(pixels, Mode::Eval)?)?;
         (0..b)
             .map(|i| {
@@ -800,97 +765,103 @@ impl PromptMner {
         }
     }
 
-    /// The prompt stage: the vocabulary's discrete prompts (when the model uses them)
-    /// and the first `n_continuous` continuous prompts. Prompt strings already encoded
-    /// by this model are taken from its cache, so an edit encodes only the new words.
-    // Each `expect` here states an invariant that holds by construction.
-    #[allow(clippy::expect_used)]
-    pub fn encode_prompts(
-        &self,
-        vocabulary: &Vocabulary,
-        n_continuous: usize,
-    ) -> Result<PromptBank, ModelError> {
-        let n_continuous =
-            n_continuous.min(self.continuous.as_ref().map_or(0, ContinuousPrompts::len));
-        let infos = prompts::prompt_infos(vocabulary, self.config.discrete_prompts, n_continuous);
-        let mut cache = self.prompt_cache.lock().expect("cache lock");
-        let missing: Vec<String> = {
-            let mut seen = std::collections::HashSet::new();
-            infos
-                .iter()
-                .filter(|p| matches!(p.source, PromptSource::Discrete { .. }))
-                .filter(|p| !cache.contains_key(&p.text) && seen.insert(p.text.clone()))
-                .map(|p| p.text.clone())
-                .collect()
-        };
-        if !missing.is_empty() {
-            self.counters
-                .prompts_encoded
-                .fetch_add(missing.len(), Ordering::Relaxed);
-            let embeds = prompts::encode_texts(&self.clip, &self.clip_tokenizer, &missing)?;
-            let rows = self
-                .fusion
-                .as_ref()
-                .map(|f| f.prompt_rows(&embeds))
-                .transpose()?;
-            for (i, text) in missing.into_iter().enumerate() {
+    /// The prompts a vocabulary gives this model: its discrete prompts (when the model
+    /// uses them), then the first `n_continuous` continuous prompts it holds.
+    pub fn prompt_infos(&self, vocabulary: &Vocabulary, n_continuous: usize) -> Vec<PromptInfo> {
+        let n_continuous = n_continuous.min(self.continuous_count());
+        prompts::prompt_infos(vocabulary, self.config.discrete_prompts, n_continuous)
+    }
+
+    /// Continuous prompts the model holds.
+    pub fn continuous_count(&self) -> usize {
+        self.continuous.as_ref().map_or(0, ContinuousPrompts::len)
+    }
+
+    /// The prompt stage's work for discrete prompt texts, one encoding each: unit CLIP
+    /// embeddings and (with fusion) their clue rows.
+    pub fn encode_prompt_texts(&self, texts: &[String]) -> Result<Vec<PromptEncoding>, ModelError> {
+        let embeds = prompts::encode_texts(&self.clip, &self.clip_tokenizer, texts)?;
+        let rows = self
+            .fusion
+            .as_ref()
+            .map(|f| f.prompt_rows(&embeds))
+            .transpose()?;
+        (0..texts.len())
+            .map(|i| {
                 let rows = rows
                     .as_ref()
                     .map(|(pk, pv)| Ok::<_, candle_core::Error>((pk.get(i)?, pv.get(i)?)))
                     .transpose()?;
-                cache.insert(
-                    text,
-                    CachedPrompt {
-                        embed: embeds.get(i)?,
-                        rows,
-                    },
-                );
-            }
-        }
+                Ok(PromptEncoding {
+                    embed: embeds.get(i)?,
+                    rows,
+                })
+            })
+            .collect()
+    }
+
+    /// Every continuous prompt the model holds in `template`, as one encoding of [N, ·]
+    /// rows (None when it holds none).
+    pub fn encode_continuous_prompts(
+        &self,
+        template: &str,
+    ) -> Result<Option<PromptEncoding>, ModelError> {
+        let Some(continuous) = self.continuous.as_ref() else {
+            return Ok(None);
+        };
+        let embeds = continuous.encode(
+            &self.clip,
+            &self.clip_tokenizer,
+            template,
+            continuous.len(),
+            Mode::Eval,
+        )?;
+        let rows = self
+            .fusion
+            .as_ref()
+            .map(|f| f.prompt_rows(&embeds))
+            .transpose()?;
+        Ok(Some(PromptEncoding {
+            embed: embeds,
+            rows,
+        }))
+    }
+
+    /// A bank from its prompts' encodings: one per discrete prompt of `infos`, in order,
+    /// and the continuous encoding whose first `n_continuous` rows it uses.
+    pub fn prompt_bank(
+        &self,
+        infos: Vec<PromptInfo>,
+        discrete: &[&PromptEncoding],
+        continuous: Option<(&PromptEncoding, usize)>,
+    ) -> Result<PromptBank, ModelError> {
         let mut embeds: Vec<Tensor> = Vec::with_capacity(infos.len());
         let mut pk: Vec<Tensor> = Vec::new();
         let mut pv: Vec<Tensor> = Vec::new();
-        for info in infos
-            .iter()
-            .filter(|p| matches!(p.source, PromptSource::Discrete { .. }))
-        {
-            let cached = &cache[&info.text];
-            embeds.push(cached.embed.clone());
-            if let Some((k, v)) = &cached.rows {
-                pk.push(k.clone());
-                pv.push(v.clone());
+        for encoding in discrete {
+            embeds.push(encoding.embed.unsqueeze(0)?);
+            if let Some((k, v)) = &encoding.rows {
+                pk.push(k.unsqueeze(0)?);
+                pv.push(v.unsqueeze(0)?);
             }
         }
-        drop(cache);
-        if n_continuous > 0 {
-            let CachedPrompt { embed, rows } = self.continuous_bank(&vocabulary.template)?;
-            embeds.push(embed.narrow(0, 0, n_continuous)?);
+        if let Some((PromptEncoding { embed, rows }, n)) = continuous.filter(|(_, n)| *n > 0) {
+            embeds.push(embed.narrow(0, 0, n)?);
             if let Some((k, v)) = rows {
-                pk.push(k.narrow(0, 0, n_continuous)?);
-                pv.push(v.narrow(0, 0, n_continuous)?);
+                pk.push(k.narrow(0, 0, n)?);
+                pv.push(v.narrow(0, 0, n)?);
             }
         }
-        let stack = |rows: &[Tensor]| -> Result<Tensor, candle_core::Error> {
-            let rows: Vec<Tensor> = rows
-                .iter()
-                .map(|r| {
-                    if r.rank() == 1 {
-                        r.unsqueeze(0)
-                    } else {
-                        Ok(r.clone())
-                    }
-                })
-                .collect::<Result<_, _>>()?;
-            Tensor::cat(&rows, 0)
-        };
         let e = self.clip.config.projection_dim;
         let embeds = if embeds.is_empty() {
             Tensor::zeros((0, e), DType::F32, &self.device)?
         } else {
-            stack(&embeds)?
+            Tensor::cat(&embeds, 0)?
         };
         let clues = match &self.fusion {
-            Some(f) if !pk.is_empty() => Some(f.clue_side(&stack(&pk)?, &stack(&pv)?)?),
+            Some(f) if !pk.is_empty() => {
+                Some(f.clue_side(&Tensor::cat(&pk, 0)?, &Tensor::cat(&pv, 0)?)?)
+            }
             _ => None,
         };
         Ok(PromptBank {
@@ -900,59 +871,25 @@ impl PromptMner {
         })
     }
 
-    /// All continuous prompts in `template`, encoded once per template.
-    // Each `expect` here states an invariant that holds by construction.
-    #[allow(clippy::expect_used)]
-    fn continuous_bank(&self, template: &str) -> Result<CachedPrompt, ModelError> {
-        let mut cache = self.continuous_cache.lock().expect("cache lock");
-        if let Some(hit) = cache.get(template) {
-            return Ok(hit.clone());
-        }
-        let continuous = self.continuous.as_ref().expect("checked by the caller");
-        let n = continuous.len();
-        self.counters
-            .prompts_encoded
-            .fetch_add(n, Ordering::Relaxed);
-        let embeds =
-            continuous.encode(&self.clip, &self.clip_tokenizer, template, n, Mode::Eval)?;
-        let rows = self
-            .fusion
-            .as_ref()
-            .map(|f| f.prompt_rows(&embeds))
-            .transpose()?;
-        let cached = CachedPrompt {
-            embed: embeds,
-            rows,
-        };
-        cache.insert(template.to_string(), cached.clone());
-        Ok(cached)
-    }
-
-    /// Unit prompt embeddings [K, e] for training: discrete prompts from the cache
-    /// (constant: CLIP is frozen) and the continuous ones run through the CLIP text tower
-    /// in a differentiable mode, so their token embeddings receive gradients.
-    // Each `expect` here states an invariant that holds by construction.
-    #[allow(clippy::expect_used)]
-    pub fn training_prompts(
+    /// The first `n_continuous` continuous prompts in `template` run through the CLIP
+    /// text tower in a differentiable mode, so that their token embeddings receive
+    /// gradients [n, e] (training; the discrete prompts are constant, CLIP is frozen).
+    pub fn training_continuous_prompts(
         &self,
-        vocabulary: &Vocabulary,
+        template: &str,
         n_continuous: usize,
-    ) -> Result<Tensor, ModelError> {
-        let bank = self.encode_prompts(vocabulary, 0)?;
-        let n_continuous =
-            n_continuous.min(self.continuous.as_ref().map_or(0, ContinuousPrompts::len));
-        if n_continuous == 0 {
-            return Ok(bank.embeds);
+    ) -> Result<Option<Tensor>, ModelError> {
+        let n = n_continuous.min(self.continuous_count());
+        match self.continuous.as_ref() {
+            Some(continuous) if n > 0 => Ok(Some(continuous.encode(
+                &self.clip,
+                &self.clip_tokenizer,
+                template,
+                n,
+                Mode::Grad,
+            )?)),
+            _ => Ok(None),
         }
-        let continuous = self.continuous.as_ref().expect("n_continuous > 0");
-        let embeds = continuous.encode(
-            &self.clip,
-            &self.clip_tokenizer,
-            &vocabulary.template,
-            n_continuous,
-            Mode::Grad,
-        )?;
-        Ok(Tensor::cat(&[&bank.embeds, &embeds], 0)?)
     }
 
     /// Word pieces of a tweet (the batched path's input).

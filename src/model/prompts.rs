@@ -69,6 +69,15 @@ impl PromptBank {
     }
 }
 
+/// What the prompt stage computes of one prompt (or, for the continuous prompts, of
+/// all of them as rows): unit embeddings [e] / [N, e] and clue rows [d] / [N, d] (none
+/// without fusion). Prompt caches hold these.
+#[derive(Clone)]
+pub struct PromptEncoding {
+    pub(crate) embed: Tensor,
+    pub(crate) rows: Option<(Tensor, Tensor)>,
+}
+
 /// Learnable token embeddings for the word slot of the template.
 pub struct ContinuousPrompts {
     /// [N, clip text hidden]

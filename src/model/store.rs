@@ -65,7 +65,7 @@ pub enum StoreError {
     /// Boxed: the hub's errors carry several strings, and every model error holds this.
     #[error(transparent)]
     Hub(Box<super::hub::HubError>),
-    #[error("cannot convert {path} to safetensors: {source}")]
+    #[error("cannot convert {path} to safetensors")]
     Convert {
         path: PathBuf,
         source: Box<candle_core::Error>,

@@ -126,19 +126,19 @@ pub enum VocabularyInvalid {
 /// Errors loading or saving a vocabulary file.
 #[derive(Debug, thiserror::Error)]
 pub enum VocabularyError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         path: PathBuf,
         source: std::io::Error,
     },
     #[error("{path} is not valid TOML: {message}")]
     Syntax { path: PathBuf, message: String },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Invalid {
         path: PathBuf,
         source: VocabularyInvalid,

@@ -9,7 +9,9 @@ use crate::data::Tweet;
 use crate::data::images::{ImageResolver, decode_image};
 use crate::model::{ImageState, ModelError, PromptMner};
 use crate::progress::{Progress, Task};
+use crate::stages::StageCounters;
 use crate::stages::key::ContentKey;
+use crate::stages::tensor_file::{self, Metadata};
 
 /// A folder of `<image content key>.f32` files for one CLIP model.
 #[derive(Debug, Clone)]
@@ -18,7 +20,13 @@ pub struct ImageCache {
 }
 
 /// The entry format; a new version gives new keys instead of misreading old entries.
-const FORMAT: &str = "image-embedding-f32le-v1";
+const FORMAT: &str = "promptmner image embedding v2";
+
+/// One image's entry: its file and the metadata it is written with.
+struct Entry {
+    path: PathBuf,
+    metadata: Metadata,
+}
 
 impl ImageCache {
     /// [`crate::stages::cache_root`]`/image-embeddings`.
@@ -36,37 +44,43 @@ impl ImageCache {
         Ok(Self { dir })
     }
 
-    fn entry(&self, image: &Path) -> std::io::Result<PathBuf> {
+    fn entry(&self, image: &Path) -> std::io::Result<Entry> {
         let mut key = ContentKey::new(FORMAT);
         key.file("image", image)?;
-        Ok(self.dir.join(format!("{}.f32", key.hex())))
+        let key = key.hex();
+        Ok(Entry {
+            path: self.dir.join(format!("{key}.safetensors")),
+            metadata: Metadata::from([
+                ("format".to_string(), FORMAT.to_string()),
+                ("key".to_string(), key),
+            ]),
+        })
     }
 
-    /// A stored embedding of `dim` values; an entry of another size or with values that
-    /// are not finite (a truncated or foreign file) is treated as absent.
-    fn get(&self, entry: &Path, dim: usize) -> Option<Vec<f32>> {
-        let bytes = std::fs::read(entry).ok()?;
-        if bytes.len() != dim * 4 {
-            if entry.exists() {
-                tracing::warn!(
-                    "{}: {} bytes, expected {}; encoding the image again",
-                    entry.display(),
-                    bytes.len(),
-                    dim * 4
-                );
-            }
+    /// A stored embedding of `dim` values; an entry of another key or size, or with
+    /// values that are not finite (a truncated or foreign file), is treated as absent.
+    fn get(&self, entry: &Entry, dim: usize) -> Option<Vec<f32>> {
+        if !entry.path.is_file() {
             return None;
         }
-        let values: Vec<f32> = bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        values.iter().all(|v| v.is_finite()).then_some(values)
+        tensor_file::read_f32(&entry.path, "embedding", &[dim], &entry.metadata)
+            .map_err(|reason| {
+                tracing::warn!(
+                    "{}: {reason}; encoding the image again",
+                    entry.path.display()
+                )
+            })
+            .ok()
     }
 
-    fn put(&self, entry: &Path, values: &[f32]) -> std::io::Result<()> {
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        crate::util::write_atomic(entry, &bytes)
+    fn put(&self, entry: &Entry, values: &[f32]) -> std::io::Result<()> {
+        tensor_file::write_f32(
+            &entry.path,
+            "embedding",
+            &[values.len()],
+            values,
+            entry.metadata.clone(),
+        )
     }
 }
 
@@ -81,25 +95,29 @@ pub fn image_states(
     cache: Option<&ImageCache>,
     batch_size: usize,
     progress: &dyn Progress,
+    counters: &StageCounters,
 ) -> Result<Vec<ImageState>, ModelError> {
     let dim = model.clip().config.projection_dim;
     let mut states: Vec<Option<ImageState>> = vec![None; tweets.len()];
     // (tweet index, cache entry, decoded pixels) still to encode.
-    let mut pending: Vec<(usize, Option<PathBuf>, Tensor)> = Vec::new();
+    let mut pending: Vec<(usize, Option<Entry>, Tensor)> = Vec::new();
     let mut task = Task::start(progress, "encoding images", tweets.len() as u64);
-    let flush = |pending: &mut Vec<(usize, Option<PathBuf>, Tensor)>,
+    let flush = |pending: &mut Vec<(usize, Option<Entry>, Tensor)>,
                  states: &mut Vec<Option<ImageState>>|
      -> Result<(), ModelError> {
         if pending.is_empty() {
             return Ok(());
         }
         let pixels: Vec<Tensor> = pending.iter().map(|(_, _, p)| p.clone()).collect();
+        counters
+            .images_encoded
+            .fetch_add(pixels.len(), std::sync::atomic::Ordering::Relaxed);
         let encoded = model.encode_pixels(&Tensor::stack(&pixels, 0)?)?;
         for ((i, entry, _), state) in pending.drain(..).zip(encoded) {
             if let (Some(cache), Some(entry), Some(embedding)) = (cache, entry, state.embedding())
                 && let Err(e) = cache.put(&entry, &embedding.to_vec1::<f32>()?)
             {
-                tracing::warn!("cannot write the image cache {}: {e}", entry.display());
+                tracing::warn!("cannot write the image cache {}: {e}", entry.path.display());
             }
             states[i] = Some(state);
         }

@@ -2,23 +2,15 @@
 //! checkpoint, in one file keyed by the checkpoint's and the dataset file's content, so
 //! that opening the same split again encodes nothing.
 //!
-//! Layout: the magic line, a little-endian u64 header length, a JSON header (hidden
-//! width and each tweet's word count), then the f32 values, little-endian.
+//! Layout: safetensors, one tensor `states` [Σ words, hidden] (tweet after tweet), the
+//! format, the entry's key and each tweet's word count in the header's metadata.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use crate::stages::key::ContentKey;
+use crate::stages::tensor_file::{self, Metadata};
 
-const MAGIC: &[u8] = b"promptmner text states v1\n";
-
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-struct Header {
-    hidden: usize,
-    words: Vec<usize>,
-}
+const FORMAT: &str = "promptmner text states v2";
 
 /// Word states of a whole split, flat: tweet i's [words[i], hidden] block follows
 /// tweet i − 1's.
@@ -41,6 +33,8 @@ impl SplitStates {
 #[derive(Debug, Clone)]
 pub(crate) struct TextStateCache {
     path: PathBuf,
+    /// The content key (also in the file's metadata).
+    key: String,
 }
 
 impl TextStateCache {
@@ -51,7 +45,7 @@ impl TextStateCache {
         checkpoint_files: &[&Path],
         split: &Path,
     ) -> std::io::Result<Self> {
-        let mut key = ContentKey::new("text-states-v1");
+        let mut key = ContentKey::new(FORMAT);
         for file in checkpoint_files {
             let name = file
                 .file_name()
@@ -62,7 +56,8 @@ impl TextStateCache {
         let dir = root.join("text-states");
         std::fs::create_dir_all(&dir)?;
         Ok(Self {
-            path: dir.join(format!("{}.bin", key.hex())),
+            path: dir.join(format!("{}.safetensors", key.hex())),
+            key: key.hex(),
         })
     }
 
@@ -74,9 +69,16 @@ impl TextStateCache {
     /// `words[i]` rows for tweet i. Anything else (another model's file, a truncated
     /// write, garbage) reads as absent, with a warning.
     pub(crate) fn load(&self, hidden: usize, words: &[usize]) -> Option<SplitStates> {
-        let mut file = std::fs::File::open(&self.path).ok()?;
-        match read_states(&mut file, hidden, words) {
-            Ok(states) => Some(states),
+        if !self.path.is_file() {
+            return None;
+        }
+        let shape = [words.iter().sum::<usize>(), hidden];
+        match tensor_file::read_f32(&self.path, "states", &shape, &self.metadata(words)) {
+            Ok(values) => Some(SplitStates {
+                hidden,
+                words: words.to_vec(),
+                values,
+            }),
             Err(reason) => {
                 tracing::warn!(
                     "{}: {reason}; encoding the split again",
@@ -96,83 +98,34 @@ impl TextStateCache {
         words: &[usize],
         mut tweet: impl FnMut(usize) -> Option<Vec<f32>>,
     ) -> std::io::Result<()> {
-        let header = serde_json::to_vec(&Header {
-            hidden,
-            words: words.to_vec(),
-        })
-        .map_err(std::io::Error::other)?;
-        let count: usize = words.iter().sum::<usize>() * hidden;
-        let mut bytes = Vec::with_capacity(MAGIC.len() + 8 + header.len() + count * 4);
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&header);
+        let rows: usize = words.iter().sum();
+        let mut values = Vec::with_capacity(rows * hidden);
         for (i, &n) in words.iter().enumerate() {
-            let Some(values) = tweet(i).filter(|v| v.len() == n * hidden) else {
+            let Some(tweet) = tweet(i).filter(|v| v.len() == n * hidden) else {
                 return Err(std::io::Error::other(format!(
                     "tweet {i} has no states of {n} × {hidden}"
                 )));
             };
-            for v in values {
-                bytes.extend_from_slice(&v.to_le_bytes());
-            }
+            values.extend(tweet);
         }
-        crate::util::write_atomic(&self.path, &bytes)
+        tensor_file::write_f32(
+            &self.path,
+            "states",
+            &[rows, hidden],
+            &values,
+            self.metadata(words),
+        )
     }
-}
 
-fn read_states(
-    file: &mut std::fs::File,
-    hidden: usize,
-    words: &[usize],
-) -> Result<SplitStates, String> {
-    let mut magic = vec![0u8; MAGIC.len()];
-    file.read_exact(&mut magic).map_err(|e| e.to_string())?;
-    if magic != MAGIC {
-        return Err("not a text-state file".into());
+    /// What an entry's header must say: the format, the key and the word counts.
+    fn metadata(&self, words: &[usize]) -> Metadata {
+        let words: Vec<String> = words.iter().map(usize::to_string).collect();
+        Metadata::from([
+            ("format".to_string(), FORMAT.to_string()),
+            ("key".to_string(), self.key.clone()),
+            ("words".to_string(), words.join(",")),
+        ])
     }
-    let mut len = [0u8; 8];
-    file.read_exact(&mut len).map_err(|e| e.to_string())?;
-    let len = u64::from_le_bytes(len);
-    if len > 1 << 30 {
-        return Err(format!("header of {len} bytes"));
-    }
-    let mut header = vec![0u8; len as usize];
-    file.read_exact(&mut header).map_err(|e| e.to_string())?;
-    let header: Header = serde_json::from_slice(&header).map_err(|e| e.to_string())?;
-    let expected = Header {
-        hidden,
-        words: words.to_vec(),
-    };
-    if header != expected {
-        return Err(format!(
-            "{} tweets {} wide, expected {} tweets {hidden} wide",
-            header.words.len(),
-            header.hidden,
-            words.len()
-        ));
-    }
-    let count = words.iter().sum::<usize>() * hidden;
-    let mut bytes = Vec::with_capacity(count * 4);
-    file.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
-    if bytes.len() != count * 4 {
-        return Err(format!(
-            "{} bytes of states, expected {}",
-            bytes.len(),
-            count * 4
-        ));
-    }
-    let values: Vec<f32> = bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
-        return Err(format!("value {bad} is not finite"));
-    }
-    Ok(SplitStates {
-        hidden,
-        words: words.to_vec(),
-        values,
-    })
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::data::images::ImageResolver;
 use crate::data::spans::spans_from_tags;
-use crate::data::{Tweet, read_conll, split_path};
+use crate::data::{Tweet, split_path};
 use crate::eval::predict::predict_split;
 use crate::model::bert::backward::EncoderTrainer;
 use crate::model::bert::tokenizer::WordPieces;
@@ -30,7 +30,8 @@ use crate::prompts::Vocabulary;
 pub use crate::run::config::{self, TrainConfig};
 use crate::run::events::{Event, RunLog};
 pub use crate::run::{Checkpoint, EpochMetrics, Metrics, RunDir, Scores, resolve_backbones};
-use crate::stages::image_cache::{ImageCache, image_states};
+use crate::stages::image_cache::ImageCache;
+use crate::stages::{ImageSource, PreparedSplit, PromptCache, StageCounters};
 use optim::AdamW;
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +40,8 @@ pub enum TrainError {
     Config(#[from] config::ConfigError),
     #[error(transparent)]
     Data(#[from] crate::data::conll::ConllError),
+    #[error(transparent)]
+    Prepare(#[from] crate::stages::PrepareError),
     #[error(transparent)]
     Vocabulary(#[from] crate::prompts::VocabularyError),
     #[error(transparent)]
@@ -112,32 +115,16 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
 
 /// A split with everything the model needs per tweet.
 struct Split {
-    tweets: Vec<Tweet>,
-    pieces: Vec<WordPieces>,
+    text: PreparedSplit,
     images: Vec<ImageState>,
 }
 
-fn load_split(
-    model: &PromptMner,
-    path: &Path,
-    resolver: &ImageResolver,
-    cache: Option<&ImageCache>,
-    batch: usize,
-    progress: &dyn Progress,
-) -> Result<Split, TrainError> {
-    let tweets = read_conll(path)?;
-    let pieces = tweets
-        .iter()
-        .map(|t| model.tokenize(&t.words))
-        .collect::<Result<_, _>>()?;
+fn load_split(model: &PromptMner, path: &Path, images: &ImageSource) -> Result<Split, TrainError> {
+    let text = PreparedSplit::load(model, path)?;
     let started = std::time::Instant::now();
-    let images = image_states(model, &tweets, resolver, cache, batch, progress)?;
+    let images = text.image_states(model, images)?;
     report_images(path, &images, started.elapsed());
-    Ok(Split {
-        tweets,
-        pieces,
-        images,
-    })
+    Ok(Split { text, images })
 }
 
 /// How many of a split's tweets have their image, and how fast they were embedded; a
@@ -205,10 +192,29 @@ pub fn evaluate(
     batch: usize,
     progress: &dyn Progress,
 ) -> Result<(Scores, Vec<crate::model::Prediction>), ModelError> {
-    let bank = model.encode_prompts(vocabulary, n_continuous)?;
+    let bank =
+        PromptCache::default().bank(model, vocabulary, n_continuous, &StageCounters::default())?;
     let predictions = predict_split(model, split_tweets, images, &bank, batch, progress)?;
     let scores = crate::eval::split::score_predictions(split_tweets, &predictions);
     Ok((scores.report.micro.prf.into(), predictions))
+}
+
+/// Unit prompt embeddings [K, e] for a training step: the discrete prompts from the
+/// cache (constant: CLIP is frozen) and the continuous ones run through the CLIP text
+/// tower in a differentiable mode, so their token embeddings receive gradients.
+fn training_prompts(
+    model: &PromptMner,
+    cache: &PromptCache,
+    vocabulary: &Vocabulary,
+    n_continuous: usize,
+) -> Result<Tensor, ModelError> {
+    let discrete = cache
+        .bank(model, vocabulary, 0, &StageCounters::default())?
+        .embeds;
+    match model.training_continuous_prompts(&vocabulary.template, n_continuous)? {
+        Some(continuous) => Ok(Tensor::cat(&[&discrete, &continuous], 0)?),
+        None => Ok(discrete),
+    }
 }
 
 /// What a finished run reports.
@@ -338,52 +344,36 @@ fn train_inner(
         memory::check_fits(config, &backbones)?;
     }
     let mut model = PromptMner::new(&backbones, &config.model, device)?;
-    for (i, prefix) in ["fusion.", "span.", "prompts."].iter().enumerate() {
-        crate::model::ops::reinitialize(&model.varmap, prefix, config.seed.wrapping_add(i as u64))?;
-    }
+    model.initialize_new_layers(config.seed)?;
     let n_continuous = config.model.continuous_prompts;
+    let prompt_cache = PromptCache::default();
 
     let resolver = ImageResolver::for_dataset(&config.data, config.images.as_deref());
     let cache = ImageCache::open(&ImageCache::default_root(), &backbones.clip)
         .map_err(|e| tracing::warn!("image cache unavailable: {e}"))
         .ok();
-    let train_split = load_split(
-        &model,
-        &split_path(&config.data, "train"),
-        &resolver,
-        cache.as_ref(),
-        config.eval_batch_size,
+    let counters = StageCounters::default();
+    let images = ImageSource {
+        resolver: &resolver,
+        cache: cache.as_ref(),
+        batch_size: config.eval_batch_size,
         progress,
-    )?;
-    let valid = load_split(
-        &model,
-        &split_path(&config.data, "valid"),
-        &resolver,
-        cache.as_ref(),
-        config.eval_batch_size,
-        progress,
-    )?;
+        counters: &counters,
+    };
+    let train_split = load_split(&model, &split_path(&config.data, "train"), &images)?;
+    let valid = load_split(&model, &split_path(&config.data, "valid"), &images)?;
     let test_path = split_path(&config.data, "test");
     let test = test_path
         .is_file()
-        .then(|| {
-            load_split(
-                &model,
-                &test_path,
-                &resolver,
-                cache.as_ref(),
-                config.eval_batch_size,
-                progress,
-            )
-        })
+        .then(|| load_split(&model, &test_path, &images))
         .transpose()?;
-    if train_split.tweets.is_empty() {
+    if train_split.text.tweets.is_empty() {
         return Err(TrainError::Empty(split_path(&config.data, "train")));
     }
 
     let per_epoch = match config.max_train_examples {
-        0 => train_split.tweets.len(),
-        n => n.min(train_split.tweets.len()),
+        0 => train_split.text.tweets.len(),
+        n => n.min(train_split.text.tweets.len()),
     };
     let steps_per_epoch = per_epoch.div_ceil(config.batch_size.max(1));
     let mut optimizer = AdamW::new(
@@ -432,7 +422,7 @@ fn train_inner(
 
     for epoch in metrics.epochs.len() + 1..=config.epochs {
         // Data order and dropout come from (seed, epoch): a resumed run repeats them.
-        let mut order: Vec<usize> = (0..train_split.tweets.len()).collect();
+        let mut order: Vec<usize> = (0..train_split.text.tweets.len()).collect();
         let epoch_seed = config
             .seed
             .wrapping_mul(1_000_003)
@@ -448,13 +438,14 @@ fn train_inner(
         let started = Instant::now();
         let (mut loss_sum, mut loss_count) = (0.0, 0usize);
         for batch in order.chunks(config.batch_size.max(1)) {
-            let tweets: Vec<&Tweet> = batch.iter().map(|&i| &train_split.tweets[i]).collect();
-            let pieces: Vec<&WordPieces> = batch.iter().map(|&i| &train_split.pieces[i]).collect();
+            let tweets: Vec<&Tweet> = batch.iter().map(|&i| &train_split.text.tweets[i]).collect();
+            let pieces: Vec<&WordPieces> =
+                batch.iter().map(|&i| &train_split.text.pieces[i]).collect();
             let images: Vec<Option<&Tensor>> = batch
                 .iter()
                 .map(|&i| train_split.images[i].embedding())
                 .collect();
-            let prompts = model.training_prompts(&vocabulary, n_continuous)?;
+            let prompts = training_prompts(&model, &prompt_cache, &vocabulary, n_continuous)?;
             let mode = Mode::Train(&dropout_rng);
             let (out, states) = match &mut encoder {
                 Some(encoder) => {
@@ -509,10 +500,9 @@ fn train_inner(
         }
         drop(task);
         let seconds = started.elapsed().as_secs_f64();
-        model.clear_prompt_caches();
         let (dev, _) = evaluate(
             &model,
-            &valid.tweets,
+            &valid.text.tweets,
             &valid.images,
             &vocabulary,
             n_continuous,
@@ -556,7 +546,7 @@ fn train_inner(
         model.load_weights(&run.weights())?;
         let (scores, _) = evaluate(
             &model,
-            &test.tweets,
+            &test.text.tweets,
             &test.images,
             &vocabulary,
             n_continuous,

@@ -106,3 +106,19 @@ pub fn score_one<S: AsRef<str>>(
         .unwrap()
         .remove(0)
 }
+
+/// The prompt bank of a vocabulary through a fresh prompt cache (one-shot use).
+pub fn bank(
+    model: &promptmner::model::PromptMner,
+    vocabulary: &promptmner::prompts::Vocabulary,
+    n_continuous: usize,
+) -> promptmner::model::prompts::PromptBank {
+    promptmner::stages::PromptCache::default()
+        .bank(
+            model,
+            vocabulary,
+            n_continuous,
+            &promptmner::stages::StageCounters::default(),
+        )
+        .unwrap()
+}

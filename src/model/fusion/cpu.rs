@@ -2,7 +2,7 @@
 //! rescoring after a prompt edit): the clue merge per head, the output projection, the
 //! gate, LayerNorm and the span head ([`crate::model::span::cpu`]) over host buffers, matrix products through gemm
 //! and the element-wise work fused and parallel. Equal to the candle path
-//! ([`crate::model::fusion::Fusion::score_batch`] and the span head) up to rounding (tested
+//! ([`crate::model::fusion::Fusion::forward`] and the span head) up to rounding (tested
 //! through [`crate::model::PromptMner::score_batch`]).
 //!
 //! One saving over the plain formula: the gate's input is [h; o], and its h half does

@@ -1,5 +1,6 @@
-//! Modality-aware attention (DESIGN §4 item 5), as a plain batched forward for
-//! training and as the staged split of DESIGN §5 for live rescoring.
+//! Modality-aware attention (DESIGN §4 item 5): the plain batched forward (training,
+//! and live rescoring on devices other than the CPU), and the prompt-independent half
+//! of the staged split (DESIGN §5) that the CPU scoring stage in [`cpu`] finishes.
 //!
 //! Text queries attend jointly over text keys and clue keys; clues have their own
 //! key/value projections and a learned per-head bias on their logits; a sigmoid gate
@@ -260,60 +261,6 @@ impl Fusion {
             acc,
             words: words.clone(),
         })
-    }
-
-    /// Fused words [B, n, d] from the text sides and, for the tweets whose `present`
-    /// `[B]` is 1, the bank's clues at matching weights a [B, K] (the others get exactly
-    /// the text-only result); with `want_attention`, also the attention mass on each
-    /// clue averaged over heads [B, n, K]. Equal to [`Fusion::forward`] (the softmax
-    /// merge of flash-attention, exact up to rounding).
-    pub fn score_batch(
-        &self,
-        text: &TextSideBatch,
-        clues: Option<(&ClueSide, &Tensor, &Tensor)>,
-        want_attention: bool,
-    ) -> Result<(Tensor, Option<Tensor>)> {
-        let (h, b, n, dh) = text.q.dims4()?;
-        let d = h * dh;
-        let merge = |acc: &Tensor, norm: &Tensor| -> Result<Tensor> {
-            acc.broadcast_div(norm)?
-                .permute((1, 2, 0, 3))?
-                .reshape((b, n, d))
-        };
-        let Some((side, weights, present)) = clues else {
-            let fused = self.finish(&text.words, &merge(&text.acc, &text.norm)?, Mode::Eval)?;
-            return Ok((fused, None));
-        };
-        let k = weights.dim(1)?;
-        let a = weights.reshape((1, b, 1, k))?;
-        let q = text.q.reshape((h, b * n, dh))?;
-        let scores = q.matmul(&side.pk.t()?)?.reshape((h, b, n, k))?;
-        let base = q.matmul(&side.bk.t()?)?.reshape((h, b, n, 1))?;
-        let dtype = text.q.dtype();
-        let absent =
-            ((present.to_dtype(dtype)? - 1.0)? * -mask_value(dtype))?.reshape((1, b, 1, 1))?;
-        let mut logits = (scores.broadcast_mul(&a)?.broadcast_add(&base)? * self.scale(d))?
-            .broadcast_add(&absent)?;
-        if let Some(bias) = &self.clue_bias {
-            logits = logits.broadcast_add(&bias.reshape((h, 1, 1, 1))?)?;
-        }
-        let max = text.max.maximum(&logits.max_keepdim(D::Minus1)?)?;
-        let text_scale = (&text.max - &max)?.exp()?;
-        let clue_weights = logits.broadcast_sub(&max)?.exp()?; // [H, B, n, K]
-        let clue_mass = clue_weights.sum_keepdim(D::Minus1)?;
-        let norm = (text.norm.mul(&text_scale)? + &clue_mass)?;
-        let values = clue_weights
-            .broadcast_mul(&a)?
-            .reshape((h, b * n, k))?
-            .matmul(&side.pv)?
-            .reshape((h, b, n, dh))?
-            .add(&clue_mass.broadcast_mul(&side.bv.reshape((h, 1, 1, dh))?)?)?;
-        let acc = (text.acc.broadcast_mul(&text_scale)? + values)?;
-        let clue_attention = want_attention
-            .then(|| clue_weights.broadcast_div(&norm)?.mean(0))
-            .transpose()?;
-        let fused = self.finish(&text.words, &merge(&acc, &norm)?, Mode::Eval)?;
-        Ok((fused, clue_attention))
     }
 
     /// What the CPU scoring stage reads of this layer.
