@@ -309,7 +309,7 @@ mod tests {
             }
         ));
         assert!(
-            err.to_string().starts_with("t.txt:3: label 'B-PERSON'"),
+            crate::util::error_chain(&err).starts_with("t.txt:3: label 'B-PERSON'"),
             "{err}"
         );
     }
@@ -325,7 +325,11 @@ mod tests {
                 ..
             }
         ));
-        assert!(err.to_string().contains("not a BIO label"), "{err}");
+        let message = crate::util::error_chain(&err);
+        assert!(
+            message.starts_with("t.txt:5: ") && message.contains("not a BIO label"),
+            "{message}"
+        );
     }
 
     #[test]

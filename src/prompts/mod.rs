@@ -431,9 +431,7 @@ labels = ["location"]
             invalid("[PERSON]\nlabels = [\"x\"]\n"),
             VocabularyInvalid::UnknownType("PERSON".into())
         );
-        let err = parse("[PERSON]\nlabels = [\"x\"]\n")
-            .unwrap_err()
-            .to_string();
+        let err = crate::util::error_chain(&parse("[PERSON]\nlabels = [\"x\"]\n").unwrap_err());
         assert!(
             err.starts_with("v.toml: 'PERSON' is not an entity type"),
             "{err}"
