@@ -3,9 +3,9 @@
 //! [`update`](app::update) is a plain function, and one event loop waits on input,
 //! engine events, job events and encoded images, and redraws only when something
 //! changed. The engine's worker does the model work; an image thread decodes and
-//! encodes pictures; effects that can block (queueing runs, cancelling one, starting a
-//! checkpoint's engine, dropping the old one) run on threads of their own and report
-//! back as wake-ups; the UI thread only handles keys and draws.
+//! encodes pictures; effects that can block (queueing runs, cancelling one, dropping
+//! the engine a loaded checkpoint replaces) run on threads of their own and report back
+//! as wake-ups; the UI thread only handles keys and draws.
 
 pub(crate) mod app;
 pub(crate) mod components;
@@ -141,11 +141,6 @@ enum Wake {
     Compare(Event),
     /// What a blocking effect run off the UI thread came to.
     Done(Action),
-    /// The engine of the checkpoint loaded `epoch`-th has started.
-    EngineStarted {
-        epoch: u64,
-        engine: EngineHandle,
-    },
 }
 
 /// Runs the workbench until the user quits; the terminal is restored on every path
@@ -206,12 +201,7 @@ fn run_on(
     });
     let mut workbench = Workbench {
         compare_engine,
-        engine: Some(start_engine(
-            &EngineSource::of(options),
-            &options.checkpoint,
-            &wake,
-            0,
-        )),
+        engine: start_engine(options, &options.checkpoint, &wake, 0),
         engine_epoch: 0,
         options,
         wake: wake.clone(),
@@ -276,36 +266,19 @@ fn engine_options(options: &TuiOptions) -> EngineOptions {
     }
 }
 
-/// What an engine is started on besides its checkpoint (owned: a load runs on a thread).
-#[derive(Debug, Clone)]
-struct EngineSource {
-    data: PathBuf,
-    split: String,
-    options: EngineOptions,
-}
-
-impl EngineSource {
-    fn of(options: &TuiOptions) -> Self {
-        Self {
-            data: options.data.clone(),
-            split: options.split.clone(),
-            options: engine_options(options),
-        }
-    }
-}
-
-/// Starts an engine on `checkpoint`; its events reach the loop tagged with `epoch`.
+/// Starts an engine on `checkpoint` (at once: its worker loads); its events reach the
+/// loop tagged with `epoch`.
 fn start_engine(
-    source: &EngineSource,
+    options: &TuiOptions,
     checkpoint: &Path,
     wake: &Sender<Wake>,
     epoch: u64,
 ) -> EngineHandle {
     let (engine, events) = Engine::spawn(
         checkpoint,
-        &source.data,
-        &source.split,
-        source.options.clone(),
+        &options.data,
+        &options.split,
+        engine_options(options),
     );
     forward(events, wake.clone(), move |event| {
         Wake::Engine(epoch, event)
@@ -355,8 +328,7 @@ impl Background {
 /// What the loop owns besides the state: the engine (restarted when a run's checkpoint
 /// is loaded) and where wake-ups go.
 struct Workbench<'a> {
-    /// None while the engine of a newly loaded checkpoint starts.
-    engine: Option<EngineHandle>,
+    engine: EngineHandle,
     /// The engine of `--compare`'s checkpoint: it gets the same requests.
     compare_engine: Option<EngineHandle>,
     /// Events of an engine that was replaced are dropped.
@@ -405,10 +377,6 @@ impl Workbench<'_> {
                 Action::Jobs(snapshot)
             }
             Wake::Done(action) => action,
-            Wake::EngineStarted { epoch, engine } => {
-                self.install_engine(epoch, engine);
-                return false;
-            }
         };
         self.apply(app, action);
         true
@@ -437,9 +405,7 @@ impl Workbench<'_> {
             }
             Effect::StartSuggestions(request) => self.start_suggestions(app, request),
             Effect::Attribute { tweet, start, end } => {
-                if let Some(engine) = &self.engine {
-                    engine.attribute(tweet, start, end);
-                }
+                self.engine.attribute(tweet, start, end);
             }
             Effect::StopSuggestions => self.suggestions_stop.store(true, Ordering::Relaxed),
             Effect::SetImage { tweet, image } => {
@@ -486,9 +452,7 @@ impl Workbench<'_> {
 
     /// Sends a request to the engine and to the compared one.
     fn each_engine(&self, request: impl Fn(&EngineHandle) -> u64) {
-        if let Some(engine) = &self.engine {
-            request(engine);
-        }
+        request(&self.engine);
         if let Some(other) = &self.compare_engine {
             request(other);
         }
@@ -521,23 +485,13 @@ impl Workbench<'_> {
         });
     }
 
-    /// Replaces the engine with one on a finished run's checkpoint: the old one is
-    /// dropped and the new one started off the UI thread.
+    /// Replaces the engine with one on a finished run's checkpoint. Starting it returns
+    /// at once; dropping the old one waits for its worker, so that runs on a thread.
     fn load_checkpoint(&mut self, app: &mut App, dir: PathBuf) {
         self.engine_epoch += 1;
-        if let Some(old) = self.engine.take() {
-            self.background.drop_later(old);
-        }
-        let (source, wake, epoch) = (
-            EngineSource::of(self.options),
-            self.wake.clone(),
-            self.engine_epoch,
-        );
-        let checkpoint = dir.clone();
-        std::thread::spawn(move || {
-            let engine = start_engine(&source, &checkpoint, &wake, epoch);
-            let _ = wake.send(Wake::EngineStarted { epoch, engine });
-        });
+        let engine = start_engine(self.options, &dir, &self.wake, self.engine_epoch);
+        let old = std::mem::replace(&mut self.engine, engine);
+        self.background.drop_later(old);
         let (save_path, save_needs_confirm) = save_target(&dir, None);
         let session = Session {
             checkpoint: display_name(&dir),
@@ -554,18 +508,7 @@ impl Workbench<'_> {
         app.message = Some(format!("loading {}", app.session.checkpoint));
     }
 
-    /// The engine of a load: used when it is the newest load's, else dropped.
-    fn install_engine(&mut self, epoch: u64, engine: EngineHandle) {
-        if epoch != self.engine_epoch {
-            self.background.drop_later(engine);
-            return;
-        }
-        if let Some(old) = self.engine.replace(engine) {
-            self.background.drop_later(old);
-        }
-    }
-
-    /// Waits for the engines handed over to be dropped (the current ones drop after).
+    /// Waits for the replaced engines' drops; the current engines drop after them.
     fn finish(self) {
         self.background.finish();
     }
