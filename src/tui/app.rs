@@ -378,41 +378,11 @@ fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
 /// The keys that mean the same in every panel.
 fn on_global(app: &mut App, command: Command) -> Handled {
     let effects = match command {
-        Command::Quit => {
-            if app.unsaved() {
-                app.overlays.open(Overlay::ConfirmQuit);
-            } else {
-                app.quit = true;
-            }
-            Vec::new()
-        }
+        Command::Quit => quit(app),
         Command::Help => app.overlays.open(Overlay::Help),
-        Command::NextPanel => {
-            app.focus = match (app.focus, app.editor.shown) {
-                (Focus::List | Focus::Editor | Focus::Jobs, _) => Focus::Tweet,
-                (Focus::Tweet, true) => Focus::Editor,
-                (Focus::Tweet, false) => Focus::List,
-            };
-            Vec::new()
-        }
-        Command::Editor => {
-            app.editor.shown = !app.editor.shown;
-            app.focus = if app.editor.shown {
-                Focus::Editor
-            } else {
-                Focus::List
-            };
-            Vec::new()
-        }
-        Command::Jobs => {
-            app.jobs.shown = !app.jobs.shown;
-            app.focus = if app.jobs.shown {
-                Focus::Jobs
-            } else {
-                Focus::List
-            };
-            Vec::new()
-        }
+        Command::NextPanel => next_panel(app),
+        Command::Editor => editor::toggle(app),
+        Command::Jobs => jobs::toggle(app),
         Command::Ablations => app.overlays.open(Overlay::Ablation {
             cursor: 0,
             chosen: vec![false; Variant::menu().len()],
@@ -443,6 +413,25 @@ fn on_global(app: &mut App, command: Command) -> Handled {
         _ => return Handled::NotConsumed,
     };
     Handled::Consumed(effects)
+}
+
+/// Quits, or asks first when the vocabulary has unsaved edits.
+fn quit(app: &mut App) -> Vec<Effect> {
+    if app.unsaved() {
+        return app.overlays.open(Overlay::ConfirmQuit);
+    }
+    app.quit = true;
+    Vec::new()
+}
+
+/// Tab: list (or editor) → tweet → list (or editor, when it is shown).
+fn next_panel(app: &mut App) -> Vec<Effect> {
+    app.focus = match (app.focus, app.editor.shown) {
+        (Focus::List | Focus::Editor | Focus::Jobs, _) => Focus::Tweet,
+        (Focus::Tweet, true) => Focus::Editor,
+        (Focus::Tweet, false) => Focus::List,
+    };
+    Vec::new()
 }
 
 fn on_engine(app: &mut App, event: Event) -> Vec<Effect> {

@@ -30,6 +30,17 @@ pub(crate) fn handle(app: &mut App, command: Command) -> Handled {
     }
 }
 
+/// `e`: the editor in place of the example list, focused, or the list back.
+pub(crate) fn toggle(app: &mut App) -> Vec<Effect> {
+    app.editor.shown = !app.editor.shown;
+    app.focus = if app.editor.shown {
+        Focus::Editor
+    } else {
+        Focus::List
+    };
+    Vec::new()
+}
+
 /// `None` when the command is not the editor's.
 fn on_row(app: &mut App, command: Command) -> Option<Vec<Effect>> {
     let Some(editor) = &mut app.editor.vocabulary else {

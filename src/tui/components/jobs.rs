@@ -23,6 +23,17 @@ pub(crate) struct JobsPanel {
     pub cursor: usize,
 }
 
+/// `J`: the jobs panel over the main screen, focused, or the examples back.
+pub(crate) fn toggle(app: &mut App) -> Vec<Effect> {
+    app.jobs.shown = !app.jobs.shown;
+    app.focus = if app.jobs.shown {
+        Focus::Jobs
+    } else {
+        Focus::List
+    };
+    Vec::new()
+}
+
 /// The registry, read again; the cursor stays on a run.
 pub(crate) fn refresh(app: &mut App, snapshot: JobsSnapshot) {
     app.jobs.cursor = app.jobs.cursor.min(snapshot.runs.len().saturating_sub(1));

@@ -719,4 +719,23 @@ mod tests {
         command(&mut app, Command::WordRight);
         insta::assert_snapshot!(screen(&app, 100, 30).backend());
     }
+
+    #[test]
+    fn the_top_overlay_takes_the_keys_and_closing_it_shows_the_one_beneath() {
+        let mut app = loaded();
+        app.overlays.open(Overlay::FilterMenu { cursor: 0 });
+        app.overlays.open(Overlay::Help);
+        command(&mut app, Command::Down);
+        assert_eq!(
+            app.overlays.top(),
+            Some(&Overlay::Help),
+            "help ignores moves"
+        );
+        command(&mut app, Command::Back);
+        assert_eq!(app.overlays.top(), Some(&Overlay::FilterMenu { cursor: 0 }));
+        command(&mut app, Command::Down);
+        assert_eq!(app.overlays.top(), Some(&Overlay::FilterMenu { cursor: 1 }));
+        command(&mut app, Command::Back);
+        assert_eq!(app.overlays.top(), None);
+    }
 }
