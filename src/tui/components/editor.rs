@@ -43,9 +43,7 @@ pub(crate) fn toggle(app: &mut App) -> Vec<Effect> {
 
 /// `None` when the command is not the editor's.
 fn on_row(app: &mut App, command: Command) -> Option<Vec<Effect>> {
-    let Some(editor) = &mut app.editor.vocabulary else {
-        return None;
-    };
+    let editor = app.editor.vocabulary.as_mut()?;
     let rows = editor.rows().len();
     let row = editor.current_row();
     match command {
