@@ -10,7 +10,7 @@ use crate::data::images::ImageResolver;
 use crate::data::{SPLITS, Span, read_conll, split_path};
 use crate::engine::{Engine, EngineOptions, Event};
 use crate::model::device::{self, DeviceChoice};
-use crate::tui::views::tweet::{Predicted, text_lines};
+use crate::tui::components::tweet::{Predicted, text_lines};
 use crate::tui::{self, TuiOptions};
 
 /// Whether standard input and output are a terminal the workbench can take over.

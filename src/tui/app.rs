@@ -1,40 +1,29 @@
 //! The workbench's state and `update`: a plain function from (state, action) to the new
 //! state and the effects the event loop carries out (engine requests, a file save).
+//!
+//! A command goes to the open overlays first, then to the focused component, then to
+//! the keys that mean the same everywhere; the first that consumes it ends the search,
+//! so no handler depends on the order of another's match arms.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::engine::suggest::{SuggestRequest, Suggestion};
-use crate::engine::{AttributionView, Event, ImageChoice, SplitView, TweetInfo, TweetView};
+use crate::engine::{Event, ImageChoice, SplitView, TweetInfo, TweetView};
 use crate::jobs::table::Format;
 use crate::jobs::variant::Variant;
 use crate::jobs::watch::JobsSnapshot;
 use crate::prompts::{Vocabulary, WordList};
-use crate::tui::editor::{Edit, Editor, Row};
+use crate::tui::components::editor::{self, EditorPanel};
+use crate::tui::components::image::{ImageOutcome, ImagePanel};
+use crate::tui::components::jobs::{self, JobsPanel};
+use crate::tui::components::list::{self, ExampleList};
+use crate::tui::components::overlays::{self, Input, InputPurpose, Overlay, Overlays};
+use crate::tui::components::prompts::PromptsPanel;
+use crate::tui::components::tweet::{self, TweetPanel};
+use crate::tui::components::{Handled, image};
+use crate::tui::editor::Editor;
 use crate::tui::filter::{Filter, FilterData};
-
-/// The image panel's picture: encoded off the UI thread for one path and one area.
-#[derive(Clone)]
-pub(crate) struct ShownImage {
-    pub path: PathBuf,
-    pub area: ratatui::layout::Rect,
-    pub protocol: std::sync::Arc<ratatui_image::protocol::Protocol>,
-}
-
-impl std::fmt::Debug for ShownImage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ShownImage")
-            .field("path", &self.path)
-            .field("area", &self.area)
-            .finish_non_exhaustive()
-    }
-}
-
-/// What the image worker made of a request.
-#[derive(Debug, Clone)]
-pub(crate) enum ImageOutcome {
-    Shown(ShownImage),
-    Failed { path: PathBuf, reason: String },
-}
 
 /// Where the workbench's data came from (the status bar shows it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,59 +49,6 @@ pub(crate) enum Focus {
     Tweet,
     Editor,
     Jobs,
-}
-
-/// A window over the screen that takes the keys while it is open.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Overlay {
-    Help,
-    FilterMenu {
-        cursor: usize,
-    },
-    ConfirmQuit,
-    ConfirmOverwrite,
-    Input(Input),
-    /// The suggestion search's ranked table.
-    Suggestions {
-        cursor: usize,
-    },
-    /// The confusion matrix, a cell under the cursor (indices into `classes()`).
-    Confusion {
-        row: usize,
-        col: usize,
-    },
-    /// Variants to queue (by their place in `Variant::menu()`), and seeds each.
-    Ablation {
-        cursor: usize,
-        chosen: Vec<bool>,
-        seeds: usize,
-    },
-}
-
-/// A line of text being typed, and what it is for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Input {
-    pub purpose: InputPurpose,
-    pub text: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum InputPurpose {
-    Search,
-    AddWord(crate::data::tags::EntityType, WordList),
-    RenameWord(crate::data::tags::EntityType, WordList, usize),
-    Template,
-}
-
-impl InputPurpose {
-    pub(crate) fn title(&self) -> String {
-        match self {
-            InputPurpose::Search => "search".into(),
-            InputPurpose::AddWord(kind, list) => format!("add a word to {kind}.{list}"),
-            InputPurpose::RenameWord(kind, list, _) => format!("rename in {kind}.{list}"),
-            InputPurpose::Template => "template (the word goes in {})".into(),
-        }
-    }
 }
 
 /// What the engine is doing, as the status bar says it.
@@ -197,6 +133,13 @@ pub(crate) enum Action {
     SuggestionsDone(Option<String>),
     /// What an effect the loop carried out came to.
     Message(String),
+    /// The background submission of ablation runs ended: how many were queued.
+    Queued(Result<usize, String>),
+    /// The background cancel of run `id` ended.
+    Cancelled {
+        id: String,
+        result: Result<(), String>,
+    },
 }
 
 /// What `update` asks the event loop to do.
@@ -231,16 +174,7 @@ pub(crate) enum Effect {
     ExportTable(Format),
 }
 
-/// The example list: filter, search, what is visible and where the cursor is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ListState {
-    pub filter: Filter,
-    pub query: String,
-    pub visible: Vec<usize>,
-    pub cursor: usize,
-}
-
-/// The workbench's whole state.
+/// The workbench's whole state: the components and the session data they share.
 #[derive(Debug, Clone)]
 pub(crate) struct App {
     pub session: Session,
@@ -248,20 +182,11 @@ pub(crate) struct App {
     pub ambiguous: Option<Vec<bool>>,
     /// Each tweet's scene category (meta.tsv), for picking a counterfactual image.
     pub scenes: Option<Vec<Option<String>>>,
-    /// Tweets shown with another image than their own (`i`).
-    pub image_overrides: std::collections::BTreeMap<usize, ImageChoice>,
     /// Each tweet's predicted spans with its own image, to mark what an override changes.
-    pub own_spans: std::collections::BTreeMap<usize, Vec<crate::data::spans::Span>>,
+    pub own_spans: BTreeMap<usize, Vec<crate::data::spans::Span>>,
     pub scores: Option<SplitView>,
     pub view: Option<TweetView>,
-    pub list: ListState,
     pub focus: Focus,
-    /// The editor replaces the example list on the left.
-    pub editing: bool,
-    pub word_cursor: usize,
-    pub editor: Option<Editor>,
-    pub overlay: Option<Overlay>,
-    pub image: Option<ImageOutcome>,
     pub engine: EngineState,
     pub message: Option<String>,
     /// A vocabulary from `--prompts`, applied once the checkpoint is loaded.
@@ -271,17 +196,18 @@ pub(crate) struct App {
     pub quit: bool,
     /// Rows a page moves (set from the list's height by the loop).
     pub page: usize,
-    /// The jobs panel replaces the main screen.
-    pub jobs_view: bool,
-    pub jobs: JobsSnapshot,
-    pub jobs_cursor: usize,
     pub suggestions: Option<Suggestions>,
     /// The second checkpoint of `--compare`.
     pub compare: Option<Compare>,
-    /// The last leave-one-prompt-out attribution (`a` in the tweet view).
-    pub attribution: Option<AttributionView>,
     /// `--candidates`: words for suggestions, instead of the vocabulary's.
     pub candidates: Option<Vec<String>>,
+    pub list: ExampleList,
+    pub tweet: TweetPanel,
+    pub image: ImagePanel,
+    pub prompts: PromptsPanel,
+    pub editor: EditorPanel,
+    pub jobs: JobsPanel,
+    pub overlays: Overlays,
 }
 
 /// What the compared checkpoint (B) says: the current tweet and the split.
@@ -316,35 +242,26 @@ impl App {
             tweets: Vec::new(),
             ambiguous,
             scenes: None,
-            image_overrides: std::collections::BTreeMap::new(),
-            own_spans: std::collections::BTreeMap::new(),
+            own_spans: BTreeMap::new(),
             scores: None,
             view: None,
-            list: ListState {
-                filter: Filter::All,
-                query: String::new(),
-                visible: Vec::new(),
-                cursor: 0,
-            },
             focus: Focus::List,
-            editing: false,
-            word_cursor: 0,
-            editor: None,
-            overlay: None,
-            image: None,
             engine: EngineState::Loading,
             message: None,
             start_vocabulary: None,
             engine_vocabulary: None,
             quit: false,
             page: 10,
-            jobs_view: false,
-            jobs: JobsSnapshot::default(),
-            jobs_cursor: 0,
             suggestions: None,
             compare: None,
-            attribution: None,
             candidates: None,
+            list: ExampleList::default(),
+            tweet: TweetPanel::default(),
+            image: ImagePanel::default(),
+            prompts: PromptsPanel::default(),
+            editor: EditorPanel::default(),
+            jobs: JobsPanel::default(),
+            overlays: Overlays::default(),
         }
     }
 
@@ -371,7 +288,7 @@ impl App {
     }
 
     pub(crate) fn unsaved(&self) -> bool {
-        self.editor.as_ref().is_some_and(Editor::unsaved)
+        self.editor.vocabulary.as_ref().is_some_and(Editor::unsaved)
     }
 
     /// The current tweet's view, when it is the selected tweet's.
@@ -385,9 +302,12 @@ impl App {
 /// Applies one action; returns what the loop must do.
 pub(crate) fn update(app: &mut App, action: Action) -> Vec<Effect> {
     match action {
+        Action::Command(command) => on_command(app, command),
+        Action::Type(c) => overlays::type_char(app, c),
+        Action::Backspace => overlays::backspace(app),
         Action::Engine(event) => on_engine(app, event),
         Action::Image(outcome) => {
-            app.image = Some(outcome);
+            app.image.shown = Some(outcome);
             Vec::new()
         }
         Action::Compare(event) => {
@@ -395,8 +315,7 @@ pub(crate) fn update(app: &mut App, action: Action) -> Vec<Effect> {
             Vec::new()
         }
         Action::Jobs(snapshot) => {
-            app.jobs_cursor = app.jobs_cursor.min(snapshot.runs.len().saturating_sub(1));
-            app.jobs = snapshot;
+            jobs::refresh(app, snapshot);
             Vec::new()
         }
         Action::Suggested(suggestion) => {
@@ -420,37 +339,99 @@ pub(crate) fn update(app: &mut App, action: Action) -> Vec<Effect> {
             app.message = Some(message);
             Vec::new()
         }
+        Action::Queued(result) => {
+            app.message = Some(match result {
+                Ok(n) => format!("queued {n} runs (J shows them)"),
+                Err(e) => format!("cannot queue the runs: {e}"),
+            });
+            Vec::new()
+        }
+        Action::Cancelled { id, result } => {
+            app.message = Some(match result {
+                Ok(()) => format!("cancelling {id}"),
+                Err(e) => format!("cannot cancel {id}: {e}"),
+            });
+            Vec::new()
+        }
         Action::Saved(result) => {
-            match result {
-                Ok(path) => {
-                    if let Some(editor) = &mut app.editor {
-                        editor.saved = editor.state.clone();
-                    }
-                    app.message = Some(format!("saved {}", path.display()));
-                }
-                Err(message) => app.message = Some(message),
-            }
+            editor::saved(app, result);
             Vec::new()
         }
-        Action::Type(c) => {
-            if let Some(Overlay::Input(input)) = &mut app.overlay {
-                input.text.push(c);
-                return live_search(app);
-            }
-            Vec::new()
-        }
-        Action::Backspace => {
-            if let Some(Overlay::Input(input)) = &mut app.overlay {
-                input.text.pop();
-                return live_search(app);
-            }
-            Vec::new()
-        }
-        Action::Command(command) => match app.overlay.clone() {
-            Some(overlay) => on_overlay(app, overlay, command),
-            None => on_command(app, command),
-        },
     }
+}
+
+/// Overlays first, then the focused component, then the keys that mean the same
+/// everywhere: the first to consume the command decides what it does.
+fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
+    let focused: fn(&mut App, Command) -> Handled = match app.focus {
+        Focus::List => list::handle,
+        Focus::Tweet => tweet::handle,
+        Focus::Editor => editor::handle,
+        Focus::Jobs => jobs::handle,
+    };
+    [overlays::handle, focused, on_global]
+        .into_iter()
+        .find_map(|handler| handler(app, command).consumed())
+        .unwrap_or_default()
+}
+
+/// The keys that mean the same in every panel.
+fn on_global(app: &mut App, command: Command) -> Handled {
+    let effects = match command {
+        Command::Quit => quit(app),
+        Command::Help => app.overlays.open(Overlay::Help),
+        Command::NextPanel => next_panel(app),
+        Command::Editor => editor::toggle(app),
+        Command::Jobs => jobs::toggle(app),
+        Command::Ablations => app.overlays.open(Overlay::Ablation {
+            cursor: 0,
+            chosen: vec![false; Variant::menu().len()],
+            seeds: 3,
+        }),
+        Command::CycleImage => image::cycle(app),
+        Command::Confusion => app.overlays.open(Overlay::Confusion { row: 0, col: 0 }),
+        Command::Suggest => editor::suggest(app),
+        Command::NextFilter => list::cycle_filter(app, 1),
+        Command::PreviousFilter => list::cycle_filter(app, -1),
+        Command::FilterMenu => {
+            let cursor = app
+                .filters()
+                .iter()
+                .position(|f| *f == app.list.filter)
+                .unwrap_or(0);
+            app.overlays.open(Overlay::FilterMenu { cursor })
+        }
+        Command::Search => app.overlays.open(Overlay::Input(Input {
+            purpose: InputPurpose::Search,
+            text: app.list.query.clone(),
+        })),
+        Command::Save => editor::save(app, false),
+        Command::Undo => editor::history(app, Editor::undo, "nothing to undo"),
+        Command::Redo => editor::history(app, Editor::redo, "nothing to redo"),
+        Command::MoreContinuous => editor::continuous(app, 1),
+        Command::FewerContinuous => editor::continuous(app, -1),
+        _ => return Handled::NotConsumed,
+    };
+    Handled::Consumed(effects)
+}
+
+/// Quits, or asks first when the vocabulary has unsaved edits.
+fn quit(app: &mut App) -> Vec<Effect> {
+    if app.unsaved() {
+        return app.overlays.open(Overlay::ConfirmQuit);
+    }
+    app.quit = true;
+    Vec::new()
+}
+
+/// Tab: list (or editor) → tweet → list (or editor, when it is shown).
+fn next_panel(app: &mut App) -> Vec<Effect> {
+    app.focus = match (app.focus, app.editor.shown) {
+        (Focus::List | Focus::Editor | Focus::Jobs, _) => Focus::Tweet,
+        (Focus::Tweet, true) => Focus::Editor,
+        (Focus::Tweet, false) => Focus::List,
+    };
+    Vec::new()
 }
 
 fn on_engine(app: &mut App, event: Event) -> Vec<Effect> {
@@ -466,10 +447,12 @@ fn on_engine(app: &mut App, event: Event) -> Vec<Effect> {
             let mut vocabulary = *vocabulary;
             vocabulary.continuous = continuous;
             app.engine_vocabulary = Some(vocabulary.clone());
-            app.editor = Some(Editor::new(vocabulary, continuous_trained));
+            app.editor.vocabulary = Some(Editor::new(vocabulary, continuous_trained));
             app.engine = EngineState::Encoding { done: 0, total: 0 };
-            let mut effects = refilter(app);
-            if let (Some(start), Some(editor)) = (app.start_vocabulary.take(), &mut app.editor) {
+            let mut effects = list::refilter(app);
+            if let (Some(start), Some(editor)) =
+                (app.start_vocabulary.take(), &mut app.editor.vocabulary)
+            {
                 let mut start = start;
                 if start.continuous > continuous_trained {
                     app.message = Some(format!(
@@ -479,7 +462,7 @@ fn on_engine(app: &mut App, event: Event) -> Vec<Effect> {
                     start.continuous = continuous_trained;
                 }
                 *editor = Editor::new(start, continuous_trained);
-                effects.extend(vocabulary_effects(app));
+                effects.extend(editor::vocabulary_effects(app));
             }
             effects
         }
@@ -489,7 +472,10 @@ fn on_engine(app: &mut App, event: Event) -> Vec<Effect> {
                 app.own_spans.insert(view.index, spans);
             }
             if Some(view.index) == app.selected() {
-                app.word_cursor = app.word_cursor.min(view.words.len().saturating_sub(1));
+                app.tweet.word_cursor = app
+                    .tweet
+                    .word_cursor
+                    .min(view.words.len().saturating_sub(1));
                 app.view = Some(*view);
             }
             Vec::new()
@@ -507,12 +493,12 @@ fn on_engine(app: &mut App, event: Event) -> Vec<Effect> {
         Event::Scores { view, .. } => {
             app.scores = Some(*view);
             app.engine = EngineState::Idle;
-            refilter(app)
+            list::refilter(app)
         }
         Event::RescoreStopped { .. } => Vec::new(),
         Event::Attribution { view, .. } => {
             app.message = Some("the prompt panel shows each prompt's effect (Δp)".into());
-            app.attribution = Some(*view);
+            app.prompts.attribution = Some(*view);
             Vec::new()
         }
         Event::RetrainNeeded {
@@ -533,642 +519,6 @@ fn on_engine(app: &mut App, event: Event) -> Vec<Effect> {
     }
 }
 
-/// Recomputes the visible tweets, keeping the selected tweet under the cursor when it
-/// is still visible; asks for the newly selected tweet when that changed.
-fn refilter(app: &mut App) -> Vec<Effect> {
-    let before = app.selected();
-    app.list.visible = app.filter_data().visible(app.list.filter, &app.list.query);
-    app.list.cursor = before
-        .and_then(|b| app.list.visible.iter().position(|&i| i == b))
-        .unwrap_or(0);
-    select_effect(app, before)
-}
-
-fn select_effect(app: &mut App, before: Option<usize>) -> Vec<Effect> {
-    match app.selected() {
-        Some(now) if Some(now) != before || app.view.is_none() => {
-            app.word_cursor = 0;
-            vec![Effect::Select(now)]
-        }
-        _ => Vec::new(),
-    }
-}
-
-fn move_cursor(app: &mut App, to: impl FnOnce(usize, usize) -> usize) -> Vec<Effect> {
-    let before = app.selected();
-    let len = app.list.visible.len();
-    if len == 0 {
-        return Vec::new();
-    }
-    app.list.cursor = to(app.list.cursor, len).min(len - 1);
-    select_effect(app, before)
-}
-
-fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
-    let page = app.page.max(1);
-    match (app.focus, command) {
-        (_, Command::Quit) => {
-            if app.unsaved() {
-                app.overlay = Some(Overlay::ConfirmQuit);
-            } else {
-                app.quit = true;
-            }
-            Vec::new()
-        }
-        (_, Command::Help) => open(app, Overlay::Help),
-        (Focus::Jobs, Command::NextPanel) => Vec::new(),
-        (_, Command::NextPanel) => {
-            app.focus = match (app.focus, app.editing) {
-                (Focus::List | Focus::Editor | Focus::Jobs, _) => Focus::Tweet,
-                (Focus::Tweet, true) => Focus::Editor,
-                (Focus::Tweet, false) => Focus::List,
-            };
-            Vec::new()
-        }
-        (_, Command::Editor) => {
-            app.editing = !app.editing;
-            app.focus = if app.editing {
-                Focus::Editor
-            } else {
-                Focus::List
-            };
-            Vec::new()
-        }
-        (_, Command::Jobs) => {
-            app.jobs_view = !app.jobs_view;
-            app.focus = if app.jobs_view {
-                Focus::Jobs
-            } else {
-                Focus::List
-            };
-            Vec::new()
-        }
-        (_, Command::Ablations) => {
-            let chosen = vec![false; Variant::menu().len()];
-            open(
-                app,
-                Overlay::Ablation {
-                    cursor: 0,
-                    chosen,
-                    seeds: 3,
-                },
-            )
-        }
-        (Focus::Jobs, command) => on_jobs(app, command),
-        (_, Command::CycleImage) => cycle_image(app),
-        (_, Command::Confusion) => open(app, Overlay::Confusion { row: 0, col: 0 }),
-        (_, Command::Suggest) => start_suggestions(app),
-        (_, Command::NextFilter) => cycle_filter(app, 1),
-        (_, Command::PreviousFilter) => cycle_filter(app, -1),
-        (_, Command::FilterMenu) => {
-            let filters = app.filters();
-            let cursor = filters
-                .iter()
-                .position(|f| *f == app.list.filter)
-                .unwrap_or(0);
-            open(app, Overlay::FilterMenu { cursor })
-        }
-        (_, Command::Search) => open(
-            app,
-            Overlay::Input(Input {
-                purpose: InputPurpose::Search,
-                text: app.list.query.clone(),
-            }),
-        ),
-        (_, Command::Save) => save(app, false),
-        (_, Command::Undo) => history(app, Editor::undo, "nothing to undo"),
-        (_, Command::Redo) => history(app, Editor::redo, "nothing to redo"),
-        (_, Command::MoreContinuous) => continuous(app, 1),
-        (_, Command::FewerContinuous) => continuous(app, -1),
-        (Focus::Editor, command) => on_editor(app, command),
-        (Focus::Tweet, Command::WordLeft) => {
-            app.word_cursor = app.word_cursor.saturating_sub(1);
-            Vec::new()
-        }
-        (Focus::Tweet, Command::WordRight) => {
-            let words = app.selected().map_or(0, |i| app.tweets[i].words.len());
-            app.word_cursor = (app.word_cursor + 1).min(words.saturating_sub(1));
-            Vec::new()
-        }
-        (Focus::Tweet, Command::Attribute) => attribute(app),
-        (Focus::Tweet, Command::Back) => {
-            app.focus = Focus::List;
-            Vec::new()
-        }
-        (_, Command::Down) => move_cursor(app, |c, _| c + 1),
-        (_, Command::Up) => move_cursor(app, |c, _| c.saturating_sub(1)),
-        (_, Command::PageDown) => move_cursor(app, |c, _| c + page),
-        (_, Command::PageUp) => move_cursor(app, |c, _| c.saturating_sub(page)),
-        (_, Command::Top) => move_cursor(app, |_, _| 0),
-        (_, Command::Bottom) => move_cursor(app, |_, len| len.saturating_sub(1)),
-        (Focus::List, Command::Open) => {
-            app.focus = Focus::Tweet;
-            Vec::new()
-        }
-        (Focus::List, Command::Back) if !app.list.query.is_empty() => {
-            app.list.query.clear();
-            refilter(app)
-        }
-        _ => Vec::new(),
-    }
-}
-
-fn open(app: &mut App, overlay: Overlay) -> Vec<Effect> {
-    app.overlay = Some(overlay);
-    Vec::new()
-}
-
-fn cycle_filter(app: &mut App, step: isize) -> Vec<Effect> {
-    let filters = app.filters();
-    let at = filters
-        .iter()
-        .position(|f| *f == app.list.filter)
-        .unwrap_or(0);
-    let next = (at as isize + step).rem_euclid(filters.len() as isize) as usize;
-    app.list.filter = filters[next];
-    app.message = Some(format!("filter: {}", filters[next].label()));
-    refilter(app)
-}
-
-fn history(app: &mut App, step: fn(&mut Editor) -> bool, none: &str) -> Vec<Effect> {
-    let Some(editor) = &mut app.editor else {
-        return Vec::new();
-    };
-    if step(editor) {
-        app.message = None;
-        vocabulary_effects(app)
-    } else {
-        app.message = Some(none.into());
-        Vec::new()
-    }
-}
-
-fn continuous(app: &mut App, step: isize) -> Vec<Effect> {
-    let Some(editor) = &app.editor else {
-        return Vec::new();
-    };
-    let now = editor.state.vocabulary.continuous;
-    let Some(count) = now.checked_add_signed(step) else {
-        app.message = Some("already no continuous prompts".into());
-        return Vec::new();
-    };
-    edit(app, Edit::Continuous(count))
-}
-
-/// Applies an edit; on success the engine gets the new vocabulary (and count).
-fn edit(app: &mut App, edit: Edit) -> Vec<Effect> {
-    let Some(editor) = &mut app.editor else {
-        return Vec::new();
-    };
-    match editor.apply(edit) {
-        Ok(()) => {
-            app.message = None;
-            vocabulary_effects(app)
-        }
-        Err(refused) => {
-            app.message = Some(format!("refused: {refused}"));
-            Vec::new()
-        }
-    }
-}
-
-/// The engine requests that bring it to the editor's vocabulary: the words and
-/// template when they changed, the continuous count when it changed.
-fn vocabulary_effects(app: &mut App) -> Vec<Effect> {
-    let Some(editor) = &app.editor else {
-        return Vec::new();
-    };
-    let wanted = editor.state.effective();
-    let sent = app.engine_vocabulary.replace(wanted.clone());
-    let mut effects = Vec::new();
-    let words_changed = sent
-        .as_ref()
-        .is_none_or(|sent| sent.template != wanted.template || sent.types != wanted.types);
-    if words_changed {
-        effects.push(Effect::SetVocabulary(wanted.clone()));
-    }
-    if sent.is_none_or(|sent| sent.continuous != wanted.continuous) {
-        effects.push(Effect::SetContinuous(wanted.continuous));
-    }
-    if !effects.is_empty() {
-        app.engine = EngineState::Rescoring { done: 0, total: 0 };
-    }
-    effects
-}
-
-fn save(app: &mut App, confirmed: bool) -> Vec<Effect> {
-    let Some(editor) = &app.editor else {
-        return Vec::new();
-    };
-    if app.session.save_needs_confirm && !confirmed {
-        return open(app, Overlay::ConfirmOverwrite);
-    }
-    vec![Effect::Save {
-        path: app.session.save_path.clone(),
-        vocabulary: editor.state.effective(),
-    }]
-}
-
-fn on_editor(app: &mut App, command: Command) -> Vec<Effect> {
-    let Some(editor) = &mut app.editor else {
-        return Vec::new();
-    };
-    let rows = editor.rows().len();
-    let row = editor.current_row();
-    match command {
-        Command::Down => editor.cursor = (editor.cursor + 1).min(rows - 1),
-        Command::Up => editor.cursor = editor.cursor.saturating_sub(1),
-        Command::PageDown => editor.cursor = (editor.cursor + app.page).min(rows - 1),
-        Command::PageUp => editor.cursor = editor.cursor.saturating_sub(app.page),
-        Command::Top => editor.cursor = 0,
-        Command::Bottom => editor.cursor = rows - 1,
-        Command::Back => app.focus = Focus::Tweet,
-        Command::AddWord => {
-            if let Row::List(kind, list) | Row::Word(kind, list, _) = row {
-                return input(app, InputPurpose::AddWord(kind, list), "");
-            }
-        }
-        Command::RenameWord | Command::Open => match row {
-            Row::Word(kind, list, i) => {
-                let word = editor.word(kind, list, i).unwrap_or_default().to_string();
-                return input(app, InputPurpose::RenameWord(kind, list, i), &word);
-            }
-            Row::Template => {
-                let template = editor.state.vocabulary.template.clone();
-                return input(app, InputPurpose::Template, &template);
-            }
-            Row::List(kind, list) => return edit(app, Edit::ToggleList(kind, list)),
-            Row::Continuous => {}
-        },
-        Command::DeleteWord => {
-            if let Row::Word(kind, list, i) = row {
-                return edit(app, Edit::DeleteWord(kind, list, i));
-            }
-        }
-        Command::ToggleList => {
-            if let Row::List(kind, list) | Row::Word(kind, list, _) = row {
-                return edit(app, Edit::ToggleList(kind, list));
-            }
-        }
-        Command::EditTemplate => {
-            let template = editor.state.vocabulary.template.clone();
-            return input(app, InputPurpose::Template, &template);
-        }
-        _ => {}
-    }
-    Vec::new()
-}
-
-fn input(app: &mut App, purpose: InputPurpose, text: &str) -> Vec<Effect> {
-    open(
-        app,
-        Overlay::Input(Input {
-            purpose,
-            text: text.to_string(),
-        }),
-    )
-}
-
-/// The list narrows as the search query is typed.
-fn live_search(app: &mut App) -> Vec<Effect> {
-    match &app.overlay {
-        Some(Overlay::Input(Input {
-            purpose: InputPurpose::Search,
-            text,
-        })) => {
-            app.list.query = text.clone();
-            refilter(app)
-        }
-        _ => Vec::new(),
-    }
-}
-
-fn on_overlay(app: &mut App, overlay: Overlay, command: Command) -> Vec<Effect> {
-    match overlay {
-        Overlay::Help => {
-            if matches!(command, Command::Help | Command::Back | Command::Quit) {
-                app.overlay = None;
-            }
-            Vec::new()
-        }
-        Overlay::FilterMenu { cursor } => filter_menu(app, cursor, command),
-        Overlay::Confusion { row, col } => confusion_matrix(app, row, col, command),
-        Overlay::Suggestions { cursor } => suggestions_table(app, cursor, command),
-        Overlay::Ablation {
-            cursor,
-            chosen,
-            seeds,
-        } => ablation_dialog(app, cursor, chosen, seeds, command),
-        Overlay::ConfirmQuit => {
-            match command {
-                Command::Confirm => app.quit = true,
-                Command::Save => {
-                    app.overlay = None;
-                    return save(app, false);
-                }
-                Command::Deny | Command::Back => app.overlay = None,
-                _ => {}
-            }
-            Vec::new()
-        }
-        Overlay::ConfirmOverwrite => match command {
-            Command::Confirm => {
-                app.overlay = None;
-                save(app, true)
-            }
-            Command::Deny | Command::Back => {
-                app.overlay = None;
-                app.message = Some("not saved".into());
-                Vec::new()
-            }
-            _ => Vec::new(),
-        },
-        Overlay::Input(input) => match command {
-            Command::Open => {
-                app.overlay = None;
-                submit(app, input)
-            }
-            Command::Back => {
-                app.overlay = None;
-                if input.purpose == InputPurpose::Search {
-                    app.list.query.clear();
-                    return refilter(app);
-                }
-                Vec::new()
-            }
-            _ => Vec::new(),
-        },
-    }
-}
-
-fn filter_menu(app: &mut App, cursor: usize, command: Command) -> Vec<Effect> {
-    let filters = app.filters();
-    let cursor = match command {
-        Command::Down => (cursor + 1).min(filters.len() - 1),
-        Command::Up => cursor.saturating_sub(1),
-        Command::Top => 0,
-        Command::Bottom => filters.len() - 1,
-        Command::Open => {
-            app.overlay = None;
-            app.list.filter = filters[cursor];
-            app.message = Some(format!("filter: {}", filters[cursor].label()));
-            return refilter(app);
-        }
-        Command::Back | Command::Quit | Command::FilterMenu => {
-            app.overlay = None;
-            return Vec::new();
-        }
-        _ => cursor,
-    };
-    app.overlay = Some(Overlay::FilterMenu { cursor });
-    Vec::new()
-}
-
-fn submit(app: &mut App, input: Input) -> Vec<Effect> {
-    match input.purpose {
-        InputPurpose::Search => {
-            app.focus = Focus::List;
-            Vec::new()
-        }
-        InputPurpose::AddWord(kind, list) => edit(app, Edit::AddWord(kind, list, input.text)),
-        InputPurpose::RenameWord(kind, list, i) => {
-            edit(app, Edit::RenameWord(kind, list, i, input.text))
-        }
-        InputPurpose::Template => edit(app, Edit::Template(input.text)),
-    }
-}
-
-fn on_jobs(app: &mut App, command: Command) -> Vec<Effect> {
-    let runs = app.jobs.runs.len();
-    let last = runs.saturating_sub(1);
-    match command {
-        Command::Down => app.jobs_cursor = (app.jobs_cursor + 1).min(last),
-        Command::Up => app.jobs_cursor = app.jobs_cursor.saturating_sub(1),
-        Command::PageDown => app.jobs_cursor = (app.jobs_cursor + app.page).min(last),
-        Command::PageUp => app.jobs_cursor = app.jobs_cursor.saturating_sub(app.page),
-        Command::Top => app.jobs_cursor = 0,
-        Command::Bottom => app.jobs_cursor = last,
-        Command::Back => {
-            app.jobs_view = false;
-            app.focus = Focus::List;
-        }
-        Command::ExportCsv => return vec![Effect::ExportTable(Format::Csv)],
-        Command::ExportMarkdown => return vec![Effect::ExportTable(Format::Md)],
-        Command::CancelRun | Command::Open => {
-            let Some(run) = app.jobs.runs.get(app.jobs_cursor) else {
-                return Vec::new();
-            };
-            return match (command, run.state) {
-                (Command::CancelRun, state) if !state.is_final() => {
-                    vec![Effect::CancelRun(run.id.clone())]
-                }
-                (Command::Open, crate::jobs::registry::State::Finished) => {
-                    let dir = run.dir.clone();
-                    app.jobs_view = false;
-                    app.focus = Focus::List;
-                    vec![Effect::LoadCheckpoint(dir)]
-                }
-                (_, state) => {
-                    app.message = Some(format!("{} is {}", run.id, state.as_str()));
-                    Vec::new()
-                }
-            };
-        }
-        _ => {}
-    }
-    Vec::new()
-}
-
-fn ablation_dialog(
-    app: &mut App,
-    cursor: usize,
-    mut chosen: Vec<bool>,
-    seeds: usize,
-    command: Command,
-) -> Vec<Effect> {
-    let variants = Variant::menu();
-    let mut cursor = cursor;
-    let mut seeds = seeds;
-    match command {
-        Command::Down => cursor = (cursor + 1).min(variants.len() - 1),
-        Command::Up => cursor = cursor.saturating_sub(1),
-        Command::ToggleList => chosen[cursor] = !chosen[cursor],
-        Command::MoreContinuous => seeds += 1,
-        Command::FewerContinuous => seeds = seeds.saturating_sub(1).max(1),
-        Command::Back | Command::Quit => {
-            app.overlay = None;
-            return Vec::new();
-        }
-        Command::Open => {
-            app.overlay = None;
-            let mut picked: Vec<Variant> = variants
-                .iter()
-                .zip(&chosen)
-                .filter(|(_, c)| **c)
-                .map(|(v, _)| *v)
-                .collect();
-            if picked.is_empty() {
-                picked.push(variants[cursor]);
-            }
-            let Some(editor) = &app.editor else {
-                app.message = Some("the checkpoint is still loading".into());
-                return Vec::new();
-            };
-            return vec![Effect::SubmitRuns {
-                variants: picked,
-                seeds,
-                vocabulary: editor.state.effective(),
-            }];
-        }
-        _ => {}
-    }
-    app.overlay = Some(Overlay::Ablation {
-        cursor,
-        chosen,
-        seeds,
-    });
-    Vec::new()
-}
-
-/// Own image → none → another tweet's (the next with an image of another scene) → own.
-fn cycle_image(app: &mut App) -> Vec<Effect> {
-    let Some(tweet) = app.selected() else {
-        return Vec::new();
-    };
-    let current = app
-        .image_overrides
-        .get(&tweet)
-        .copied()
-        .unwrap_or(ImageChoice::Own);
-    let has_image: Vec<bool> = app.tweets.iter().map(|t| t.image_path.is_some()).collect();
-    let partner = crate::eval::probe::swap_partner(tweet, &has_image, app.scenes.as_deref());
-    let next = match (current, partner) {
-        (ImageChoice::Own, _) => ImageChoice::None,
-        (ImageChoice::None, Some(j)) => ImageChoice::FromTweet(j),
-        _ => ImageChoice::Own,
-    };
-    if next == ImageChoice::Own {
-        app.image_overrides.remove(&tweet);
-    } else {
-        app.image_overrides.insert(tweet, next);
-    }
-    app.message = Some(match next {
-        ImageChoice::Own => "its own image".into(),
-        ImageChoice::None => "as if it had no image".into(),
-        ImageChoice::FromTweet(j) => format!("with the image of tweet {j}"),
-    });
-    vec![Effect::SetImage { tweet, image: next }]
-}
-
-/// Moves over the matrix; Enter filters the list to the tweets with errors in the cell.
-fn confusion_matrix(app: &mut App, row: usize, col: usize, command: Command) -> Vec<Effect> {
-    let classes = crate::eval::confusion::classes();
-    let last = classes.len() - 1;
-    let (row, col) = match command {
-        Command::Down => ((row + 1).min(last), col),
-        Command::Up => (row.saturating_sub(1), col),
-        Command::WordRight => (row, (col + 1).min(last)),
-        Command::WordLeft => (row, col.saturating_sub(1)),
-        Command::Open => {
-            app.overlay = None;
-            let filter = Filter::Confusion(classes[row], classes[col]);
-            app.list.filter = filter;
-            app.focus = Focus::List;
-            app.message = Some(format!("filter: {}", filter.label()));
-            return refilter(app);
-        }
-        Command::Back | Command::Quit | Command::Confusion => {
-            app.overlay = None;
-            return Vec::new();
-        }
-        _ => (row, col),
-    };
-    app.overlay = Some(Overlay::Confusion { row, col });
-    Vec::new()
-}
-
-/// Starts a search over the candidates of the list under the editor's cursor (or shows
-/// the running one again).
-fn start_suggestions(app: &mut App) -> Vec<Effect> {
-    if app.suggestions.as_ref().is_some_and(|s| s.running) {
-        return open(app, Overlay::Suggestions { cursor: 0 });
-    }
-    let Some(editor) = &app.editor else {
-        return Vec::new();
-    };
-    let (Row::List(kind, list) | Row::Word(kind, list, _)) = editor.current_row() else {
-        app.message = Some("put the editor's cursor on a list (e), then S".into());
-        return Vec::new();
-    };
-    let base = editor.state.effective();
-    let candidates = app.candidates.clone().unwrap_or_else(|| {
-        editor
-            .state
-            .vocabulary
-            .types
-            .get(&kind)
-            .map(|w| w.candidates.clone())
-            .unwrap_or_default()
-    });
-    if candidates.is_empty() {
-        app.message = Some(format!(
-            "{kind} has no candidates (a `candidates` list in the vocabulary)"
-        ));
-        return Vec::new();
-    }
-    app.suggestions = Some(Suggestions {
-        kind,
-        list,
-        candidates: candidates.len(),
-        results: Vec::new(),
-        running: true,
-    });
-    app.overlay = Some(Overlay::Suggestions { cursor: 0 });
-    vec![Effect::StartSuggestions(SuggestRequest {
-        base,
-        kind,
-        list,
-        candidates,
-    })]
-}
-
-/// The ranked table: Enter adds the word to its list, x stops the search.
-fn suggestions_table(app: &mut App, cursor: usize, command: Command) -> Vec<Effect> {
-    let Some(search) = app.suggestions.clone() else {
-        app.overlay = None;
-        return Vec::new();
-    };
-    let last = search.results.len().saturating_sub(1);
-    let cursor = match command {
-        Command::Down => (cursor + 1).min(last),
-        Command::Up => cursor.saturating_sub(1),
-        Command::CancelRun => {
-            return if search.running {
-                vec![Effect::StopSuggestions]
-            } else {
-                Vec::new()
-            };
-        }
-        Command::Open => {
-            let Some(best) = search.results.get(cursor) else {
-                return Vec::new();
-            };
-            app.overlay = None;
-            return edit(
-                app,
-                Edit::AddWord(search.kind, search.list, best.word.clone()),
-            );
-        }
-        Command::Back | Command::Quit | Command::Suggest => {
-            app.overlay = None;
-            return Vec::new();
-        }
-        _ => cursor,
-    };
-    app.overlay = Some(Overlay::Suggestions { cursor });
-    Vec::new()
-}
-
 /// B's engine: its tweet views and split scores (its other events say nothing new).
 fn on_compare(app: &mut App, event: Event) {
     let Some(compare) = &mut app.compare else {
@@ -1187,36 +537,113 @@ fn on_compare(app: &mut App, event: Event) {
     }
 }
 
-/// The span under the cursor: the predicted entity there, else the candidate over the
-/// word most likely to be one.
-pub(crate) fn span_at_cursor(app: &App) -> Option<(usize, usize)> {
-    let view = app.current_view()?;
-    let word = app.word_cursor;
-    if let Some(p) = view
-        .predicted
-        .iter()
-        .find(|p| p.span.start <= word && word < p.span.end)
-    {
-        return Some((p.span.start, p.span.end));
-    }
-    view.candidates
-        .iter()
-        .filter(|c| c.start <= word && word < c.end)
-        .min_by(|a, b| a.probs[4].total_cmp(&b.probs[4]))
-        .map(|c| (c.start, c.end))
-}
+#[cfg(test)]
+mod tests {
+    use crate::engine::Event;
+    use crate::tui::app::Action;
+    use crate::tui::app::App;
+    use crate::tui::app::EngineState;
+    use crate::tui::app::update;
+    use crate::tui::app::{Command, Effect, Focus};
+    use crate::tui::components::overlays::Overlay;
+    use crate::tui::test_support::{command, loaded, session, split_view, tweets, vocabulary};
 
-fn attribute(app: &mut App) -> Vec<Effect> {
-    let Some((start, end)) = span_at_cursor(app) else {
-        return Vec::new();
-    };
-    let Some(tweet) = app.selected() else {
-        return Vec::new();
-    };
-    if app.current_view().is_some_and(|v| v.prompts.is_empty()) {
-        app.message = Some("no image, no prompts: nothing to attribute".into());
-        return Vec::new();
+    #[test]
+    fn loading_selects_the_first_tweet_and_scores_make_the_engine_idle() {
+        let mut app = App::new(session(), None);
+        let loaded = Event::Loaded {
+            tweets: tweets().into_iter().map(|(info, _)| info).collect(),
+            vocabulary: Box::new(vocabulary()),
+            continuous: 2,
+            continuous_trained: 2,
+            fusion: crate::model::fusion::FusionMode::Modality,
+        };
+        assert_eq!(
+            update(&mut app, Action::Engine(loaded)),
+            [Effect::Select(0)]
+        );
+        assert_eq!(app.list.visible, [0, 1, 2, 3]);
+        assert!(matches!(app.engine, EngineState::Encoding { .. }));
+        update(
+            &mut app,
+            Action::Engine(Event::Scores {
+                generation: 0,
+                view: Box::new(split_view()),
+            }),
+        );
+        assert_eq!(app.engine, EngineState::Idle);
     }
-    app.message = Some("attributing: each prompt left out in turn…".into());
-    vec![Effect::Attribute { tweet, start, end }]
+
+    #[test]
+    fn a_start_vocabulary_asking_for_more_continuous_prompts_than_trained_says_so() {
+        let mut app = App::new(session(), None);
+        let mut start = vocabulary();
+        start.continuous = 50;
+        app.start_vocabulary = Some(start);
+        let loaded = Event::Loaded {
+            tweets: tweets().into_iter().map(|(info, _)| info).collect(),
+            vocabulary: Box::new(vocabulary()),
+            continuous: 2,
+            continuous_trained: 2,
+            fusion: crate::model::fusion::FusionMode::Modality,
+        };
+        update(&mut app, Action::Engine(loaded));
+        assert!(
+            app.message.as_deref().unwrap().contains("retrain"),
+            "{:?}",
+            app.message
+        );
+        assert_eq!(
+            app.editor.vocabulary.unwrap().state.vocabulary.continuous,
+            2
+        );
+    }
+
+    #[test]
+    fn an_open_overlay_takes_the_keys_before_the_focused_panel() {
+        let mut app = loaded();
+        command(&mut app, Command::FilterMenu);
+        assert!(command(&mut app, Command::Down).is_empty());
+        assert_eq!(app.overlays.top(), Some(&Overlay::FilterMenu { cursor: 1 }));
+        assert_eq!(app.selected(), Some(0), "the list did not move");
+    }
+
+    #[test]
+    fn the_tweet_view_steps_through_the_list_and_keeps_its_own_keys() {
+        let mut app = loaded();
+        command(&mut app, Command::Open);
+        assert_eq!(app.focus, Focus::Tweet);
+        command(&mut app, Command::WordRight);
+        assert_eq!(app.tweet.word_cursor, 1);
+        assert_eq!(command(&mut app, Command::Down), [Effect::Select(1)]);
+        assert_eq!(
+            app.tweet.word_cursor, 0,
+            "a new tweet starts at its first word"
+        );
+        command(&mut app, Command::Back);
+        assert_eq!(app.focus, Focus::List);
+    }
+
+    #[test]
+    fn the_jobs_panel_covers_the_other_panels_keys_but_not_quit_help_or_leaving() {
+        let mut app = loaded();
+        command(&mut app, Command::FewerContinuous);
+        command(&mut app, Command::Jobs);
+        assert!(
+            command(&mut app, Command::Save).is_empty(),
+            "no save from here"
+        );
+        assert!(command(&mut app, Command::CycleImage).is_empty());
+        command(&mut app, Command::NextPanel);
+        assert_eq!(app.focus, Focus::Jobs, "Tab stays in the jobs panel");
+        command(&mut app, Command::Help);
+        assert_eq!(app.overlays.top(), Some(&Overlay::Help));
+        command(&mut app, Command::Back);
+        command(&mut app, Command::Jobs);
+        assert_eq!(app.focus, Focus::List);
+        assert!(matches!(
+            &command(&mut app, Command::Save)[..],
+            [Effect::Save { .. }]
+        ));
+    }
 }

@@ -8,8 +8,9 @@ use crate::eval::confusion::{Class, tweet_in_cell};
 use crate::eval::score::ErrorKind;
 
 /// One way of narrowing the example list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) enum Filter {
+    #[default]
     All,
     Misclassified,
     Error(ErrorKind),

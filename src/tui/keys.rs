@@ -3,7 +3,8 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use crate::tui::app::{Action, App, Command, Focus, Overlay};
+use crate::tui::app::{Action, App, Command, Focus};
+use crate::tui::components::overlays::Overlay;
 
 /// Keys that do one command, with how the help names them.
 #[derive(Debug, Clone, Copy)]
@@ -298,7 +299,15 @@ const INPUT: &[Binding] = &[
 
 /// The tables that apply now, most specific first.
 pub(crate) fn context(app: &App) -> Vec<(&'static str, &'static [Binding])> {
-    match &app.overlay {
+    context_of(app.overlays.top(), app.focus)
+}
+
+/// The tables under `overlay` (the top one) with `focus`, most specific first.
+pub(crate) fn context_of(
+    overlay: Option<&Overlay>,
+    focus: Focus,
+) -> Vec<(&'static str, &'static [Binding])> {
+    match overlay {
         Some(Overlay::Help) => vec![("help", HELP)],
         Some(Overlay::FilterMenu { .. }) => vec![("filter menu", MENU)],
         Some(Overlay::ConfirmQuit) => vec![("quit?", CONFIRM_QUIT)],
@@ -308,7 +317,7 @@ pub(crate) fn context(app: &App) -> Vec<(&'static str, &'static [Binding])> {
         Some(Overlay::Confusion { .. }) => vec![("confusion matrix", CONFUSION)],
         Some(Overlay::Suggestions { .. }) => vec![("suggestions", SUGGESTIONS)],
         None => {
-            let view = match app.focus {
+            let view = match focus {
                 Focus::List => ("example list", LIST),
                 Focus::Tweet => ("tweet", TWEET),
                 Focus::Editor => ("vocabulary editor", EDITOR),
@@ -334,7 +343,7 @@ pub(crate) fn action(app: &App, key: KeyEvent) -> Option<Action> {
         };
         return Some(Action::Command(command));
     }
-    if let Some(Overlay::Input(_)) = app.overlay {
+    if let Some(Overlay::Input(_)) = app.overlays.top() {
         match key.code {
             Char(c) => return Some(Action::Type(c)),
             KeyCode::Backspace => return Some(Action::Backspace),
@@ -424,10 +433,12 @@ mod tests {
     #[test]
     fn an_open_input_takes_the_letters() {
         let mut typing = app(Focus::List);
-        typing.overlay = Some(Overlay::Input(crate::tui::app::Input {
-            purpose: crate::tui::app::InputPurpose::Search,
-            text: String::new(),
-        }));
+        typing
+            .overlays
+            .open(Overlay::Input(crate::tui::components::overlays::Input {
+                purpose: crate::tui::components::overlays::InputPurpose::Search,
+                text: String::new(),
+            }));
         assert!(matches!(
             press(&typing, Char('q'), KeyModifiers::NONE),
             Some(Action::Type('q'))

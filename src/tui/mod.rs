@@ -1,23 +1,27 @@
-//! The terminal workbench (DESIGN §7): one [`App`](app::App) state, keys become
-//! actions, [`update`](app::update) is a plain function, one file per view, and one
-//! event loop that waits on input, engine events and encoded images, and redraws only
-//! when something changed. The engine's worker does the model work; an image thread
-//! decodes and encodes pictures; the UI thread only handles keys and draws.
+//! The terminal workbench (DESIGN §7): an [`App`](app::App) of components (one file
+//! each under `components/`: state, key handling, draw), keys become actions,
+//! [`update`](app::update) is a plain function, and one event loop waits on input,
+//! engine events, job events and encoded images, and redraws only when something
+//! changed. The engine's worker does the model work; an image thread decodes and
+//! encodes pictures; effects that can block (queueing runs, cancelling one, dropping
+//! the engine a loaded checkpoint replaces) run on threads of their own and report back
+//! as wake-ups; the UI thread only handles keys and draws.
 
 pub(crate) mod app;
+pub(crate) mod components;
 pub(crate) mod editor;
 pub(crate) mod filter;
 pub(crate) mod keys;
 mod terminal_query;
-pub(crate) mod views;
 
 #[cfg(test)]
-mod tests;
+mod test_support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use candle_core::Device;
@@ -31,11 +35,11 @@ use crate::engine::{Engine, EngineHandle, EngineOptions, Event};
 use crate::jobs::registry::{BackendKind, Registry};
 use crate::jobs::submit::{Submission, submit};
 use crate::jobs::table::{Format, render};
-use crate::jobs::variant::Variant;
 use crate::jobs::watch::{JobsSnapshot, snapshot};
 use crate::jobs::{Backend, JobsError, LocalBackend, SlurmConfig, backend_for};
 use crate::prompts::{Vocabulary, VocabularyError};
-use app::{Action, App, Effect, ImageOutcome, Session, ShownImage, update};
+use app::{Action, App, Effect, Session, update};
+use components::image::{ImageOutcome, ShownImage};
 
 /// What the workbench opens.
 #[derive(Debug, Clone)]
@@ -135,6 +139,8 @@ enum Wake {
     SuggestionsDone(Option<String>),
     /// An event of the compared checkpoint's engine.
     Compare(Event),
+    /// What a blocking effect run off the UI thread came to.
+    Done(Action),
 }
 
 /// Runs the workbench until the user quits; the terminal is restored on every path
@@ -200,13 +206,14 @@ fn run_on(
         options,
         wake: wake.clone(),
         suggestions_stop: Arc::new(AtomicBool::new(false)),
+        background: Background::new(wake.clone()),
     };
     // The engine loads while the terminal is asked about images (up to 2 s where it
     // does not answer). The query reads stdin, so it ends before the first screen and
     // before keys are read: a key typed once the workbench shows is never its answer.
     let picker = picker();
     read_input(wake.clone());
-    terminal.draw(|frame| views::draw(&app, frame))?;
+    terminal.draw(|frame| components::draw(&app, frame))?;
     let images = image_worker(picker, wake.clone());
     watch_jobs(options.runs_root.clone(), wake.clone());
     let mut frames = FrameTimes::new(started);
@@ -215,14 +222,14 @@ fn run_on(
     while !app.quit {
         if dirty {
             let size = terminal.size()?;
-            let areas = views::Areas::of(
+            let areas = components::Areas::of(
                 Rect::new(0, 0, size.width, size.height),
                 app.compare.is_some(),
             );
             app.page = areas.left.height.saturating_sub(3).max(1) as usize;
             request_image(&app, areas.image, &images, &mut requested);
             let start = Instant::now();
-            terminal.draw(|frame| views::draw(&app, frame))?;
+            terminal.draw(|frame| components::draw(&app, frame))?;
             frames.record(
                 start.elapsed(),
                 !matches!(app.engine, app::EngineState::Idle),
@@ -247,6 +254,7 @@ fn run_on(
         })?;
     }
     tracing::info!("frame times: {}", frames.to_json());
+    workbench.finish();
     Ok(())
 }
 
@@ -258,23 +266,63 @@ fn engine_options(options: &TuiOptions) -> EngineOptions {
     }
 }
 
-/// Starts an engine on `checkpoint`; its events reach the loop tagged with `epoch`.
+/// Starts an engine on `checkpoint` (at once: its worker loads); its events reach the
+/// loop tagged with `epoch`.
 fn start_engine(
     options: &TuiOptions,
     checkpoint: &Path,
     wake: &Sender<Wake>,
     epoch: u64,
 ) -> EngineHandle {
-    let engine_options = EngineOptions {
-        device: options.device.clone(),
-        images: options.images.clone(),
-        ..EngineOptions::default()
-    };
-    let (engine, events) = Engine::spawn(checkpoint, &options.data, &options.split, engine_options);
+    let (engine, events) = Engine::spawn(
+        checkpoint,
+        &options.data,
+        &options.split,
+        engine_options(options),
+    );
     forward(events, wake.clone(), move |event| {
         Wake::Engine(epoch, event)
     });
     engine
+}
+
+/// Runs the effects that can block on threads of their own: a job's result comes back
+/// to the loop as `Wake::Done`; a value handed over to drop (an engine, whose drop
+/// waits for its worker) is dropped there, and those drops are waited for at exit so
+/// that the caches they write are complete.
+struct Background {
+    wake: Sender<Wake>,
+    drops: Vec<JoinHandle<()>>,
+}
+
+impl Background {
+    fn new(wake: Sender<Wake>) -> Self {
+        Self {
+            wake,
+            drops: Vec::new(),
+        }
+    }
+
+    /// Starts `job`; returns at once.
+    fn run(&self, job: impl FnOnce() -> Action + Send + 'static) {
+        let wake = self.wake.clone();
+        std::thread::spawn(move || {
+            let _ = wake.send(Wake::Done(job()));
+        });
+    }
+
+    /// Drops `value` on another thread; returns at once.
+    fn drop_later<T: Send + 'static>(&mut self, value: T) {
+        self.drops.retain(|drop| !drop.is_finished());
+        self.drops.push(std::thread::spawn(move || drop(value)));
+    }
+
+    /// Waits for the drops handed over.
+    fn finish(self) {
+        for drop in self.drops {
+            let _ = drop.join();
+        }
+    }
 }
 
 /// What the loop owns besides the state: the engine (restarted when a run's checkpoint
@@ -289,6 +337,7 @@ struct Workbench<'a> {
     wake: Sender<Wake>,
     /// Set to stop the running suggestion search.
     suggestions_stop: Arc<AtomicBool>,
+    background: Background,
 }
 
 impl Workbench<'_> {
@@ -322,11 +371,12 @@ impl Workbench<'_> {
             Wake::Compare(event) => Action::Compare(event),
             Wake::SuggestionsDone(error) => Action::SuggestionsDone(error),
             Wake::Jobs(snapshot) => {
-                if snapshot == app.jobs {
+                if snapshot == app.jobs.snapshot {
                     return false;
                 }
                 Action::Jobs(snapshot)
             }
+            Wake::Done(action) => action,
         };
         self.apply(app, action);
         true
@@ -373,49 +423,31 @@ impl Workbench<'_> {
                 seeds,
                 vocabulary,
             } => {
-                return Some(Action::Message(
-                    self.submit(app, variants, seeds, vocabulary),
-                ));
+                let submission = Submission {
+                    source: app.session.checkpoint_dir.clone(),
+                    variants,
+                    seeds,
+                    overrides: Vec::new(),
+                    backend: BackendKind::Local,
+                    vocabulary: Some(vocabulary),
+                    name: Some(app.session.checkpoint.clone()),
+                };
+                let root = app.session.runs_root.clone();
+                self.background.run(move || {
+                    Action::Queued(queue_runs(&root, &submission).map_err(|e| e.to_string()))
+                });
             }
-            Effect::CancelRun(id) => return Some(Action::Message(cancel_run(app, &id))),
+            Effect::CancelRun(id) => {
+                let root = app.session.runs_root.clone();
+                self.background.run(move || {
+                    let result = cancel_run(&root, &id).map_err(|e| e.to_string());
+                    Action::Cancelled { id, result }
+                });
+            }
             Effect::ExportTable(format) => return Some(Action::Message(export_table(app, format))),
             Effect::LoadCheckpoint(dir) => self.load_checkpoint(app, dir),
         }
         None
-    }
-
-    fn submit(
-        &self,
-        app: &App,
-        variants: Vec<Variant>,
-        seeds: usize,
-        vocabulary: Vocabulary,
-    ) -> String {
-        let submission = Submission {
-            source: app.session.checkpoint_dir.clone(),
-            variants,
-            seeds,
-            overrides: Vec::new(),
-            backend: BackendKind::Local,
-            vocabulary: Some(vocabulary),
-            name: Some(app.session.checkpoint.clone()),
-        };
-        let queued = Registry::open(&app.session.runs_root)
-            .map_err(JobsError::from)
-            .and_then(|registry| Ok(submit(&registry, &submission)?))
-            .and_then(|runs| {
-                let backend = LocalBackend {
-                    root: app.session.runs_root.clone(),
-                    program: std::env::current_exe().unwrap_or_else(|_| "promptmner".into()),
-                    limit: 1,
-                };
-                runs.iter().try_for_each(|run| backend.submit(run))?;
-                Ok(runs.len())
-            });
-        match queued {
-            Ok(n) => format!("queued {n} runs (J shows them)"),
-            Err(e) => format!("cannot queue the runs: {e}"),
-        }
     }
 
     /// Sends a request to the engine and to the compared one.
@@ -453,10 +485,13 @@ impl Workbench<'_> {
         });
     }
 
-    /// Replaces the engine with one on a finished run's checkpoint.
+    /// Replaces the engine with one on a finished run's checkpoint. Starting it returns
+    /// at once; dropping the old one waits for its worker, so that runs on a thread.
     fn load_checkpoint(&mut self, app: &mut App, dir: PathBuf) {
         self.engine_epoch += 1;
-        self.engine = start_engine(self.options, &dir, &self.wake, self.engine_epoch);
+        let engine = start_engine(self.options, &dir, &self.wake, self.engine_epoch);
+        let old = std::mem::replace(&mut self.engine, engine);
+        self.background.drop_later(old);
         let (save_path, save_needs_confirm) = save_target(&dir, None);
         let session = Session {
             checkpoint: display_name(&dir),
@@ -465,34 +500,45 @@ impl Workbench<'_> {
             save_needs_confirm,
             ..app.session.clone()
         };
-        let jobs = std::mem::take(&mut app.jobs);
+        let jobs = std::mem::take(&mut app.jobs.snapshot);
         let compare = app.compare.take();
         *app = App::new(session, None);
-        app.jobs = jobs;
+        app.jobs.snapshot = jobs;
         app.compare = compare;
         app.message = Some(format!("loading {}", app.session.checkpoint));
     }
-}
 
-fn cancel_run(app: &App, id: &str) -> String {
-    let program = std::env::current_exe().unwrap_or_else(|_| "promptmner".into());
-    let result = Registry::open(&app.session.runs_root)
-        .and_then(|registry| registry.run(id))
-        .map_err(JobsError::from)
-        .and_then(|run| {
-            let kind = run.spec()?.backend;
-            let root = &app.session.runs_root;
-            backend_for(kind, root, &program, &SlurmConfig::default()).cancel(&run)
-        });
-    match result {
-        Ok(()) => format!("cancelling {id}"),
-        Err(e) => format!("cannot cancel {id}: {e}"),
+    /// Waits for the replaced engines' drops; the current engines drop after them.
+    fn finish(self) {
+        self.background.finish();
     }
 }
 
+/// Queues `submission`'s runs in the registry under `root` and starts them locally.
+fn queue_runs(root: &Path, submission: &Submission) -> Result<usize, JobsError> {
+    let registry = Registry::open(root)?;
+    let runs = submit(&registry, submission)?;
+    let backend = LocalBackend {
+        root: root.to_path_buf(),
+        program: std::env::current_exe().unwrap_or_else(|_| "promptmner".into()),
+        limit: 1,
+    };
+    runs.iter().try_for_each(|run| backend.submit(run))?;
+    Ok(runs.len())
+}
+
+/// Asks the backend of run `id` under `root` to cancel it.
+fn cancel_run(root: &Path, id: &str) -> Result<(), JobsError> {
+    let program = std::env::current_exe().unwrap_or_else(|_| "promptmner".into());
+    let run = Registry::open(root).and_then(|registry| registry.run(id))?;
+    let kind = run.spec()?.backend;
+    backend_for(kind, root, &program, &SlurmConfig::default()).cancel(&run)
+}
+
 fn export_table(app: &App, format: Format) -> String {
-    let path = export_path(&app.session.runs_root, app.jobs.group.as_deref(), format);
-    match crate::util::write_atomic(&path, render(&app.jobs.table, format).as_bytes()) {
+    let jobs = &app.jobs.snapshot;
+    let path = export_path(&app.session.runs_root, jobs.group.as_deref(), format);
+    match crate::util::write_atomic(&path, render(&jobs.table, format).as_bytes()) {
         Ok(()) => format!("wrote {}", path.display()),
         Err(e) => format!("cannot write {}: {e}", path.display()),
     }
@@ -602,10 +648,10 @@ fn request_image(
     images: &Sender<ImageJob>,
     requested: &mut Option<(PathBuf, Rect)>,
 ) {
-    let Ok(path) = views::image::wanted(app) else {
+    let Ok(path) = components::image::wanted(app) else {
         return;
     };
-    let area = views::image::inner(panel);
+    let area = components::image::inner(panel);
     let wanted = (path, area);
     if requested.as_ref() != Some(&wanted) && area.width > 0 && area.height > 0 {
         let _ = images.send(ImageJob {
@@ -669,5 +715,73 @@ impl FrameTimes {
             "while_idle": summary(&self.idle),
         })
         .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+
+    #[test]
+    fn an_exported_table_stays_in_the_runs_folder_whatever_the_group_is_called() {
+        let root = std::path::Path::new("/runs");
+        let path = super::export_path(
+            root,
+            Some("x/../../escape-17"),
+            crate::jobs::table::Format::Md,
+        );
+        assert_eq!(path, root.join("table-x_.._.._escape-17.md"));
+        assert_eq!(path.parent(), Some(root));
+        let csv = super::export_path(root, None, crate::jobs::table::Format::Csv);
+        assert_eq!(csv, root.join("table-runs.csv"));
+    }
+
+    /// A value whose drop waits until it is let go, and says when it is done.
+    struct SlowDrop {
+        release: std::sync::mpsc::Receiver<()>,
+        dropped: std::sync::mpsc::Sender<()>,
+    }
+
+    impl Drop for SlowDrop {
+        fn drop(&mut self) {
+            let _ = self.release.recv();
+            let _ = self.dropped.send(());
+        }
+    }
+
+    #[test]
+    fn a_background_job_returns_at_once_and_reports_when_it_ends() {
+        let (wake, inbox) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let background = super::Background::new(wake);
+        background.run(move || {
+            let _ = released.recv();
+            super::Action::Queued(Ok(2))
+        });
+        assert!(inbox.try_recv().is_err(), "the job is still running");
+        release.send(()).unwrap();
+        let done = inbox.recv_timeout(std::time::Duration::from_secs(10));
+        assert!(matches!(
+            done,
+            Ok(super::Wake::Done(super::Action::Queued(Ok(2))))
+        ));
+    }
+
+    #[test]
+    fn a_value_handed_over_drops_on_its_own_thread_and_finish_waits_for_it() {
+        let (wake, _inbox) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel();
+        let (dropped, was_dropped) = std::sync::mpsc::channel();
+        let mut background = super::Background::new(wake);
+        background.drop_later(SlowDrop {
+            release: released,
+            dropped,
+        });
+        assert!(
+            was_dropped.try_recv().is_err(),
+            "the drop waits to be let go"
+        );
+        release.send(()).unwrap();
+        background.finish();
+        assert!(was_dropped.try_recv().is_ok(), "finish waited for the drop");
     }
 }

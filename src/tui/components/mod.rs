@@ -1,0 +1,193 @@
+//! The workbench's components, one file each: the example list, the tweet, its image,
+//! the prompts, the vocabulary editor, the metrics, the jobs panel and the stack of
+//! overlays. Each holds its own state (a field of [`App`]), answers a command with
+//! [`Handled`] (`handle(&mut App, Command)`, consumed with the effects to carry out, or
+//! not consumed), and draws itself (`draw(&App, &mut Frame, Rect)`). A handler takes the
+//! whole `App` because a component's keys read the session data the others show (the
+//! selected tweet, the scores) and may move another's state (Enter in the filter menu
+//! sets the list's filter). Also here: the layout and the helpers the draws share.
+
+pub(crate) mod editor;
+pub(crate) mod image;
+pub(crate) mod jobs;
+pub(crate) mod list;
+pub(crate) mod metrics;
+pub(crate) mod overlays;
+pub(crate) mod prompts;
+pub(crate) mod status;
+pub(crate) mod tweet;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::widgets::{Block, BorderType};
+
+use crate::data::tags::EntityType;
+use crate::tui::app::{App, Effect, Focus};
+
+/// A component's answer to a command.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Handled {
+    /// The component took the command; the loop carries out these effects.
+    Consumed(Vec<Effect>),
+    /// Not this component's: the next in line gets it.
+    NotConsumed,
+}
+
+impl Handled {
+    /// The effects, when consumed.
+    pub(crate) fn consumed(self) -> Option<Vec<Effect>> {
+        match self {
+            Handled::Consumed(effects) => Some(effects),
+            Handled::NotConsumed => None,
+        }
+    }
+}
+
+/// Where each panel goes on a screen of a given size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Areas {
+    /// The example list, or the vocabulary editor in its place.
+    pub left: Rect,
+    pub tweet: Rect,
+    pub image: Rect,
+    pub prompts: Rect,
+    pub metrics: Rect,
+    pub status: Rect,
+}
+
+impl Areas {
+    /// The layout: list left, tweet right, image and prompts under it, metrics below;
+    /// larger terminals give the extra room to the tweet and the panels.
+    /// `comparing`: the scores table has a row for the compared checkpoint too.
+    pub(crate) fn of(area: Rect, comparing: bool) -> Self {
+        let [main, status] =
+            Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(area);
+        let left_width = (main.width * 36 / 100).clamp(24, 64);
+        let [left, right] =
+            Layout::horizontal([Constraint::Length(left_width), Constraint::Min(0)]).areas(main);
+        // The scores table (header, all, [B,] four types) needs 8 rows with its border.
+        let metrics_height = if right.height >= 20 {
+            8 + u16::from(comparing)
+        } else {
+            right.height / 3
+        };
+        let [tweet, middle, metrics] = Layout::vertical([
+            Constraint::Percentage(38),
+            Constraint::Min(0),
+            Constraint::Length(metrics_height),
+        ])
+        .areas(right);
+        let [image, prompts] =
+            Layout::horizontal([Constraint::Percentage(38), Constraint::Min(0)]).areas(middle);
+        Self {
+            left,
+            tweet,
+            image,
+            prompts,
+            metrics,
+            status,
+        }
+    }
+}
+
+/// Draws the whole screen.
+pub(crate) fn draw(app: &App, frame: &mut Frame) {
+    let areas = Areas::of(frame.area(), app.compare.is_some());
+    if app.jobs.shown {
+        let main = Rect {
+            height: areas.status.y - frame.area().y,
+            ..frame.area()
+        };
+        jobs::draw(app, frame, main);
+        status::draw(app, frame, areas.status);
+        overlays::draw(app, frame);
+        return;
+    }
+    if app.editor.shown {
+        editor::draw(app, frame, areas.left);
+    } else {
+        list::draw(app, frame, areas.left);
+    }
+    tweet::draw(app, frame, areas.tweet);
+    image::draw(app, frame, areas.image);
+    prompts::draw(app, frame, areas.prompts);
+    metrics::draw(app, frame, areas.metrics);
+    status::draw(app, frame, areas.status);
+    overlays::draw(app, frame);
+}
+
+/// A panel's frame; the focused panel's border is bold and doubled so that focus reads
+/// without colour.
+pub(crate) fn panel(title: impl Into<String>, focused: bool) -> Block<'static> {
+    let block = Block::bordered().title(format!(" {} ", title.into()));
+    if focused {
+        block
+            .border_type(BorderType::Double)
+            .border_style(Style::new().add_modifier(Modifier::BOLD))
+    } else {
+        block.border_type(BorderType::Plain)
+    }
+}
+
+pub(crate) fn focused(app: &App, focus: Focus) -> bool {
+    app.overlays.top().is_none() && app.focus == focus
+}
+
+/// Each entity type's colour (the 16-colour palette, so it reads on any terminal).
+pub(crate) fn type_color(kind: EntityType) -> Color {
+    match kind {
+        EntityType::Per => Color::Cyan,
+        EntityType::Loc => Color::Green,
+        EntityType::Org => Color::Yellow,
+        EntityType::Other => Color::Magenta,
+    }
+}
+
+/// A centred rectangle of at most `width` × `height` inside `area`.
+pub(crate) fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let width = width.min(area.width);
+    let height = height.min(area.height);
+    Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    }
+}
+
+/// `text` cut to `width` characters, with an ellipsis when cut.
+pub(crate) fn clip(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::tui::app::App;
+    use crate::tui::app::Command;
+    use crate::tui::test_support::{command, loaded, screen, session};
+
+    #[test]
+    fn snapshot_first_screen() {
+        insta::assert_snapshot!(screen(&loaded(), 120, 36).backend());
+    }
+
+    #[test]
+    fn snapshot_loading() {
+        let app = App::new(session(), None);
+        insta::assert_snapshot!(screen(&app, 80, 24).backend());
+    }
+
+    #[test]
+    fn snapshot_small_and_large_terminals() {
+        let mut app = loaded();
+        command(&mut app, Command::Down);
+        insta::assert_snapshot!("layout_80x24", screen(&app, 80, 24).backend());
+        insta::assert_snapshot!("layout_200x60", screen(&app, 200, 60).backend());
+    }
+}
