@@ -514,7 +514,7 @@ fn suggest(args: &SuggestArgs) -> anyhow::Result<()> {
             args.list
         )
     })?;
-    let base = Vocabulary::load(&args.checkpoint.join("prompts.toml"))?;
+    let base = Vocabulary::load(&crate::run::RunDir::new(&args.checkpoint).prompts())?;
     let candidates: Vec<String> = match &args.candidates {
         Some(path) => crate::engine::suggest::read_candidates(path)
             .with_context(|| format!("cannot read {}", path.display()))?,
@@ -665,11 +665,8 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
 /// replace it with predictions: refused.
 fn refuse_overwriting_inputs(out: &Path, run: &SplitRun) -> anyhow::Result<()> {
     let split = crate::data::split_path(&run.data, &run.split);
-    let inputs = [
-        split,
-        run.checkpoint.join("config.toml"),
-        run.checkpoint.join("prompts.toml"),
-    ];
+    let checkpoint = crate::run::RunDir::new(&run.checkpoint);
+    let inputs = [split, checkpoint.config(), checkpoint.prompts()];
     for input in inputs {
         if same_file(out, &input) {
             anyhow::bail!(

@@ -181,7 +181,7 @@ pub(super) fn run(args: RunsArgs) -> anyhow::Result<()> {
                 shown(&run.spec.group),
                 shown(&run.spec.source.to_string_lossy())
             );
-            println!("folder {}", shown(&run.run.dir.to_string_lossy()));
+            println!("folder {}", shown(&run.run.dir().to_string_lossy()));
             if let Some(message) = &run.status.message {
                 println!("{}", shown(message));
             }
