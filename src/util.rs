@@ -69,6 +69,23 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// A listing as the CLI prints it: no borders, columns two spaces apart, the first
+/// (a name) left-aligned and the others (numbers) right-aligned; fill it with
+/// `add_row` and print its `trim_fmt()`.
+pub(crate) fn listing(header: &[&str]) -> comfy_table::Table {
+    let mut table = comfy_table::Table::new();
+    table
+        .load_style(comfy_table::presets::NOTHING)
+        .set_header(header.to_vec());
+    for (index, column) in table.column_iter_mut().enumerate() {
+        column.set_padding((0, 2));
+        if index > 0 {
+            column.set_cell_alignment(comfy_table::CellAlignment::Right);
+        }
+    }
+    table
+}
+
 /// Whether `name` can be a file name inside a folder and nothing else: not empty, not
 /// `.` or `..`, no path separator, no control character (ids and names from files that
 /// become file names go through this first).
@@ -295,6 +312,17 @@ mod tests {
         struct Outer(#[source] std::io::Error);
         let error = Outer(std::io::Error::other("it is not UTF-8"));
         assert_eq!(error_chain(&error), "cannot read x.toml: it is not UTF-8");
+    }
+
+    #[test]
+    fn a_listing_aligns_names_left_and_numbers_right() {
+        let mut table = listing(&["name", "F1"]);
+        table.add_row(vec!["a, \"quoted\" name", "7.50"]);
+        table.add_row(vec!["b", "70.25"]);
+        assert_eq!(
+            table.trim_fmt(),
+            "name                 F1\na, \"quoted\" name   7.50\nb                 70.25"
+        );
     }
 
     #[test]
