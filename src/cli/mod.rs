@@ -213,7 +213,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 sizes: [train, valid, test],
                 image_size,
             };
-            let world = demo::generate(&config, &Bars::default())?;
+            let vocabulary = crate::prompts::demo::vocabulary()?;
+            let world = demo::generate(&config, &|word| vocabulary.fill(word), &Bars::default());
             world.write(&out, &Bars::default())?;
             eprintln!("wrote the demo world to {}", out.display());
             if let Some(path) = contact_sheet {
