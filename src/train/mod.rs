@@ -246,7 +246,7 @@ pub fn train(
     let result = train_inner(config, &run, resume, device, &log, progress);
     if let Err(e) = &result {
         log.emit(&Event::Failed {
-            reason: e.to_string(),
+            reason: crate::util::error_chain(e),
         });
     }
     result
