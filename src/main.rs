@@ -96,6 +96,9 @@ mod tests {
             .stdout(std::process::Stdio::null())
             .status()
             .unwrap();
-        assert!(status.success(), "option {MI_OPTION_PURGE_DELAY} is not the purge delay");
+        assert!(
+            status.success(),
+            "option {MI_OPTION_PURGE_DELAY} is not the purge delay"
+        );
     }
 }

@@ -28,7 +28,8 @@ struct World {
 
 fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
-    let backbones = write_tiny_backbones(dir.path(), &promptmner::prompts::demo::words(), 7).unwrap();
+    let backbones =
+        write_tiny_backbones(dir.path(), &promptmner::prompts::demo::words(), 7).unwrap();
     let tweets = read_conll(&split_path(&demo::embedded_dir(), "test")).unwrap();
     World {
         _dir: dir,

@@ -76,13 +76,8 @@ fn agree(args: &BenchArgs) -> anyhow::Result<()> {
         "{} against the CPU, tweet {}:",
         figures.device, figures.tweet
     );
-    let mut table = crate::util::listing(&[
-        "step",
-        "prompts",
-        "similarity Δ",
-        "probability Δ",
-        "spans",
-    ]);
+    let mut table =
+        crate::util::listing(&["step", "prompts", "similarity Δ", "probability Δ", "spans"]);
     for step in &figures.steps {
         table.add_row(vec![
             step.step.to_string(),

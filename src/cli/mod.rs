@@ -841,8 +841,7 @@ pub fn format_report(report: &ScoreReport) -> String {
         report.micro.counts.tp,
         report.token_accuracy
     );
-    let mut table =
-        crate::util::listing(&["type", "tp", "fp", "fn", "precision", "recall", "F1"]);
+    let mut table = crate::util::listing(&["type", "tp", "fp", "fn", "precision", "recall", "F1"]);
     let scores = |prf: &crate::eval::score::Prf| {
         [prf.precision, prf.recall, prf.f1].map(|value| format!("{value:.2}"))
     };
@@ -855,7 +854,14 @@ pub fn format_report(report: &ScoreReport) -> String {
         table.add_row([[name.to_string()].as_slice(), &counts, &scores(&s.prf)].concat());
     }
     let blank = [String::new(), String::new(), String::new()];
-    table.add_row([["macro".to_string()].as_slice(), &blank, &scores(&report.macro_avg)].concat());
+    table.add_row(
+        [
+            ["macro".to_string()].as_slice(),
+            &blank,
+            &scores(&report.macro_avg),
+        ]
+        .concat(),
+    );
     out += &table.trim_fmt();
     out += "\n\nerrors:";
     let errors: Vec<String> = ErrorKind::ALL

@@ -522,18 +522,10 @@ mod tests {
         let me = std::process::id();
         let mut status = RunStatus::new(State::Running);
         status.pid = Some(me);
-        assert_eq!(
-            live_process(&status),
-            None,
-            "no start time: unverified"
-        );
+        assert_eq!(live_process(&status), None, "no start time: unverified");
         let started = process_start(me).unwrap();
         status.pid_start = Some(started + 1);
-        assert_eq!(
-            live_process(&status),
-            None,
-            "another process, same pid"
-        );
+        assert_eq!(live_process(&status), None, "another process, same pid");
         status.pid_start = Some(started);
         assert_eq!(live_process(&status), Some(me));
     }

@@ -8,8 +8,8 @@ use crate::jobs::registry::{
 };
 use crate::jobs::variant::Variant;
 use crate::prompts::Vocabulary;
-use crate::run::{RunDir, TrainConfig};
 use crate::run::events::{Event, read_events};
+use crate::run::{RunDir, TrainConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -69,14 +69,12 @@ pub(crate) fn base_config(source: &Path, overrides: &[String]) -> Result<TrainCo
         return Err(SubmitError::NoSource(source.to_path_buf()));
     }
     let saved = TrainConfig::load(&saved_path, overrides)?;
-    let started = read_events(&checkpoint.events())
-        .ok()
-        .and_then(|log| {
-            log.events.into_iter().find_map(|e| match e.event {
-                Event::Started { config, .. } => Some(*config),
-                _ => None,
-            })
-        });
+    let started = read_events(&checkpoint.events()).ok().and_then(|log| {
+        log.events.into_iter().find_map(|e| match e.event {
+            Event::Started { config, .. } => Some(*config),
+            _ => None,
+        })
+    });
     let mut config = match started {
         Some(config) => {
             let text = config.to_toml();

@@ -172,11 +172,13 @@ fn csv(rows: &[Row], bests: &[Option<f64>; 3]) -> String {
     let mut out = csv::Writer::from_writer(Vec::new());
     // Writing records to memory cannot fail: every record has the header's length.
     let mut record = |cells: &[String]| out.write_record(cells).expect("an in-memory CSV");
-    record(&[
-        "variant", "finished", "runs", "p_mean", "p_std", "r_mean", "r_std", "f1_mean", "f1_std",
-        "delta_f1", "best",
-    ]
-    .map(String::from));
+    record(
+        &[
+            "variant", "finished", "runs", "p_mean", "p_std", "r_mean", "r_std", "f1_mean",
+            "f1_std", "delta_f1", "best",
+        ]
+        .map(String::from),
+    );
     for row in rows {
         let mut cells = vec![
             row.variant.clone(),
@@ -236,7 +238,10 @@ mod tests {
         let text = render(&rows, Format::Csv);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");
-        assert_eq!(lines[1], "full,1,2,70.0000,0.5000,70.0000,0.5000,70.0000,0.5000,,");
+        assert_eq!(
+            lines[1],
+            "full,1,2,70.0000,0.5000,70.0000,0.5000,70.0000,0.5000,,"
+        );
         assert_eq!(
             lines[2],
             "\"a, \"\"b\"\"\",1,2,71.0000,0.5000,71.0000,0.5000,71.0000,0.5000,,P R F1"
@@ -253,7 +258,10 @@ mod tests {
     fn markdown_marks_the_best_of_each_column() {
         let text = render(&[row("full", 70.0), row("none", 71.0)], Format::Md);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "| variant | runs | P                | R                | F1               | ΔF1 |");
+        assert_eq!(
+            lines[0],
+            "| variant | runs | P                | R                | F1               | ΔF1 |"
+        );
         assert!(lines[1].starts_with("|---------|------|"), "{text}");
         assert_eq!(
             lines[3],

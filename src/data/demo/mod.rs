@@ -243,10 +243,7 @@ fn generate_tweet(
             let image = view.draw(&mut rng, config.image_size);
             let words = view.caption_words();
             let count = rng.random_range(1..=words.len().min(3));
-            let captions = words
-                .sample(&mut rng, count)
-                .map(|w| caption(w))
-                .collect();
+            let captions = words.sample(&mut rng, count).map(|w| caption(w)).collect();
             (Some(image), captions)
         }
         None => (None, Vec::new()),
