@@ -850,18 +850,19 @@ pub fn format_report(report: &ScoreReport) -> String {
         .map(|t| (t.as_str(), &report.per_type[t]))
         .chain(std::iter::once(("micro", &report.micro)));
     for (name, s) in rows {
-        let counts = [s.counts.tp, s.counts.fp, s.counts.fn_].map(|n| n.to_string());
-        table.add_row([[name.to_string()].as_slice(), &counts, &scores(&s.prf)].concat());
+        let mut cells = vec![name.to_string()];
+        cells.extend([s.counts.tp, s.counts.fp, s.counts.fn_].map(|n| n.to_string()));
+        cells.extend(scores(&s.prf));
+        table.add_row(cells);
     }
-    let blank = [String::new(), String::new(), String::new()];
-    table.add_row(
-        [
-            ["macro".to_string()].as_slice(),
-            &blank,
-            &scores(&report.macro_avg),
-        ]
-        .concat(),
-    );
+    let mut macro_row = vec![
+        "macro".to_string(),
+        String::new(),
+        String::new(),
+        String::new(),
+    ];
+    macro_row.extend(scores(&report.macro_avg));
+    table.add_row(macro_row);
     out += &table.trim_fmt();
     out += "\n\nerrors:";
     let errors: Vec<String> = ErrorKind::ALL
