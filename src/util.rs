@@ -3,27 +3,87 @@
 use std::io::Write;
 use std::path::Path;
 
+/// Why an atomic save failed: the caller's writing, or the file system around it.
+#[derive(Debug)]
+pub(crate) enum SaveError<E> {
+    Write(E),
+    Io(std::io::Error),
+}
+
 /// Writes `bytes` to `path` so that readers see either the old file or the whole new
-/// one: a temporary file in the same directory, synced, then renamed over the target.
+/// one (see [`write_atomic_with`]).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_with(path, |file| file.write_all(bytes)).map_err(|e| match e {
+        SaveError::Write(e) | SaveError::Io(e) => e,
+    })
+}
+
+/// The one writer of every save: `write` fills a temporary file with a unique name in
+/// the same folder (through its handle, or by its path for writers that only take a
+/// path); the file is synced, renamed over `path`, and the folder synced so that the
+/// rename survives a crash. A failed or killed save leaves the old file as it was.
+pub(crate) fn write_atomic_with<E>(
+    path: &Path,
+    write: impl FnOnce(&mut tempfile::NamedTempFile) -> Result<(), E>,
+) -> Result<(), SaveError<E>> {
     let dir = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".promptmner-").suffix(".tmp");
-    // Temporary files are private (0600); the result is an ordinary file.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".promptmner-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(SaveError::Io)?;
+    write(&mut tmp).map_err(SaveError::Write)?;
+    finish_save(tmp, path, dir).map_err(SaveError::Io)
+}
+
+/// Syncs the written temporary file, gives it the old file's mode (an ordinary file's
+/// for a new one: temporary files are private), renames it and syncs the folder.
+fn finish_save(tmp: tempfile::NamedTempFile, path: &Path, dir: &Path) -> std::io::Result<()> {
+    // By path: a writer given the path may have replaced the file the handle holds.
+    std::fs::File::open(tmp.path())?.sync_all()?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode());
-        builder.permissions(std::fs::Permissions::from_mode(mode));
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))?;
     }
-    let mut tmp = builder.tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
     Ok(())
+}
+
+/// `error` and each of its sources, joined by ": " (each level says its own cause
+/// once, so nothing repeats).
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// A listing as the CLI prints it: no borders, columns two spaces apart, the first
+/// (a name) left-aligned and the others (numbers) right-aligned; fill it with
+/// `add_row` and print its `trim_fmt()`.
+pub(crate) fn listing(header: &[&str]) -> comfy_table::Table {
+    let mut table = comfy_table::Table::new();
+    table
+        .load_style(comfy_table::presets::NOTHING)
+        .set_header(header.to_vec());
+    for (index, column) in table.column_iter_mut().enumerate() {
+        column.set_padding((0, 2));
+        if index > 0 {
+            column.set_cell_alignment(comfy_table::CellAlignment::Right);
+        }
+    }
+    table
 }
 
 /// Whether `name` can be a file name inside a folder and nothing else: not empty, not
@@ -139,6 +199,7 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     #[test]
     fn plain_names_stay_in_their_folder() {
@@ -201,6 +262,80 @@ mod tests {
         assert_eq!(read_text(&path).unwrap(), "IMGID:1\n");
         std::fs::write(&path, "plain").unwrap();
         assert_eq!(read_text(&path).unwrap(), "plain");
+    }
+
+    #[test]
+    fn the_temporary_file_is_beside_the_target_and_gone_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.txt");
+        let mut temporary = PathBuf::new();
+        write_atomic_with(&path, |file| {
+            temporary = file.path().to_path_buf();
+            file.write_all(b"new")
+        })
+        .unwrap();
+        assert_eq!(temporary.parent(), Some(dir.path()));
+        assert_ne!(temporary, path);
+        assert!(!temporary.exists());
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_old_file_and_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.txt");
+        write_atomic(&path, b"old").unwrap();
+        let failed = write_atomic_with(&path, |file| {
+            file.write_all(b"half of the new")?;
+            Err(std::io::Error::other("the writer gave up"))
+        });
+        assert!(matches!(failed, Err(SaveError::Write(_))), "{failed:?}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_writer_that_replaces_its_file_by_path_is_saved_with_an_ordinary_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.safetensors");
+        let tensors = std::collections::HashMap::from([(
+            "w",
+            candle_core::Tensor::new(&[1f32, 2.0], &candle_core::Device::Cpu).unwrap(),
+        )]);
+        // candle (safetensors) writes a file of its own and renames it over the path.
+        write_atomic_with(&path, |file| {
+            candle_core::safetensors::save(&tensors, file.path())
+        })
+        .unwrap();
+        let loaded = candle_core::safetensors::load(&path, &candle_core::Device::Cpu).unwrap();
+        assert_eq!(loaded["w"].to_vec1::<f32>().unwrap(), [1.0, 2.0]);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o644);
+        }
+    }
+
+    #[test]
+    fn an_error_chain_names_each_level_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot read x.toml")]
+        struct Outer(#[source] std::io::Error);
+        let error = Outer(std::io::Error::other("it is not UTF-8"));
+        assert_eq!(error_chain(&error), "cannot read x.toml: it is not UTF-8");
+    }
+
+    #[test]
+    fn a_listing_aligns_names_left_and_numbers_right() {
+        let mut table = listing(&["name", "F1"]);
+        table.add_row(vec!["a, \"quoted\" name", "7.50"]);
+        table.add_row(vec!["b", "70.25"]);
+        assert_eq!(
+            table.trim_fmt(),
+            "name                 F1\na, \"quoted\" name   7.50\nb                 70.25"
+        );
     }
 
     #[test]

@@ -120,9 +120,11 @@ fn demo_other_seeds_give_other_worlds() {
         sizes: [20, 5, 5],
         image_size: 32,
     };
-    let a = demo::generate(&small(1), &NoProgress).unwrap();
-    let b = demo::generate(&small(1), &NoProgress).unwrap();
-    let c = demo::generate(&small(2), &NoProgress).unwrap();
+    let vocabulary = promptmner::prompts::demo::vocabulary().unwrap();
+    let caption = |word: &str| vocabulary.fill(word);
+    let a = demo::generate(&small(1), &caption, &NoProgress);
+    let b = demo::generate(&small(1), &caption, &NoProgress);
+    let c = demo::generate(&small(2), &caption, &NoProgress);
     let words = |w: &demo::DemoWorld| {
         w.tweets()
             .map(|t| t.tweet.words.clone())
@@ -301,7 +303,7 @@ fn demo_text_alone_cannot_type_ambiguous_names() {
 
 #[test]
 fn demo_captions_use_the_demo_vocabulary() {
-    let vocabulary = demo::demo_vocabulary().unwrap();
+    let vocabulary = promptmner::prompts::demo::vocabulary().unwrap();
     let prompts: BTreeSet<String> = vocabulary.prompts().into_iter().map(|p| p.text).collect();
     let text = std::fs::read_to_string(demo_dir().join("captions.tsv")).unwrap();
     let mut per_image: BTreeMap<&str, usize> = BTreeMap::new();

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use candle_core::{Device, Tensor};
-use promptmner::jobs::registry::{RunDir, RunStatus, State};
+use promptmner::jobs::registry::{RegisteredRun, RunStatus, State};
 use promptmner::prompts::Vocabulary;
 
 const VOCABULARY: &str =
@@ -52,9 +52,7 @@ fn status(version: usize) -> RunStatus {
 
 /// The child: saves versions 0 and 1 of `what` into `dir` until killed.
 fn save_loop(what: &str, dir: &Path) {
-    let run = RunDir {
-        dir: dir.to_path_buf(),
-    };
+    let run = RegisteredRun::new(dir);
     let (vocabularies, tensors, statuses) = (
         [vocabulary(0), vocabulary(1)],
         [weights(0), weights(1)],
@@ -96,11 +94,7 @@ fn check(what: &str, dir: &Path) {
             );
         }
         "status" => {
-            let s = RunDir {
-                dir: dir.to_path_buf(),
-            }
-            .status()
-            .unwrap();
+            let s = RegisteredRun::new(dir).status().unwrap();
             let version = usize::from(s.state == State::Running);
             assert_eq!(s.message, status(version).message);
         }

@@ -29,13 +29,14 @@ struct World {
 
 fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
-    let backbones = write_tiny_backbones(dir.path(), &demo::embedded_words(), 7).unwrap();
+    let backbones =
+        write_tiny_backbones(dir.path(), &promptmner::prompts::demo::words(), 7).unwrap();
     let tweets = read_conll(&split_path(&demo::embedded_dir(), "test")).unwrap();
     World {
         _dir: dir,
         backbones,
         tweets,
-        vocabulary: demo::demo_vocabulary().unwrap(),
+        vocabulary: promptmner::prompts::demo::vocabulary().unwrap(),
     }
 }
 

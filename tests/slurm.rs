@@ -92,7 +92,18 @@ fn a_tiny_demo_run_submitted_to_slurm_finishes() {
         std::thread::sleep(Duration::from_millis(500));
     }
     let table = runs(&root, &["table"]);
-    assert!(table.contains("| full | 1/1 |"), "{table}");
+    // The Markdown row of `full`: its cells, trimmed.
+    let full: Vec<&str> = table
+        .lines()
+        .map(|line| {
+            line.trim_matches('|')
+                .split('|')
+                .map(str::trim)
+                .collect::<Vec<_>>()
+        })
+        .find(|cells| cells.first() == Some(&"full"))
+        .unwrap_or_default();
+    assert_eq!(full.get(1), Some(&"1/1"), "{table}");
     for dir in [repo(), scratch.path(), &root, &root.join(&id)] {
         assert!(!dir.join("pwned").exists() && !dir.join("pwned2").exists());
     }

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use candle_core::Device;
 use common::promptmner;
-use promptmner::data::demo;
 use promptmner::data::images::{ClipPreprocess, ImageResolver};
 use promptmner::model::clip::ClipBackbone;
 use promptmner::progress::NoProgress;
@@ -71,7 +70,7 @@ fn the_committed_demo_checkpoint_reaches_its_recorded_f1() {
 fn the_committed_demo_clip_types_scenes_zero_shot() {
     let dir = root().join("checkpoints/demo/clip");
     let clip = ClipBackbone::load(&dir, &Device::Cpu).unwrap();
-    let vocabulary = demo::demo_vocabulary().unwrap();
+    let vocabulary = promptmner::prompts::demo::vocabulary().unwrap();
     let pre = ClipPreprocess::for_image_size(clip.model.config.vision_config.image_size as u32);
     let (accuracy, images) = zero_shot_accuracy(
         &clip.model,

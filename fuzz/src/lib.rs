@@ -280,10 +280,10 @@ pub fn checkpoint_seed() -> Vec<u8> {
 pub fn registry(data: &[u8]) -> bool {
     let [job, status, events] = parts::<3>(data);
     let root = scratch();
-    let run = root.path().join("r0001-full-s1");
-    write(&run.join("job.toml"), job);
-    write(&run.join("status.json"), status);
-    write(&run.join("events.jsonl"), events);
+    let run = promptmner::run::RunDir::new(root.path().join("r0001-full-s1"));
+    write(&run.job_spec(), job);
+    write(&run.status_file(), status);
+    write(&run.events(), events);
     let registry = Registry::open(root.path()).expect("the runs folder");
     let (runs, skipped) = registry.list().expect("listing a readable folder");
     assert_eq!(

@@ -76,16 +76,18 @@ fn agree(args: &BenchArgs) -> anyhow::Result<()> {
         "{} against the CPU, tweet {}:",
         figures.device, figures.tweet
     );
+    let mut table =
+        crate::util::listing(&["step", "prompts", "similarity Δ", "probability Δ", "spans"]);
     for step in &figures.steps {
-        println!(
-            "  {:<18} {:>4} prompts  similarity Δ {:.2e}  probability Δ {:.2e}  spans {}",
-            step.step,
-            step.prompts,
-            step.similarity_max_diff,
-            step.probability_max_diff,
-            if step.same_spans { "equal" } else { "DIFFER" }
-        );
+        table.add_row(vec![
+            step.step.to_string(),
+            step.prompts.to_string(),
+            format!("{:.2e}", step.similarity_max_diff),
+            format!("{:.2e}", step.probability_max_diff),
+            if step.same_spans { "equal" } else { "DIFFER" }.to_string(),
+        ]);
     }
+    println!("{}", table.trim_fmt());
     Ok(())
 }
 
@@ -137,13 +139,15 @@ fn encode(args: &BenchArgs) -> anyhow::Result<()> {
             torch.as_ref().map(|t| t.clip_b32_1_prompt_ms),
         ),
     ];
-    println!("{:<34} {:>10} {:>10} {:>8}", "", "ours", "pytorch", "ratio");
+    let mut table = crate::util::listing(&["", "ours", "pytorch", "ratio"]);
     for (name, ours, theirs) in rows {
-        match theirs {
-            Some(t) => println!("{name:<34} {ours:>10.1} {t:>10.1} {:>7.2}×", ours / t),
-            None => println!("{name:<34} {ours:>10.1}"),
+        let mut cells = vec![name.to_string(), format!("{ours:.1}")];
+        if let Some(t) = theirs {
+            cells.extend([format!("{t:.1}"), format!("{:.2}×", ours / t)]);
         }
+        table.add_row(cells);
     }
+    println!("{}", table.trim_fmt());
     if torch.is_some() {
         println!("(ratio: ours / PyTorch; for the ms rows, below 1 is faster)");
     }

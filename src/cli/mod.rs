@@ -214,7 +214,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 sizes: [train, valid, test],
                 image_size,
             };
-            let world = demo::generate(&config, &Bars::default())?;
+            let vocabulary = crate::prompts::demo::vocabulary()?;
+            let world = demo::generate(&config, &|word| vocabulary.fill(word), &Bars::default());
             world.write(&out, &Bars::default())?;
             eprintln!("wrote the demo world to {}", out.display());
             if let Some(path) = contact_sheet {
@@ -472,15 +473,15 @@ fn probe_images(args: &ProbeArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&probe)?);
         return Ok(());
     }
-    let line = |name: &str, share: &crate::eval::probe::Share| {
-        println!(
-            "{name:<22} {:>5} of {:>5} tweets with an image ({:.1}%)",
-            share.dependent,
-            share.tweets,
-            share.share * 100.0
-        );
+    let mut table = crate::util::listing(&["tweets", "changed", "with an image", "share"]);
+    let mut line = |name: &str, share: &crate::eval::probe::Share| {
+        table.add_row(vec![
+            name.to_string(),
+            share.dependent.to_string(),
+            share.tweets.to_string(),
+            format!("{:.1}%", share.share * 100.0),
+        ]);
     };
-    println!("predictions that change when the image is removed or swapped:");
     line("all", &probe.overall);
     for (kind, share) in &probe.per_type {
         line(&format!("with gold {kind}"), share);
@@ -489,6 +490,8 @@ fn probe_images(args: &ProbeArgs) -> anyhow::Result<()> {
         line("image-ambiguous", a);
         line("not image-ambiguous", u);
     }
+    println!("predictions that change when the image is removed or swapped:");
+    println!("{}", table.trim_fmt());
     Ok(())
 }
 
@@ -523,7 +526,7 @@ fn suggest(args: &SuggestArgs) -> anyhow::Result<()> {
             args.list
         )
     })?;
-    let base = Vocabulary::load(&args.checkpoint.join("prompts.toml"))?;
+    let base = Vocabulary::load(&crate::run::RunDir::new(&args.checkpoint).prompts())?;
     let candidates: Vec<String> = match &args.candidates {
         Some(path) => crate::engine::suggest::read_candidates(path)
             .with_context(|| format!("cannot read {}", path.display()))?,
@@ -569,24 +572,24 @@ fn suggest(args: &SuggestArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&results)?);
         return Ok(());
     }
-    println!(
-        "{:<24} {:>7}  per type",
-        format!("word → {}", args.list),
-        "ΔF1"
-    );
+    let header = format!("word → {}", args.list);
+    let mut table = crate::util::listing(&[&header, "ΔF1", "per type"]);
+    if let Some(per_type) = table.column_mut(2) {
+        per_type.set_cell_alignment(comfy_table::CellAlignment::Left);
+    }
     for s in &results {
         let per_type: Vec<String> = s
             .delta_per_type
             .iter()
             .map(|(k, d)| format!("{k} {d:+.2}"))
             .collect();
-        println!(
-            "{:<24} {:>+7.2}  {}",
-            s.word,
-            s.delta_f1,
-            per_type.join("  ")
-        );
+        table.add_row(vec![
+            s.word.clone(),
+            format!("{:+.2}", s.delta_f1),
+            per_type.join("  "),
+        ]);
     }
+    println!("{}", table.trim_fmt());
     Ok(())
 }
 
@@ -674,11 +677,8 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
 /// replace it with predictions: refused.
 fn refuse_overwriting_inputs(out: &Path, run: &SplitRun) -> anyhow::Result<()> {
     let split = crate::data::split_path(&run.data, &run.split);
-    let inputs = [
-        split,
-        run.checkpoint.join("config.toml"),
-        run.checkpoint.join("prompts.toml"),
-    ];
+    let checkpoint = crate::run::RunDir::new(&run.checkpoint);
+    let inputs = [split, checkpoint.config(), checkpoint.prompts()];
     for input in inputs {
         if same_file(out, &input) {
             anyhow::bail!(
@@ -765,15 +765,16 @@ fn compare(
         comparison.overall.a_right,
         comparison.overall.b_right
     );
+    let mut table = crate::util::listing(&["type", "entities", "A right", "B right"]);
     for (kind, counts) in &comparison.per_type {
-        println!(
-            "  {:<6} {:>4} (A right {}, B right {})",
-            kind.as_str(),
-            counts.total(),
-            counts.a_right,
-            counts.b_right
-        );
+        table.add_row(vec![
+            kind.as_str().to_string(),
+            counts.total().to_string(),
+            counts.a_right.to_string(),
+            counts.b_right.to_string(),
+        ]);
     }
+    println!("{}", table.trim_fmt());
     Ok(())
 }
 
@@ -849,24 +850,30 @@ pub fn format_report(report: &ScoreReport) -> String {
         report.micro.counts.tp,
         report.token_accuracy
     );
-    out += &format!(
-        "{:<8}{:>7}{:>7}{:>7}{:>11}{:>9}{:>9}\n",
-        "type", "tp", "fp", "fn", "precision", "recall", "F1"
-    );
+    let mut table = crate::util::listing(&["type", "tp", "fp", "fn", "precision", "recall", "F1"]);
+    let scores = |prf: &crate::eval::score::Prf| {
+        [prf.precision, prf.recall, prf.f1].map(|value| format!("{value:.2}"))
+    };
     let rows = EntityType::ALL
         .iter()
         .map(|t| (t.as_str(), &report.per_type[t]))
         .chain(std::iter::once(("micro", &report.micro)));
     for (name, s) in rows {
-        out += &format!(
-            "{:<8}{:>7}{:>7}{:>7}{:>11.2}{:>9.2}{:>9.2}\n",
-            name, s.counts.tp, s.counts.fp, s.counts.fn_, s.prf.precision, s.prf.recall, s.prf.f1
-        );
+        let mut cells = vec![name.to_string()];
+        cells.extend([s.counts.tp, s.counts.fp, s.counts.fn_].map(|n| n.to_string()));
+        cells.extend(scores(&s.prf));
+        table.add_row(cells);
     }
-    out += &format!(
-        "{:<8}{:>21}{:>11.2}{:>9.2}{:>9.2}\n\nerrors:",
-        "macro", "", report.macro_avg.precision, report.macro_avg.recall, report.macro_avg.f1
-    );
+    let mut macro_row = vec![
+        "macro".to_string(),
+        String::new(),
+        String::new(),
+        String::new(),
+    ];
+    macro_row.extend(scores(&report.macro_avg));
+    table.add_row(macro_row);
+    out += &table.trim_fmt();
+    out += "\n\nerrors:";
     let errors: Vec<String> = ErrorKind::ALL
         .iter()
         .map(|k| format!(" {} {}", k.as_str(), report.errors.get(*k)))

@@ -144,23 +144,24 @@ pub(super) fn run(args: RunsArgs) -> anyhow::Result<()> {
                 eprintln!("{message}");
             }
             let slurm = slurm_config(&root, None)?;
-            println!(
-                "{:<34} {:<12} {:>7} {:>9} {:>7} {:>7}",
-                "id", "state", "epoch", "loss", "dev F1", "test F1"
-            );
+            let mut table =
+                crate::util::listing(&["id", "state", "epoch", "loss", "dev F1", "test F1"]);
+            if let Some(state) = table.column_mut(1) {
+                state.set_cell_alignment(comfy_table::CellAlignment::Left);
+            }
             for run in runs {
                 let run = refreshed(run, &root, &slurm)?;
                 let p = &run.progress;
-                println!(
-                    "{:<34} {:<12} {:>7} {:>9} {:>7} {:>7}",
+                table.add_row(vec![
                     crate::util::printable(&run.spec.id),
-                    run.state.as_str(),
+                    run.state.as_str().to_string(),
                     format!("{}/{}", p.epoch, p.epochs),
                     p.loss.map_or("–".into(), |l| format!("{l:.4}")),
                     p.dev_f1.map_or("–".into(), |f| format!("{f:.2}")),
                     p.test.map_or("–".into(), |t| format!("{:.2}", t.f1)),
-                );
+                ]);
             }
+            println!("{}", table.trim_fmt());
             Ok(())
         }
         RunsCommand::Show { id } => {
@@ -181,7 +182,7 @@ pub(super) fn run(args: RunsArgs) -> anyhow::Result<()> {
                 shown(&run.spec.group),
                 shown(&run.spec.source.to_string_lossy())
             );
-            println!("folder {}", shown(&run.run.dir.to_string_lossy()));
+            println!("folder {}", shown(&run.run.dir().to_string_lossy()));
             if let Some(message) = &run.status.message {
                 println!("{}", shown(message));
             }

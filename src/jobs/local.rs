@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::jobs::registry::{BackendKind, Registry, RegistryError, RunDir, RunStatus, State};
+use crate::jobs::registry::{
+    BackendKind, RegisteredRun, Registry, RegistryError, RunStatus, State, live_process,
+};
 
 /// The runner's lock, in the runs root: held (flock) by the live runner for its whole
 /// life, so a runner that died, whatever its pid file says, holds nothing.
@@ -16,9 +18,15 @@ fn lock_path(root: &Path) -> PathBuf {
     root.join("runner.lock")
 }
 
-/// The live runner's pid, written beside the lock for people and tests to read.
+/// The live runner's pid, written beside the lock for people and tests to read (the
+/// lock, not this file, says whether a runner is alive).
 fn pid_path(root: &Path) -> PathBuf {
     root.join("runner.pid")
+}
+
+/// What the runner prints.
+fn log_path(root: &Path) -> PathBuf {
+    root.join("runner.log")
 }
 
 /// Whether a runner holds the lock of `root`.
@@ -40,7 +48,7 @@ pub(crate) fn ensure_runner(
     if runner_alive(root) {
         return Ok(None);
     }
-    let log = root.join("runner.log");
+    let log = log_path(root);
     let output = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -95,7 +103,7 @@ fn take_lock(root: &Path) -> Result<Option<std::fs::File>, RegistryError> {
 
 /// A training child and its run.
 struct Running {
-    run: RunDir,
+    run: RegisteredRun,
     child: Child,
 }
 
@@ -110,7 +118,7 @@ pub(crate) fn run_worker(root: &Path, program: &Path, limit: usize) -> Result<()
     let result = (|| loop {
         running = reap(running)?;
         let (runs, _) = registry.list()?;
-        let queued: Vec<RunDir> = runs
+        let queued: Vec<RegisteredRun> = runs
             .into_iter()
             .filter(|r| r.spec.backend == BackendKind::Local && r.state == State::Queued)
             .map(|r| r.run)
@@ -135,17 +143,18 @@ pub(crate) fn run_worker(root: &Path, program: &Path, limit: usize) -> Result<()
 
 /// A run that cannot start is failed with the reason (so it is not retried forever);
 /// one whose folder is gone is only reported. Either way the runner serves the rest.
-fn refuse_to_start(run: &RunDir, error: &RegistryError) {
-    tracing::warn!("cannot start {}: {error}", run.dir.display());
+fn refuse_to_start(run: &RegisteredRun, error: &RegistryError) {
+    let error = crate::util::error_chain(error);
+    tracing::warn!("cannot start {}: {error}", run.dir().display());
     let mut status = RunStatus::new(State::Failed);
     status.message = Some(format!("the runner could not start it: {error}"));
-    if run.dir.is_dir() && run.write_status(&status).is_err() {
-        tracing::warn!("cannot record the failure of {}", run.dir.display());
+    if run.dir().is_dir() && run.write_status(&status).is_err() {
+        tracing::warn!("cannot record the failure of {}", run.dir().display());
     }
 }
 
-fn start(run: &RunDir, program: &Path) -> Result<Child, RegistryError> {
-    let output_path = run.output_path();
+fn start(run: &RegisteredRun, program: &Path) -> Result<Child, RegistryError> {
+    let output_path = run.files.output_log();
     let io = |source| RegistryError::Io {
         path: output_path.clone(),
         source,
@@ -156,9 +165,9 @@ fn start(run: &RunDir, program: &Path) -> Result<Child, RegistryError> {
     let child = Command::new(program)
         .arg("train")
         .arg("--config")
-        .arg(run.config_path())
+        .arg(run.files.train_config())
         .arg("--out")
-        .arg(&run.dir)
+        .arg(run.dir())
         .stdin(Stdio::null())
         .stdout(output)
         .stderr(errors)
@@ -179,7 +188,7 @@ fn start(run: &RunDir, program: &Path) -> Result<Child, RegistryError> {
 fn reap(running: Vec<Running>) -> Result<Vec<Running>, RegistryError> {
     let mut still = Vec::new();
     for mut job in running {
-        let cancelled = job.run.cancel_marker().exists();
+        let cancelled = job.run.files.cancel_marker().exists();
         if cancelled {
             let _ = job.child.kill();
         }
@@ -206,8 +215,8 @@ fn reap(running: Vec<Running>) -> Result<Vec<Running>, RegistryError> {
                 status
             }
         };
-        if !job.run.dir.is_dir() {
-            tracing::warn!("{} was deleted while it ran", job.run.dir.display());
+        if !job.run.dir().is_dir() {
+            tracing::warn!("{} was deleted while it ran", job.run.dir().display());
             continue;
         }
         job.run.write_status(&status)?;
@@ -218,18 +227,19 @@ fn reap(running: Vec<Running>) -> Result<Vec<Running>, RegistryError> {
 /// Cancels a local run: a queued one at once; a running one through its runner (or,
 /// when the runner is gone, by signalling its training process, verified by pid and
 /// start time, never a bare pid from a file).
-pub(crate) fn cancel(run: &RunDir) -> Result<(), RegistryError> {
+pub(crate) fn cancel(run: &RegisteredRun) -> Result<(), RegistryError> {
     let current = crate::jobs::registry::cancellable(run)?;
     if current.state == State::Queued {
         return run.write_status(&RunStatus::new(State::Cancelled));
     }
-    std::fs::write(run.cancel_marker(), b"").map_err(|source| RegistryError::Io {
-        path: run.cancel_marker(),
+    let marker = run.files.cancel_marker();
+    std::fs::write(&marker, b"").map_err(|source| RegistryError::Io {
+        path: marker,
         source,
     })?;
-    let root = run.dir.parent().unwrap_or(Path::new("."));
+    let root = run.dir().parent().unwrap_or(Path::new("."));
     if !runner_alive(root)
-        && let Some(pid) = RunDir::live_process(&current.status)
+        && let Some(pid) = live_process(&current.status)
     {
         // SAFETY: kill(2) with a pid and a signal number has no memory effects.
         unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
@@ -254,7 +264,7 @@ mod tests {
         path
     }
 
-    fn queued_run(registry: &Registry, stem: &str) -> RunDir {
+    fn queued_run(registry: &Registry, stem: &str) -> RegisteredRun {
         let (id, run) = registry.allocate(stem).unwrap();
         let spec = RunSpec {
             id,
@@ -266,7 +276,7 @@ mod tests {
             submitted: 0.0,
         };
         run.write_status(&RunStatus::new(State::Queued)).unwrap();
-        std::fs::write(run.spec_path(), toml::to_string(&spec).unwrap()).unwrap();
+        std::fs::write(run.files.job_spec(), toml::to_string(&spec).unwrap()).unwrap();
         run
     }
 
@@ -296,7 +306,7 @@ mod tests {
         wait_for("the first run to start", || {
             first.status().is_ok_and(|s| s.state == State::Running)
         });
-        std::fs::remove_dir_all(&first.dir).unwrap();
+        std::fs::remove_dir_all(first.dir()).unwrap();
         worker.join().unwrap().unwrap();
         assert_eq!(second.status().unwrap().state, State::Finished);
     }
@@ -307,8 +317,8 @@ mod tests {
         let root = scratch.path().join("runs");
         let registry = Registry::open(&root).unwrap();
         // This test's own pid: alive, but not a runner holding the lock.
-        std::fs::write(root.join("runner.pid"), std::process::id().to_string()).unwrap();
-        std::fs::write(root.join("runner.lock"), "").unwrap();
+        std::fs::write(pid_path(&root), std::process::id().to_string()).unwrap();
+        std::fs::write(lock_path(&root), "").unwrap();
         assert!(!runner_alive(&root));
         let run = queued_run(&registry, "a");
         run_worker(&root, &fake_program(scratch.path(), 0.0), 1).unwrap();

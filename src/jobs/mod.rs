@@ -12,7 +12,7 @@ pub(crate) mod watch;
 
 use std::path::{Path, PathBuf};
 
-use registry::{BackendKind, RegistryError, RunDir, State, view};
+use registry::{BackendKind, RegisteredRun, RegistryError, State, view};
 pub use slurm::SlurmConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,9 +27,9 @@ pub enum JobsError {
 
 /// Where runs execute: submit a queued run, learn its state, cancel it.
 pub trait Backend {
-    fn submit(&self, run: &RunDir) -> Result<(), JobsError>;
-    fn poll(&self, run: &RunDir) -> Result<State, JobsError>;
-    fn cancel(&self, run: &RunDir) -> Result<(), JobsError>;
+    fn submit(&self, run: &RegisteredRun) -> Result<(), JobsError>;
+    fn poll(&self, run: &RegisteredRun) -> Result<State, JobsError>;
+    fn cancel(&self, run: &RegisteredRun) -> Result<(), JobsError>;
 }
 
 /// Child processes of this machine, `limit` at a time, under a detached runner.
@@ -41,17 +41,17 @@ pub struct LocalBackend {
 }
 
 impl Backend for LocalBackend {
-    fn submit(&self, _run: &RunDir) -> Result<(), JobsError> {
+    fn submit(&self, _run: &RegisteredRun) -> Result<(), JobsError> {
         // The run is queued on disk already; the runner picks it up.
         local::ensure_runner(&self.root, &self.program, self.limit)?;
         Ok(())
     }
 
-    fn poll(&self, run: &RunDir) -> Result<State, JobsError> {
+    fn poll(&self, run: &RegisteredRun) -> Result<State, JobsError> {
         Ok(view(run.clone())?.state)
     }
 
-    fn cancel(&self, run: &RunDir) -> Result<(), JobsError> {
+    fn cancel(&self, run: &RegisteredRun) -> Result<(), JobsError> {
         Ok(local::cancel(run)?)
     }
 }
@@ -63,7 +63,7 @@ pub struct SlurmBackend {
 }
 
 impl Backend for SlurmBackend {
-    fn submit(&self, run: &RunDir) -> Result<(), JobsError> {
+    fn submit(&self, run: &RegisteredRun) -> Result<(), JobsError> {
         // The group carries the user's label: quoted in the script like every value.
         let spec = run.spec()?;
         let name = format!("promptmner-{}-{}", spec.group, spec.id);
@@ -71,11 +71,11 @@ impl Backend for SlurmBackend {
         Ok(())
     }
 
-    fn poll(&self, run: &RunDir) -> Result<State, JobsError> {
+    fn poll(&self, run: &RegisteredRun) -> Result<State, JobsError> {
         Ok(slurm::poll(run)?)
     }
 
-    fn cancel(&self, run: &RunDir) -> Result<(), JobsError> {
+    fn cancel(&self, run: &RegisteredRun) -> Result<(), JobsError> {
         Ok(slurm::cancel(run)?)
     }
 }

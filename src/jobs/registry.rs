@@ -1,12 +1,13 @@
-//! The run registry: one directory per run under a runs root, holding the run's spec
-//! (`job.toml`), its status (`status.json`), the training config, and what training
-//! writes (`events.jsonl`, `train.log`, the checkpoint). Everything is learned from
-//! these files, so runs outlive the process that submitted them.
+//! The run registry: one directory per run under a runs root, holding the run's spec,
+//! its status, the training config, and what training writes (the events, the log, the
+//! checkpoint), all named by [`RunDir`]. Everything is learned from these files, so
+//! runs outlive the process that submitted them.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::run::RunDir;
 use crate::run::events::{Event, read_events};
 
 /// A run's life.
@@ -105,12 +106,12 @@ pub fn now() -> f64 {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("cannot use the runs folder {path}: {source}")]
+    #[error("cannot use the runs folder {path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     ReadFile {
         path: PathBuf,
         source: std::io::Error,
@@ -141,40 +142,26 @@ fn read_error(path: &Path) -> impl FnOnce(std::io::Error) -> RegistryError + '_ 
     }
 }
 
-/// One run directory.
+/// A run directory as the registry knows it: its files, and what they say.
 #[derive(Debug, Clone)]
-pub struct RunDir {
-    pub dir: PathBuf,
+pub struct RegisteredRun {
+    pub files: RunDir,
 }
 
-impl RunDir {
-    pub fn spec_path(&self) -> PathBuf {
-        self.dir.join("job.toml")
+impl RegisteredRun {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            files: RunDir::new(dir),
+        }
     }
-    pub fn status_path(&self) -> PathBuf {
-        self.dir.join("status.json")
-    }
-    pub fn config_path(&self) -> PathBuf {
-        // train writes config.toml itself (the checkpoint's); this is what it is given.
-        self.dir.join("train-config.toml")
-    }
-    pub fn log_path(&self) -> PathBuf {
-        self.dir.join("train.log")
-    }
-    /// What the training process printed (errors before train.log exists).
-    pub fn output_path(&self) -> PathBuf {
-        self.dir.join("output.log")
-    }
-    pub fn events_path(&self) -> PathBuf {
-        self.dir.join("events.jsonl")
-    }
-    /// Present while a cancellation is asked for.
-    pub fn cancel_marker(&self) -> PathBuf {
-        self.dir.join("cancel")
+
+    /// The run's folder.
+    pub fn dir(&self) -> &Path {
+        self.files.path()
     }
 
     pub fn spec(&self) -> Result<RunSpec, RegistryError> {
-        let path = self.spec_path();
+        let path = self.files.job_spec();
         let text = crate::util::read_text(&path).map_err(read_error(&path))?;
         let mut spec: RunSpec = toml::from_str(&text).map_err(|e| RegistryError::Corrupt {
             path,
@@ -188,14 +175,14 @@ impl RunDir {
 
     /// The run's id: its folder's name.
     pub fn id(&self) -> String {
-        self.dir
+        self.dir()
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     }
 
     pub fn status(&self) -> Result<RunStatus, RegistryError> {
-        let path = self.status_path();
+        let path = self.files.status_file();
         let text = crate::util::read_text(&path).map_err(read_error(&path))?;
         serde_json::from_str(&text).map_err(|e| RegistryError::Corrupt {
             path,
@@ -204,24 +191,16 @@ impl RunDir {
         })
     }
 
-    /// The run's training process when it is verifiably alive: the recorded pid exists,
-    /// is not a zombie, and started when the status says it did.
-    pub fn live_process(status: &RunStatus) -> Option<u32> {
-        let pid = status.pid?;
-        let started = status.pid_start?;
-        (process_alive(pid) && process_start(pid) == Some(started)).then_some(pid)
-    }
-
     /// Replaces the status atomically: a reader sees the old or the new file.
     pub fn write_status(&self, status: &RunStatus) -> Result<(), RegistryError> {
-        let path = self.status_path();
+        let path = self.files.status_file();
         let json = serde_json::to_vec_pretty(status).unwrap_or_default();
         crate::util::write_atomic(&path, &json).map_err(io(&path))
     }
 
     /// The last `lines` lines of train.log, else of the process output.
     pub fn log_tail(&self, lines: usize) -> Vec<String> {
-        for path in [self.log_path(), self.output_path()] {
+        for path in [self.files.train_log(), self.files.output_log()] {
             if let Ok(text) = crate::util::read_text(&path)
                 && !text.trim().is_empty()
             {
@@ -236,7 +215,7 @@ impl RunDir {
     /// What the events say so far.
     pub fn progress(&self) -> Progress {
         let mut progress = Progress::default();
-        let Ok(log) = read_events(&self.events_path()) else {
+        let Ok(log) = read_events(&self.files.events()) else {
             return progress;
         };
         for recorded in log.events {
@@ -263,6 +242,14 @@ impl RunDir {
     }
 }
 
+/// The run's training process when it is verifiably alive: the recorded pid exists, is
+/// not a zombie, and started when the status says it did.
+pub fn live_process(status: &RunStatus) -> Option<u32> {
+    let pid = status.pid?;
+    let started = status.pid_start?;
+    (process_alive(pid) && process_start(pid) == Some(started)).then_some(pid)
+}
+
 /// A run's progress from its events.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Progress {
@@ -278,7 +265,7 @@ pub struct Progress {
 /// A run as the registry sees it now.
 #[derive(Debug, Clone)]
 pub struct RunView {
-    pub run: RunDir,
+    pub run: RegisteredRun,
     pub spec: RunSpec,
     pub status: RunStatus,
     /// The state after checking the process: a dead run is not shown as running.
@@ -310,17 +297,17 @@ impl Registry {
         })
     }
 
-    pub fn run(&self, id: &str) -> Result<RunDir, RegistryError> {
-        let dir = self.root.join(id);
-        if id.contains(['/', '\\']) || id.starts_with('.') || !dir.join("job.toml").is_file() {
+    pub fn run(&self, id: &str) -> Result<RegisteredRun, RegistryError> {
+        let run = RegisteredRun::new(self.root.join(id));
+        if id.contains(['/', '\\']) || id.starts_with('.') || !run.files.job_spec().is_file() {
             return Err(RegistryError::NoRun(id.to_string()));
         }
-        Ok(RunDir { dir })
+        Ok(run)
     }
 
     /// A new, empty run directory with an id no other process gets: the directory is
     /// created with `create_dir`, which fails when it exists.
-    pub fn allocate(&self, stem: &str) -> Result<(String, RunDir), RegistryError> {
+    pub fn allocate(&self, stem: &str) -> Result<(String, RegisteredRun), RegistryError> {
         let existing = std::fs::read_dir(&self.root)
             .map_err(io(&self.root))?
             .filter_map(|e| e.ok())
@@ -339,7 +326,7 @@ impl Registry {
             let id = format!("r{number:04}-{stem}");
             let dir = self.root.join(&id);
             match std::fs::create_dir(&dir) {
-                Ok(()) => return Ok((id, RunDir { dir })),
+                Ok(()) => return Ok((id, RegisteredRun::new(dir))),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => number += 1,
                 Err(e) => return Err(io(&dir)(e)),
             }
@@ -349,19 +336,19 @@ impl Registry {
     /// Every run, oldest first; a run whose files cannot be read is reported in the
     /// second list and skipped.
     pub fn list(&self) -> Result<(Vec<RunView>, Vec<String>), RegistryError> {
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(&self.root)
+        let mut dirs: Vec<RegisteredRun> = std::fs::read_dir(&self.root)
             .map_err(io(&self.root))?
             .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.join("job.toml").is_file())
+            .map(|e| RegisteredRun::new(e.path()))
+            .filter(|run| run.files.job_spec().is_file())
             .collect();
-        dirs.sort();
+        dirs.sort_by(|a, b| a.dir().cmp(b.dir()));
         let mut runs = Vec::new();
         let mut skipped = Vec::new();
-        for dir in dirs {
-            match view(RunDir { dir }) {
+        for run in dirs {
+            match view(run) {
                 Ok(run) => runs.push(run),
-                Err(e) => skipped.push(format!("skipped: {e}")),
+                Err(e) => skipped.push(format!("skipped: {}", crate::util::error_chain(&e))),
             }
         }
         Ok((runs, skipped))
@@ -369,7 +356,7 @@ impl Registry {
 }
 
 /// The run, when it is queued or running; a run that is over cannot be cancelled.
-pub fn cancellable(run: &RunDir) -> Result<RunView, RegistryError> {
+pub fn cancellable(run: &RegisteredRun) -> Result<RunView, RegistryError> {
     let current = view(run.clone())?;
     if current.state.is_final() {
         return Err(RegistryError::AlreadyOver {
@@ -381,7 +368,7 @@ pub fn cancellable(run: &RunDir) -> Result<RunView, RegistryError> {
 }
 
 /// Reads a run and decides its state.
-pub fn view(run: RunDir) -> Result<RunView, RegistryError> {
+pub fn view(run: RegisteredRun) -> Result<RunView, RegistryError> {
     let spec = run.spec()?;
     let status = run.status()?;
     let progress = run.progress();
@@ -400,7 +387,7 @@ pub fn view(run: RunDir) -> Result<RunView, RegistryError> {
 fn effective_state(spec: &RunSpec, status: &RunStatus, progress: &Progress) -> State {
     let local_and_dead = spec.backend == BackendKind::Local
         && status.state == State::Running
-        && RunDir::live_process(status).is_none();
+        && live_process(status).is_none();
     if !local_and_dead {
         return status.state;
     }
@@ -449,10 +436,10 @@ mod tests {
         }
     }
 
-    fn write_run(registry: &Registry, status: &str) -> RunDir {
+    fn write_run(registry: &Registry, status: &str) -> RegisteredRun {
         let (id, run) = registry.allocate("full-s1").unwrap();
-        std::fs::write(run.spec_path(), toml::to_string(&spec(&id)).unwrap()).unwrap();
-        std::fs::write(run.status_path(), status).unwrap();
+        std::fs::write(run.files.job_spec(), toml::to_string(&spec(&id)).unwrap()).unwrap();
+        std::fs::write(run.files.status_file(), status).unwrap();
         run
     }
 
@@ -483,7 +470,7 @@ mod tests {
         assert_eq!(runs.len(), 1);
         assert_eq!(skipped.len(), 1);
         assert!(
-            skipped[0].contains(&bad.status_path().display().to_string()),
+            skipped[0].contains(&bad.files.status_file().display().to_string()),
             "{skipped:?}"
         );
     }
@@ -493,16 +480,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let registry = Registry::open(dir.path()).unwrap();
         let run = write_run(&registry, "{}");
-        std::fs::write(run.status_path(), [0xff, 0xfe]).unwrap();
-        let error = run.status().unwrap_err().to_string();
-        assert!(
-            error.starts_with(&format!(
-                "cannot read {}: it is not UTF-8",
-                run.status_path().display()
-            )),
-            "{error}"
+        std::fs::write(run.files.status_file(), [0xff, 0xfe]).unwrap();
+        let error = crate::util::error_chain(&run.status().unwrap_err());
+        // The file once, then the cause once.
+        assert_eq!(
+            error,
+            format!(
+                "cannot read {}: it is not UTF-8 text (byte 0)",
+                run.files.status_file().display()
+            )
         );
-        std::fs::remove_file(run.status_path()).unwrap();
+        std::fs::remove_file(run.files.status_file()).unwrap();
         let error = run.status().unwrap_err().to_string();
         assert!(
             !error.contains("runs folder") && error.contains("status.json"),
@@ -520,7 +508,7 @@ mod tests {
         let run = write_run(&registry, &serde_json::to_string(&status).unwrap());
         assert_eq!(view(run.clone()).unwrap().state, State::Interrupted);
         std::fs::write(
-            run.events_path(),
+            run.files.events(),
             "{\"event\":\"finished\",\"time\":1.0,\"best_epoch\":1,\"dev_f1\":50.0,\"test\":null}\n",
         )
         .unwrap();
@@ -534,19 +522,11 @@ mod tests {
         let me = std::process::id();
         let mut status = RunStatus::new(State::Running);
         status.pid = Some(me);
-        assert_eq!(
-            RunDir::live_process(&status),
-            None,
-            "no start time: unverified"
-        );
+        assert_eq!(live_process(&status), None, "no start time: unverified");
         let started = process_start(me).unwrap();
         status.pid_start = Some(started + 1);
-        assert_eq!(
-            RunDir::live_process(&status),
-            None,
-            "another process, same pid"
-        );
+        assert_eq!(live_process(&status), None, "another process, same pid");
         status.pid_start = Some(started);
-        assert_eq!(RunDir::live_process(&status), Some(me));
+        assert_eq!(live_process(&status), Some(me));
     }
 }

@@ -10,7 +10,8 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
-use crate::jobs::registry::{RegistryError, RunDir, RunStatus, State, view};
+use crate::jobs::registry::{RegisteredRun, RegistryError, RunStatus, State, view};
+use crate::run::RunDir;
 
 /// Resources asked of Slurm for each run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,7 +42,7 @@ impl Default for SlurmConfig {
 pub enum SlurmError {
     #[error(transparent)]
     Registry(#[from] RegistryError),
-    #[error("cannot run {command}: {source} (is Slurm installed and on PATH?)")]
+    #[error("cannot run {command} (is Slurm installed and on PATH?)")]
     Spawn {
         command: &'static str,
         source: std::io::Error,
@@ -51,12 +52,12 @@ pub enum SlurmError {
         command: &'static str,
         stderr: String,
     },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: std::path::PathBuf,
         source: std::io::Error,
@@ -169,7 +170,7 @@ pub(crate) fn script(
         "#!/bin/bash".to_string(),
         format!("#SBATCH --job-name={}", crate::util::safe_stem(name)),
         // Relative to the job's working directory, the run folder (--chdir).
-        "#SBATCH --output=output.log".to_string(),
+        format!("#SBATCH --output={}", RunDir::OUTPUT_LOG),
         format!("#SBATCH --cpus-per-task={}", config.cpus),
         format!("#SBATCH --mem={}", config.memory),
         format!("#SBATCH --time={}", config.time),
@@ -183,8 +184,8 @@ pub(crate) fn script(
     lines.push(format!(
         "exec {} train --config {} --out {}",
         quoted_path("the program path", program)?,
-        quoted_path("the run's config path", &run.config_path())?,
-        quoted_path("the run folder", &run.dir)?
+        quoted_path("the run's config path", &run.train_config())?,
+        quoted_path("the run folder", run.path())?
     ));
     Ok(lines.join("\n") + "\n")
 }
@@ -205,18 +206,18 @@ fn run_command(command: &'static str, args: &[&str]) -> Result<String, SlurmErro
 
 /// Writes the script and submits it; the run is queued with its Slurm job id.
 pub(crate) fn submit(
-    run: &RunDir,
+    run: &RegisteredRun,
     name: &str,
     program: &Path,
     config: &SlurmConfig,
 ) -> Result<String, SlurmError> {
-    let text = script(run, name, program, config)?;
-    let path = run.dir.join("job.sbatch");
+    let text = script(&run.files, name, program, config)?;
+    let path = run.files.batch_script();
     crate::util::write_atomic(&path, text.as_bytes()).map_err(|source| SlurmError::Write {
         path: path.clone(),
         source,
     })?;
-    let chdir = format!("--chdir={}", run.dir.to_string_lossy());
+    let chdir = format!("--chdir={}", run.dir().to_string_lossy());
     let path_text = path.to_string_lossy();
     let out = run_command("sbatch", &["--parsable", &chdir, &path_text])?;
     // --parsable prints "id" or "id;cluster".
@@ -229,7 +230,7 @@ pub(crate) fn submit(
 
 /// Asks Slurm where the run's job is and records it; once the job has left the queue,
 /// its events decide (finished, failed) or it was interrupted.
-pub(crate) fn poll(run: &RunDir) -> Result<State, SlurmError> {
+pub(crate) fn poll(run: &RegisteredRun) -> Result<State, SlurmError> {
     let current = view(run.clone())?;
     let Some(job) = current.status.slurm_job.clone() else {
         return Ok(current.state);
@@ -243,7 +244,7 @@ pub(crate) fn poll(run: &RunDir) -> Result<State, SlurmError> {
         "RUNNING" | "COMPLETING" | "SUSPENDED" => State::Running,
         _ if current.progress.finished => State::Finished,
         _ if current.progress.failed.is_some() => State::Failed,
-        _ if run.cancel_marker().exists() => State::Cancelled,
+        _ if run.files.cancel_marker().exists() => State::Cancelled,
         _ => State::Interrupted,
     };
     if state != current.status.state {
@@ -255,11 +256,11 @@ pub(crate) fn poll(run: &RunDir) -> Result<State, SlurmError> {
 }
 
 /// Cancels the run's job.
-pub(crate) fn cancel(run: &RunDir) -> Result<(), SlurmError> {
+pub(crate) fn cancel(run: &RegisteredRun) -> Result<(), SlurmError> {
     let current = crate::jobs::registry::cancellable(run)?;
     if let Some(job) = &current.status.slurm_job {
-        std::fs::write(run.cancel_marker(), b"").map_err(|source| SlurmError::Write {
-            path: run.cancel_marker(),
+        std::fs::write(run.files.cancel_marker(), b"").map_err(|source| SlurmError::Write {
+            path: run.files.cancel_marker(),
             source,
         })?;
         run_command("scancel", &[job])?;
@@ -296,9 +297,7 @@ mod tests {
     #[test]
     fn values_that_break_a_line_are_refused_before_anything_is_written() {
         let scratch = tempfile::tempdir().unwrap();
-        let run = RunDir {
-            dir: scratch.path().join("r0001"),
-        };
+        let run = RunDir::new(scratch.path().join("r0001"));
         let program = Path::new("/bin/true");
         for bad in ["x\ntouch /tmp/PWNED #", "x\rtouch", "x\u{0}y", "x\u{1b}[2J"] {
             let fields: [(&str, SlurmConfig); 3] = [
@@ -328,9 +327,7 @@ mod tests {
                 let error = script(&run, "n", program, &config).unwrap_err();
                 assert!(error.to_string().starts_with(field), "{field}: {error}");
             }
-            let bad_dir = RunDir {
-                dir: scratch.path().join(bad),
-            };
+            let bad_dir = RunDir::new(scratch.path().join(bad));
             let config = SlurmConfig::default();
             assert!(script(&bad_dir, "n", program, &config).is_err(), "{bad:?}");
             assert!(
@@ -363,14 +360,14 @@ mod tests {
             let program = scratch.path().join(format!("program {hostile}"));
             std::fs::write(&program, "#!/bin/sh\nexit 0\n").unwrap();
             std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
-            let run = RunDir { dir: dir.clone() };
+            let run = RunDir::new(&dir);
             let config = SlurmConfig {
                 partition: Some("debug".into()),
                 ..Default::default()
             };
             let name = format!("promptmner-{hostile}-r{i}");
             let text = script(&run, &name, &program, &config).unwrap();
-            let path = dir.join("job.sbatch");
+            let path = run.batch_script();
             std::fs::write(&path, &text).unwrap();
             let check = std::process::Command::new("bash")
                 .arg("-n")

@@ -4,12 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use crate::jobs::registry::{
-    BackendKind, Registry, RegistryError, RunDir, RunSpec, RunStatus, State, now,
+    BackendKind, RegisteredRun, Registry, RegistryError, RunSpec, RunStatus, State, now,
 };
 use crate::jobs::variant::Variant;
 use crate::prompts::Vocabulary;
-use crate::run::TrainConfig;
 use crate::run::events::{Event, read_events};
+use crate::run::{RunDir, TrainConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -21,7 +21,7 @@ pub enum SubmitError {
     NoSource(PathBuf),
     #[error("the variant current-vocabulary needs a vocabulary (the workbench's, or --prompts)")]
     NoVocabulary,
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         path: PathBuf,
         source: std::io::Error,
@@ -41,7 +41,7 @@ pub enum SubmitError {
         path: PathBuf,
         checkpoint: PathBuf,
     },
-    #[error("variant {variant}: {source}")]
+    #[error("variant {variant}")]
     Variant {
         variant: String,
         source: crate::run::config::ConfigError,
@@ -63,23 +63,22 @@ pub(crate) fn base_config(source: &Path, overrides: &[String]) -> Result<TrainCo
         absolutize(&mut config, &cwd);
         return Ok(config);
     }
-    let saved_path = source.join("config.toml");
+    let checkpoint = RunDir::new(source);
+    let saved_path = checkpoint.config();
     if !saved_path.is_file() {
         return Err(SubmitError::NoSource(source.to_path_buf()));
     }
     let saved = TrainConfig::load(&saved_path, overrides)?;
-    let started = read_events(&source.join("events.jsonl"))
-        .ok()
-        .and_then(|log| {
-            log.events.into_iter().find_map(|e| match e.event {
-                Event::Started { config, .. } => Some(*config),
-                _ => None,
-            })
-        });
+    let started = read_events(&checkpoint.events()).ok().and_then(|log| {
+        log.events.into_iter().find_map(|e| match e.event {
+            Event::Started { config, .. } => Some(*config),
+            _ => None,
+        })
+    });
     let mut config = match started {
         Some(config) => {
             let text = config.to_toml();
-            TrainConfig::parse(&text, &source.join("events.jsonl"), overrides)?
+            TrainConfig::parse(&text, &checkpoint.events(), overrides)?
         }
         None => saved.clone(),
     };
@@ -103,8 +102,8 @@ pub(crate) fn base_config(source: &Path, overrides: &[String]) -> Result<TrainCo
             *name = copy.to_string_lossy().into_owned();
         }
     }
-    if !set("prompts") && source.join("prompts.toml").is_file() {
-        config.prompts = source.join("prompts.toml");
+    if !set("prompts") && checkpoint.prompts().is_file() {
+        config.prompts = checkpoint.prompts();
     }
     absolutize(&mut config, source);
     absolutize(&mut config, &cwd);
@@ -166,7 +165,7 @@ pub(crate) struct Submission {
 pub(crate) fn submit(
     registry: &Registry,
     submission: &Submission,
-) -> Result<Vec<RunDir>, SubmitError> {
+) -> Result<Vec<RegisteredRun>, SubmitError> {
     if !(1..=MAX_SEEDS).contains(&submission.seeds) {
         return Err(SubmitError::Seeds(submission.seeds));
     }
@@ -215,7 +214,7 @@ pub(crate) fn submit(
                 submitted: now(),
             };
             if let Err(e) = write_run(&run, &spec, config, submission) {
-                let _ = std::fs::remove_dir_all(&run.dir);
+                let _ = std::fs::remove_dir_all(run.dir());
                 return Err(e);
             }
             runs.push(run);
@@ -227,7 +226,7 @@ pub(crate) fn submit(
 /// The files of one queued run; the spec last: a directory without job.toml is not a
 /// run yet.
 fn write_run(
-    run: &RunDir,
+    run: &RegisteredRun,
     spec: &RunSpec,
     mut config: TrainConfig,
     submission: &Submission,
@@ -235,14 +234,14 @@ fn write_run(
     if spec.variant == Variant::CurrentVocabulary.to_string()
         && let Some(vocabulary) = &submission.vocabulary
     {
-        let path = run.dir.join("vocabulary.toml");
+        let path = run.files.submitted_vocabulary();
         vocabulary.save(&path)?;
         config.prompts = path;
     }
-    write(&run.config_path(), config.to_toml().as_bytes())?;
+    write(&run.files.train_config(), config.to_toml().as_bytes())?;
     run.write_status(&RunStatus::new(State::Queued))?;
     let spec_text = toml::to_string(spec).unwrap_or_default();
-    write(&run.spec_path(), spec_text.as_bytes())
+    write(&run.files.job_spec(), spec_text.as_bytes())
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), SubmitError> {

@@ -123,7 +123,6 @@ pub(crate) fn is_best(value: f64, best: Option<f64>) -> bool {
 
 /// The table as Markdown (best of each column in bold) or CSV (a `best` flag per column).
 pub(crate) fn render(rows: &[Row], format: Format) -> String {
-    let columns = COLUMNS;
     let bests = column_bests(rows);
     let best_delta = best(
         &rows
@@ -133,64 +132,78 @@ pub(crate) fn render(rows: &[Row], format: Format) -> String {
             .collect::<Vec<_>>(),
         |r| r.delta_f1,
     );
-    let mut out = String::new();
     match format {
-        Format::Md => {
-            out.push_str("| variant | runs | P | R | F1 | ΔF1 |\n|---|---|---|---|---|---|\n");
-            for row in rows {
-                let mut cells = vec![
-                    row.variant.clone(),
-                    format!("{}/{}", row.finished, row.runs),
-                ];
-                for ((_, column), best) in columns.iter().zip(&bests) {
-                    cells.push(match column(row) {
-                        Some(m) if is_best(m.mean, *best) => {
-                            format!("**{:.2} ± {:.2}**", m.mean, m.std)
-                        }
-                        Some(m) => format!("{:.2} ± {:.2}", m.mean, m.std),
-                        None => "–".into(),
-                    });
-                }
-                cells.push(match row.delta_f1 {
-                    Some(_) if row.variant == "full" => "0".into(),
-                    Some(d) if is_best(d, best_delta) => format!("**{d:+.2}**"),
-                    Some(d) => format!("{d:+.2}"),
-                    None => "–".into(),
-                });
-                out.push_str(&format!("| {} |\n", cells.join(" | ")));
-            }
+        Format::Md => markdown(rows, &bests, best_delta),
+        Format::Csv => csv(rows, &bests),
+    }
+}
+
+fn markdown(rows: &[Row], bests: &[Option<f64>; 3], best_delta: Option<f64>) -> String {
+    let mut table = comfy_table::Table::new();
+    table
+        .load_style(comfy_table::presets::ASCII_MARKDOWN)
+        .set_header(vec!["variant", "runs", "P", "R", "F1", "ΔF1"]);
+    for row in rows {
+        let mut cells = vec![
+            row.variant.clone(),
+            format!("{}/{}", row.finished, row.runs),
+        ];
+        for ((_, column), best) in COLUMNS.iter().zip(bests) {
+            cells.push(match column(row) {
+                Some(m) if is_best(m.mean, *best) => format!("**{:.2} ± {:.2}**", m.mean, m.std),
+                Some(m) => format!("{:.2} ± {:.2}", m.mean, m.std),
+                None => "–".into(),
+            });
         }
-        Format::Csv => {
-            out.push_str(
-                "variant,finished,runs,p_mean,p_std,r_mean,r_std,f1_mean,f1_std,delta_f1,best\n",
-            );
-            for row in rows {
-                let mut cells = vec![
-                    row.variant.clone(),
-                    row.finished.to_string(),
-                    row.runs.to_string(),
-                ];
-                let mut best_of = Vec::new();
-                for ((name, column), best) in columns.iter().zip(&bests) {
-                    match column(row) {
-                        Some(m) => {
-                            cells.push(format!("{:.4}", m.mean));
-                            cells.push(format!("{:.4}", m.std));
-                            if is_best(m.mean, *best) {
-                                best_of.push(*name);
-                            }
-                        }
-                        None => cells.extend([String::new(), String::new()]),
+        cells.push(match row.delta_f1 {
+            Some(_) if row.variant == "full" => "0".into(),
+            Some(d) if is_best(d, best_delta) => format!("**{d:+.2}**"),
+            Some(d) => format!("{d:+.2}"),
+            None => "–".into(),
+        });
+        table.add_row(cells);
+    }
+    table.to_string() + "\n"
+}
+
+// Each `expect` here states an invariant that holds by construction.
+#[allow(clippy::expect_used)]
+fn csv(rows: &[Row], bests: &[Option<f64>; 3]) -> String {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    // Writing records to memory cannot fail: every record has the header's length.
+    let mut record = |cells: &[String]| out.write_record(cells).expect("an in-memory CSV");
+    record(
+        &[
+            "variant", "finished", "runs", "p_mean", "p_std", "r_mean", "r_std", "f1_mean",
+            "f1_std", "delta_f1", "best",
+        ]
+        .map(String::from),
+    );
+    for row in rows {
+        let mut cells = vec![
+            row.variant.clone(),
+            row.finished.to_string(),
+            row.runs.to_string(),
+        ];
+        let mut best_of = Vec::new();
+        for ((name, column), best) in COLUMNS.iter().zip(bests) {
+            match column(row) {
+                Some(m) => {
+                    cells.push(format!("{:.4}", m.mean));
+                    cells.push(format!("{:.4}", m.std));
+                    if is_best(m.mean, *best) {
+                        best_of.push(*name);
                     }
                 }
-                cells.push(row.delta_f1.map_or(String::new(), |d| format!("{d:.4}")));
-                cells.push(best_of.join(" "));
-                out.push_str(&cells.join(","));
-                out.push('\n');
+                None => cells.extend([String::new(), String::new()]),
             }
         }
+        cells.push(row.delta_f1.map_or(String::new(), |d| format!("{d:.4}")));
+        cells.push(best_of.join(" "));
+        record(&cells);
     }
-    out
+    let bytes = out.into_inner().expect("an in-memory CSV flushes");
+    String::from_utf8(bytes).expect("CSV of UTF-8 cells is UTF-8")
 }
 
 #[cfg(test)]
@@ -204,5 +217,55 @@ mod tests {
         assert!((m.std - 1.0).abs() < 1e-12);
         assert_eq!(MeanStd::of(&[5.0]).unwrap().std, 0.0);
         assert!(MeanStd::of(&[]).is_none());
+    }
+
+    fn row(variant: &str, f1: f64) -> Row {
+        let score = Some(MeanStd { mean: f1, std: 0.5 });
+        Row {
+            variant: variant.into(),
+            finished: 1,
+            runs: 2,
+            precision: score,
+            recall: score,
+            f1: score,
+            delta_f1: None,
+        }
+    }
+
+    #[test]
+    fn csv_quotes_a_name_with_a_comma_or_a_quote() {
+        let rows = [row("full", 70.0), row("a, \"b\"", 71.0)];
+        let text = render(&rows, Format::Csv);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(
+            lines[1],
+            "full,1,2,70.0000,0.5000,70.0000,0.5000,70.0000,0.5000,,"
+        );
+        assert_eq!(
+            lines[2],
+            "\"a, \"\"b\"\"\",1,2,71.0000,0.5000,71.0000,0.5000,71.0000,0.5000,,P R F1"
+        );
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let names: Vec<String> = reader
+            .records()
+            .map(|r| r.unwrap()[0].to_string())
+            .collect();
+        assert_eq!(names, ["full", "a, \"b\""]);
+    }
+
+    #[test]
+    fn markdown_marks_the_best_of_each_column() {
+        let text = render(&[row("full", 70.0), row("none", 71.0)], Format::Md);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "| variant | runs | P                | R                | F1               | ΔF1 |"
+        );
+        assert!(lines[1].starts_with("|---------|------|"), "{text}");
+        assert_eq!(
+            lines[3],
+            "| none    | 1/2  | **71.00 ± 0.50** | **71.00 ± 0.50** | **71.00 ± 0.50** | –   |"
+        );
     }
 }

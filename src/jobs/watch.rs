@@ -66,7 +66,7 @@ pub(crate) fn snapshot(root: &Path, program: &Path) -> Result<JobsSnapshot, Regi
             loss: run.progress.loss,
             dev_f1: run.progress.dev_f1,
             test_f1: run.progress.test.map(|t| t.f1),
-            dir: run.run.dir,
+            dir: run.run.files.dir,
         })
         .collect();
     Ok(JobsSnapshot {

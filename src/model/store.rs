@@ -192,7 +192,7 @@ impl ModelStore {
     /// writes the tiny backbones from the embedded demo world instead.
     pub fn fetch(&self, name: &str, progress: &dyn Progress) -> Result<Vec<PathBuf>, StoreError> {
         if name == "tiny" {
-            let words = crate::data::demo::embedded_words();
+            let words = crate::prompts::demo::words();
             let backbones = write_tiny_backbones(&self.root, &words, 0)?;
             return Ok(vec![backbones.text, backbones.clip]);
         }

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::tags::EntityType;
 
+pub mod demo;
+
 /// The most words a template may have: CLIP's context is 77 tokens, and a word the
 /// template is filled with may take several (the model checks the exact count).
 pub const MAX_TEMPLATE_WORDS: usize = 16;

@@ -3,12 +3,12 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use super::{EpochMetrics, Scores, TrainConfig};
+use super::{EpochMetrics, RunDir, Scores, TrainConfig};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "lowercase")]
@@ -98,15 +98,10 @@ pub struct RunLog {
 }
 
 impl RunLog {
-    pub fn open(dir: &Path) -> std::io::Result<Self> {
-        let open = |name: &str| {
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join(name))
-        };
+    pub fn open(run: &RunDir) -> std::io::Result<Self> {
+        let open = |path: PathBuf| OpenOptions::new().create(true).append(true).open(path);
         Ok(Self {
-            files: Mutex::new((open("events.jsonl")?, open("train.log")?)),
+            files: Mutex::new((open(run.events())?, open(run.train_log())?)),
         })
     }
 
@@ -174,7 +169,8 @@ mod tests {
     #[test]
     fn events_written_by_the_log_read_back_and_a_cut_line_is_listed() {
         let dir = tempfile::tempdir().unwrap();
-        let log = RunLog::open(dir.path()).unwrap();
+        let run = RunDir::new(dir.path());
+        let log = RunLog::open(&run).unwrap();
         let events = [
             Event::Resumed { after_epoch: 2 },
             Event::Finished {
@@ -191,7 +187,7 @@ mod tests {
             log.emit(event);
         }
         drop(log);
-        let path = dir.path().join("events.jsonl");
+        let path = run.events();
         let mut file = OpenOptions::new().append(true).open(&path).unwrap();
         write!(file, "{{\"event\":\"step\",\"epo").unwrap();
         let read = read_events(&path).unwrap();

@@ -4,6 +4,7 @@
 //! without the trainer.
 
 pub mod config;
+pub mod dir;
 pub mod events;
 
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use crate::model::store::ModelStore;
 use crate::model::{Backbones, ModelError, PromptMner};
 use crate::prompts::Vocabulary;
 pub use config::TrainConfig;
+pub use dir::RunDir;
 
 /// Errors reading a run directory.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +28,7 @@ pub enum RunError {
     Vocabulary(#[from] crate::prompts::VocabularyError),
     #[error(transparent)]
     Model(#[from] ModelError),
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -100,38 +102,6 @@ impl Metrics {
     }
 }
 
-/// The files of a run directory.
-pub struct RunDir {
-    pub dir: PathBuf,
-}
-
-impl RunDir {
-    pub fn config(&self) -> PathBuf {
-        self.dir.join("config.toml")
-    }
-    pub fn weights(&self) -> PathBuf {
-        self.dir.join("model.safetensors")
-    }
-    pub fn prompts(&self) -> PathBuf {
-        self.dir.join("prompts.toml")
-    }
-    pub fn metrics(&self) -> PathBuf {
-        self.dir.join("metrics.json")
-    }
-    pub fn state_dir(&self) -> PathBuf {
-        self.dir.join("state")
-    }
-    pub fn state_weights(&self) -> PathBuf {
-        self.state_dir().join("weights.safetensors")
-    }
-    pub fn state_optimizer(&self) -> PathBuf {
-        self.state_dir().join("optimizer.safetensors")
-    }
-    pub fn state_metrics(&self) -> PathBuf {
-        self.state_dir().join("metrics.json")
-    }
-}
-
 /// Resolves backbone names: a relative path under `base` (a checkpoint directory), an
 /// existing path, or a name in the model store.
 pub fn resolve_backbones(
@@ -162,9 +132,7 @@ impl Checkpoint {
     /// Loads `dir` (config.toml, model.safetensors, prompts.toml); backbones named in the
     /// config resolve under `dir` first, then as paths or store names.
     pub fn load(dir: &Path, device: &Device) -> Result<Self, RunError> {
-        let run = RunDir {
-            dir: dir.to_path_buf(),
-        };
+        let run = RunDir::new(dir);
         let config = TrainConfig::load(&run.config(), &[])?;
         let backbones = resolve_backbones(&config.backbones, Some(dir))?;
         let mut model = PromptMner::new(&backbones, &config.model, device)?;

@@ -284,10 +284,7 @@ fn model_files(init: &Path, out: &Path, varmap: &VarMap) -> Result<(), TrainErro
             })?;
         }
     }
-    let file = out.join("model.safetensors");
-    let tmp = out.join("model.safetensors.tmp");
-    varmap.save(&tmp)?;
-    std::fs::rename(&tmp, &file).map_err(|source| TrainError::Write { path: file, source })
+    super::save_atomic(&out.join("model.safetensors"), |tmp| varmap.save(tmp))
 }
 
 /// Zero-shot scene accuracy on the test images of `meta.tsv`: the label prompt of the

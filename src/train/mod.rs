@@ -95,15 +95,17 @@ fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
     }
 }
 
-/// Writes safetensors atomically (temporary file, then rename): a reader, or a process
-/// killed mid-save, leaves the old file or the new one.
+/// Writes safetensors atomically through [`crate::util::write_atomic_with`]: `save`
+/// writes the temporary file's path; a reader, or a process killed mid-save, sees the
+/// old file or the new one.
 pub fn save_atomic(
     path: &Path,
     save: impl FnOnce(&Path) -> candle_core::Result<()>,
 ) -> Result<(), TrainError> {
-    let tmp = path.with_extension("safetensors.tmp");
-    save(&tmp)?;
-    std::fs::rename(&tmp, path).map_err(write_error(path))
+    crate::util::write_atomic_with(path, |tmp| save(tmp.path())).map_err(|e| match e {
+        crate::util::SaveError::Write(e) => TrainError::Candle(e),
+        crate::util::SaveError::Io(e) => write_error(path)(e),
+    })
 }
 
 // Each `expect` here states an invariant that holds by construction.
@@ -233,9 +235,7 @@ pub fn train(
     device: &Device,
     progress: &dyn Progress,
 ) -> Result<TrainSummary, TrainError> {
-    let run = RunDir {
-        dir: out.to_path_buf(),
-    };
+    let run = RunDir::new(out);
     let has_state = run.state_metrics().is_file();
     if resume && !has_state {
         return Err(TrainError::NothingToResume(out.to_path_buf()));
@@ -247,11 +247,11 @@ pub fn train(
         unchanged_on_resume(config, &run)?;
     }
     std::fs::create_dir_all(run.state_dir()).map_err(write_error(&run.state_dir()))?;
-    let log = RunLog::open(out).map_err(write_error(out))?;
+    let log = RunLog::open(&run).map_err(write_error(out))?;
     let result = train_inner(config, &run, resume, device, &log, progress);
     if let Err(e) = &result {
         log.emit(&Event::Failed {
-            reason: e.to_string(),
+            reason: crate::util::error_chain(e),
         });
     }
     result
@@ -324,8 +324,8 @@ fn train_inner(
             for prompt in vocabulary.prompts() {
                 words.extend(prompt.text.split(' ').map(str::to_string));
             }
-            crate::model::store::write_tiny_text(&run.dir.join("text"), &words, config.seed)?;
-            names.text = "text".into();
+            crate::model::store::write_tiny_text(&run.text_backbone(), &words, config.seed)?;
+            names.text = RunDir::TEXT_BACKBONE.into();
         }
         for name in [&mut names.text, &mut names.clip] {
             if let (Ok(path), Ok(dir)) = (

@@ -17,11 +17,7 @@ use crate::data::conll::{Tweet, format_conll};
 use crate::data::spans::{Span, tags_from_spans};
 use crate::data::tags::EntityType;
 use crate::progress::{Progress, Task};
-use crate::prompts::Vocabulary;
 use scenes::{Scene, View};
-
-/// The vocabulary the demo's captions are written with (`prompts/demo.toml`).
-pub const DEMO_VOCABULARY: &str = include_str!("../../../prompts/demo.toml");
 
 /// `data/demo` of the working directory when there is one, else of the source tree
 /// the program was built from.
@@ -86,18 +82,6 @@ pub fn dataset_words(dir: &Path) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
-/// Every word of the embedded demo world's tweets and prompt vocabulary (the tiny
-/// backbones' tokenizers are built from it).
-pub fn embedded_words() -> std::collections::BTreeSet<String> {
-    let mut words = dataset_words(&embedded_dir());
-    if let Ok(vocabulary) = demo_vocabulary() {
-        for prompt in vocabulary.prompts() {
-            words.extend(prompt.text.split(' ').map(str::to_string));
-        }
-    }
-    words
-}
-
 /// The seed `data/demo` is generated with.
 pub const DEFAULT_SEED: u64 = 2022;
 
@@ -154,29 +138,27 @@ pub struct DemoWorld {
 /// Errors writing the demo world.
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot encode {path}: {source}")]
+    #[error("cannot encode {path}")]
     Encode {
         path: PathBuf,
         source: image::ImageError,
     },
-    #[error("prompts/demo.toml is invalid: {0}")]
-    Vocabulary(#[from] crate::prompts::VocabularyError),
 }
 
-/// The demo vocabulary, parsed.
-pub fn demo_vocabulary() -> Result<Vocabulary, crate::prompts::VocabularyError> {
-    Vocabulary::parse(DEMO_VOCABULARY, Path::new("prompts/demo.toml"))
-}
-
-/// Generates the world. Each tweet draws from its own generator seeded by
-/// (seed, index), so output depends on nothing but the configuration.
-pub fn generate(config: &DemoConfig, progress: &dyn Progress) -> Result<DemoWorld, DemoError> {
-    let vocabulary = demo_vocabulary()?;
+/// Generates the world; `caption` turns a word of [`View::caption_words`] into an
+/// image's caption (the demo vocabulary's template filled with it). Each tweet draws
+/// from its own generator seeded by (seed, index), so output depends on nothing but
+/// the configuration.
+pub fn generate(
+    config: &DemoConfig,
+    caption: &dyn Fn(&str) -> String,
+    progress: &dyn Progress,
+) -> DemoWorld {
     let total: usize = config.sizes.iter().sum();
     let mut task = Task::start(progress, "drawing the demo world", total as u64);
     let mut index = 0u64;
@@ -184,7 +166,7 @@ pub fn generate(config: &DemoConfig, progress: &dyn Progress) -> Result<DemoWorl
     for (split, &size) in crate::data::SPLITS.iter().zip(&config.sizes) {
         let tweets = (0..size)
             .map(|i| {
-                let tweet = generate_tweet(config, &vocabulary, split, i, index);
+                let tweet = generate_tweet(config, caption, split, i, index);
                 index += 1;
                 task.advance(1);
                 tweet
@@ -193,7 +175,7 @@ pub fn generate(config: &DemoConfig, progress: &dyn Progress) -> Result<DemoWorl
         splits.push((split.to_string(), tweets));
     }
     drop(task);
-    Ok(DemoWorld { splits })
+    DemoWorld { splits }
 }
 
 fn tweet_rng(seed: u64, index: u64) -> ChaCha8Rng {
@@ -212,7 +194,7 @@ fn pick<'a, T>(rng: &mut ChaCha8Rng, items: &'a [T]) -> &'a T {
 
 fn generate_tweet(
     config: &DemoConfig,
-    vocabulary: &Vocabulary,
+    caption: &dyn Fn(&str) -> String,
     split: &str,
     i: usize,
     index: u64,
@@ -261,10 +243,7 @@ fn generate_tweet(
             let image = view.draw(&mut rng, config.image_size);
             let words = view.caption_words();
             let count = rng.random_range(1..=words.len().min(3));
-            let captions = words
-                .sample(&mut rng, count)
-                .map(|w| vocabulary.fill(w))
-                .collect();
+            let captions = words.sample(&mut rng, count).map(|w| caption(w)).collect();
             (Some(image), captions)
         }
         None => (None, Vec::new()),
