@@ -65,7 +65,8 @@ fn main() -> std::process::ExitCode {
     match promptmner::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {}", promptmner::cli::describe_error(&err));
+            // Each level of the chain says its own cause once: "a: b: c".
+            eprintln!("error: {err:#}");
             std::process::ExitCode::FAILURE
         }
     }

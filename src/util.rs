@@ -183,19 +183,6 @@ pub(crate) fn read_text_bounded(path: &Path, limit: u64) -> std::io::Result<Stri
     })
 }
 
-/// `error` and each of its sources, joined by ": " (each level says its own cause
-/// once, so nothing repeats).
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

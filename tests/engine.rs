@@ -112,7 +112,7 @@ impl Reference {
         image_from: Option<usize>,
     ) -> Prediction {
         let model = &self.checkpoint.model;
-        let bank = common::bank(&model, vocabulary, continuous);
+        let bank = common::bank(model, vocabulary, continuous);
         let pieces = model.tokenize(&self.tweets[i].words).unwrap();
         let image = self.image(image_from);
         let embeds: Vec<Option<&Tensor>> = vec![image.embedding()];

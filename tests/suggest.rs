@@ -66,7 +66,7 @@ fn a_suggestions_delta_equals_a_rescoring_with_the_word_added() {
     .unwrap();
     let f1 = |vocabulary: &Vocabulary| {
         let bank = common::bank(
-            &model,
+            model,
             vocabulary,
             checkpoint.config.model.continuous_prompts,
         );

@@ -18,6 +18,7 @@ use crate::model::store::write_random;
 use crate::model::{Backbones, ModelConfig, PromptMner};
 use crate::progress::{Progress, Task};
 use crate::prompts::{Vocabulary, WordList};
+use crate::run::RunDir;
 use crate::run::TrainConfig;
 use crate::run::config::BackboneNames;
 
@@ -232,10 +233,12 @@ fn prepare(dir: &Path, inputs: &Inputs) -> Result<(PathBuf, PathBuf), BenchError
     };
     let model = PromptMner::new(&backbones, &model_config, &Device::Cpu)?;
     model.initialize_new_layers(20)?;
-    model.save_weights(&checkpoint.join("model.safetensors"))?;
+    let run = RunDir::new(&checkpoint);
+    model.save_weights(&run.weights())?;
     let vocabulary = twitter_vocabulary();
-    let prompts = checkpoint.join("prompts.toml");
-    std::fs::write(&prompts, vocabulary.to_toml()).map_err(write_error(&prompts))?;
+    let prompts = run.prompts();
+    crate::util::write_atomic(&prompts, vocabulary.to_toml().as_bytes())
+        .map_err(write_error(&prompts))?;
     let config = TrainConfig {
         data: data.clone(),
         images: None,
@@ -253,8 +256,8 @@ fn prepare(dir: &Path, inputs: &Inputs) -> Result<(PathBuf, PathBuf), BenchError
         log_every: 10,
         max_train_examples: 0,
     };
-    let file = checkpoint.join("config.toml");
-    std::fs::write(&file, config.to_toml()).map_err(write_error(&file))?;
+    let file = run.config();
+    crate::util::write_atomic(&file, config.to_toml().as_bytes()).map_err(write_error(&file))?;
     std::fs::write(&done, b"").map_err(write_error(&done))?;
     Ok((checkpoint, data))
 }

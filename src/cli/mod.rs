@@ -179,20 +179,6 @@ pub enum DataCommand {
     },
 }
 
-/// An error and its causes, each said once: a cause whose text the message already holds
-/// (error messages here often name their source) is not repeated.
-pub fn describe_error(err: &anyhow::Error) -> String {
-    let mut message = err.to_string();
-    for cause in err.chain().skip(1) {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-    }
-    message
-}
-
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let Some(command) = cli.command else {

@@ -175,9 +175,7 @@ impl Worker {
         let stage_counters = StageCounters::default();
         let bank =
             prompt_cache.bank(&model, &checkpoint.vocabulary, continuous, &stage_counters)?;
-        let run = RunDir {
-            dir: source.checkpoint.clone(),
-        };
+        let run = RunDir::new(&source.checkpoint);
         let text_cache = options.cache_root.as_ref().and_then(|root| {
             let tokenizer = model.backbones.text.join("tokenizer.json");
             let files: [&Path; 3] = [&run.config(), &run.weights(), &tokenizer];

@@ -52,7 +52,7 @@ pub enum TrainError {
     Run(#[from] crate::run::RunError),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         path: PathBuf,
         source: std::io::Error,

@@ -67,7 +67,7 @@ pub(crate) enum TuiError {
     Terminal(#[from] std::io::Error),
     #[error(transparent)]
     Vocabulary(#[from] VocabularyError),
-    #[error("cannot write the frame figures to {path}: {source}")]
+    #[error("cannot write the frame figures to {path}")]
     FrameStats {
         path: PathBuf,
         source: std::io::Error,
@@ -77,7 +77,7 @@ pub(crate) enum TuiError {
 /// Where `s` saves: `--prompts`, else `<checkpoint>-prompts.toml` beside the checkpoint.
 /// Saving over the checkpoint's own prompts.toml needs a yes.
 pub(crate) fn save_target(checkpoint: &Path, prompts: Option<&Path>) -> (PathBuf, bool) {
-    let own = checkpoint.join("prompts.toml");
+    let own = crate::run::RunDir::new(checkpoint).prompts();
     match prompts {
         Some(path) => {
             let same = std::fs::canonicalize(path).ok() == std::fs::canonicalize(&own).ok()
@@ -248,9 +248,11 @@ fn run_on(
         }
     }
     if let Some(path) = &options.frame_stats {
-        std::fs::write(path, frames.to_json()).map_err(|source| TuiError::FrameStats {
-            path: path.clone(),
-            source,
+        crate::util::write_atomic(path, frames.to_json().as_bytes()).map_err(|source| {
+            TuiError::FrameStats {
+                path: path.clone(),
+                source,
+            }
         })?;
     }
     tracing::info!("frame times: {}", frames.to_json());
@@ -415,7 +417,7 @@ impl Workbench<'_> {
                 let result = vocabulary
                     .save(&path)
                     .map(|()| path)
-                    .map_err(|e| e.to_string());
+                    .map_err(|e| crate::util::error_chain(&e));
                 return Some(Action::Saved(result));
             }
             Effect::SubmitRuns {
@@ -434,13 +436,15 @@ impl Workbench<'_> {
                 };
                 let root = app.session.runs_root.clone();
                 self.background.run(move || {
-                    Action::Queued(queue_runs(&root, &submission).map_err(|e| e.to_string()))
+                    Action::Queued(
+                        queue_runs(&root, &submission).map_err(|e| crate::util::error_chain(&e)),
+                    )
                 });
             }
             Effect::CancelRun(id) => {
                 let root = app.session.runs_root.clone();
                 self.background.run(move || {
-                    let result = cancel_run(&root, &id).map_err(|e| e.to_string());
+                    let result = cancel_run(&root, &id).map_err(|e| crate::util::error_chain(&e));
                     Action::Cancelled { id, result }
                 });
             }
@@ -566,7 +570,7 @@ fn watch_jobs(root: PathBuf, to: Sender<Wake>) {
                         break;
                     }
                 }
-                Err(e) => tracing::warn!("jobs panel: {e}"),
+                Err(e) => tracing::warn!("jobs panel: {}", crate::util::error_chain(&e)),
             }
             std::thread::sleep(Duration::from_secs(1));
         }
@@ -626,7 +630,7 @@ fn encode_image(picker: &Picker, job: ImageJob) -> ImageOutcome {
         .and_then(|image| {
             picker
                 .new_protocol(image, job.area, Resize::Scale(None))
-                .map_err(|e| e.to_string())
+                .map_err(|e| crate::util::error_chain(&e))
         });
     match encoded {
         Ok(protocol) => ImageOutcome::Shown(ShownImage {
