@@ -70,7 +70,7 @@ impl PromptBank {
 }
 
 /// What the prompt stage computes of one prompt (or, for the continuous prompts, of
-/// all of them as rows): unit embeddings [e] / [N, e] and clue rows [d] / [N, d] (none
+/// all of them as rows): unit embeddings `[e]` / `[N, e]` and clue rows `[d]` / `[N, d]` (none
 /// without fusion). Prompt caches hold these.
 #[derive(Clone)]
 pub struct PromptEncoding {

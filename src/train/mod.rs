@@ -95,7 +95,7 @@ fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
     }
 }
 
-/// Writes safetensors atomically through [`crate::util::write_atomic_with`]: `save`
+/// Writes safetensors atomically through `util::write_atomic_with`: `save`
 /// writes the temporary file's path; a reader, or a process killed mid-save, sees the
 /// old file or the new one.
 pub fn save_atomic(

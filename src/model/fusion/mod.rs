@@ -1,6 +1,6 @@
 //! Modality-aware attention (DESIGN §4 item 5): the plain batched forward (training,
 //! and live rescoring on devices other than the CPU), and the prompt-independent half
-//! of the staged split (DESIGN §5) that the CPU scoring stage in [`cpu`] finishes.
+//! of the staged split (DESIGN §5) that the CPU scoring stage in `cpu.rs` finishes.
 //!
 //! Text queries attend jointly over text keys and clue keys; clues have their own
 //! key/value projections and a learned per-head bias on their logits; a sigmoid gate
