@@ -64,7 +64,7 @@ pub(crate) enum Edit {
 /// Why an edit was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum EditRefused {
-    #[error("{0}")]
+    #[error(transparent)]
     Invalid(#[from] VocabularyInvalid),
     #[error("a word cannot be empty")]
     EmptyWord,

@@ -63,7 +63,7 @@ pub(crate) struct TuiOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum TuiError {
-    #[error("the terminal failed: {0}")]
+    #[error("the terminal failed")]
     Terminal(#[from] std::io::Error),
     #[error(transparent)]
     Vocabulary(#[from] VocabularyError),
