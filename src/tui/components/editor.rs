@@ -25,7 +25,7 @@ pub(crate) struct EditorPanel {
 /// The editor's keys: the moves over its rows, and the edits of the row under the cursor.
 pub(crate) fn handle(app: &mut App, command: Command) -> Handled {
     match on_row(app, command) {
-        Some(effects) => Handled::Consumed(effects),
+        Some(effects) => Handled::effects(effects),
         None => Handled::NotConsumed,
     }
 }
@@ -33,7 +33,7 @@ pub(crate) fn handle(app: &mut App, command: Command) -> Handled {
 /// `e`: the editor in place of the example list, focused, or the list back.
 pub(crate) fn toggle(app: &mut App) -> Vec<Effect> {
     app.editor.shown = !app.editor.shown;
-    app.focus = if app.editor.shown {
+    app.shared.focus = if app.editor.shown {
         Focus::Editor
     } else {
         Focus::List
@@ -49,11 +49,11 @@ fn on_row(app: &mut App, command: Command) -> Option<Vec<Effect>> {
     match command {
         Command::Down => editor.cursor = (editor.cursor + 1).min(rows - 1),
         Command::Up => editor.cursor = editor.cursor.saturating_sub(1),
-        Command::PageDown => editor.cursor = (editor.cursor + app.page).min(rows - 1),
-        Command::PageUp => editor.cursor = editor.cursor.saturating_sub(app.page),
+        Command::PageDown => editor.cursor = (editor.cursor + app.shared.page).min(rows - 1),
+        Command::PageUp => editor.cursor = editor.cursor.saturating_sub(app.shared.page),
         Command::Top => editor.cursor = 0,
         Command::Bottom => editor.cursor = rows - 1,
-        Command::Back => app.focus = Focus::Tweet,
+        Command::Back => app.shared.focus = Focus::Tweet,
         Command::AddWord => {
             if let Row::List(kind, list) | Row::Word(kind, list, _) = row {
                 return Some(input(app, InputPurpose::AddWord(kind, list), ""));
@@ -102,10 +102,10 @@ pub(crate) fn history(app: &mut App, step: fn(&mut Editor) -> bool, none: &str) 
         return Vec::new();
     };
     if step(editor) {
-        app.message = None;
+        app.shared.message = None;
         vocabulary_effects(app)
     } else {
-        app.message = Some(none.into());
+        app.shared.message = Some(none.into());
         Vec::new()
     }
 }
@@ -116,7 +116,7 @@ pub(crate) fn continuous(app: &mut App, step: isize) -> Vec<Effect> {
     };
     let now = editor.state.vocabulary.continuous;
     let Some(count) = now.checked_add_signed(step) else {
-        app.message = Some("already no continuous prompts".into());
+        app.shared.message = Some("already no continuous prompts".into());
         return Vec::new();
     };
     edit(app, Edit::Continuous(count))
@@ -129,11 +129,11 @@ pub(crate) fn edit(app: &mut App, edit: Edit) -> Vec<Effect> {
     };
     match editor.apply(edit) {
         Ok(()) => {
-            app.message = None;
+            app.shared.message = None;
             vocabulary_effects(app)
         }
         Err(refused) => {
-            app.message = Some(format!("refused: {refused}"));
+            app.shared.message = Some(format!("refused: {refused}"));
             Vec::new()
         }
     }
@@ -158,7 +158,7 @@ pub(crate) fn vocabulary_effects(app: &mut App) -> Vec<Effect> {
         effects.push(Effect::SetContinuous(wanted.continuous));
     }
     if !effects.is_empty() {
-        app.engine = EngineState::Rescoring { done: 0, total: 0 };
+        app.shared.engine = EngineState::Rescoring { done: 0, total: 0 };
     }
     effects
 }
@@ -167,11 +167,11 @@ pub(crate) fn save(app: &mut App, confirmed: bool) -> Vec<Effect> {
     let Some(editor) = &app.editor.vocabulary else {
         return Vec::new();
     };
-    if app.session.save_needs_confirm && !confirmed {
+    if app.shared.session.save_needs_confirm && !confirmed {
         return app.overlays.open(Overlay::ConfirmOverwrite);
     }
     vec![Effect::Save {
-        path: app.session.save_path.clone(),
+        path: app.shared.session.save_path.clone(),
         vocabulary: editor.state.effective(),
     }]
 }
@@ -183,9 +183,9 @@ pub(crate) fn saved(app: &mut App, result: Result<std::path::PathBuf, String>) {
             if let Some(editor) = &mut app.editor.vocabulary {
                 editor.saved = editor.state.clone();
             }
-            app.message = Some(format!("saved {}", path.display()));
+            app.shared.message = Some(format!("saved {}", path.display()));
         }
-        Err(message) => app.message = Some(message),
+        Err(message) => app.shared.message = Some(message),
     }
 }
 
@@ -199,7 +199,7 @@ pub(crate) fn suggest(app: &mut App) -> Vec<Effect> {
         return Vec::new();
     };
     let (Row::List(kind, list) | Row::Word(kind, list, _)) = editor.current_row() else {
-        app.message = Some("put the editor's cursor on a list (e), then S".into());
+        app.shared.message = Some("put the editor's cursor on a list (e), then S".into());
         return Vec::new();
     };
     let base = editor.state.effective();
@@ -213,7 +213,7 @@ pub(crate) fn suggest(app: &mut App) -> Vec<Effect> {
             .unwrap_or_default()
     });
     if candidates.is_empty() {
-        app.message = Some(format!(
+        app.shared.message = Some(format!(
             "{kind} has no candidates (a `candidates` list in the vocabulary)"
         ));
         return Vec::new();
@@ -342,9 +342,9 @@ mod tests {
         typed(&mut app, "Player");
         assert!(command(&mut app, Command::Open).is_empty());
         assert!(
-            app.message.as_deref().unwrap().contains("twice"),
+            app.shared.message.as_deref().unwrap().contains("twice"),
             "{:?}",
-            app.message
+            app.shared.message
         );
         command(&mut app, Command::AddWord);
         assert!(command(&mut app, Command::Open).is_empty(), "an empty word");
@@ -354,9 +354,9 @@ mod tests {
         }
         typed(&mut app, "a photo");
         assert!(command(&mut app, Command::Open).is_empty());
-        assert!(app.message.as_deref().unwrap().contains("{}"));
+        assert!(app.shared.message.as_deref().unwrap().contains("{}"));
         assert!(command(&mut app, Command::MoreContinuous).is_empty());
-        assert!(app.message.as_deref().unwrap().contains("retrain"));
+        assert!(app.shared.message.as_deref().unwrap().contains("retrain"));
         assert_eq!(app.editor.vocabulary.unwrap().state, before);
     }
 
@@ -379,7 +379,7 @@ mod tests {
     #[test]
     fn saving_over_the_checkpoints_prompts_needs_a_yes() {
         let mut app = loaded();
-        app.session.save_needs_confirm = true;
+        app.shared.session.save_needs_confirm = true;
         assert!(command(&mut app, Command::Save).is_empty());
         assert_eq!(app.overlays.top(), Some(&Overlay::ConfirmOverwrite));
         command(&mut app, Command::Deny);

@@ -23,22 +23,57 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::widgets::{Block, BorderType};
 
 use crate::data::tags::EntityType;
-use crate::tui::app::{App, Effect, Focus};
+use crate::tui::app::{App, Command, Effect, Focus, Shared};
+
+/// A panel of the workbench: its own state (`self`), its keys and its draw. It reads
+/// the rest of the workbench through [`Shared`] and changes it only through the
+/// [`Message`]s it answers with.
+pub(crate) trait Component {
+    /// Answers a command: consumed (with its messages) or not. A panel without keys
+    /// consumes nothing.
+    fn handle(&mut self, _command: Command, _shared: &Shared) -> Handled {
+        Handled::NotConsumed
+    }
+
+    fn draw(&self, frame: &mut Frame, area: Rect, shared: &Shared);
+}
+
+/// What a component asks of the rest of the workbench; the `App` applies these in
+/// order after the handler returns.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Message {
+    /// For the event loop to carry out.
+    Effect(Effect),
+    /// The keys go to another panel.
+    Focus(Focus),
+    /// The status bar says this.
+    Status(String),
+    /// The list moves (the tweet view steps through it with the list's keys).
+    StepList(Command),
+    /// The list selected this tweet: its view starts at its first word and the engine
+    /// is asked for it.
+    Selected(usize),
+}
 
 /// A component's answer to a command.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Handled {
-    /// The component took the command; the loop carries out these effects.
-    Consumed(Vec<Effect>),
+    /// The component took the command; the `App` applies these messages.
+    Consumed(Vec<Message>),
     /// Not this component's: the next in line gets it.
     NotConsumed,
 }
 
 impl Handled {
-    /// The effects, when consumed.
-    pub(crate) fn consumed(self) -> Option<Vec<Effect>> {
+    /// Consumed, with only effects for the loop.
+    pub(crate) fn effects(effects: Vec<Effect>) -> Self {
+        Handled::Consumed(effects.into_iter().map(Message::Effect).collect())
+    }
+
+    /// The messages, when consumed.
+    pub(crate) fn consumed(self) -> Option<Vec<Message>> {
         match self {
-            Handled::Consumed(effects) => Some(effects),
+            Handled::Consumed(messages) => Some(messages),
             Handled::NotConsumed => None,
         }
     }
@@ -93,27 +128,27 @@ impl Areas {
 
 /// Draws the whole screen.
 pub(crate) fn draw(app: &App, frame: &mut Frame) {
-    let areas = Areas::of(frame.area(), app.compare.is_some());
+    let areas = Areas::of(frame.area(), app.shared.compare.is_some());
     if app.jobs.shown {
         let main = Rect {
             height: areas.status.y - frame.area().y,
             ..frame.area()
         };
-        jobs::draw(app, frame, main);
-        status::draw(app, frame, areas.status);
+        app.jobs.draw(frame, main, &app.shared);
+        app.status.draw(frame, areas.status, &app.shared);
         overlays::draw(app, frame);
         return;
     }
     if app.editor.shown {
         editor::draw(app, frame, areas.left);
     } else {
-        list::draw(app, frame, areas.left);
+        app.list.draw(frame, areas.left, &app.shared);
     }
-    tweet::draw(app, frame, areas.tweet);
-    image::draw(app, frame, areas.image);
-    prompts::draw(app, frame, areas.prompts);
-    metrics::draw(app, frame, areas.metrics);
-    status::draw(app, frame, areas.status);
+    app.tweet.draw(frame, areas.tweet, &app.shared);
+    app.image.draw(frame, areas.image, &app.shared);
+    app.prompts.draw(frame, areas.prompts, &app.shared);
+    app.metrics.draw(frame, areas.metrics, &app.shared);
+    app.status.draw(frame, areas.status, &app.shared);
     overlays::draw(app, frame);
 }
 
@@ -131,7 +166,7 @@ pub(crate) fn panel(title: impl Into<String>, focused: bool) -> Block<'static> {
 }
 
 pub(crate) fn focused(app: &App, focus: Focus) -> bool {
-    app.overlays.top().is_none() && app.focus == focus
+    app.overlays.top().is_none() && app.shared.focus == focus
 }
 
 /// Each entity type's colour (the 16-colour palette, so it reads on any terminal).

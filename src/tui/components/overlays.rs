@@ -8,7 +8,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, List, ListItem, ListState, Paragraph};
 
-use super::{Handled, centered, editor, list, panel};
+use super::{Handled, centered, editor, panel};
 use crate::jobs::variant::Variant;
 use crate::prompts::WordList;
 use crate::tui::app::{App, Command, Effect, Focus};
@@ -123,7 +123,7 @@ fn live_search(app: &mut App) -> Vec<Effect> {
             text,
         })) => {
             app.list.query = text.clone();
-            list::refilter(app)
+            app.refilter()
         }
         _ => Vec::new(),
     }
@@ -132,7 +132,7 @@ fn live_search(app: &mut App) -> Vec<Effect> {
 /// The top overlay's keys; an open overlay consumes every command.
 pub(crate) fn handle(app: &mut App, command: Command) -> Handled {
     match app.overlays.top().cloned() {
-        Some(overlay) => Handled::Consumed(on_overlay(app, overlay, command)),
+        Some(overlay) => Handled::effects(on_overlay(app, overlay, command)),
         None => Handled::NotConsumed,
     }
 }
@@ -172,7 +172,7 @@ fn on_overlay(app: &mut App, overlay: Overlay, command: Command) -> Vec<Effect> 
             }
             Command::Deny | Command::Back => {
                 app.overlays.close();
-                app.message = Some("not saved".into());
+                app.shared.message = Some("not saved".into());
                 Vec::new()
             }
             _ => Vec::new(),
@@ -186,7 +186,7 @@ fn on_overlay(app: &mut App, overlay: Overlay, command: Command) -> Vec<Effect> 
                 app.overlays.close();
                 if input.purpose == InputPurpose::Search {
                     app.list.query.clear();
-                    return list::refilter(app);
+                    return app.refilter();
                 }
                 Vec::new()
             }
@@ -196,7 +196,7 @@ fn on_overlay(app: &mut App, overlay: Overlay, command: Command) -> Vec<Effect> 
 }
 
 fn filter_menu(app: &mut App, cursor: usize, command: Command) -> Vec<Effect> {
-    let filters = app.filters();
+    let filters = app.shared.filters();
     let cursor = match command {
         Command::Down => (cursor + 1).min(filters.len() - 1),
         Command::Up => cursor.saturating_sub(1),
@@ -204,7 +204,7 @@ fn filter_menu(app: &mut App, cursor: usize, command: Command) -> Vec<Effect> {
         Command::Bottom => filters.len() - 1,
         Command::Open => {
             app.overlays.close();
-            return list::set_filter(app, filters[cursor]);
+            return app.set_filter(filters[cursor]);
         }
         Command::Back | Command::Quit | Command::FilterMenu => {
             app.overlays.close();
@@ -219,7 +219,7 @@ fn filter_menu(app: &mut App, cursor: usize, command: Command) -> Vec<Effect> {
 fn submit(app: &mut App, input: Input) -> Vec<Effect> {
     match input.purpose {
         InputPurpose::Search => {
-            app.focus = Focus::List;
+            app.shared.focus = Focus::List;
             Vec::new()
         }
         InputPurpose::AddWord(kind, list) => {
@@ -264,7 +264,7 @@ fn ablation_dialog(
                 picked.push(variants[cursor]);
             }
             let Some(editor) = &app.editor.vocabulary else {
-                app.message = Some("the checkpoint is still loading".into());
+                app.shared.message = Some("the checkpoint is still loading".into());
                 return Vec::new();
             };
             return vec![Effect::SubmitRuns {
@@ -294,8 +294,8 @@ fn confusion_matrix(app: &mut App, row: usize, col: usize, command: Command) -> 
         Command::WordLeft => (row, col.saturating_sub(1)),
         Command::Open => {
             app.overlays.close();
-            app.focus = Focus::List;
-            return list::set_filter(app, Filter::Confusion(classes[row], classes[col]));
+            app.shared.focus = Focus::List;
+            return app.set_filter(Filter::Confusion(classes[row], classes[col]));
         }
         Command::Back | Command::Quit | Command::Confusion => {
             app.overlays.close();
@@ -412,8 +412,8 @@ fn question(frame: &mut Frame, area: Rect, title: &str, text: &[&str]) {
 }
 
 fn filter_menu_window(app: &App, cursor: usize, frame: &mut Frame, area: Rect) {
-    let data = app.filter_data();
-    let filters = app.filters();
+    let data = app.shared.filter_data();
+    let filters = app.shared.filters();
     let items: Vec<ListItem> = filters
         .iter()
         .map(|&filter| {
@@ -459,7 +459,7 @@ fn confusion_window(app: &App, row: usize, col: usize, frame: &mut Frame, area: 
         "confusion · rows gold, columns predicted · Enter lists",
         true,
     );
-    let Some(scores) = &app.scores else {
+    let Some(scores) = &app.shared.scores else {
         frame.render_widget(Paragraph::new("no scores yet").block(block), rect);
         return;
     };
@@ -542,7 +542,7 @@ fn suggestions_window(app: &App, cursor: usize, frame: &mut Frame, area: Rect) {
 fn help(app: &App, beneath: Option<&Overlay>, frame: &mut Frame, area: Rect) {
     // The help lists the keys of the view beneath it, not its own.
     let mut lines = Vec::new();
-    for (title, bindings) in keys::context_of(beneath, app.focus) {
+    for (title, bindings) in keys::context_of(beneath, app.shared.focus) {
         lines.push(Line::styled(
             title.to_string(),
             Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED),
