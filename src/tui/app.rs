@@ -14,7 +14,7 @@ use crate::jobs::table::Format;
 use crate::jobs::variant::Variant;
 use crate::jobs::watch::JobsSnapshot;
 use crate::prompts::{Vocabulary, WordList};
-use crate::tui::components::editor::{self, EditorPanel};
+use crate::tui::components::editor::EditorPanel;
 use crate::tui::components::image::{ImageOutcome, ImagePanel};
 use crate::tui::components::jobs::JobsPanel;
 use crate::tui::components::list::ExampleList;
@@ -186,9 +186,6 @@ pub(crate) struct App {
     /// The vocabulary (with continuous count) the engine was last given.
     pub engine_vocabulary: Option<Vocabulary>,
     pub quit: bool,
-    pub suggestions: Option<Suggestions>,
-    /// `--candidates`: words for suggestions, instead of the vocabulary's.
-    pub candidates: Option<Vec<String>>,
     pub list: ExampleList,
     pub tweet: TweetPanel,
     pub image: ImagePanel,
@@ -222,6 +219,9 @@ pub(crate) struct Shared {
     pub page: usize,
     /// The second checkpoint of `--compare`.
     pub compare: Option<Compare>,
+    pub suggestions: Option<Suggestions>,
+    /// `--candidates`: words for suggestions, instead of the vocabulary's.
+    pub candidates: Option<Vec<String>>,
     /// The tweet under the list's cursor.
     pub selected: Option<usize>,
     /// The word under the tweet view's cursor.
@@ -273,6 +273,8 @@ impl App {
                 message: None,
                 page: 10,
                 compare: None,
+                suggestions: None,
+                candidates: None,
                 selected: None,
                 word_cursor: 0,
                 unsaved: false,
@@ -281,8 +283,6 @@ impl App {
             start_vocabulary: None,
             engine_vocabulary: None,
             quit: false,
-            suggestions: None,
-            candidates: None,
             list: ExampleList::default(),
             tweet: TweetPanel::default(),
             image: ImagePanel::default(),
@@ -301,7 +301,7 @@ impl App {
     pub(crate) fn sync(&mut self) {
         self.shared.selected = self.list.selected();
         self.shared.word_cursor = self.tweet.word_cursor;
-        self.shared.unsaved = self.unsaved();
+        self.shared.unsaved = self.editor.unsaved();
         self.shared.overlay_open = self.overlays.top().is_some();
     }
 
@@ -313,6 +313,10 @@ impl App {
                 Message::Effect(effect) => effects.push(effect),
                 Message::Focus(focus) => self.shared.focus = focus,
                 Message::Status(text) => self.shared.message = Some(text),
+                Message::ClearStatus => self.shared.message = None,
+                Message::Open(overlay) => effects.extend(self.overlays.open(overlay)),
+                Message::Search(search) => self.shared.suggestions = Some(search),
+                Message::VocabularyChanged => effects.extend(self.vocabulary_effects()),
                 Message::StepList(command) => {
                     let moved = self.list.step(command, &self.shared);
                     effects.extend(self.apply(moved.consumed().unwrap_or_default()));
@@ -325,6 +329,42 @@ impl App {
         }
         self.sync();
         effects
+    }
+
+    /// The engine requests that bring it to the editor's vocabulary: the words and
+    /// template when they changed, the continuous count when it changed.
+    pub(crate) fn vocabulary_effects(&mut self) -> Vec<Effect> {
+        let Some(editor) = &self.editor.vocabulary else {
+            return Vec::new();
+        };
+        let wanted = editor.state.effective();
+        let sent = self.engine_vocabulary.replace(wanted.clone());
+        let mut effects = Vec::new();
+        let words_changed = sent
+            .as_ref()
+            .is_none_or(|sent| sent.template != wanted.template || sent.types != wanted.types);
+        if words_changed {
+            effects.push(Effect::SetVocabulary(wanted.clone()));
+        }
+        if sent.is_none_or(|sent| sent.continuous != wanted.continuous) {
+            effects.push(Effect::SetContinuous(wanted.continuous));
+        }
+        if !effects.is_empty() {
+            self.shared.engine = EngineState::Rescoring { done: 0, total: 0 };
+        }
+        effects
+    }
+
+    /// Saves the vocabulary (`confirmed`: the overwrite was asked and answered yes).
+    pub(crate) fn save(&mut self, confirmed: bool) -> Vec<Effect> {
+        let messages = self.editor.save(confirmed, &self.shared);
+        self.apply(messages)
+    }
+
+    /// An edit of the vocabulary (typed into an input line, or a suggestion taken).
+    pub(crate) fn edit(&mut self, edit: crate::tui::editor::Edit) -> Vec<Effect> {
+        let messages = self.editor.edit(edit);
+        self.apply(messages)
     }
 
     /// The list recomputed (the data or the query changed).
@@ -345,7 +385,7 @@ impl App {
     }
 
     pub(crate) fn unsaved(&self) -> bool {
-        self.editor.vocabulary.as_ref().is_some_and(Editor::unsaved)
+        self.editor.unsaved()
     }
 
     /// The current tweet's view, when it is the selected tweet's.
@@ -415,7 +455,7 @@ fn on_action(app: &mut App, action: Action) -> Vec<Effect> {
             Vec::new()
         }
         Action::Suggested(suggestion) => {
-            if let Some(search) = &mut app.suggestions {
+            if let Some(search) = &mut app.shared.suggestions {
                 let at = search
                     .results
                     .partition_point(|s| s.delta_f1 >= suggestion.delta_f1);
@@ -424,7 +464,7 @@ fn on_action(app: &mut App, action: Action) -> Vec<Effect> {
             Vec::new()
         }
         Action::SuggestionsDone(error) => {
-            if let Some(search) = &mut app.suggestions {
+            if let Some(search) = &mut app.shared.suggestions {
                 search.running = false;
             }
             app.shared.message =
@@ -450,8 +490,8 @@ fn on_action(app: &mut App, action: Action) -> Vec<Effect> {
             Vec::new()
         }
         Action::Saved(result) => {
-            editor::saved(app, result);
-            Vec::new()
+            let messages = app.editor.saved(result);
+            app.apply(messages)
         }
     }
 }
@@ -476,7 +516,7 @@ fn on_focused(app: &mut App, command: Command) -> Handled {
     match app.shared.focus {
         Focus::List => app.list.handle(command, &app.shared),
         Focus::Tweet => app.tweet.handle(command, &app.shared),
-        Focus::Editor => editor::handle(app, command),
+        Focus::Editor => app.editor.handle(command, &app.shared),
         Focus::Jobs => app.jobs.handle(command, &app.shared),
     }
 }
@@ -487,23 +527,34 @@ fn on_image(app: &mut App, command: Command) -> Handled {
 
 /// The keys that mean the same in every panel.
 fn on_global(app: &mut App, command: Command) -> Handled {
+    let messages = match command {
+        Command::Editor => app.editor.toggle(),
+        Command::Jobs => app.jobs.toggle(),
+        Command::Suggest => app.editor.suggest(&app.shared),
+        Command::NextFilter => app.list.cycle_filter(1, &app.shared),
+        Command::PreviousFilter => app.list.cycle_filter(-1, &app.shared),
+        Command::Save => app.editor.save(false, &app.shared),
+        Command::Undo => app.editor.history(Editor::undo, "nothing to undo"),
+        Command::Redo => app.editor.history(Editor::redo, "nothing to redo"),
+        Command::MoreContinuous => app.editor.continuous(1),
+        Command::FewerContinuous => app.editor.continuous(-1),
+        _ => return on_window(app, command),
+    };
+    Handled::Consumed(messages)
+}
+
+/// The keys that open a window, quit or move between panels.
+fn on_window(app: &mut App, command: Command) -> Handled {
     let effects = match command {
         Command::Quit => quit(app),
         Command::Help => app.overlays.open(Overlay::Help),
         Command::NextPanel => next_panel(app),
-        Command::Editor => editor::toggle(app),
-        Command::Jobs => return Handled::Consumed(app.jobs.toggle()),
         Command::Ablations => app.overlays.open(Overlay::Ablation {
             cursor: 0,
             chosen: vec![false; Variant::menu().len()],
             seeds: 3,
         }),
         Command::Confusion => app.overlays.open(Overlay::Confusion { row: 0, col: 0 }),
-        Command::Suggest => editor::suggest(app),
-        Command::NextFilter => return Handled::Consumed(app.list.cycle_filter(1, &app.shared)),
-        Command::PreviousFilter => {
-            return Handled::Consumed(app.list.cycle_filter(-1, &app.shared));
-        }
         Command::FilterMenu => {
             let cursor = app
                 .shared
@@ -517,11 +568,6 @@ fn on_global(app: &mut App, command: Command) -> Handled {
             purpose: InputPurpose::Search,
             text: app.list.query.clone(),
         })),
-        Command::Save => editor::save(app, false),
-        Command::Undo => editor::history(app, Editor::undo, "nothing to undo"),
-        Command::Redo => editor::history(app, Editor::redo, "nothing to redo"),
-        Command::MoreContinuous => editor::continuous(app, 1),
-        Command::FewerContinuous => editor::continuous(app, -1),
         _ => return Handled::NotConsumed,
     };
     Handled::effects(effects)
@@ -574,7 +620,7 @@ fn on_engine(app: &mut App, event: Event) -> Vec<Effect> {
                     start.continuous = continuous_trained;
                 }
                 *editor = Editor::new(start, continuous_trained);
-                effects.extend(editor::vocabulary_effects(app));
+                effects.extend(app.vocabulary_effects());
             }
             effects
         }

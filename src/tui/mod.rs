@@ -121,7 +121,7 @@ pub(crate) fn new_app(options: &TuiOptions) -> Result<App, TuiError> {
         runs_root: options.runs_root.clone(),
     };
     let mut app = App::new(session, None);
-    app.candidates = options.candidates.clone();
+    app.shared.candidates = options.candidates.clone();
     if let Some(path) = options.prompts.as_deref().filter(|p| p.exists()) {
         app.start_vocabulary = Some(Vocabulary::load(path)?);
     }

@@ -23,7 +23,8 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::widgets::{Block, BorderType};
 
 use crate::data::tags::EntityType;
-use crate::tui::app::{App, Command, Effect, Focus, Shared};
+use crate::tui::app::{App, Command, Effect, Focus, Shared, Suggestions};
+use overlays::Overlay;
 
 /// A panel of the workbench: its own state (`self`), its keys and its draw. It reads
 /// the rest of the workbench through [`Shared`] and changes it only through the
@@ -48,6 +49,14 @@ pub(crate) enum Message {
     Focus(Focus),
     /// The status bar says this.
     Status(String),
+    /// The status bar says nothing (an edit went through).
+    ClearStatus,
+    /// A window opens over the others.
+    Open(Overlay),
+    /// A suggestion search starts.
+    Search(Suggestions),
+    /// The editor's vocabulary changed: the engine is brought to it.
+    VocabularyChanged,
     /// The list moves (the tweet view steps through it with the list's keys).
     StepList(Command),
     /// The list selected this tweet: its view starts at its first word and the engine
@@ -140,7 +149,7 @@ pub(crate) fn draw(app: &App, frame: &mut Frame) {
         return;
     }
     if app.editor.shown {
-        editor::draw(app, frame, areas.left);
+        app.editor.draw(frame, areas.left, &app.shared);
     } else {
         app.list.draw(frame, areas.left, &app.shared);
     }
@@ -163,10 +172,6 @@ pub(crate) fn panel(title: impl Into<String>, focused: bool) -> Block<'static> {
     } else {
         block.border_type(BorderType::Plain)
     }
-}
-
-pub(crate) fn focused(app: &App, focus: Focus) -> bool {
-    app.overlays.top().is_none() && app.shared.focus == focus
 }
 
 /// Each entity type's colour (the 16-colour palette, so it reads on any terminal).

@@ -8,7 +8,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, List, ListItem, ListState, Paragraph};
 
-use super::{Handled, centered, editor, panel};
+use super::{Handled, centered, panel};
 use crate::jobs::variant::Variant;
 use crate::prompts::WordList;
 use crate::tui::app::{App, Command, Effect, Focus};
@@ -158,7 +158,7 @@ fn on_overlay(app: &mut App, overlay: Overlay, command: Command) -> Vec<Effect> 
                 Command::Confirm => app.quit = true,
                 Command::Save => {
                     app.overlays.close();
-                    return editor::save(app, false);
+                    return app.save(false);
                 }
                 Command::Deny | Command::Back => app.overlays.close(),
                 _ => {}
@@ -168,7 +168,7 @@ fn on_overlay(app: &mut App, overlay: Overlay, command: Command) -> Vec<Effect> 
         Overlay::ConfirmOverwrite => match command {
             Command::Confirm => {
                 app.overlays.close();
-                editor::save(app, true)
+                app.save(true)
             }
             Command::Deny | Command::Back => {
                 app.overlays.close();
@@ -222,13 +222,11 @@ fn submit(app: &mut App, input: Input) -> Vec<Effect> {
             app.shared.focus = Focus::List;
             Vec::new()
         }
-        InputPurpose::AddWord(kind, list) => {
-            editor::edit(app, Edit::AddWord(kind, list, input.text))
-        }
+        InputPurpose::AddWord(kind, list) => app.edit(Edit::AddWord(kind, list, input.text)),
         InputPurpose::RenameWord(kind, list, i) => {
-            editor::edit(app, Edit::RenameWord(kind, list, i, input.text))
+            app.edit(Edit::RenameWord(kind, list, i, input.text))
         }
-        InputPurpose::Template => editor::edit(app, Edit::Template(input.text)),
+        InputPurpose::Template => app.edit(Edit::Template(input.text)),
     }
 }
 
@@ -309,7 +307,7 @@ fn confusion_matrix(app: &mut App, row: usize, col: usize, command: Command) -> 
 
 /// The ranked table: Enter adds the word to its list, x stops the search.
 fn suggestions_table(app: &mut App, cursor: usize, command: Command) -> Vec<Effect> {
-    let Some(search) = app.suggestions.clone() else {
+    let Some(search) = app.shared.suggestions.clone() else {
         app.overlays.close();
         return Vec::new();
     };
@@ -329,10 +327,7 @@ fn suggestions_table(app: &mut App, cursor: usize, command: Command) -> Vec<Effe
                 return Vec::new();
             };
             app.overlays.close();
-            return editor::edit(
-                app,
-                Edit::AddWord(search.kind, search.list, best.word.clone()),
-            );
+            return app.edit(Edit::AddWord(search.kind, search.list, best.word.clone()));
         }
         Command::Back | Command::Quit | Command::Suggest => {
             app.overlays.close();
@@ -499,7 +494,7 @@ fn confusion_window(app: &App, row: usize, col: usize, frame: &mut Frame, area: 
 
 /// The suggestion search's table, best ΔF1 first, filling in as candidates are scored.
 fn suggestions_window(app: &App, cursor: usize, frame: &mut Frame, area: Rect) {
-    let Some(search) = &app.suggestions else {
+    let Some(search) = &app.shared.suggestions else {
         return;
     };
     let state = if search.running { "searching" } else { "done" };
