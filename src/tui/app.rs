@@ -2,8 +2,10 @@
 //! state and the effects the event loop carries out (engine requests, a file save).
 //!
 //! A command goes to the open overlays first, then to the focused component, then to
+//! the image panel (`i` works from every panel the jobs panel does not cover), then to
 //! the keys that mean the same everywhere; the first that consumes it ends the search,
-//! so no handler depends on the order of another's match arms.
+//! so no handler depends on the order of another's match arms. The components answer
+//! with [`Message`]s, which [`App::apply`] carries out.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,7 +21,7 @@ use crate::tui::components::image::{ImageOutcome, ImagePanel};
 use crate::tui::components::jobs::JobsPanel;
 use crate::tui::components::list::ExampleList;
 use crate::tui::components::metrics::MetricsPanel;
-use crate::tui::components::overlays::{self, Input, InputPurpose, Overlay, Overlays};
+use crate::tui::components::overlays::{Input, InputPurpose, Overlay, Overlays};
 use crate::tui::components::prompts::PromptsPanel;
 use crate::tui::components::status::StatusBar;
 use crate::tui::components::tweet::TweetPanel;
@@ -317,6 +319,31 @@ impl App {
                 Message::Open(overlay) => effects.extend(self.overlays.open(overlay)),
                 Message::Search(search) => self.shared.suggestions = Some(search),
                 Message::VocabularyChanged => effects.extend(self.vocabulary_effects()),
+                Message::Edit(edit) => {
+                    let edited = self.editor.edit(edit);
+                    effects.extend(self.apply(edited));
+                }
+                Message::Save { confirmed } => {
+                    let saving = self.editor.save(confirmed, &self.shared);
+                    effects.extend(self.apply(saving));
+                }
+                Message::SetFilter(filter) => {
+                    let filtered = self.list.set_filter(filter, &self.shared);
+                    effects.extend(self.apply(filtered));
+                }
+                Message::Query(query) => {
+                    self.list.query = query;
+                    effects.extend(self.refilter());
+                }
+                Message::Queue { variants, seeds } => match &self.editor.vocabulary {
+                    Some(editor) => effects.push(Effect::SubmitRuns {
+                        variants,
+                        seeds,
+                        vocabulary: editor.state.effective(),
+                    }),
+                    None => self.shared.message = Some("the checkpoint is still loading".into()),
+                },
+                Message::Quit => self.quit = true,
                 Message::StepList(command) => {
                     let moved = self.list.step(command, &self.shared);
                     effects.extend(self.apply(moved.consumed().unwrap_or_default()));
@@ -355,27 +382,9 @@ impl App {
         effects
     }
 
-    /// Saves the vocabulary (`confirmed`: the overwrite was asked and answered yes).
-    pub(crate) fn save(&mut self, confirmed: bool) -> Vec<Effect> {
-        let messages = self.editor.save(confirmed, &self.shared);
-        self.apply(messages)
-    }
-
-    /// An edit of the vocabulary (typed into an input line, or a suggestion taken).
-    pub(crate) fn edit(&mut self, edit: crate::tui::editor::Edit) -> Vec<Effect> {
-        let messages = self.editor.edit(edit);
-        self.apply(messages)
-    }
-
     /// The list recomputed (the data or the query changed).
     pub(crate) fn refilter(&mut self) -> Vec<Effect> {
         let messages = self.list.refilter(&self.shared);
-        self.apply(messages)
-    }
-
-    /// The list with `filter`.
-    pub(crate) fn set_filter(&mut self, filter: Filter) -> Vec<Effect> {
-        let messages = self.list.set_filter(filter, &self.shared);
         self.apply(messages)
     }
 
@@ -439,8 +448,14 @@ pub(crate) fn update(app: &mut App, action: Action) -> Vec<Effect> {
 fn on_action(app: &mut App, action: Action) -> Vec<Effect> {
     match action {
         Action::Command(command) => on_command(app, command),
-        Action::Type(c) => overlays::type_char(app, c),
-        Action::Backspace => overlays::backspace(app),
+        Action::Type(c) => {
+            let messages = app.overlays.type_char(c);
+            app.apply(messages)
+        }
+        Action::Backspace => {
+            let messages = app.overlays.backspace();
+            app.apply(messages)
+        }
         Action::Engine(event) => on_engine(app, event),
         Action::Image(outcome) => {
             app.image.shown = Some(outcome);
@@ -501,7 +516,7 @@ fn on_action(app: &mut App, action: Action) -> Vec<Effect> {
 /// everywhere: the first to consume the command decides what it does.
 fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
     let stages: [fn(&mut App, Command) -> Handled; 4] =
-        [overlays::handle, on_focused, on_image, on_global];
+        [on_overlays, on_focused, on_image, on_global];
     let messages = stages
         .into_iter()
         .find_map(|stage| {
@@ -510,6 +525,10 @@ fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
         })
         .unwrap_or_default();
     app.apply(messages)
+}
+
+fn on_overlays(app: &mut App, command: Command) -> Handled {
+    app.overlays.handle(command, &app.shared)
 }
 
 fn on_focused(app: &mut App, command: Command) -> Handled {

@@ -1,11 +1,20 @@
 //! The workbench's components, one file each: the example list, the tweet, its image,
-//! the prompts, the vocabulary editor, the metrics, the jobs panel and the stack of
-//! overlays. Each holds its own state (a field of [`App`]), answers a command with
-//! [`Handled`] (`handle(&mut App, Command)`, consumed with the effects to carry out, or
-//! not consumed), and draws itself (`draw(&App, &mut Frame, Rect)`). A handler takes the
-//! whole `App` because a component's keys read the session data the others show (the
-//! selected tweet, the scores) and may move another's state (Enter in the filter menu
-//! sets the list's filter). Also here: the layout and the helpers the draws share.
+//! the prompts, the vocabulary editor, the metrics, the status bar, the jobs panel and
+//! the stack of overlays. Every one implements [`Component`]: its state is `self` (a
+//! field of [`App`]), `handle(&mut self, Command, &Shared)` answers a command with
+//! [`Handled`] (consumed, or not), and `draw(&self, &mut Frame, Rect, &Shared)` draws
+//! it. [`Shared`] is what a component reads and does not own: the session's data
+//! (tweets, scores, the tweet's view, the compared checkpoint, the suggestion search,
+//! focus, engine state, status message) and what it may know of the others (the
+//! selected tweet, the word under the cursor, unsaved edits, an open overlay), which
+//! the `App` copies in before every handler and draw. A component changes nothing
+//! outside itself: what it wants of the rest (focus, the status bar, the list's filter,
+//! a step through the list, an edit or save of the vocabulary, an overlay, an effect
+//! for the event loop) it returns as [`Message`]s inside [`Handled::Consumed`], and the
+//! `App` applies them in order after the handler returns. The metrics panel and the
+//! status bar have no keys and no state of their own. The keys that mean the same in
+//! every panel (quit, help, Tab, the windows) stay the `App`'s. Also here: the layout
+//! and the helpers the draws share.
 
 pub(crate) mod editor;
 pub(crate) mod image;
@@ -23,7 +32,10 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::widgets::{Block, BorderType};
 
 use crate::data::tags::EntityType;
+use crate::jobs::variant::Variant;
 use crate::tui::app::{App, Command, Effect, Focus, Shared, Suggestions};
+use crate::tui::editor::Edit;
+use crate::tui::filter::Filter;
 use overlays::Overlay;
 
 /// A panel of the workbench: its own state (`self`), its keys and its draw. It reads
@@ -57,6 +69,21 @@ pub(crate) enum Message {
     Search(Suggestions),
     /// The editor's vocabulary changed: the engine is brought to it.
     VocabularyChanged,
+    /// An edit of the vocabulary (typed into an input line, or a suggestion taken).
+    Edit(Edit),
+    /// Save the vocabulary (`confirmed`: overwriting the checkpoint's was answered yes).
+    Save { confirmed: bool },
+    /// The list shows the tweets of this filter.
+    SetFilter(Filter),
+    /// The list's search query, as typed so far.
+    Query(String),
+    /// Queue retrains of these variants with the edited vocabulary.
+    Queue {
+        variants: Vec<Variant>,
+        seeds: usize,
+    },
+    /// The workbench ends.
+    Quit,
     /// The list moves (the tweet view steps through it with the list's keys).
     StepList(Command),
     /// The list selected this tweet: its view starts at its first word and the engine
@@ -145,7 +172,7 @@ pub(crate) fn draw(app: &App, frame: &mut Frame) {
         };
         app.jobs.draw(frame, main, &app.shared);
         app.status.draw(frame, areas.status, &app.shared);
-        overlays::draw(app, frame);
+        app.overlays.draw(frame, frame.area(), &app.shared);
         return;
     }
     if app.editor.shown {
@@ -158,7 +185,7 @@ pub(crate) fn draw(app: &App, frame: &mut Frame) {
     app.prompts.draw(frame, areas.prompts, &app.shared);
     app.metrics.draw(frame, areas.metrics, &app.shared);
     app.status.draw(frame, areas.status, &app.shared);
-    overlays::draw(app, frame);
+    app.overlays.draw(frame, frame.area(), &app.shared);
 }
 
 /// A panel's frame; the focused panel's border is bold and doubled so that focus reads
