@@ -2,8 +2,10 @@
 //! state and the effects the event loop carries out (engine requests, a file save).
 //!
 //! A command goes to the open overlays first, then to the focused component, then to
+//! the image panel (`i` works from every panel the jobs panel does not cover), then to
 //! the keys that mean the same everywhere; the first that consumes it ends the search,
-//! so no handler depends on the order of another's match arms.
+//! so no handler depends on the order of another's match arms. The components answer
+//! with [`Message`]s, which [`App::apply`] carries out.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,14 +16,16 @@ use crate::jobs::table::Format;
 use crate::jobs::variant::Variant;
 use crate::jobs::watch::JobsSnapshot;
 use crate::prompts::{Vocabulary, WordList};
-use crate::tui::components::editor::{self, EditorPanel};
+use crate::tui::components::editor::EditorPanel;
 use crate::tui::components::image::{ImageOutcome, ImagePanel};
-use crate::tui::components::jobs::{self, JobsPanel};
-use crate::tui::components::list::{self, ExampleList};
-use crate::tui::components::overlays::{self, Input, InputPurpose, Overlay, Overlays};
+use crate::tui::components::jobs::JobsPanel;
+use crate::tui::components::list::ExampleList;
+use crate::tui::components::metrics::MetricsPanel;
+use crate::tui::components::overlays::{Input, InputPurpose, Overlay, Overlays};
 use crate::tui::components::prompts::PromptsPanel;
-use crate::tui::components::tweet::{self, TweetPanel};
-use crate::tui::components::{Handled, image};
+use crate::tui::components::status::StatusBar;
+use crate::tui::components::tweet::TweetPanel;
+use crate::tui::components::{Component, Handled, Message};
 use crate::tui::editor::Editor;
 use crate::tui::filter::{Filter, FilterData};
 
@@ -174,9 +178,33 @@ pub(crate) enum Effect {
     ExportTable(Format),
 }
 
-/// The workbench's whole state: the components and the session data they share.
+/// The workbench's whole state: the session data the components share, the
+/// components, and the bookkeeping of `update`.
 #[derive(Debug, Clone)]
 pub(crate) struct App {
+    pub shared: Shared,
+    /// A vocabulary from `--prompts`, applied once the checkpoint is loaded.
+    pub start_vocabulary: Option<Vocabulary>,
+    /// The vocabulary (with continuous count) the engine was last given.
+    pub engine_vocabulary: Option<Vocabulary>,
+    pub quit: bool,
+    pub list: ExampleList,
+    pub tweet: TweetPanel,
+    pub image: ImagePanel,
+    pub prompts: PromptsPanel,
+    pub metrics: MetricsPanel,
+    pub status: StatusBar,
+    pub editor: EditorPanel,
+    pub jobs: JobsPanel,
+    pub overlays: Overlays,
+}
+
+/// What the components read and do not own: the session's data, and what each may
+/// know of the others (the selected tweet, the word under the cursor, unsaved edits,
+/// an open overlay), which [`App::sync`] copies in before every handler and draw.
+/// Components change it only through the [`Message`]s they return.
+#[derive(Debug, Clone)]
+pub(crate) struct Shared {
     pub session: Session,
     pub tweets: Vec<TweetInfo>,
     pub ambiguous: Option<Vec<bool>>,
@@ -189,25 +217,21 @@ pub(crate) struct App {
     pub focus: Focus,
     pub engine: EngineState,
     pub message: Option<String>,
-    /// A vocabulary from `--prompts`, applied once the checkpoint is loaded.
-    pub start_vocabulary: Option<Vocabulary>,
-    /// The vocabulary (with continuous count) the engine was last given.
-    pub engine_vocabulary: Option<Vocabulary>,
-    pub quit: bool,
     /// Rows a page moves (set from the list's height by the loop).
     pub page: usize,
-    pub suggestions: Option<Suggestions>,
     /// The second checkpoint of `--compare`.
     pub compare: Option<Compare>,
+    pub suggestions: Option<Suggestions>,
     /// `--candidates`: words for suggestions, instead of the vocabulary's.
     pub candidates: Option<Vec<String>>,
-    pub list: ExampleList,
-    pub tweet: TweetPanel,
-    pub image: ImagePanel,
-    pub prompts: PromptsPanel,
-    pub editor: EditorPanel,
-    pub jobs: JobsPanel,
-    pub overlays: Overlays,
+    /// The tweet under the list's cursor.
+    pub selected: Option<usize>,
+    /// The word under the tweet view's cursor.
+    pub word_cursor: usize,
+    /// The vocabulary has edits not saved yet.
+    pub unsaved: bool,
+    /// An overlay is open (and takes the keys).
+    pub overlay_open: bool,
 }
 
 /// What the compared checkpoint (B) says: the current tweet and the split.
@@ -237,34 +261,152 @@ pub(crate) struct Suggestions {
 
 impl App {
     pub(crate) fn new(session: Session, ambiguous: Option<Vec<bool>>) -> Self {
-        Self {
-            session,
-            tweets: Vec::new(),
-            ambiguous,
-            scenes: None,
-            own_spans: BTreeMap::new(),
-            scores: None,
-            view: None,
-            focus: Focus::List,
-            engine: EngineState::Loading,
-            message: None,
+        let mut app = Self {
+            shared: Shared {
+                session,
+                tweets: Vec::new(),
+                ambiguous,
+                scenes: None,
+                own_spans: BTreeMap::new(),
+                scores: None,
+                view: None,
+                focus: Focus::List,
+                engine: EngineState::Loading,
+                message: None,
+                page: 10,
+                compare: None,
+                suggestions: None,
+                candidates: None,
+                selected: None,
+                word_cursor: 0,
+                unsaved: false,
+                overlay_open: false,
+            },
             start_vocabulary: None,
             engine_vocabulary: None,
             quit: false,
-            page: 10,
-            suggestions: None,
-            compare: None,
-            candidates: None,
             list: ExampleList::default(),
             tweet: TweetPanel::default(),
             image: ImagePanel::default(),
             prompts: PromptsPanel::default(),
+            metrics: MetricsPanel,
+            status: StatusBar,
             editor: EditorPanel::default(),
             jobs: JobsPanel::default(),
             overlays: Overlays::default(),
-        }
+        };
+        app.sync();
+        app
     }
 
+    /// Copies what the components may know of each other into [`Shared`].
+    pub(crate) fn sync(&mut self) {
+        self.shared.selected = self.list.selected();
+        self.shared.word_cursor = self.tweet.word_cursor;
+        self.shared.unsaved = self.editor.unsaved();
+        self.shared.overlay_open = self.overlays.top().is_some();
+    }
+
+    /// Carries out the components' messages in order; returns the effects for the loop.
+    pub(crate) fn apply(&mut self, messages: Vec<Message>) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        for message in messages {
+            match message {
+                Message::Effect(effect) => effects.push(effect),
+                Message::Focus(focus) => self.shared.focus = focus,
+                Message::Status(text) => self.shared.message = Some(text),
+                Message::ClearStatus => self.shared.message = None,
+                Message::Open(overlay) => effects.extend(self.overlays.open(overlay)),
+                Message::Search(search) => self.shared.suggestions = Some(search),
+                Message::VocabularyChanged => effects.extend(self.vocabulary_effects()),
+                Message::Edit(edit) => {
+                    let edited = self.editor.edit(edit);
+                    effects.extend(self.apply(edited));
+                }
+                Message::Save { confirmed } => {
+                    let saving = self.editor.save(confirmed, &self.shared);
+                    effects.extend(self.apply(saving));
+                }
+                Message::SetFilter(filter) => {
+                    let filtered = self.list.set_filter(filter, &self.shared);
+                    effects.extend(self.apply(filtered));
+                }
+                Message::Query(query) => {
+                    self.list.query = query;
+                    effects.extend(self.refilter());
+                }
+                Message::Queue { variants, seeds } => match &self.editor.vocabulary {
+                    Some(editor) => effects.push(Effect::SubmitRuns {
+                        variants,
+                        seeds,
+                        vocabulary: editor.state.effective(),
+                    }),
+                    None => self.shared.message = Some("the checkpoint is still loading".into()),
+                },
+                Message::Quit => self.quit = true,
+                Message::StepList(command) => {
+                    let moved = self.list.step(command, &self.shared);
+                    effects.extend(self.apply(moved.consumed().unwrap_or_default()));
+                }
+                Message::Selected(tweet) => {
+                    self.tweet.word_cursor = 0;
+                    effects.push(Effect::Select(tweet));
+                }
+            }
+        }
+        self.sync();
+        effects
+    }
+
+    /// The engine requests that bring it to the editor's vocabulary: the words and
+    /// template when they changed, the continuous count when it changed.
+    pub(crate) fn vocabulary_effects(&mut self) -> Vec<Effect> {
+        let Some(editor) = &self.editor.vocabulary else {
+            return Vec::new();
+        };
+        let wanted = editor.state.effective();
+        let sent = self.engine_vocabulary.replace(wanted.clone());
+        let mut effects = Vec::new();
+        let words_changed = sent
+            .as_ref()
+            .is_none_or(|sent| sent.template != wanted.template || sent.types != wanted.types);
+        if words_changed {
+            effects.push(Effect::SetVocabulary(wanted.clone()));
+        }
+        if sent.is_none_or(|sent| sent.continuous != wanted.continuous) {
+            effects.push(Effect::SetContinuous(wanted.continuous));
+        }
+        if !effects.is_empty() {
+            self.shared.engine = EngineState::Rescoring { done: 0, total: 0 };
+        }
+        effects
+    }
+
+    /// The list recomputed (the data or the query changed).
+    pub(crate) fn refilter(&mut self) -> Vec<Effect> {
+        let messages = self.list.refilter(&self.shared);
+        self.apply(messages)
+    }
+
+    /// The tweet under the list's cursor.
+    pub(crate) fn selected(&self) -> Option<usize> {
+        self.list.selected()
+    }
+
+    pub(crate) fn unsaved(&self) -> bool {
+        self.editor.unsaved()
+    }
+
+    /// The current tweet's view, when it is the selected tweet's.
+    pub(crate) fn current_view(&self) -> Option<&TweetView> {
+        self.shared
+            .view
+            .as_ref()
+            .filter(|v| Some(v.index) == self.selected())
+    }
+}
+
+impl Shared {
     pub(crate) fn filter_data(&self) -> FilterData<'_> {
         FilterData {
             tweets: &self.tweets,
@@ -282,29 +424,38 @@ impl App {
             .collect()
     }
 
-    /// The tweet under the list's cursor.
-    pub(crate) fn selected(&self) -> Option<usize> {
-        self.list.visible.get(self.list.cursor).copied()
-    }
-
-    pub(crate) fn unsaved(&self) -> bool {
-        self.editor.vocabulary.as_ref().is_some_and(Editor::unsaved)
-    }
-
     /// The current tweet's view, when it is the selected tweet's.
     pub(crate) fn current_view(&self) -> Option<&TweetView> {
         self.view
             .as_ref()
-            .filter(|v| Some(v.index) == self.selected())
+            .filter(|v| Some(v.index) == self.selected)
+    }
+
+    /// Whether `focus`'s panel has the keys (no overlay over it).
+    pub(crate) fn focused(&self, focus: Focus) -> bool {
+        !self.overlay_open && self.focus == focus
     }
 }
 
 /// Applies one action; returns what the loop must do.
 pub(crate) fn update(app: &mut App, action: Action) -> Vec<Effect> {
+    app.sync();
+    let effects = on_action(app, action);
+    app.sync();
+    effects
+}
+
+fn on_action(app: &mut App, action: Action) -> Vec<Effect> {
     match action {
         Action::Command(command) => on_command(app, command),
-        Action::Type(c) => overlays::type_char(app, c),
-        Action::Backspace => overlays::backspace(app),
+        Action::Type(c) => {
+            let messages = app.overlays.type_char(c);
+            app.apply(messages)
+        }
+        Action::Backspace => {
+            let messages = app.overlays.backspace();
+            app.apply(messages)
+        }
         Action::Engine(event) => on_engine(app, event),
         Action::Image(outcome) => {
             app.image.shown = Some(outcome);
@@ -315,11 +466,11 @@ pub(crate) fn update(app: &mut App, action: Action) -> Vec<Effect> {
             Vec::new()
         }
         Action::Jobs(snapshot) => {
-            jobs::refresh(app, snapshot);
+            app.jobs.refresh(snapshot);
             Vec::new()
         }
         Action::Suggested(suggestion) => {
-            if let Some(search) = &mut app.suggestions {
+            if let Some(search) = &mut app.shared.suggestions {
                 let at = search
                     .results
                     .partition_point(|s| s.delta_f1 >= suggestion.delta_f1);
@@ -328,73 +479,104 @@ pub(crate) fn update(app: &mut App, action: Action) -> Vec<Effect> {
             Vec::new()
         }
         Action::SuggestionsDone(error) => {
-            if let Some(search) = &mut app.suggestions {
+            if let Some(search) = &mut app.shared.suggestions {
                 search.running = false;
             }
-            app.message =
+            app.shared.message =
                 Some(error.map_or("suggestions: done".into(), |e| format!("suggestions: {e}")));
             Vec::new()
         }
         Action::Message(message) => {
-            app.message = Some(message);
+            app.shared.message = Some(message);
             Vec::new()
         }
         Action::Queued(result) => {
-            app.message = Some(match result {
+            app.shared.message = Some(match result {
                 Ok(n) => format!("queued {n} runs (J shows them)"),
                 Err(e) => format!("cannot queue the runs: {e}"),
             });
             Vec::new()
         }
         Action::Cancelled { id, result } => {
-            app.message = Some(match result {
+            app.shared.message = Some(match result {
                 Ok(()) => format!("cancelling {id}"),
                 Err(e) => format!("cannot cancel {id}: {e}"),
             });
             Vec::new()
         }
         Action::Saved(result) => {
-            editor::saved(app, result);
-            Vec::new()
+            let messages = app.editor.saved(result);
+            app.apply(messages)
         }
     }
 }
 
-/// Overlays first, then the focused component, then the keys that mean the same
+/// Overlays first, then the focused component, then the image (its key works from
+/// every panel the jobs panel does not cover), then the keys that mean the same
 /// everywhere: the first to consume the command decides what it does.
 fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
-    let focused: fn(&mut App, Command) -> Handled = match app.focus {
-        Focus::List => list::handle,
-        Focus::Tweet => tweet::handle,
-        Focus::Editor => editor::handle,
-        Focus::Jobs => jobs::handle,
-    };
-    [overlays::handle, focused, on_global]
+    let stages: [fn(&mut App, Command) -> Handled; 4] =
+        [on_overlays, on_focused, on_image, on_global];
+    let messages = stages
         .into_iter()
-        .find_map(|handler| handler(app, command).consumed())
-        .unwrap_or_default()
+        .find_map(|stage| {
+            app.sync();
+            stage(app, command).consumed()
+        })
+        .unwrap_or_default();
+    app.apply(messages)
+}
+
+fn on_overlays(app: &mut App, command: Command) -> Handled {
+    app.overlays.handle(command, &app.shared)
+}
+
+fn on_focused(app: &mut App, command: Command) -> Handled {
+    match app.shared.focus {
+        Focus::List => app.list.handle(command, &app.shared),
+        Focus::Tweet => app.tweet.handle(command, &app.shared),
+        Focus::Editor => app.editor.handle(command, &app.shared),
+        Focus::Jobs => app.jobs.handle(command, &app.shared),
+    }
+}
+
+fn on_image(app: &mut App, command: Command) -> Handled {
+    app.image.handle(command, &app.shared)
 }
 
 /// The keys that mean the same in every panel.
 fn on_global(app: &mut App, command: Command) -> Handled {
+    let messages = match command {
+        Command::Editor => app.editor.toggle(),
+        Command::Jobs => app.jobs.toggle(),
+        Command::Suggest => app.editor.suggest(&app.shared),
+        Command::NextFilter => app.list.cycle_filter(1, &app.shared),
+        Command::PreviousFilter => app.list.cycle_filter(-1, &app.shared),
+        Command::Save => app.editor.save(false, &app.shared),
+        Command::Undo => app.editor.history(Editor::undo, "nothing to undo"),
+        Command::Redo => app.editor.history(Editor::redo, "nothing to redo"),
+        Command::MoreContinuous => app.editor.continuous(1),
+        Command::FewerContinuous => app.editor.continuous(-1),
+        _ => return on_window(app, command),
+    };
+    Handled::Consumed(messages)
+}
+
+/// The keys that open a window, quit or move between panels.
+fn on_window(app: &mut App, command: Command) -> Handled {
     let effects = match command {
         Command::Quit => quit(app),
         Command::Help => app.overlays.open(Overlay::Help),
         Command::NextPanel => next_panel(app),
-        Command::Editor => editor::toggle(app),
-        Command::Jobs => jobs::toggle(app),
         Command::Ablations => app.overlays.open(Overlay::Ablation {
             cursor: 0,
             chosen: vec![false; Variant::menu().len()],
             seeds: 3,
         }),
-        Command::CycleImage => image::cycle(app),
         Command::Confusion => app.overlays.open(Overlay::Confusion { row: 0, col: 0 }),
-        Command::Suggest => editor::suggest(app),
-        Command::NextFilter => list::cycle_filter(app, 1),
-        Command::PreviousFilter => list::cycle_filter(app, -1),
         Command::FilterMenu => {
             let cursor = app
+                .shared
                 .filters()
                 .iter()
                 .position(|f| *f == app.list.filter)
@@ -405,14 +587,9 @@ fn on_global(app: &mut App, command: Command) -> Handled {
             purpose: InputPurpose::Search,
             text: app.list.query.clone(),
         })),
-        Command::Save => editor::save(app, false),
-        Command::Undo => editor::history(app, Editor::undo, "nothing to undo"),
-        Command::Redo => editor::history(app, Editor::redo, "nothing to redo"),
-        Command::MoreContinuous => editor::continuous(app, 1),
-        Command::FewerContinuous => editor::continuous(app, -1),
         _ => return Handled::NotConsumed,
     };
-    Handled::Consumed(effects)
+    Handled::effects(effects)
 }
 
 /// Quits, or asks first when the vocabulary has unsaved edits.
@@ -426,7 +603,7 @@ fn quit(app: &mut App) -> Vec<Effect> {
 
 /// Tab: list (or editor) → tweet → list (or editor, when it is shown).
 fn next_panel(app: &mut App) -> Vec<Effect> {
-    app.focus = match (app.focus, app.editor.shown) {
+    app.shared.focus = match (app.shared.focus, app.editor.shown) {
         (Focus::List | Focus::Editor | Focus::Jobs, _) => Focus::Tweet,
         (Focus::Tweet, true) => Focus::Editor,
         (Focus::Tweet, false) => Focus::List,
@@ -443,47 +620,47 @@ fn on_engine(app: &mut App, event: Event) -> Vec<Effect> {
             continuous_trained,
             ..
         } => {
-            app.tweets = tweets;
+            app.shared.tweets = tweets;
             let mut vocabulary = *vocabulary;
             vocabulary.continuous = continuous;
             app.engine_vocabulary = Some(vocabulary.clone());
             app.editor.vocabulary = Some(Editor::new(vocabulary, continuous_trained));
-            app.engine = EngineState::Encoding { done: 0, total: 0 };
-            let mut effects = list::refilter(app);
+            app.shared.engine = EngineState::Encoding { done: 0, total: 0 };
+            let mut effects = app.refilter();
             if let (Some(start), Some(editor)) =
                 (app.start_vocabulary.take(), &mut app.editor.vocabulary)
             {
                 let mut start = start;
                 if start.continuous > continuous_trained {
-                    app.message = Some(format!(
+                    app.shared.message = Some(format!(
                         "the vocabulary asks for {} continuous prompts; the checkpoint trained {continuous_trained}: using {continuous_trained} (more needs a retrain, r)",
                         start.continuous
                     ));
                     start.continuous = continuous_trained;
                 }
                 *editor = Editor::new(start, continuous_trained);
-                effects.extend(editor::vocabulary_effects(app));
+                effects.extend(app.vocabulary_effects());
             }
             effects
         }
         Event::Tweet { view, .. } => {
             if view.image.choice == ImageChoice::Own {
                 let spans = view.predicted.iter().map(|p| p.span).collect();
-                app.own_spans.insert(view.index, spans);
+                app.shared.own_spans.insert(view.index, spans);
             }
             if Some(view.index) == app.selected() {
                 app.tweet.word_cursor = app
                     .tweet
                     .word_cursor
                     .min(view.words.len().saturating_sub(1));
-                app.view = Some(*view);
+                app.shared.view = Some(*view);
             }
             Vec::new()
         }
         Event::Progress {
             task, done, total, ..
         } => {
-            app.engine = if task.starts_with("rescoring") {
+            app.shared.engine = if task.starts_with("rescoring") {
                 EngineState::Rescoring { done, total }
             } else {
                 EngineState::Encoding { done, total }
@@ -491,29 +668,29 @@ fn on_engine(app: &mut App, event: Event) -> Vec<Effect> {
             Vec::new()
         }
         Event::Scores { view, .. } => {
-            app.scores = Some(*view);
-            app.engine = EngineState::Idle;
-            list::refilter(app)
+            app.shared.scores = Some(*view);
+            app.shared.engine = EngineState::Idle;
+            app.refilter()
         }
         Event::RescoreStopped { .. } => Vec::new(),
         Event::Attribution { view, .. } => {
-            app.message = Some("the prompt panel shows each prompt's effect (Δp)".into());
+            app.shared.message = Some("the prompt panel shows each prompt's effect (Δp)".into());
             app.prompts.attribution = Some(*view);
             Vec::new()
         }
         Event::RetrainNeeded {
             requested, trained, ..
         } => {
-            app.message = Some(format!(
+            app.shared.message = Some(format!(
                 "{requested} continuous prompts need a retrain (the checkpoint has {trained})"
             ));
             Vec::new()
         }
         Event::Error { message, .. } => {
-            if app.tweets.is_empty() {
-                app.engine = EngineState::Failed;
+            if app.shared.tweets.is_empty() {
+                app.shared.engine = EngineState::Failed;
             }
-            app.message = Some(format!("engine: {message}"));
+            app.shared.message = Some(format!("engine: {message}"));
             Vec::new()
         }
     }
@@ -521,15 +698,15 @@ fn on_engine(app: &mut App, event: Event) -> Vec<Effect> {
 
 /// B's engine: its tweet views and split scores (its other events say nothing new).
 fn on_compare(app: &mut App, event: Event) {
-    let Some(compare) = &mut app.compare else {
+    let Some(compare) = &mut app.shared.compare else {
         return;
     };
     match event {
         Event::Tweet { view, .. } => compare.view = Some(*view),
         Event::Scores { view, .. } => compare.scores = Some(*view),
-        Event::Error { message, .. } => app.message = Some(format!("B: {message}")),
+        Event::Error { message, .. } => app.shared.message = Some(format!("B: {message}")),
         Event::RetrainNeeded { trained, .. } => {
-            app.message = Some(format!(
+            app.shared.message = Some(format!(
                 "B trained {trained} continuous prompts: it keeps those"
             ));
         }
@@ -563,7 +740,7 @@ mod tests {
             [Effect::Select(0)]
         );
         assert_eq!(app.list.visible, [0, 1, 2, 3]);
-        assert!(matches!(app.engine, EngineState::Encoding { .. }));
+        assert!(matches!(app.shared.engine, EngineState::Encoding { .. }));
         update(
             &mut app,
             Action::Engine(Event::Scores {
@@ -571,7 +748,7 @@ mod tests {
                 view: Box::new(split_view()),
             }),
         );
-        assert_eq!(app.engine, EngineState::Idle);
+        assert_eq!(app.shared.engine, EngineState::Idle);
     }
 
     #[test]
@@ -589,9 +766,9 @@ mod tests {
         };
         update(&mut app, Action::Engine(loaded));
         assert!(
-            app.message.as_deref().unwrap().contains("retrain"),
+            app.shared.message.as_deref().unwrap().contains("retrain"),
             "{:?}",
-            app.message
+            app.shared.message
         );
         assert_eq!(
             app.editor.vocabulary.unwrap().state.vocabulary.continuous,
@@ -612,7 +789,7 @@ mod tests {
     fn the_tweet_view_steps_through_the_list_and_keeps_its_own_keys() {
         let mut app = loaded();
         command(&mut app, Command::Open);
-        assert_eq!(app.focus, Focus::Tweet);
+        assert_eq!(app.shared.focus, Focus::Tweet);
         command(&mut app, Command::WordRight);
         assert_eq!(app.tweet.word_cursor, 1);
         assert_eq!(command(&mut app, Command::Down), [Effect::Select(1)]);
@@ -621,7 +798,7 @@ mod tests {
             "a new tweet starts at its first word"
         );
         command(&mut app, Command::Back);
-        assert_eq!(app.focus, Focus::List);
+        assert_eq!(app.shared.focus, Focus::List);
     }
 
     #[test]
@@ -635,12 +812,12 @@ mod tests {
         );
         assert!(command(&mut app, Command::CycleImage).is_empty());
         command(&mut app, Command::NextPanel);
-        assert_eq!(app.focus, Focus::Jobs, "Tab stays in the jobs panel");
+        assert_eq!(app.shared.focus, Focus::Jobs, "Tab stays in the jobs panel");
         command(&mut app, Command::Help);
         assert_eq!(app.overlays.top(), Some(&Overlay::Help));
         command(&mut app, Command::Back);
         command(&mut app, Command::Jobs);
-        assert_eq!(app.focus, Focus::List);
+        assert_eq!(app.shared.focus, Focus::List);
         assert!(matches!(
             &command(&mut app, Command::Save)[..],
             [Effect::Save { .. }]

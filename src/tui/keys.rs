@@ -299,7 +299,7 @@ const INPUT: &[Binding] = &[
 
 /// The tables that apply now, most specific first.
 pub(crate) fn context(app: &App) -> Vec<(&'static str, &'static [Binding])> {
-    context_of(app.overlays.top(), app.focus)
+    context_of(app.overlays.top(), app.shared.focus)
 }
 
 /// The tables under `overlay` (the top one) with `focus`, most specific first.
@@ -373,10 +373,9 @@ mod tests {
             checkpoint_dir: "c".into(),
             runs_root: "runs".into(),
         };
-        App {
-            focus,
-            ..App::new(session, None)
-        }
+        let mut app = App::new(session, None);
+        app.shared.focus = focus;
+        app
     }
 
     fn press(app: &App, code: KeyCode, modifiers: KeyModifiers) -> Option<Action> {

@@ -121,7 +121,7 @@ pub(crate) fn new_app(options: &TuiOptions) -> Result<App, TuiError> {
         runs_root: options.runs_root.clone(),
     };
     let mut app = App::new(session, None);
-    app.candidates = options.candidates.clone();
+    app.shared.candidates = options.candidates.clone();
     if let Some(path) = options.prompts.as_deref().filter(|p| p.exists()) {
         app.start_vocabulary = Some(Vocabulary::load(path)?);
     }
@@ -186,7 +186,7 @@ fn run_on(
 ) -> Result<(), TuiError> {
     let (wake, inbox) = channel();
     let compare_engine = options.compare.as_ref().map(|other| {
-        app.compare = Some(app::Compare {
+        app.shared.compare = Some(app::Compare {
             checkpoint: display_name(other),
             ..app::Compare::default()
         });
@@ -224,17 +224,17 @@ fn run_on(
             let size = terminal.size()?;
             let areas = components::Areas::of(
                 Rect::new(0, 0, size.width, size.height),
-                app.compare.is_some(),
+                app.shared.compare.is_some(),
             );
-            app.page = areas.left.height.saturating_sub(3).max(1) as usize;
+            app.shared.page = areas.left.height.saturating_sub(3).max(1) as usize;
             request_image(&app, areas.image, &images, &mut requested);
             let start = Instant::now();
             terminal.draw(|frame| components::draw(&app, frame))?;
             frames.record(
                 start.elapsed(),
-                !matches!(app.engine, app::EngineState::Idle),
+                !matches!(app.shared.engine, app::EngineState::Idle),
             );
-            if app.scores.is_some() && app.current_view().is_some() {
+            if app.shared.scores.is_some() && app.current_view().is_some() {
                 frames.scored_screen();
             }
             dirty = false;
@@ -361,10 +361,11 @@ impl Workbench<'_> {
                         &self.options.split,
                         tweets.len(),
                     );
-                    app.ambiguous = meta
+                    app.shared.ambiguous = meta
                         .as_ref()
                         .map(|rows| rows.iter().map(|r| r.ambiguous).collect());
-                    app.scenes = meta.map(|rows| rows.into_iter().map(|r| r.scene).collect());
+                    app.shared.scenes =
+                        meta.map(|rows| rows.into_iter().map(|r| r.scene).collect());
                 }
                 Action::Engine(event)
             }
@@ -426,15 +427,15 @@ impl Workbench<'_> {
                 vocabulary,
             } => {
                 let submission = Submission {
-                    source: app.session.checkpoint_dir.clone(),
+                    source: app.shared.session.checkpoint_dir.clone(),
                     variants,
                     seeds,
                     overrides: Vec::new(),
                     backend: BackendKind::Local,
                     vocabulary: Some(vocabulary),
-                    name: Some(app.session.checkpoint.clone()),
+                    name: Some(app.shared.session.checkpoint.clone()),
                 };
-                let root = app.session.runs_root.clone();
+                let root = app.shared.session.runs_root.clone();
                 self.background.run(move || {
                     Action::Queued(
                         queue_runs(&root, &submission).map_err(|e| crate::util::error_chain(&e)),
@@ -442,7 +443,7 @@ impl Workbench<'_> {
                 });
             }
             Effect::CancelRun(id) => {
-                let root = app.session.runs_root.clone();
+                let root = app.shared.session.runs_root.clone();
                 self.background.run(move || {
                     let result = cancel_run(&root, &id).map_err(|e| crate::util::error_chain(&e));
                     Action::Cancelled { id, result }
@@ -468,7 +469,7 @@ impl Workbench<'_> {
         self.suggestions_stop.store(true, Ordering::Relaxed);
         let stop = Arc::new(AtomicBool::new(false));
         self.suggestions_stop = Arc::clone(&stop);
-        let checkpoint = app.session.checkpoint_dir.clone();
+        let checkpoint = app.shared.session.checkpoint_dir.clone();
         let data = self.options.data.clone();
         let split = if crate::data::split_path(&data, "valid").is_file() {
             "valid".to_string()
@@ -502,14 +503,14 @@ impl Workbench<'_> {
             checkpoint_dir: dir,
             save_path,
             save_needs_confirm,
-            ..app.session.clone()
+            ..app.shared.session.clone()
         };
         let jobs = std::mem::take(&mut app.jobs.snapshot);
-        let compare = app.compare.take();
+        let compare = app.shared.compare.take();
         *app = App::new(session, None);
         app.jobs.snapshot = jobs;
-        app.compare = compare;
-        app.message = Some(format!("loading {}", app.session.checkpoint));
+        app.shared.compare = compare;
+        app.shared.message = Some(format!("loading {}", app.shared.session.checkpoint));
     }
 
     /// Waits for the replaced engines' drops; the current engines drop after them.
@@ -541,7 +542,7 @@ fn cancel_run(root: &Path, id: &str) -> Result<(), JobsError> {
 
 fn export_table(app: &App, format: Format) -> String {
     let jobs = &app.jobs.snapshot;
-    let path = export_path(&app.session.runs_root, jobs.group.as_deref(), format);
+    let path = export_path(&app.shared.session.runs_root, jobs.group.as_deref(), format);
     match crate::util::write_atomic(&path, render(&jobs.table, format).as_bytes()) {
         Ok(()) => format!("wrote {}", path.display()),
         Err(e) => format!("cannot write {}: {e}", path.display()),
@@ -652,7 +653,7 @@ fn request_image(
     images: &Sender<ImageJob>,
     requested: &mut Option<(PathBuf, Rect)>,
 ) {
-    let Ok(path) = components::image::wanted(app) else {
+    let Ok(path) = components::image::wanted(&app.shared) else {
         return;
     };
     let area = components::image::inner(panel);

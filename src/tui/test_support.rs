@@ -284,7 +284,7 @@ pub(crate) fn screen(app: &App, width: u16, height: u16) -> Terminal<TestBackend
 
 pub(crate) fn open_editor_at_per_labels(app: &mut App) {
     command(app, Command::Editor);
-    assert_eq!(app.focus, Focus::Editor);
+    assert_eq!(app.shared.focus, Focus::Editor);
     command(app, Command::Down);
     command(app, Command::Down);
 }
@@ -292,7 +292,7 @@ pub(crate) fn open_editor_at_per_labels(app: &mut App) {
 /// B's scoring: tweet 0 misses Austin (A right), tweets 1–3 match gold (B right).
 pub(crate) fn compared_app() -> App {
     let mut app = loaded();
-    app.compare = Some(crate::tui::app::Compare {
+    app.shared.compare = Some(crate::tui::app::Compare {
         checkpoint: "b".into(),
         ..Default::default()
     });

@@ -9,9 +9,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{List, ListItem, ListState, Paragraph};
 
 use super::overlays::{Input, InputPurpose, Overlay};
-use super::{Handled, focused, panel, type_color};
+use super::{Component, Handled, Message, panel, type_color};
 use crate::engine::suggest::SuggestRequest;
-use crate::tui::app::{App, Command, Effect, EngineState, Focus, Suggestions};
+use crate::tui::app::{Command, Effect, Focus, Shared, Suggestions};
 use crate::tui::editor::{Edit, Editor, Row};
 
 /// The editor's state: whether it replaces the example list, and the vocabulary being
@@ -22,232 +22,218 @@ pub(crate) struct EditorPanel {
     pub vocabulary: Option<Editor>,
 }
 
-/// The editor's keys: the moves over its rows, and the edits of the row under the cursor.
-pub(crate) fn handle(app: &mut App, command: Command) -> Handled {
-    match on_row(app, command) {
-        Some(effects) => Handled::Consumed(effects),
-        None => Handled::NotConsumed,
+impl Component for EditorPanel {
+    /// The editor's keys: the moves over its rows, and the edits of the row under the
+    /// cursor.
+    fn handle(&mut self, command: Command, shared: &Shared) -> Handled {
+        match self.on_row(command, shared.page) {
+            Some(messages) => Handled::Consumed(messages),
+            None => Handled::NotConsumed,
+        }
+    }
+
+    fn draw(&self, frame: &mut Frame, area: Rect, shared: &Shared) {
+        let unsaved = if self.unsaved() { " [+]" } else { "" };
+        let block = panel(
+            format!("vocabulary{unsaved}"),
+            shared.focused(Focus::Editor),
+        );
+        let Some(editor) = &self.vocabulary else {
+            frame.render_widget(Paragraph::new("loading…").block(block), area);
+            return;
+        };
+        let items: Vec<ListItem> = editor.rows().iter().map(|row| item(editor, row)).collect();
+        let list = List::new(items)
+            .block(block)
+            .highlight_style(Style::new().add_modifier(Modifier::REVERSED))
+            .highlight_symbol("▶");
+        let mut state = ListState::default().with_selected(Some(editor.cursor));
+        frame.render_stateful_widget(list, area, &mut state);
     }
 }
 
-/// `e`: the editor in place of the example list, focused, or the list back.
-pub(crate) fn toggle(app: &mut App) -> Vec<Effect> {
-    app.editor.shown = !app.editor.shown;
-    app.focus = if app.editor.shown {
-        Focus::Editor
-    } else {
-        Focus::List
-    };
-    Vec::new()
-}
+impl EditorPanel {
+    pub(crate) fn unsaved(&self) -> bool {
+        self.vocabulary.as_ref().is_some_and(Editor::unsaved)
+    }
 
-/// `None` when the command is not the editor's.
-fn on_row(app: &mut App, command: Command) -> Option<Vec<Effect>> {
-    let editor = app.editor.vocabulary.as_mut()?;
-    let rows = editor.rows().len();
-    let row = editor.current_row();
-    match command {
-        Command::Down => editor.cursor = (editor.cursor + 1).min(rows - 1),
-        Command::Up => editor.cursor = editor.cursor.saturating_sub(1),
-        Command::PageDown => editor.cursor = (editor.cursor + app.page).min(rows - 1),
-        Command::PageUp => editor.cursor = editor.cursor.saturating_sub(app.page),
-        Command::Top => editor.cursor = 0,
-        Command::Bottom => editor.cursor = rows - 1,
-        Command::Back => app.focus = Focus::Tweet,
-        Command::AddWord => {
-            if let Row::List(kind, list) | Row::Word(kind, list, _) = row {
-                return Some(input(app, InputPurpose::AddWord(kind, list), ""));
+    /// `e`: the editor in place of the example list, focused, or the list back.
+    pub(crate) fn toggle(&mut self) -> Vec<Message> {
+        self.shown = !self.shown;
+        let focus = if self.shown {
+            Focus::Editor
+        } else {
+            Focus::List
+        };
+        vec![Message::Focus(focus)]
+    }
+
+    /// `None` when the command is not the editor's.
+    fn on_row(&mut self, command: Command, page: usize) -> Option<Vec<Message>> {
+        let editor = self.vocabulary.as_mut()?;
+        let rows = editor.rows().len();
+        let row = editor.current_row();
+        match command {
+            Command::Down => editor.cursor = (editor.cursor + 1).min(rows - 1),
+            Command::Up => editor.cursor = editor.cursor.saturating_sub(1),
+            Command::PageDown => editor.cursor = (editor.cursor + page).min(rows - 1),
+            Command::PageUp => editor.cursor = editor.cursor.saturating_sub(page),
+            Command::Top => editor.cursor = 0,
+            Command::Bottom => editor.cursor = rows - 1,
+            Command::Back => return Some(vec![Message::Focus(Focus::Tweet)]),
+            Command::AddWord => {
+                if let Row::List(kind, list) | Row::Word(kind, list, _) = row {
+                    return Some(input(InputPurpose::AddWord(kind, list), ""));
+                }
             }
-        }
-        Command::RenameWord | Command::Open => match row {
-            Row::Word(kind, list, i) => {
-                let word = editor.word(kind, list, i).unwrap_or_default().to_string();
-                return Some(input(app, InputPurpose::RenameWord(kind, list, i), &word));
+            Command::RenameWord | Command::Open => match row {
+                Row::Word(kind, list, i) => {
+                    let word = editor.word(kind, list, i).unwrap_or_default().to_string();
+                    return Some(input(InputPurpose::RenameWord(kind, list, i), &word));
+                }
+                Row::Template => {
+                    let template = editor.state.vocabulary.template.clone();
+                    return Some(input(InputPurpose::Template, &template));
+                }
+                Row::List(kind, list) => return Some(self.edit(Edit::ToggleList(kind, list))),
+                Row::Continuous => {}
+            },
+            Command::DeleteWord => {
+                if let Row::Word(kind, list, i) = row {
+                    return Some(self.edit(Edit::DeleteWord(kind, list, i)));
+                }
             }
-            Row::Template => {
+            Command::ToggleList => {
+                if let Row::List(kind, list) | Row::Word(kind, list, _) = row {
+                    return Some(self.edit(Edit::ToggleList(kind, list)));
+                }
+            }
+            Command::EditTemplate => {
                 let template = editor.state.vocabulary.template.clone();
-                return Some(input(app, InputPurpose::Template, &template));
+                return Some(input(InputPurpose::Template, &template));
             }
-            Row::List(kind, list) => return Some(edit(app, Edit::ToggleList(kind, list))),
-            Row::Continuous => {}
-        },
-        Command::DeleteWord => {
-            if let Row::Word(kind, list, i) = row {
-                return Some(edit(app, Edit::DeleteWord(kind, list, i)));
-            }
+            _ => return None,
         }
-        Command::ToggleList => {
-            if let Row::List(kind, list) | Row::Word(kind, list, _) = row {
-                return Some(edit(app, Edit::ToggleList(kind, list)));
-            }
-        }
-        Command::EditTemplate => {
-            let template = editor.state.vocabulary.template.clone();
-            return Some(input(app, InputPurpose::Template, &template));
-        }
-        _ => return None,
+        Some(Vec::new())
     }
-    Some(Vec::new())
+
+    /// Undo or redo; the engine gets the vocabulary it comes back to.
+    pub(crate) fn history(&mut self, step: fn(&mut Editor) -> bool, none: &str) -> Vec<Message> {
+        let Some(editor) = &mut self.vocabulary else {
+            return Vec::new();
+        };
+        if step(editor) {
+            vec![Message::ClearStatus, Message::VocabularyChanged]
+        } else {
+            vec![Message::Status(none.into())]
+        }
+    }
+
+    pub(crate) fn continuous(&mut self, step: isize) -> Vec<Message> {
+        let Some(editor) = &self.vocabulary else {
+            return Vec::new();
+        };
+        let now = editor.state.vocabulary.continuous;
+        let Some(count) = now.checked_add_signed(step) else {
+            return vec![Message::Status("already no continuous prompts".into())];
+        };
+        self.edit(Edit::Continuous(count))
+    }
+
+    /// Applies an edit; on success the engine gets the new vocabulary (and count).
+    pub(crate) fn edit(&mut self, edit: Edit) -> Vec<Message> {
+        let Some(editor) = &mut self.vocabulary else {
+            return Vec::new();
+        };
+        match editor.apply(edit) {
+            Ok(()) => vec![Message::ClearStatus, Message::VocabularyChanged],
+            Err(refused) => vec![Message::Status(format!("refused: {refused}"))],
+        }
+    }
+
+    /// `s`: saves the vocabulary, or asks first when that overwrites the checkpoint's.
+    pub(crate) fn save(&self, confirmed: bool, shared: &Shared) -> Vec<Message> {
+        let Some(editor) = &self.vocabulary else {
+            return Vec::new();
+        };
+        if shared.session.save_needs_confirm && !confirmed {
+            return vec![Message::Open(Overlay::ConfirmOverwrite)];
+        }
+        vec![Message::Effect(Effect::Save {
+            path: shared.session.save_path.clone(),
+            vocabulary: editor.state.effective(),
+        })]
+    }
+
+    /// A save the loop carried out: on success the saved state is the current one.
+    pub(crate) fn saved(&mut self, result: Result<std::path::PathBuf, String>) -> Vec<Message> {
+        match result {
+            Ok(path) => {
+                if let Some(editor) = &mut self.vocabulary {
+                    editor.saved = editor.state.clone();
+                }
+                vec![Message::Status(format!("saved {}", path.display()))]
+            }
+            Err(message) => vec![Message::Status(message)],
+        }
+    }
+
+    /// Starts a search over the candidates of the list under the cursor (or shows the
+    /// running one again).
+    pub(crate) fn suggest(&self, shared: &Shared) -> Vec<Message> {
+        let window = Message::Open(Overlay::Suggestions { cursor: 0 });
+        if shared.suggestions.as_ref().is_some_and(|s| s.running) {
+            return vec![window];
+        }
+        let Some(editor) = &self.vocabulary else {
+            return Vec::new();
+        };
+        let (Row::List(kind, list) | Row::Word(kind, list, _)) = editor.current_row() else {
+            return vec![Message::Status(
+                "put the editor's cursor on a list (e), then S".into(),
+            )];
+        };
+        let base = editor.state.effective();
+        let candidates = shared.candidates.clone().unwrap_or_else(|| {
+            editor
+                .state
+                .vocabulary
+                .types
+                .get(&kind)
+                .map(|w| w.candidates.clone())
+                .unwrap_or_default()
+        });
+        if candidates.is_empty() {
+            return vec![Message::Status(format!(
+                "{kind} has no candidates (a `candidates` list in the vocabulary)"
+            ))];
+        }
+        let search = Suggestions {
+            kind,
+            list,
+            candidates: candidates.len(),
+            results: Vec::new(),
+            running: true,
+        };
+        vec![
+            Message::Search(search),
+            window,
+            Message::Effect(Effect::StartSuggestions(SuggestRequest {
+                base,
+                kind,
+                list,
+                candidates,
+            })),
+        ]
+    }
 }
 
-fn input(app: &mut App, purpose: InputPurpose, text: &str) -> Vec<Effect> {
-    app.overlays.open(Overlay::Input(Input {
+/// Opens the input line for `purpose`, starting with `text`.
+fn input(purpose: InputPurpose, text: &str) -> Vec<Message> {
+    vec![Message::Open(Overlay::Input(Input {
         purpose,
         text: text.to_string(),
-    }))
-}
-
-pub(crate) fn history(app: &mut App, step: fn(&mut Editor) -> bool, none: &str) -> Vec<Effect> {
-    let Some(editor) = &mut app.editor.vocabulary else {
-        return Vec::new();
-    };
-    if step(editor) {
-        app.message = None;
-        vocabulary_effects(app)
-    } else {
-        app.message = Some(none.into());
-        Vec::new()
-    }
-}
-
-pub(crate) fn continuous(app: &mut App, step: isize) -> Vec<Effect> {
-    let Some(editor) = &app.editor.vocabulary else {
-        return Vec::new();
-    };
-    let now = editor.state.vocabulary.continuous;
-    let Some(count) = now.checked_add_signed(step) else {
-        app.message = Some("already no continuous prompts".into());
-        return Vec::new();
-    };
-    edit(app, Edit::Continuous(count))
-}
-
-/// Applies an edit; on success the engine gets the new vocabulary (and count).
-pub(crate) fn edit(app: &mut App, edit: Edit) -> Vec<Effect> {
-    let Some(editor) = &mut app.editor.vocabulary else {
-        return Vec::new();
-    };
-    match editor.apply(edit) {
-        Ok(()) => {
-            app.message = None;
-            vocabulary_effects(app)
-        }
-        Err(refused) => {
-            app.message = Some(format!("refused: {refused}"));
-            Vec::new()
-        }
-    }
-}
-
-/// The engine requests that bring it to the editor's vocabulary: the words and
-/// template when they changed, the continuous count when it changed.
-pub(crate) fn vocabulary_effects(app: &mut App) -> Vec<Effect> {
-    let Some(editor) = &app.editor.vocabulary else {
-        return Vec::new();
-    };
-    let wanted = editor.state.effective();
-    let sent = app.engine_vocabulary.replace(wanted.clone());
-    let mut effects = Vec::new();
-    let words_changed = sent
-        .as_ref()
-        .is_none_or(|sent| sent.template != wanted.template || sent.types != wanted.types);
-    if words_changed {
-        effects.push(Effect::SetVocabulary(wanted.clone()));
-    }
-    if sent.is_none_or(|sent| sent.continuous != wanted.continuous) {
-        effects.push(Effect::SetContinuous(wanted.continuous));
-    }
-    if !effects.is_empty() {
-        app.engine = EngineState::Rescoring { done: 0, total: 0 };
-    }
-    effects
-}
-
-pub(crate) fn save(app: &mut App, confirmed: bool) -> Vec<Effect> {
-    let Some(editor) = &app.editor.vocabulary else {
-        return Vec::new();
-    };
-    if app.session.save_needs_confirm && !confirmed {
-        return app.overlays.open(Overlay::ConfirmOverwrite);
-    }
-    vec![Effect::Save {
-        path: app.session.save_path.clone(),
-        vocabulary: editor.state.effective(),
-    }]
-}
-
-/// A save the loop carried out: on success the saved state is the current one.
-pub(crate) fn saved(app: &mut App, result: Result<std::path::PathBuf, String>) {
-    match result {
-        Ok(path) => {
-            if let Some(editor) = &mut app.editor.vocabulary {
-                editor.saved = editor.state.clone();
-            }
-            app.message = Some(format!("saved {}", path.display()));
-        }
-        Err(message) => app.message = Some(message),
-    }
-}
-
-/// Starts a search over the candidates of the list under the editor's cursor (or shows
-/// the running one again).
-pub(crate) fn suggest(app: &mut App) -> Vec<Effect> {
-    if app.suggestions.as_ref().is_some_and(|s| s.running) {
-        return app.overlays.open(Overlay::Suggestions { cursor: 0 });
-    }
-    let Some(editor) = &app.editor.vocabulary else {
-        return Vec::new();
-    };
-    let (Row::List(kind, list) | Row::Word(kind, list, _)) = editor.current_row() else {
-        app.message = Some("put the editor's cursor on a list (e), then S".into());
-        return Vec::new();
-    };
-    let base = editor.state.effective();
-    let candidates = app.candidates.clone().unwrap_or_else(|| {
-        editor
-            .state
-            .vocabulary
-            .types
-            .get(&kind)
-            .map(|w| w.candidates.clone())
-            .unwrap_or_default()
-    });
-    if candidates.is_empty() {
-        app.message = Some(format!(
-            "{kind} has no candidates (a `candidates` list in the vocabulary)"
-        ));
-        return Vec::new();
-    }
-    app.suggestions = Some(Suggestions {
-        kind,
-        list,
-        candidates: candidates.len(),
-        results: Vec::new(),
-        running: true,
-    });
-    app.overlays.open(Overlay::Suggestions { cursor: 0 });
-    vec![Effect::StartSuggestions(SuggestRequest {
-        base,
-        kind,
-        list,
-        candidates,
-    })]
-}
-
-pub(crate) fn draw(app: &App, frame: &mut Frame, area: Rect) {
-    let unsaved = if app.unsaved() { " [+]" } else { "" };
-    let block = panel(format!("vocabulary{unsaved}"), focused(app, Focus::Editor));
-    let Some(editor) = &app.editor.vocabulary else {
-        frame.render_widget(Paragraph::new("loading…").block(block), area);
-        return;
-    };
-    let items: Vec<ListItem> = editor.rows().iter().map(|row| item(editor, row)).collect();
-    let list = List::new(items)
-        .block(block)
-        .highlight_style(Style::new().add_modifier(Modifier::REVERSED))
-        .highlight_symbol("▶");
-    let mut state = ListState::default().with_selected(Some(editor.cursor));
-    frame.render_stateful_widget(list, area, &mut state);
+    }))]
 }
 
 fn item(editor: &Editor, row: &Row) -> ListItem<'static> {
@@ -342,9 +328,9 @@ mod tests {
         typed(&mut app, "Player");
         assert!(command(&mut app, Command::Open).is_empty());
         assert!(
-            app.message.as_deref().unwrap().contains("twice"),
+            app.shared.message.as_deref().unwrap().contains("twice"),
             "{:?}",
-            app.message
+            app.shared.message
         );
         command(&mut app, Command::AddWord);
         assert!(command(&mut app, Command::Open).is_empty(), "an empty word");
@@ -354,9 +340,9 @@ mod tests {
         }
         typed(&mut app, "a photo");
         assert!(command(&mut app, Command::Open).is_empty());
-        assert!(app.message.as_deref().unwrap().contains("{}"));
+        assert!(app.shared.message.as_deref().unwrap().contains("{}"));
         assert!(command(&mut app, Command::MoreContinuous).is_empty());
-        assert!(app.message.as_deref().unwrap().contains("retrain"));
+        assert!(app.shared.message.as_deref().unwrap().contains("retrain"));
         assert_eq!(app.editor.vocabulary.unwrap().state, before);
     }
 
@@ -379,7 +365,7 @@ mod tests {
     #[test]
     fn saving_over_the_checkpoints_prompts_needs_a_yes() {
         let mut app = loaded();
-        app.session.save_needs_confirm = true;
+        app.shared.session.save_needs_confirm = true;
         assert!(command(&mut app, Command::Save).is_empty());
         assert_eq!(app.overlays.top(), Some(&Overlay::ConfirmOverwrite));
         command(&mut app, Command::Deny);
@@ -428,6 +414,7 @@ mod tests {
         run(&mut app, Action::Suggested(suggestion("fan", -0.5)));
         run(&mut app, Action::Suggested(suggestion("athlete", 1.25)));
         let words: Vec<&str> = app
+            .shared
             .suggestions
             .as_ref()
             .unwrap()

@@ -10,9 +10,9 @@ use ratatui::style::{Color, Style};
 use ratatui::widgets::{Paragraph, Wrap};
 use ratatui_image::Image;
 
-use super::panel;
+use super::{Component, Handled, Message, panel};
 use crate::engine::ImageChoice;
-use crate::tui::app::{App, Effect};
+use crate::tui::app::{Command, Effect, Shared};
 
 /// The image panel's state: the picture the image thread encoded last, and the tweets
 /// shown with another image than their own (`i`).
@@ -46,43 +46,95 @@ pub(crate) enum ImageOutcome {
     Failed { path: PathBuf, reason: String },
 }
 
-/// Own image → none → another tweet's (the next with an image of another scene) → own.
-pub(crate) fn cycle(app: &mut App) -> Vec<Effect> {
-    let Some(tweet) = app.selected() else {
-        return Vec::new();
-    };
-    let current = app
-        .image
-        .overrides
-        .get(&tweet)
-        .copied()
-        .unwrap_or(ImageChoice::Own);
-    let has_image: Vec<bool> = app.tweets.iter().map(|t| t.image_path.is_some()).collect();
-    let partner = crate::eval::probe::swap_partner(tweet, &has_image, app.scenes.as_deref());
-    let next = match (current, partner) {
-        (ImageChoice::Own, _) => ImageChoice::None,
-        (ImageChoice::None, Some(j)) => ImageChoice::FromTweet(j),
-        _ => ImageChoice::Own,
-    };
-    if next == ImageChoice::Own {
-        app.image.overrides.remove(&tweet);
-    } else {
-        app.image.overrides.insert(tweet, next);
+impl Component for ImagePanel {
+    /// `i`, from any panel: the tweet with another image.
+    fn handle(&mut self, command: Command, shared: &Shared) -> Handled {
+        match command {
+            Command::CycleImage => Handled::Consumed(self.cycle(shared)),
+            _ => Handled::NotConsumed,
+        }
     }
-    app.message = Some(match next {
-        ImageChoice::Own => "its own image".into(),
-        ImageChoice::None => "as if it had no image".into(),
-        ImageChoice::FromTweet(j) => format!("with the image of tweet {j}"),
-    });
-    vec![Effect::SetImage { tweet, image: next }]
+
+    fn draw(&self, frame: &mut Frame, area: Rect, shared: &Shared) {
+        let title = match shared.current_view().map(|v| v.image.choice) {
+            Some(ImageChoice::None) => "image · removed (i)".to_string(),
+            Some(ImageChoice::FromTweet(j)) => format!("image · tweet {j}'s (i)"),
+            _ => "image".to_string(),
+        };
+        let block = panel(title, false);
+        let inner = block.inner(area);
+        frame.render_widget(block, area);
+        let message = match wanted(shared) {
+            Err(reason) => format!("{reason}: the model runs text-only"),
+            Ok(path) => match &self.shown {
+                Some(ImageOutcome::Shown(shown)) if shown.path == path && shown.area == inner => {
+                    frame.render_widget(Image::new(&shown.protocol), inner);
+                    return;
+                }
+                Some(ImageOutcome::Failed {
+                    path: failed,
+                    reason,
+                }) if *failed == path => {
+                    format!("{} cannot be shown: {reason}", path.display())
+                }
+                _ => "loading the image…".into(),
+            },
+        };
+        frame.render_widget(
+            Paragraph::new(message)
+                .style(Style::new().fg(Color::DarkGray))
+                .wrap(Wrap { trim: true }),
+            inner,
+        );
+    }
+}
+
+impl ImagePanel {
+    /// Own image → none → another tweet's (the next with an image of another scene) →
+    /// own.
+    fn cycle(&mut self, shared: &Shared) -> Vec<Message> {
+        let Some(tweet) = shared.selected else {
+            return Vec::new();
+        };
+        let current = self
+            .overrides
+            .get(&tweet)
+            .copied()
+            .unwrap_or(ImageChoice::Own);
+        let has_image: Vec<bool> = shared
+            .tweets
+            .iter()
+            .map(|t| t.image_path.is_some())
+            .collect();
+        let partner = crate::eval::probe::swap_partner(tweet, &has_image, shared.scenes.as_deref());
+        let next = match (current, partner) {
+            (ImageChoice::Own, _) => ImageChoice::None,
+            (ImageChoice::None, Some(j)) => ImageChoice::FromTweet(j),
+            _ => ImageChoice::Own,
+        };
+        if next == ImageChoice::Own {
+            self.overrides.remove(&tweet);
+        } else {
+            self.overrides.insert(tweet, next);
+        }
+        let said = match next {
+            ImageChoice::Own => "its own image".into(),
+            ImageChoice::None => "as if it had no image".into(),
+            ImageChoice::FromTweet(j) => format!("with the image of tweet {j}"),
+        };
+        vec![
+            Message::Status(said),
+            Message::Effect(Effect::SetImage { tweet, image: next }),
+        ]
+    }
 }
 
 /// The image file the current tweet is shown with, or why there is none.
-pub(crate) fn wanted(app: &App) -> Result<PathBuf, String> {
-    let index = app
-        .selected()
+pub(crate) fn wanted(shared: &Shared) -> Result<PathBuf, String> {
+    let index = shared
+        .selected
         .ok_or_else(|| "no tweet selected".to_string())?;
-    let (source, reason) = match app.current_view() {
+    let (source, reason) = match shared.current_view() {
         Some(view) => (
             view.image.from_tweet.unwrap_or(index),
             view.image.no_image.clone(),
@@ -92,7 +144,7 @@ pub(crate) fn wanted(app: &App) -> Result<PathBuf, String> {
     if let Some(reason) = reason {
         return Err(reason);
     }
-    let tweet = &app.tweets[source];
+    let tweet = &shared.tweets[source];
     match (&tweet.image_path, &tweet.image_id) {
         (Some(path), _) => Ok(path.clone()),
         (None, Some(id)) => Err(format!("image {id} is not in the images folder")),
@@ -103,39 +155,6 @@ pub(crate) fn wanted(app: &App) -> Result<PathBuf, String> {
 /// The part of the panel the picture fills.
 pub(crate) fn inner(area: Rect) -> Rect {
     panel("", false).inner(area)
-}
-
-pub(crate) fn draw(app: &App, frame: &mut Frame, area: Rect) {
-    let title = match app.current_view().map(|v| v.image.choice) {
-        Some(ImageChoice::None) => "image · removed (i)".to_string(),
-        Some(ImageChoice::FromTweet(j)) => format!("image · tweet {j}'s (i)"),
-        _ => "image".to_string(),
-    };
-    let block = panel(title, false);
-    let inner = block.inner(area);
-    frame.render_widget(block, area);
-    let message = match wanted(app) {
-        Err(reason) => format!("{reason}: the model runs text-only"),
-        Ok(path) => match &app.image.shown {
-            Some(ImageOutcome::Shown(shown)) if shown.path == path && shown.area == inner => {
-                frame.render_widget(Image::new(&shown.protocol), inner);
-                return;
-            }
-            Some(ImageOutcome::Failed {
-                path: failed,
-                reason,
-            }) if *failed == path => {
-                format!("{} cannot be shown: {reason}", path.display())
-            }
-            _ => "loading the image…".into(),
-        },
-    };
-    frame.render_widget(
-        Paragraph::new(message)
-            .style(Style::new().fg(Color::DarkGray))
-            .wrap(Wrap { trim: true }),
-        inner,
-    );
 }
 
 #[cfg(test)]
@@ -163,7 +182,7 @@ mod tests {
         assert_eq!(cycle(&mut app), ImageChoice::Own);
         assert!(app.image.overrides.is_empty());
         // With scenes known, the other image comes from another scene.
-        app.scenes = Some(vec![
+        app.shared.scenes = Some(vec![
             Some("a".into()),
             None,
             Some("a".into()),

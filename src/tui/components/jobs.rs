@@ -8,11 +8,11 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::Line;
 use ratatui::widgets::{Paragraph, Row, Table, TableState};
 
-use super::{Handled, focused, panel};
+use super::{Component, Handled, Message, panel};
 use crate::jobs::registry::State;
 use crate::jobs::table::{Format, MeanStd, column_bests, is_best};
 use crate::jobs::watch::JobsSnapshot;
-use crate::tui::app::{App, Command, Effect, Focus};
+use crate::tui::app::{Command, Effect, Focus, Shared};
 
 /// The jobs panel's state: shown or not, the registry as last read, the selected run.
 #[derive(Debug, Clone, Default)]
@@ -23,73 +23,177 @@ pub(crate) struct JobsPanel {
     pub cursor: usize,
 }
 
-/// `J`: the jobs panel over the main screen, focused, or the examples back.
-pub(crate) fn toggle(app: &mut App) -> Vec<Effect> {
-    app.jobs.shown = !app.jobs.shown;
-    app.focus = if app.jobs.shown {
-        Focus::Jobs
-    } else {
-        Focus::List
-    };
-    Vec::new()
-}
-
-/// The registry, read again; the cursor stays on a run.
-pub(crate) fn refresh(app: &mut App, snapshot: JobsSnapshot) {
-    app.jobs.cursor = app.jobs.cursor.min(snapshot.runs.len().saturating_sub(1));
-    app.jobs.snapshot = snapshot;
-}
-
-/// The jobs panel's keys. It covers the other panels, so their keys do nothing here;
-/// only the ones that leave it, open another window or quit pass through.
-pub(crate) fn handle(app: &mut App, command: Command) -> Handled {
-    match command {
-        Command::Quit | Command::Help | Command::Editor | Command::Jobs | Command::Ablations => {
-            Handled::NotConsumed
+impl Component for JobsPanel {
+    /// The jobs panel's keys. It covers the other panels, so their keys do nothing
+    /// here; only the ones that leave it, open another window or quit pass through.
+    fn handle(&mut self, command: Command, shared: &Shared) -> Handled {
+        match command {
+            Command::Quit
+            | Command::Help
+            | Command::Editor
+            | Command::Jobs
+            | Command::Ablations => Handled::NotConsumed,
+            _ => Handled::Consumed(self.on_run(command, shared.page)),
         }
-        _ => Handled::Consumed(on_run(app, command)),
+    }
+
+    fn draw(&self, frame: &mut Frame, area: Rect, shared: &Shared) {
+        let table_height = (self.snapshot.table.len() as u16 + 3).min(area.height / 3);
+        let [runs_area, log_area, results_area] = Layout::vertical([
+            Constraint::Min(5),
+            Constraint::Length(10),
+            Constraint::Length(table_height.max(4)),
+        ])
+        .areas(area);
+        self.draw_runs(shared, frame, runs_area);
+        self.draw_log(frame, log_area);
+        self.draw_results(frame, results_area);
     }
 }
 
-fn on_run(app: &mut App, command: Command) -> Vec<Effect> {
-    let runs = app.jobs.snapshot.runs.len();
-    let last = runs.saturating_sub(1);
-    match command {
-        Command::Down => app.jobs.cursor = (app.jobs.cursor + 1).min(last),
-        Command::Up => app.jobs.cursor = app.jobs.cursor.saturating_sub(1),
-        Command::PageDown => app.jobs.cursor = (app.jobs.cursor + app.page).min(last),
-        Command::PageUp => app.jobs.cursor = app.jobs.cursor.saturating_sub(app.page),
-        Command::Top => app.jobs.cursor = 0,
-        Command::Bottom => app.jobs.cursor = last,
-        Command::Back => {
-            app.jobs.shown = false;
-            app.focus = Focus::List;
-        }
-        Command::ExportCsv => return vec![Effect::ExportTable(Format::Csv)],
-        Command::ExportMarkdown => return vec![Effect::ExportTable(Format::Md)],
-        Command::CancelRun | Command::Open => {
-            let Some(run) = app.jobs.snapshot.runs.get(app.jobs.cursor) else {
-                return Vec::new();
-            };
-            return match (command, run.state) {
-                (Command::CancelRun, state) if !state.is_final() => {
-                    vec![Effect::CancelRun(run.id.clone())]
-                }
-                (Command::Open, crate::jobs::registry::State::Finished) => {
-                    let dir = run.dir.clone();
-                    app.jobs.shown = false;
-                    app.focus = Focus::List;
-                    vec![Effect::LoadCheckpoint(dir)]
-                }
-                (_, state) => {
-                    app.message = Some(format!("{} is {}", run.id, state.as_str()));
-                    Vec::new()
-                }
-            };
-        }
-        _ => {}
+impl JobsPanel {
+    /// `J`: the jobs panel over the main screen, focused, or the examples back.
+    pub(crate) fn toggle(&mut self) -> Vec<Message> {
+        self.shown = !self.shown;
+        let focus = if self.shown { Focus::Jobs } else { Focus::List };
+        vec![Message::Focus(focus)]
     }
-    Vec::new()
+
+    /// The registry, read again; the cursor stays on a run.
+    pub(crate) fn refresh(&mut self, snapshot: JobsSnapshot) {
+        self.cursor = self.cursor.min(snapshot.runs.len().saturating_sub(1));
+        self.snapshot = snapshot;
+    }
+
+    /// The panel closes and the examples take the keys.
+    fn leave(&mut self) -> Message {
+        self.shown = false;
+        Message::Focus(Focus::List)
+    }
+
+    fn on_run(&mut self, command: Command, page: usize) -> Vec<Message> {
+        let last = self.snapshot.runs.len().saturating_sub(1);
+        match command {
+            Command::Down => self.cursor = (self.cursor + 1).min(last),
+            Command::Up => self.cursor = self.cursor.saturating_sub(1),
+            Command::PageDown => self.cursor = (self.cursor + page).min(last),
+            Command::PageUp => self.cursor = self.cursor.saturating_sub(page),
+            Command::Top => self.cursor = 0,
+            Command::Bottom => self.cursor = last,
+            Command::Back => return vec![self.leave()],
+            Command::ExportCsv => return vec![Message::Effect(Effect::ExportTable(Format::Csv))],
+            Command::ExportMarkdown => {
+                return vec![Message::Effect(Effect::ExportTable(Format::Md))];
+            }
+            Command::CancelRun | Command::Open => return self.on_selected_run(command),
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    /// x cancels the run under the cursor; Enter loads a finished one's checkpoint.
+    fn on_selected_run(&mut self, command: Command) -> Vec<Message> {
+        let Some(run) = self.snapshot.runs.get(self.cursor) else {
+            return Vec::new();
+        };
+        match (command, run.state) {
+            (Command::CancelRun, state) if !state.is_final() => {
+                vec![Message::Effect(Effect::CancelRun(run.id.clone()))]
+            }
+            (Command::Open, State::Finished) => {
+                let load = Message::Effect(Effect::LoadCheckpoint(run.dir.clone()));
+                vec![self.leave(), load]
+            }
+            (_, state) => vec![Message::Status(format!("{} is {}", run.id, state.as_str()))],
+        }
+    }
+
+    fn draw_runs(&self, shared: &Shared, frame: &mut Frame, area: Rect) {
+        let block = panel(
+            format!(
+                "runs ({}) · {}",
+                self.snapshot.runs.len(),
+                shared.session.runs_root.display()
+            ),
+            shared.focused(Focus::Jobs),
+        );
+        if self.snapshot.runs.is_empty() {
+            let text = "no runs yet: r queues ablation retrains of this checkpoint";
+            frame.render_widget(Paragraph::new(text).block(block), area);
+            return;
+        }
+        let rows = self.snapshot.runs.iter().map(|run| {
+            Row::new(vec![
+                run.id.clone(),
+                run.state.as_str().to_string(),
+                format!("{}/{}", run.epoch, run.epochs),
+                number(run.loss, 4),
+                number(run.dev_f1, 2),
+                number(run.test_f1, 2),
+            ])
+            .style(state_style(run.state))
+        });
+        let widths = [
+            Constraint::Min(24),
+            Constraint::Length(12),
+            Constraint::Length(7),
+            Constraint::Length(8),
+            Constraint::Length(7),
+            Constraint::Length(7),
+        ];
+        let header = Row::new(vec!["run", "state", "epoch", "loss", "dev F1", "test F1"])
+            .style(Style::new().add_modifier(Modifier::BOLD));
+        let table = Table::new(rows, widths)
+            .header(header)
+            .block(block)
+            .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+        let mut state = TableState::default().with_selected(Some(self.cursor));
+        frame.render_stateful_widget(table, area, &mut state);
+    }
+
+    fn draw_log(&self, frame: &mut Frame, area: Rect) {
+        let run = self.snapshot.runs.get(self.cursor);
+        let title = run.map_or("log".into(), |r| format!("log of {}", r.id));
+        let lines: Vec<Line> = run
+            .map(|r| r.log_tail.iter().map(|l| Line::raw(l.clone())).collect())
+            .unwrap_or_default();
+        frame.render_widget(Paragraph::new(lines).block(panel(title, false)), area);
+    }
+
+    fn draw_results(&self, frame: &mut Frame, area: Rect) {
+        let table = &self.snapshot.table;
+        let bests = column_bests(table);
+        let rows = table.iter().map(|row| {
+            Row::new(vec![
+                row.variant.clone(),
+                format!("{}/{}", row.finished, row.runs),
+                cell(row.precision, bests[0]),
+                cell(row.recall, bests[1]),
+                cell(row.f1, bests[2]),
+                row.delta_f1.map_or("–".into(), |d| format!("{d:+.2}")),
+            ])
+        });
+        let widths = [
+            Constraint::Length(20),
+            Constraint::Length(6),
+            Constraint::Length(15),
+            Constraint::Length(15),
+            Constraint::Length(15),
+            Constraint::Length(7),
+        ];
+        let title = format!(
+            "results · {} · * best · c CSV, m Markdown",
+            self.snapshot.group.as_deref().unwrap_or("no group yet")
+        );
+        let header = Row::new(vec!["variant", "runs", "P", "R", "F1", "ΔF1"])
+            .style(Style::new().add_modifier(Modifier::BOLD));
+        frame.render_widget(
+            Table::new(rows, widths)
+                .header(header)
+                .block(panel(title, false)),
+            area,
+        );
+    }
 }
 
 fn state_style(state: State) -> Style {
@@ -105,71 +209,6 @@ fn number(value: Option<f64>, digits: usize) -> String {
     value.map_or("–".into(), |v| format!("{v:.digits$}"))
 }
 
-pub(crate) fn draw(app: &App, frame: &mut Frame, area: Rect) {
-    let table_height = (app.jobs.snapshot.table.len() as u16 + 3).min(area.height / 3);
-    let [runs_area, log_area, results_area] = Layout::vertical([
-        Constraint::Min(5),
-        Constraint::Length(10),
-        Constraint::Length(table_height.max(4)),
-    ])
-    .areas(area);
-    draw_runs(app, frame, runs_area);
-    draw_log(app, frame, log_area);
-    draw_results(app, frame, results_area);
-}
-
-fn draw_runs(app: &App, frame: &mut Frame, area: Rect) {
-    let block = panel(
-        format!(
-            "runs ({}) · {}",
-            app.jobs.snapshot.runs.len(),
-            app.session.runs_root.display()
-        ),
-        focused(app, Focus::Jobs),
-    );
-    if app.jobs.snapshot.runs.is_empty() {
-        let text = "no runs yet: r queues ablation retrains of this checkpoint";
-        frame.render_widget(Paragraph::new(text).block(block), area);
-        return;
-    }
-    let rows = app.jobs.snapshot.runs.iter().map(|run| {
-        Row::new(vec![
-            run.id.clone(),
-            run.state.as_str().to_string(),
-            format!("{}/{}", run.epoch, run.epochs),
-            number(run.loss, 4),
-            number(run.dev_f1, 2),
-            number(run.test_f1, 2),
-        ])
-        .style(state_style(run.state))
-    });
-    let widths = [
-        Constraint::Min(24),
-        Constraint::Length(12),
-        Constraint::Length(7),
-        Constraint::Length(8),
-        Constraint::Length(7),
-        Constraint::Length(7),
-    ];
-    let header = Row::new(vec!["run", "state", "epoch", "loss", "dev F1", "test F1"])
-        .style(Style::new().add_modifier(Modifier::BOLD));
-    let table = Table::new(rows, widths)
-        .header(header)
-        .block(block)
-        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
-    let mut state = TableState::default().with_selected(Some(app.jobs.cursor));
-    frame.render_stateful_widget(table, area, &mut state);
-}
-
-fn draw_log(app: &App, frame: &mut Frame, area: Rect) {
-    let run = app.jobs.snapshot.runs.get(app.jobs.cursor);
-    let title = run.map_or("log".into(), |r| format!("log of {}", r.id));
-    let lines: Vec<Line> = run
-        .map(|r| r.log_tail.iter().map(|l| Line::raw(l.clone())).collect())
-        .unwrap_or_default();
-    frame.render_widget(Paragraph::new(lines).block(panel(title, false)), area);
-}
-
 fn cell(value: Option<MeanStd>, best: Option<f64>) -> String {
     match value {
         Some(m) => {
@@ -178,41 +217,6 @@ fn cell(value: Option<MeanStd>, best: Option<f64>) -> String {
         }
         None => "–".into(),
     }
-}
-
-fn draw_results(app: &App, frame: &mut Frame, area: Rect) {
-    let table = &app.jobs.snapshot.table;
-    let bests = column_bests(table);
-    let rows = table.iter().map(|row| {
-        Row::new(vec![
-            row.variant.clone(),
-            format!("{}/{}", row.finished, row.runs),
-            cell(row.precision, bests[0]),
-            cell(row.recall, bests[1]),
-            cell(row.f1, bests[2]),
-            row.delta_f1.map_or("–".into(), |d| format!("{d:+.2}")),
-        ])
-    });
-    let widths = [
-        Constraint::Length(20),
-        Constraint::Length(6),
-        Constraint::Length(15),
-        Constraint::Length(15),
-        Constraint::Length(15),
-        Constraint::Length(7),
-    ];
-    let title = format!(
-        "results · {} · * best · c CSV, m Markdown",
-        app.jobs.snapshot.group.as_deref().unwrap_or("no group yet")
-    );
-    let header = Row::new(vec!["variant", "runs", "P", "R", "F1", "ΔF1"])
-        .style(Style::new().add_modifier(Modifier::BOLD));
-    frame.render_widget(
-        Table::new(rows, widths)
-            .header(header)
-            .block(panel(title, false)),
-        area,
-    );
 }
 
 #[cfg(test)]
@@ -270,7 +274,7 @@ mod tests {
         let mut app = loaded();
         run(&mut app, Action::Jobs(jobs_snapshot()));
         command(&mut app, Command::Jobs);
-        assert_eq!(app.focus, Focus::Jobs);
+        assert_eq!(app.shared.focus, Focus::Jobs);
         assert!(
             command(&mut app, Command::CancelRun).is_empty(),
             "finished: nothing to cancel"
@@ -306,10 +310,13 @@ mod tests {
     fn queueing_and_cancelling_report_back_in_the_status_bar() {
         let mut app = loaded();
         assert!(update(&mut app, Action::Queued(Ok(3))).is_empty());
-        assert_eq!(app.message.as_deref(), Some("queued 3 runs (J shows them)"));
+        assert_eq!(
+            app.shared.message.as_deref(),
+            Some("queued 3 runs (J shows them)")
+        );
         update(&mut app, Action::Queued(Err("no runs folder".into())));
         assert_eq!(
-            app.message.as_deref(),
+            app.shared.message.as_deref(),
             Some("cannot queue the runs: no runs folder")
         );
         let id = "r0002-none-s1".to_string();
@@ -320,7 +327,10 @@ mod tests {
                 result: Ok(()),
             },
         );
-        assert_eq!(app.message.as_deref(), Some("cancelling r0002-none-s1"));
+        assert_eq!(
+            app.shared.message.as_deref(),
+            Some("cancelling r0002-none-s1")
+        );
         update(
             &mut app,
             Action::Cancelled {
@@ -329,7 +339,7 @@ mod tests {
             },
         );
         assert_eq!(
-            app.message.as_deref(),
+            app.shared.message.as_deref(),
             Some("cannot cancel r0002-none-s1: scancel failed")
         );
     }

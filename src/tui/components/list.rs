@@ -7,8 +7,8 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{List, ListItem, ListState, Paragraph};
 
-use super::{Handled, clip, focused, panel};
-use crate::tui::app::{App, Command, Effect, EngineState, Focus};
+use super::{Component, Handled, Message, clip, panel};
+use crate::tui::app::{Command, EngineState, Focus, Shared};
 use crate::tui::filter::Filter;
 
 /// The example list's state: filter, search, what is visible and where the cursor is.
@@ -20,134 +20,153 @@ pub(crate) struct ExampleList {
     pub cursor: usize,
 }
 
-/// The list's keys: the moves, Enter opens the tweet, Esc clears the search.
-pub(crate) fn handle(app: &mut App, command: Command) -> Handled {
-    match command {
-        Command::Open => {
-            app.focus = Focus::Tweet;
-            Handled::Consumed(Vec::new())
+impl Component for ExampleList {
+    /// The list's keys: the moves, Enter opens the tweet, Esc clears the search.
+    fn handle(&mut self, command: Command, shared: &Shared) -> Handled {
+        match command {
+            Command::Open => Handled::Consumed(vec![Message::Focus(Focus::Tweet)]),
+            Command::Back if !self.query.is_empty() => {
+                self.query.clear();
+                Handled::Consumed(self.refilter(shared))
+            }
+            _ => self.step(command, shared),
         }
-        Command::Back if !app.list.query.is_empty() => {
-            app.list.query.clear();
-            Handled::Consumed(refilter(app))
+    }
+
+    fn draw(&self, frame: &mut Frame, area: Rect, shared: &Shared) {
+        let data = shared.filter_data();
+        let count = data
+            .count(self.filter)
+            .map_or("…".to_string(), |c| c.to_string());
+        let mut title = format!(
+            "examples · {} ({}/{})",
+            self.filter.label(),
+            count,
+            shared.tweets.len()
+        );
+        if !self.query.is_empty() {
+            title.push_str(&format!(" · /{}", self.query));
         }
-        _ => step(app, command),
-    }
-}
-
-/// The moves through the list (the tweet view steps through it with the same keys).
-pub(crate) fn step(app: &mut App, command: Command) -> Handled {
-    let page = app.page.max(1);
-    let effects = match command {
-        Command::Down => move_cursor(app, |c, _| c + 1),
-        Command::Up => move_cursor(app, |c, _| c.saturating_sub(1)),
-        Command::PageDown => move_cursor(app, |c, _| c + page),
-        Command::PageUp => move_cursor(app, |c, _| c.saturating_sub(page)),
-        Command::Top => move_cursor(app, |_, _| 0),
-        Command::Bottom => move_cursor(app, |_, len| len.saturating_sub(1)),
-        _ => return Handled::NotConsumed,
-    };
-    Handled::Consumed(effects)
-}
-
-/// Recomputes the visible tweets, keeping the selected tweet under the cursor when it
-/// is still visible; asks for the newly selected tweet when that changed.
-pub(crate) fn refilter(app: &mut App) -> Vec<Effect> {
-    let before = app.selected();
-    app.list.visible = app.filter_data().visible(app.list.filter, &app.list.query);
-    app.list.cursor = before
-        .and_then(|b| app.list.visible.iter().position(|&i| i == b))
-        .unwrap_or(0);
-    select_effect(app, before)
-}
-
-/// The list with `filter` (the filter menu and the confusion matrix pick one).
-pub(crate) fn set_filter(app: &mut App, filter: Filter) -> Vec<Effect> {
-    app.list.filter = filter;
-    app.message = Some(format!("filter: {}", filter.label()));
-    refilter(app)
-}
-
-pub(crate) fn cycle_filter(app: &mut App, step: isize) -> Vec<Effect> {
-    let filters = app.filters();
-    let at = filters
-        .iter()
-        .position(|f| *f == app.list.filter)
-        .unwrap_or(0);
-    let next = (at as isize + step).rem_euclid(filters.len() as isize) as usize;
-    set_filter(app, filters[next])
-}
-
-fn select_effect(app: &mut App, before: Option<usize>) -> Vec<Effect> {
-    match app.selected() {
-        Some(now) if Some(now) != before || app.view.is_none() => {
-            app.tweet.word_cursor = 0;
-            vec![Effect::Select(now)]
+        let block = panel(title, shared.focused(Focus::List));
+        if shared.tweets.is_empty() {
+            let text = match shared.engine {
+                EngineState::Failed => "the dataset could not be loaded (see the status bar)",
+                _ => "loading the checkpoint and the split…",
+            };
+            frame.render_widget(Paragraph::new(text).block(block), area);
+            return;
         }
-        _ => Vec::new(),
+        if self.visible.is_empty() {
+            let text = if self.filter.needs_scores() && shared.scores.is_none() {
+                "waiting for the first scoring…"
+            } else {
+                "no tweet matches"
+            };
+            frame.render_widget(Paragraph::new(text).block(block), area);
+            return;
+        }
+        let width = area.width.saturating_sub(9) as usize;
+        let items: Vec<ListItem> = self
+            .visible
+            .iter()
+            .map(|&i| item(shared, i, width))
+            .collect();
+        let list = List::new(items)
+            .block(block)
+            .highlight_style(Style::new().add_modifier(Modifier::REVERSED))
+            .highlight_symbol("▶");
+        let mut state = ListState::default().with_selected(Some(self.cursor));
+        frame.render_stateful_widget(list, area, &mut state);
     }
 }
 
-fn move_cursor(app: &mut App, to: impl FnOnce(usize, usize) -> usize) -> Vec<Effect> {
-    let before = app.selected();
-    let len = app.list.visible.len();
-    if len == 0 {
-        return Vec::new();
+impl ExampleList {
+    /// The tweet under the cursor.
+    pub(crate) fn selected(&self) -> Option<usize> {
+        self.visible.get(self.cursor).copied()
     }
-    app.list.cursor = to(app.list.cursor, len).min(len - 1);
-    select_effect(app, before)
-}
 
-pub(crate) fn draw(app: &App, frame: &mut Frame, area: Rect) {
-    let data = app.filter_data();
-    let count = data
-        .count(app.list.filter)
-        .map_or("…".to_string(), |c| c.to_string());
-    let mut title = format!(
-        "examples · {} ({}/{})",
-        app.list.filter.label(),
-        count,
-        app.tweets.len()
-    );
-    if !app.list.query.is_empty() {
-        title.push_str(&format!(" · /{}", app.list.query));
+    /// Whether `command` moves through the list (the tweet view passes these on).
+    pub(crate) fn is_move(command: Command) -> bool {
+        matches!(
+            command,
+            Command::Down
+                | Command::Up
+                | Command::PageDown
+                | Command::PageUp
+                | Command::Top
+                | Command::Bottom
+        )
     }
-    let block = panel(title, focused(app, Focus::List));
-    if app.tweets.is_empty() {
-        let text = match app.engine {
-            EngineState::Failed => "the dataset could not be loaded (see the status bar)",
-            _ => "loading the checkpoint and the split…",
+
+    /// The moves through the list.
+    pub(crate) fn step(&mut self, command: Command, shared: &Shared) -> Handled {
+        let page = shared.page.max(1);
+        let messages = match command {
+            Command::Down => self.move_cursor(shared, |c, _| c + 1),
+            Command::Up => self.move_cursor(shared, |c, _| c.saturating_sub(1)),
+            Command::PageDown => self.move_cursor(shared, |c, _| c + page),
+            Command::PageUp => self.move_cursor(shared, |c, _| c.saturating_sub(page)),
+            Command::Top => self.move_cursor(shared, |_, _| 0),
+            Command::Bottom => self.move_cursor(shared, |_, len| len.saturating_sub(1)),
+            _ => return Handled::NotConsumed,
         };
-        frame.render_widget(Paragraph::new(text).block(block), area);
-        return;
+        Handled::Consumed(messages)
     }
-    if app.list.visible.is_empty() {
-        let text = if app.list.filter.needs_scores() && app.scores.is_none() {
-            "waiting for the first scoring…"
-        } else {
-            "no tweet matches"
-        };
-        frame.render_widget(Paragraph::new(text).block(block), area);
-        return;
+
+    /// Recomputes the visible tweets, keeping the selected tweet under the cursor when
+    /// it is still visible; says so when another tweet is selected.
+    pub(crate) fn refilter(&mut self, shared: &Shared) -> Vec<Message> {
+        let before = self.selected();
+        self.visible = shared.filter_data().visible(self.filter, &self.query);
+        self.cursor = before
+            .and_then(|b| self.visible.iter().position(|&i| i == b))
+            .unwrap_or(0);
+        self.selection_changed(before, shared)
     }
-    let width = area.width.saturating_sub(9) as usize;
-    let items: Vec<ListItem> = app
-        .list
-        .visible
-        .iter()
-        .map(|&i| item(app, i, width))
-        .collect();
-    let list = List::new(items)
-        .block(block)
-        .highlight_style(Style::new().add_modifier(Modifier::REVERSED))
-        .highlight_symbol("▶");
-    let mut state = ListState::default().with_selected(Some(app.list.cursor));
-    frame.render_stateful_widget(list, area, &mut state);
+
+    /// The list with `filter` (the filter menu and the confusion matrix pick one).
+    pub(crate) fn set_filter(&mut self, filter: Filter, shared: &Shared) -> Vec<Message> {
+        self.filter = filter;
+        let mut messages = vec![Message::Status(format!("filter: {}", filter.label()))];
+        messages.extend(self.refilter(shared));
+        messages
+    }
+
+    pub(crate) fn cycle_filter(&mut self, step: isize, shared: &Shared) -> Vec<Message> {
+        let filters = shared.filters();
+        let at = filters.iter().position(|f| *f == self.filter).unwrap_or(0);
+        let next = (at as isize + step).rem_euclid(filters.len() as isize) as usize;
+        self.set_filter(filters[next], shared)
+    }
+
+    fn selection_changed(&self, before: Option<usize>, shared: &Shared) -> Vec<Message> {
+        match self.selected() {
+            Some(now) if Some(now) != before || shared.view.is_none() => {
+                vec![Message::Selected(now)]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn move_cursor(
+        &mut self,
+        shared: &Shared,
+        to: impl FnOnce(usize, usize) -> usize,
+    ) -> Vec<Message> {
+        let before = self.selected();
+        let len = self.visible.len();
+        if len == 0 {
+            return Vec::new();
+        }
+        self.cursor = to(self.cursor, len).min(len - 1);
+        self.selection_changed(before, shared)
+    }
 }
 
-fn item(app: &App, index: usize, width: usize) -> ListItem<'static> {
-    let tweet = &app.tweets[index];
-    let errors = app
+fn item(shared: &Shared, index: usize, width: usize) -> ListItem<'static> {
+    let tweet = &shared.tweets[index];
+    let errors = shared
         .scores
         .as_ref()
         .and_then(|s| s.tweet_errors.get(index))
@@ -178,7 +197,6 @@ mod tests {
     use crate::data::tags::EntityType::Other;
     use crate::data::tags::EntityType::Per;
     use crate::eval::score::ErrorKind;
-    use crate::tui::app::App;
     use crate::tui::app::Command;
     use crate::tui::app::Effect;
     use crate::tui::filter::Filter;
@@ -187,7 +205,7 @@ mod tests {
     #[test]
     fn filters_and_their_counts() {
         let app = loaded();
-        let data = app.filter_data();
+        let data = app.shared.filter_data();
         let expect = [
             (Filter::All, 4),
             (Filter::Misclassified, 3),
@@ -207,12 +225,16 @@ mod tests {
             assert_eq!(data.count(filter), Some(count), "{}", filter.label());
         }
         // Before any scoring, the error filters cannot be counted.
-        let unscored = App {
-            scores: None,
-            ..app.clone()
-        };
-        assert_eq!(unscored.filter_data().count(Filter::Misclassified), None);
-        assert_eq!(unscored.filter_data().count(Filter::NoImage), Some(1));
+        let mut unscored = app.clone();
+        unscored.shared.scores = None;
+        assert_eq!(
+            unscored.shared.filter_data().count(Filter::Misclassified),
+            None
+        );
+        assert_eq!(
+            unscored.shared.filter_data().count(Filter::NoImage),
+            Some(1)
+        );
     }
 
     #[test]
@@ -237,7 +259,7 @@ mod tests {
         assert_eq!(command(&mut app, Command::Bottom), [Effect::Select(3)]);
         assert!(command(&mut app, Command::Down).is_empty());
         assert_eq!(app.selected(), Some(3));
-        app.page = 2;
+        app.shared.page = 2;
         command(&mut app, Command::PageUp);
         assert_eq!(app.selected(), Some(1));
         command(&mut app, Command::Top);
@@ -260,7 +282,7 @@ mod tests {
 
     #[test]
     fn snapshot_each_filter() {
-        for filter in loaded().filters() {
+        for filter in loaded().shared.filters() {
             let mut app = loaded();
             while app.list.filter != filter {
                 command(&mut app, Command::NextFilter);
@@ -275,7 +297,7 @@ mod tests {
     fn compare_filters_count_disagreements_by_type_and_by_who_is_right() {
         use crate::eval::compare::Right;
         let app = compared_app();
-        let data = app.filter_data();
+        let data = app.shared.filter_data();
         let count = |kind, right| data.count(Filter::Disagree(kind, right));
         assert_eq!(count(None, None), Some(4));
         assert_eq!(count(None, Some(Right::A)), Some(1));
@@ -284,7 +306,10 @@ mod tests {
         assert_eq!(count(Some(Other), Some(Right::B)), Some(1));
         let without = loaded();
         assert_eq!(
-            without.filter_data().count(Filter::Disagree(None, None)),
+            without
+                .shared
+                .filter_data()
+                .count(Filter::Disagree(None, None)),
             None
         );
     }

@@ -7,10 +7,14 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::Line;
 use ratatui::widgets::{Gauge, Paragraph, Row, Table};
 
-use super::{panel, type_color};
+use super::{Component, panel, type_color};
 use crate::data::tags::EntityType;
 use crate::eval::score::ClassScore;
-use crate::tui::app::{App, EngineState};
+use crate::tui::app::{EngineState, Shared};
+
+/// The metrics panel: no state of its own and no keys.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct MetricsPanel;
 
 /// ΔF1 in points (scores are percentages).
 fn delta(value: Option<f64>) -> String {
@@ -32,95 +36,98 @@ fn row(name: &str, score: &ClassScore, delta_f1: Option<f64>, style: Style) -> R
     .style(style)
 }
 
-pub(crate) fn draw(app: &App, frame: &mut Frame, area: Rect) {
-    let title = match &app.compare {
-        Some(compare) => format!(
-            "split scores · Δ: A against its vocabulary, B ({}) against A",
-            compare.checkpoint
-        ),
-        None => "split scores · Δ against the checkpoint's vocabulary".to_string(),
-    };
-    let block = panel(title, false);
-    let inner = block.inner(area);
-    frame.render_widget(block, area);
-    let progress = match app.engine {
-        EngineState::Rescoring { done, total } => Some(("rescoring", done, total)),
-        EngineState::Encoding { done, total } => Some(("encoding", done, total)),
-        _ => None,
-    };
-    let [table_area, gauge_area] = Layout::vertical([
-        Constraint::Min(0),
-        Constraint::Length(u16::from(progress.is_some())),
-    ])
-    .areas(inner);
-    if let Some((task, done, total)) = progress {
-        let ratio = if total > 0 {
-            done as f64 / total as f64
-        } else {
-            0.0
+impl Component for MetricsPanel {
+    fn draw(&self, frame: &mut Frame, area: Rect, shared: &Shared) {
+        let title = match &shared.compare {
+            Some(compare) => format!(
+                "split scores · Δ: A against its vocabulary, B ({}) against A",
+                compare.checkpoint
+            ),
+            None => "split scores · Δ against the checkpoint's vocabulary".to_string(),
         };
-        frame.render_widget(
-            Gauge::default()
-                .gauge_style(Style::new().fg(Color::Cyan))
-                .ratio(ratio.clamp(0.0, 1.0))
-                .label(format!("{task} {done}/{total}")),
-            gauge_area,
-        );
-    }
-    let Some(scores) = &app.scores else {
-        frame.render_widget(
-            Paragraph::new(Line::styled(
-                "no scores yet",
-                Style::new().fg(Color::DarkGray),
-            )),
-            table_area,
-        );
-        return;
-    };
-    let report = &scores.report;
-    let mut rows = vec![row(
-        "all",
-        &report.micro,
-        scores.delta_f1,
-        Style::new().add_modifier(Modifier::BOLD),
-    )];
-    for kind in EntityType::ALL {
-        if let Some(score) = report.per_type.get(&kind) {
-            rows.push(row(
-                kind.as_str(),
-                score,
-                scores.delta_per_type.get(&kind).copied(),
-                Style::new().fg(type_color(kind)),
-            ));
+        let block = panel(title, false);
+        let inner = block.inner(area);
+        frame.render_widget(block, area);
+        let progress = match shared.engine {
+            EngineState::Rescoring { done, total } => Some(("rescoring", done, total)),
+            EngineState::Encoding { done, total } => Some(("encoding", done, total)),
+            _ => None,
+        };
+        let [table_area, gauge_area] = Layout::vertical([
+            Constraint::Min(0),
+            Constraint::Length(u16::from(progress.is_some())),
+        ])
+        .areas(inner);
+        if let Some((task, done, total)) = progress {
+            let ratio = if total > 0 {
+                done as f64 / total as f64
+            } else {
+                0.0
+            };
+            frame.render_widget(
+                Gauge::default()
+                    .gauge_style(Style::new().fg(Color::Cyan))
+                    .ratio(ratio.clamp(0.0, 1.0))
+                    .label(format!("{task} {done}/{total}")),
+                gauge_area,
+            );
         }
-    }
-    if let Some(compare) = &app.compare {
-        match compare.scores.as_ref() {
-            Some(b) => {
-                let delta = b.report.micro.prf.f1 - report.micro.prf.f1;
-                rows.insert(
-                    1,
-                    row(
-                        "B",
-                        &b.report.micro,
-                        Some(delta),
-                        Style::new().add_modifier(Modifier::ITALIC),
-                    ),
-                );
+        let Some(scores) = &shared.scores else {
+            frame.render_widget(
+                Paragraph::new(Line::styled(
+                    "no scores yet",
+                    Style::new().fg(Color::DarkGray),
+                )),
+                table_area,
+            );
+            return;
+        };
+        let report = &scores.report;
+        let mut rows = vec![row(
+            "all",
+            &report.micro,
+            scores.delta_f1,
+            Style::new().add_modifier(Modifier::BOLD),
+        )];
+        for kind in EntityType::ALL {
+            if let Some(score) = report.per_type.get(&kind) {
+                rows.push(row(
+                    kind.as_str(),
+                    score,
+                    scores.delta_per_type.get(&kind).copied(),
+                    Style::new().fg(type_color(kind)),
+                ));
             }
-            None => rows.insert(1, Row::new(vec!["B", "…"])),
         }
+        if let Some(compare) = &shared.compare {
+            match compare.scores.as_ref() {
+                Some(b) => {
+                    let delta = b.report.micro.prf.f1 - report.micro.prf.f1;
+                    rows.insert(
+                        1,
+                        row(
+                            "B",
+                            &b.report.micro,
+                            Some(delta),
+                            Style::new().add_modifier(Modifier::ITALIC),
+                        ),
+                    );
+                }
+                None => rows.insert(1, Row::new(vec!["B", "…"])),
+            }
+        }
+        let widths = [
+            Constraint::Length(6),
+            Constraint::Length(6),
+            Constraint::Length(6),
+            Constraint::Length(6),
+            Constraint::Length(6),
+        ];
+        let table = Table::new(rows, widths).header(
+            Row::new(vec!["", "P", "R", "F1", "ΔF1"]).style(Style::new().fg(Color::DarkGray)),
+        );
+        frame.render_widget(table, table_area);
     }
-    let widths = [
-        Constraint::Length(6),
-        Constraint::Length(6),
-        Constraint::Length(6),
-        Constraint::Length(6),
-        Constraint::Length(6),
-    ];
-    let table = Table::new(rows, widths)
-        .header(Row::new(vec!["", "P", "R", "F1", "ΔF1"]).style(Style::new().fg(Color::DarkGray)));
-    frame.render_widget(table, table_area);
 }
 
 #[cfg(test)]

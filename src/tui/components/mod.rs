@@ -1,11 +1,20 @@
 //! The workbench's components, one file each: the example list, the tweet, its image,
-//! the prompts, the vocabulary editor, the metrics, the jobs panel and the stack of
-//! overlays. Each holds its own state (a field of [`App`]), answers a command with
-//! [`Handled`] (`handle(&mut App, Command)`, consumed with the effects to carry out, or
-//! not consumed), and draws itself (`draw(&App, &mut Frame, Rect)`). A handler takes the
-//! whole `App` because a component's keys read the session data the others show (the
-//! selected tweet, the scores) and may move another's state (Enter in the filter menu
-//! sets the list's filter). Also here: the layout and the helpers the draws share.
+//! the prompts, the vocabulary editor, the metrics, the status bar, the jobs panel and
+//! the stack of overlays. Every one implements [`Component`]: its state is `self` (a
+//! field of [`App`]), `handle(&mut self, Command, &Shared)` answers a command with
+//! [`Handled`] (consumed, or not), and `draw(&self, &mut Frame, Rect, &Shared)` draws
+//! it. [`Shared`] is what a component reads and does not own: the session's data
+//! (tweets, scores, the tweet's view, the compared checkpoint, the suggestion search,
+//! focus, engine state, status message) and what it may know of the others (the
+//! selected tweet, the word under the cursor, unsaved edits, an open overlay), which
+//! the `App` copies in before every handler and draw. A component changes nothing
+//! outside itself: what it wants of the rest (focus, the status bar, the list's filter,
+//! a step through the list, an edit or save of the vocabulary, an overlay, an effect
+//! for the event loop) it returns as [`Message`]s inside [`Handled::Consumed`], and the
+//! `App` applies them in order after the handler returns. The metrics panel and the
+//! status bar have no keys and no state of their own. The keys that mean the same in
+//! every panel (quit, help, Tab, the windows) stay the `App`'s. Also here: the layout
+//! and the helpers the draws share.
 
 pub(crate) mod editor;
 pub(crate) mod image;
@@ -23,22 +32,84 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::widgets::{Block, BorderType};
 
 use crate::data::tags::EntityType;
-use crate::tui::app::{App, Effect, Focus};
+use crate::jobs::variant::Variant;
+use crate::tui::app::{App, Command, Effect, Focus, Shared, Suggestions};
+use crate::tui::editor::Edit;
+use crate::tui::filter::Filter;
+use overlays::Overlay;
+
+/// A panel of the workbench: its own state (`self`), its keys and its draw. It reads
+/// the rest of the workbench through [`Shared`] and changes it only through the
+/// [`Message`]s it answers with.
+pub(crate) trait Component {
+    /// Answers a command: consumed (with its messages) or not. A panel without keys
+    /// consumes nothing.
+    fn handle(&mut self, _command: Command, _shared: &Shared) -> Handled {
+        Handled::NotConsumed
+    }
+
+    fn draw(&self, frame: &mut Frame, area: Rect, shared: &Shared);
+}
+
+/// What a component asks of the rest of the workbench; the `App` applies these in
+/// order after the handler returns.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Message {
+    /// For the event loop to carry out.
+    Effect(Effect),
+    /// The keys go to another panel.
+    Focus(Focus),
+    /// The status bar says this.
+    Status(String),
+    /// The status bar says nothing (an edit went through).
+    ClearStatus,
+    /// A window opens over the others.
+    Open(Overlay),
+    /// A suggestion search starts.
+    Search(Suggestions),
+    /// The editor's vocabulary changed: the engine is brought to it.
+    VocabularyChanged,
+    /// An edit of the vocabulary (typed into an input line, or a suggestion taken).
+    Edit(Edit),
+    /// Save the vocabulary (`confirmed`: overwriting the checkpoint's was answered yes).
+    Save { confirmed: bool },
+    /// The list shows the tweets of this filter.
+    SetFilter(Filter),
+    /// The list's search query, as typed so far.
+    Query(String),
+    /// Queue retrains of these variants with the edited vocabulary.
+    Queue {
+        variants: Vec<Variant>,
+        seeds: usize,
+    },
+    /// The workbench ends.
+    Quit,
+    /// The list moves (the tweet view steps through it with the list's keys).
+    StepList(Command),
+    /// The list selected this tweet: its view starts at its first word and the engine
+    /// is asked for it.
+    Selected(usize),
+}
 
 /// A component's answer to a command.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Handled {
-    /// The component took the command; the loop carries out these effects.
-    Consumed(Vec<Effect>),
+    /// The component took the command; the `App` applies these messages.
+    Consumed(Vec<Message>),
     /// Not this component's: the next in line gets it.
     NotConsumed,
 }
 
 impl Handled {
-    /// The effects, when consumed.
-    pub(crate) fn consumed(self) -> Option<Vec<Effect>> {
+    /// Consumed, with only effects for the loop.
+    pub(crate) fn effects(effects: Vec<Effect>) -> Self {
+        Handled::Consumed(effects.into_iter().map(Message::Effect).collect())
+    }
+
+    /// The messages, when consumed.
+    pub(crate) fn consumed(self) -> Option<Vec<Message>> {
         match self {
-            Handled::Consumed(effects) => Some(effects),
+            Handled::Consumed(messages) => Some(messages),
             Handled::NotConsumed => None,
         }
     }
@@ -93,28 +164,28 @@ impl Areas {
 
 /// Draws the whole screen.
 pub(crate) fn draw(app: &App, frame: &mut Frame) {
-    let areas = Areas::of(frame.area(), app.compare.is_some());
+    let areas = Areas::of(frame.area(), app.shared.compare.is_some());
     if app.jobs.shown {
         let main = Rect {
             height: areas.status.y - frame.area().y,
             ..frame.area()
         };
-        jobs::draw(app, frame, main);
-        status::draw(app, frame, areas.status);
-        overlays::draw(app, frame);
+        app.jobs.draw(frame, main, &app.shared);
+        app.status.draw(frame, areas.status, &app.shared);
+        app.overlays.draw(frame, frame.area(), &app.shared);
         return;
     }
     if app.editor.shown {
-        editor::draw(app, frame, areas.left);
+        app.editor.draw(frame, areas.left, &app.shared);
     } else {
-        list::draw(app, frame, areas.left);
+        app.list.draw(frame, areas.left, &app.shared);
     }
-    tweet::draw(app, frame, areas.tweet);
-    image::draw(app, frame, areas.image);
-    prompts::draw(app, frame, areas.prompts);
-    metrics::draw(app, frame, areas.metrics);
-    status::draw(app, frame, areas.status);
-    overlays::draw(app, frame);
+    app.tweet.draw(frame, areas.tweet, &app.shared);
+    app.image.draw(frame, areas.image, &app.shared);
+    app.prompts.draw(frame, areas.prompts, &app.shared);
+    app.metrics.draw(frame, areas.metrics, &app.shared);
+    app.status.draw(frame, areas.status, &app.shared);
+    app.overlays.draw(frame, frame.area(), &app.shared);
 }
 
 /// A panel's frame; the focused panel's border is bold and doubled so that focus reads
@@ -128,10 +199,6 @@ pub(crate) fn panel(title: impl Into<String>, focused: bool) -> Block<'static> {
     } else {
         block.border_type(BorderType::Plain)
     }
-}
-
-pub(crate) fn focused(app: &App, focus: Focus) -> bool {
-    app.overlays.top().is_none() && app.focus == focus
 }
 
 /// Each entity type's colour (the 16-colour palette, so it reads on any terminal).

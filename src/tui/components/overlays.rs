@@ -8,10 +8,10 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, List, ListItem, ListState, Paragraph};
 
-use super::{Handled, centered, editor, list, panel};
+use super::{Component, Handled, Message, centered, panel};
 use crate::jobs::variant::Variant;
 use crate::prompts::WordList;
-use crate::tui::app::{App, Command, Effect, Focus};
+use crate::tui::app::{Command, Effect, Focus, Shared};
 use crate::tui::editor::Edit;
 use crate::tui::filter::Filter;
 use crate::tui::keys;
@@ -98,271 +98,267 @@ impl Overlays {
     }
 }
 
-/// A character typed into the input line on top.
-pub(crate) fn type_char(app: &mut App, c: char) -> Vec<Effect> {
-    if let Some(Overlay::Input(input)) = app.overlays.stack.last_mut() {
-        input.text.push(c);
-        return live_search(app);
-    }
-    Vec::new()
-}
-
-pub(crate) fn backspace(app: &mut App) -> Vec<Effect> {
-    if let Some(Overlay::Input(input)) = app.overlays.stack.last_mut() {
-        input.text.pop();
-        return live_search(app);
-    }
-    Vec::new()
-}
-
-/// The list narrows as the search query is typed.
-fn live_search(app: &mut App) -> Vec<Effect> {
-    match app.overlays.top() {
-        Some(Overlay::Input(Input {
-            purpose: InputPurpose::Search,
-            text,
-        })) => {
-            app.list.query = text.clone();
-            list::refilter(app)
+impl Component for Overlays {
+    /// The top overlay's keys; an open overlay consumes every command.
+    fn handle(&mut self, command: Command, shared: &Shared) -> Handled {
+        match self.top().cloned() {
+            Some(overlay) => Handled::Consumed(self.on_overlay(overlay, command, shared)),
+            None => Handled::NotConsumed,
         }
-        _ => Vec::new(),
+    }
+
+    /// Draws the open overlays over `area`, the top one last.
+    fn draw(&self, frame: &mut Frame, area: Rect, shared: &Shared) {
+        for (at, overlay) in self.stack.iter().enumerate() {
+            let beneath = at.checked_sub(1).map(|below| &self.stack[below]);
+            draw_one(shared, overlay, beneath, frame, area);
+        }
     }
 }
 
-/// The top overlay's keys; an open overlay consumes every command.
-pub(crate) fn handle(app: &mut App, command: Command) -> Handled {
-    match app.overlays.top().cloned() {
-        Some(overlay) => Handled::Consumed(on_overlay(app, overlay, command)),
-        None => Handled::NotConsumed,
+impl Overlays {
+    /// A character typed into the input line on top.
+    pub(crate) fn type_char(&mut self, c: char) -> Vec<Message> {
+        if let Some(Overlay::Input(input)) = self.stack.last_mut() {
+            input.text.push(c);
+            return self.live_search();
+        }
+        Vec::new()
     }
-}
 
-fn on_overlay(app: &mut App, overlay: Overlay, command: Command) -> Vec<Effect> {
-    match overlay {
-        Overlay::Help => {
-            if matches!(command, Command::Help | Command::Back | Command::Quit) {
-                app.overlays.close();
+    pub(crate) fn backspace(&mut self) -> Vec<Message> {
+        if let Some(Overlay::Input(input)) = self.stack.last_mut() {
+            input.text.pop();
+            return self.live_search();
+        }
+        Vec::new()
+    }
+
+    /// The list narrows as the search query is typed.
+    fn live_search(&self) -> Vec<Message> {
+        match self.top() {
+            Some(Overlay::Input(Input {
+                purpose: InputPurpose::Search,
+                text,
+            })) => vec![Message::Query(text.clone())],
+            _ => Vec::new(),
+        }
+    }
+
+    fn on_overlay(&mut self, overlay: Overlay, command: Command, shared: &Shared) -> Vec<Message> {
+        match overlay {
+            Overlay::Help => {
+                if matches!(command, Command::Help | Command::Back | Command::Quit) {
+                    self.close();
+                }
+                Vec::new()
             }
-            Vec::new()
+            Overlay::FilterMenu { cursor } => self.filter_menu(cursor, command, shared),
+            Overlay::Confusion { row, col } => self.confusion_matrix(row, col, command),
+            Overlay::Suggestions { cursor } => self.suggestions_table(cursor, command, shared),
+            Overlay::Ablation {
+                cursor,
+                chosen,
+                seeds,
+            } => self.ablation_dialog(cursor, chosen, seeds, command),
+            Overlay::ConfirmQuit => self.confirm_quit(command),
+            Overlay::ConfirmOverwrite => match command {
+                Command::Confirm => {
+                    self.close();
+                    vec![Message::Save { confirmed: true }]
+                }
+                Command::Deny | Command::Back => {
+                    self.close();
+                    vec![Message::Status("not saved".into())]
+                }
+                _ => Vec::new(),
+            },
+            Overlay::Input(input) => match command {
+                Command::Open => {
+                    self.close();
+                    submit(input)
+                }
+                Command::Back => {
+                    self.close();
+                    if input.purpose == InputPurpose::Search {
+                        return vec![Message::Query(String::new())];
+                    }
+                    Vec::new()
+                }
+                _ => Vec::new(),
+            },
         }
-        Overlay::FilterMenu { cursor } => filter_menu(app, cursor, command),
-        Overlay::Confusion { row, col } => confusion_matrix(app, row, col, command),
-        Overlay::Suggestions { cursor } => suggestions_table(app, cursor, command),
-        Overlay::Ablation {
+    }
+
+    fn confirm_quit(&mut self, command: Command) -> Vec<Message> {
+        match command {
+            Command::Confirm => return vec![Message::Quit],
+            Command::Save => {
+                self.close();
+                return vec![Message::Save { confirmed: false }];
+            }
+            Command::Deny | Command::Back => self.close(),
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    fn filter_menu(&mut self, cursor: usize, command: Command, shared: &Shared) -> Vec<Message> {
+        let filters = shared.filters();
+        let cursor = match command {
+            Command::Down => (cursor + 1).min(filters.len() - 1),
+            Command::Up => cursor.saturating_sub(1),
+            Command::Top => 0,
+            Command::Bottom => filters.len() - 1,
+            Command::Open => {
+                self.close();
+                return vec![Message::SetFilter(filters[cursor])];
+            }
+            Command::Back | Command::Quit | Command::FilterMenu => {
+                self.close();
+                return Vec::new();
+            }
+            _ => cursor,
+        };
+        self.replace_top(Overlay::FilterMenu { cursor });
+        Vec::new()
+    }
+
+    fn ablation_dialog(
+        &mut self,
+        cursor: usize,
+        mut chosen: Vec<bool>,
+        seeds: usize,
+        command: Command,
+    ) -> Vec<Message> {
+        let variants = Variant::menu();
+        let mut cursor = cursor;
+        let mut seeds = seeds;
+        match command {
+            Command::Down => cursor = (cursor + 1).min(variants.len() - 1),
+            Command::Up => cursor = cursor.saturating_sub(1),
+            Command::ToggleList => chosen[cursor] = !chosen[cursor],
+            Command::MoreContinuous => seeds += 1,
+            Command::FewerContinuous => seeds = seeds.saturating_sub(1).max(1),
+            Command::Back | Command::Quit => {
+                self.close();
+                return Vec::new();
+            }
+            Command::Open => {
+                self.close();
+                let mut picked: Vec<Variant> = variants
+                    .iter()
+                    .zip(&chosen)
+                    .filter(|(_, c)| **c)
+                    .map(|(v, _)| *v)
+                    .collect();
+                if picked.is_empty() {
+                    picked.push(variants[cursor]);
+                }
+                return vec![Message::Queue {
+                    variants: picked,
+                    seeds,
+                }];
+            }
+            _ => {}
+        }
+        self.replace_top(Overlay::Ablation {
             cursor,
             chosen,
             seeds,
-        } => ablation_dialog(app, cursor, chosen, seeds, command),
-        Overlay::ConfirmQuit => {
-            match command {
-                Command::Confirm => app.quit = true,
-                Command::Save => {
-                    app.overlays.close();
-                    return editor::save(app, false);
-                }
-                Command::Deny | Command::Back => app.overlays.close(),
-                _ => {}
-            }
-            Vec::new()
-        }
-        Overlay::ConfirmOverwrite => match command {
-            Command::Confirm => {
-                app.overlays.close();
-                editor::save(app, true)
-            }
-            Command::Deny | Command::Back => {
-                app.overlays.close();
-                app.message = Some("not saved".into());
-                Vec::new()
-            }
-            _ => Vec::new(),
-        },
-        Overlay::Input(input) => match command {
+        });
+        Vec::new()
+    }
+
+    /// Moves over the matrix; Enter filters the list to the tweets with errors in the
+    /// cell.
+    fn confusion_matrix(&mut self, row: usize, col: usize, command: Command) -> Vec<Message> {
+        let classes = crate::eval::confusion::classes();
+        let last = classes.len() - 1;
+        let (row, col) = match command {
+            Command::Down => ((row + 1).min(last), col),
+            Command::Up => (row.saturating_sub(1), col),
+            Command::WordRight => (row, (col + 1).min(last)),
+            Command::WordLeft => (row, col.saturating_sub(1)),
             Command::Open => {
-                app.overlays.close();
-                submit(app, input)
+                self.close();
+                return vec![
+                    Message::Focus(Focus::List),
+                    Message::SetFilter(Filter::Confusion(classes[row], classes[col])),
+                ];
             }
-            Command::Back => {
-                app.overlays.close();
-                if input.purpose == InputPurpose::Search {
-                    app.list.query.clear();
-                    return list::refilter(app);
-                }
-                Vec::new()
-            }
-            _ => Vec::new(),
-        },
-    }
-}
-
-fn filter_menu(app: &mut App, cursor: usize, command: Command) -> Vec<Effect> {
-    let filters = app.filters();
-    let cursor = match command {
-        Command::Down => (cursor + 1).min(filters.len() - 1),
-        Command::Up => cursor.saturating_sub(1),
-        Command::Top => 0,
-        Command::Bottom => filters.len() - 1,
-        Command::Open => {
-            app.overlays.close();
-            return list::set_filter(app, filters[cursor]);
-        }
-        Command::Back | Command::Quit | Command::FilterMenu => {
-            app.overlays.close();
-            return Vec::new();
-        }
-        _ => cursor,
-    };
-    app.overlays.replace_top(Overlay::FilterMenu { cursor });
-    Vec::new()
-}
-
-fn submit(app: &mut App, input: Input) -> Vec<Effect> {
-    match input.purpose {
-        InputPurpose::Search => {
-            app.focus = Focus::List;
-            Vec::new()
-        }
-        InputPurpose::AddWord(kind, list) => {
-            editor::edit(app, Edit::AddWord(kind, list, input.text))
-        }
-        InputPurpose::RenameWord(kind, list, i) => {
-            editor::edit(app, Edit::RenameWord(kind, list, i, input.text))
-        }
-        InputPurpose::Template => editor::edit(app, Edit::Template(input.text)),
-    }
-}
-
-fn ablation_dialog(
-    app: &mut App,
-    cursor: usize,
-    mut chosen: Vec<bool>,
-    seeds: usize,
-    command: Command,
-) -> Vec<Effect> {
-    let variants = Variant::menu();
-    let mut cursor = cursor;
-    let mut seeds = seeds;
-    match command {
-        Command::Down => cursor = (cursor + 1).min(variants.len() - 1),
-        Command::Up => cursor = cursor.saturating_sub(1),
-        Command::ToggleList => chosen[cursor] = !chosen[cursor],
-        Command::MoreContinuous => seeds += 1,
-        Command::FewerContinuous => seeds = seeds.saturating_sub(1).max(1),
-        Command::Back | Command::Quit => {
-            app.overlays.close();
-            return Vec::new();
-        }
-        Command::Open => {
-            app.overlays.close();
-            let mut picked: Vec<Variant> = variants
-                .iter()
-                .zip(&chosen)
-                .filter(|(_, c)| **c)
-                .map(|(v, _)| *v)
-                .collect();
-            if picked.is_empty() {
-                picked.push(variants[cursor]);
-            }
-            let Some(editor) = &app.editor.vocabulary else {
-                app.message = Some("the checkpoint is still loading".into());
+            Command::Back | Command::Quit | Command::Confusion => {
+                self.close();
                 return Vec::new();
-            };
-            return vec![Effect::SubmitRuns {
-                variants: picked,
-                seeds,
-                vocabulary: editor.state.effective(),
-            }];
-        }
-        _ => {}
+            }
+            _ => (row, col),
+        };
+        self.replace_top(Overlay::Confusion { row, col });
+        Vec::new()
     }
-    app.overlays.replace_top(Overlay::Ablation {
-        cursor,
-        chosen,
-        seeds,
-    });
-    Vec::new()
-}
 
-/// Moves over the matrix; Enter filters the list to the tweets with errors in the cell.
-fn confusion_matrix(app: &mut App, row: usize, col: usize, command: Command) -> Vec<Effect> {
-    let classes = crate::eval::confusion::classes();
-    let last = classes.len() - 1;
-    let (row, col) = match command {
-        Command::Down => ((row + 1).min(last), col),
-        Command::Up => (row.saturating_sub(1), col),
-        Command::WordRight => (row, (col + 1).min(last)),
-        Command::WordLeft => (row, col.saturating_sub(1)),
-        Command::Open => {
-            app.overlays.close();
-            app.focus = Focus::List;
-            return list::set_filter(app, Filter::Confusion(classes[row], classes[col]));
-        }
-        Command::Back | Command::Quit | Command::Confusion => {
-            app.overlays.close();
+    /// The ranked table: Enter adds the word to its list, x stops the search.
+    fn suggestions_table(
+        &mut self,
+        cursor: usize,
+        command: Command,
+        shared: &Shared,
+    ) -> Vec<Message> {
+        let Some(search) = &shared.suggestions else {
+            self.close();
             return Vec::new();
-        }
-        _ => (row, col),
-    };
-    app.overlays.replace_top(Overlay::Confusion { row, col });
-    Vec::new()
-}
-
-/// The ranked table: Enter adds the word to its list, x stops the search.
-fn suggestions_table(app: &mut App, cursor: usize, command: Command) -> Vec<Effect> {
-    let Some(search) = app.suggestions.clone() else {
-        app.overlays.close();
-        return Vec::new();
-    };
-    let last = search.results.len().saturating_sub(1);
-    let cursor = match command {
-        Command::Down => (cursor + 1).min(last),
-        Command::Up => cursor.saturating_sub(1),
-        Command::CancelRun => {
-            return if search.running {
-                vec![Effect::StopSuggestions]
-            } else {
-                Vec::new()
-            };
-        }
-        Command::Open => {
-            let Some(best) = search.results.get(cursor) else {
+        };
+        let last = search.results.len().saturating_sub(1);
+        let cursor = match command {
+            Command::Down => (cursor + 1).min(last),
+            Command::Up => cursor.saturating_sub(1),
+            Command::CancelRun => {
+                return if search.running {
+                    vec![Message::Effect(Effect::StopSuggestions)]
+                } else {
+                    Vec::new()
+                };
+            }
+            Command::Open => {
+                let Some(best) = search.results.get(cursor) else {
+                    return Vec::new();
+                };
+                self.close();
+                let word = Edit::AddWord(search.kind, search.list, best.word.clone());
+                return vec![Message::Edit(word)];
+            }
+            Command::Back | Command::Quit | Command::Suggest => {
+                self.close();
                 return Vec::new();
-            };
-            app.overlays.close();
-            return editor::edit(
-                app,
-                Edit::AddWord(search.kind, search.list, best.word.clone()),
-            );
-        }
-        Command::Back | Command::Quit | Command::Suggest => {
-            app.overlays.close();
-            return Vec::new();
-        }
-        _ => cursor,
-    };
-    app.overlays.replace_top(Overlay::Suggestions { cursor });
-    Vec::new()
+            }
+            _ => cursor,
+        };
+        self.replace_top(Overlay::Suggestions { cursor });
+        Vec::new()
+    }
 }
 
-/// Draws the open overlays, the top one last.
-pub(crate) fn draw(app: &App, frame: &mut Frame) {
-    let area = frame.area();
-    for (at, overlay) in app.overlays.stack.iter().enumerate() {
-        let beneath = at.checked_sub(1).map(|below| &app.overlays.stack[below]);
-        draw_one(app, overlay, beneath, frame, area);
-    }
+/// What an input line's text is for, on Enter.
+fn submit(input: Input) -> Vec<Message> {
+    let edit = match input.purpose {
+        InputPurpose::Search => return vec![Message::Focus(Focus::List)],
+        InputPurpose::AddWord(kind, list) => Edit::AddWord(kind, list, input.text),
+        InputPurpose::RenameWord(kind, list, i) => Edit::RenameWord(kind, list, i, input.text),
+        InputPurpose::Template => Edit::Template(input.text),
+    };
+    vec![Message::Edit(edit)]
 }
 
 fn draw_one(
-    app: &App,
+    shared: &Shared,
     overlay: &Overlay,
     beneath: Option<&Overlay>,
     frame: &mut Frame,
     area: Rect,
 ) {
     match overlay {
-        Overlay::Help => help(app, beneath, frame, area),
-        Overlay::FilterMenu { cursor } => filter_menu_window(app, *cursor, frame, area),
+        Overlay::Help => help(shared, beneath, frame, area),
+        Overlay::FilterMenu { cursor } => filter_menu_window(shared, *cursor, frame, area),
         Overlay::Input(input) => {
             let rect = centered(area, 60, 3);
             frame.render_widget(Clear, rect);
@@ -399,8 +395,8 @@ fn draw_one(
             chosen,
             seeds,
         } => ablation_window(*cursor, chosen, *seeds, frame, area),
-        Overlay::Confusion { row, col } => confusion_window(app, *row, *col, frame, area),
-        Overlay::Suggestions { cursor } => suggestions_window(app, *cursor, frame, area),
+        Overlay::Confusion { row, col } => confusion_window(shared, *row, *col, frame, area),
+        Overlay::Suggestions { cursor } => suggestions_window(shared, *cursor, frame, area),
     }
 }
 
@@ -411,9 +407,9 @@ fn question(frame: &mut Frame, area: Rect, title: &str, text: &[&str]) {
     frame.render_widget(Paragraph::new(lines).block(panel(title, true)), rect);
 }
 
-fn filter_menu_window(app: &App, cursor: usize, frame: &mut Frame, area: Rect) {
-    let data = app.filter_data();
-    let filters = app.filters();
+fn filter_menu_window(shared: &Shared, cursor: usize, frame: &mut Frame, area: Rect) {
+    let data = shared.filter_data();
+    let filters = shared.filters();
     let items: Vec<ListItem> = filters
         .iter()
         .map(|&filter| {
@@ -451,7 +447,7 @@ fn ablation_window(cursor: usize, chosen: &[bool], seeds: usize, frame: &mut Fra
 }
 
 /// The matrix: rows gold, columns predicted; a cell shows exact matches + errors.
-fn confusion_window(app: &App, row: usize, col: usize, frame: &mut Frame, area: Rect) {
+fn confusion_window(shared: &Shared, row: usize, col: usize, frame: &mut Frame, area: Rect) {
     use crate::eval::confusion::{Confusion, classes};
     let rect = centered(area, 64, 12);
     frame.render_widget(Clear, rect);
@@ -459,7 +455,7 @@ fn confusion_window(app: &App, row: usize, col: usize, frame: &mut Frame, area: 
         "confusion · rows gold, columns predicted · Enter lists",
         true,
     );
-    let Some(scores) = &app.scores else {
+    let Some(scores) = &shared.scores else {
         frame.render_widget(Paragraph::new("no scores yet").block(block), rect);
         return;
     };
@@ -498,8 +494,8 @@ fn confusion_window(app: &App, row: usize, col: usize, frame: &mut Frame, area: 
 }
 
 /// The suggestion search's table, best ΔF1 first, filling in as candidates are scored.
-fn suggestions_window(app: &App, cursor: usize, frame: &mut Frame, area: Rect) {
-    let Some(search) = &app.suggestions else {
+fn suggestions_window(shared: &Shared, cursor: usize, frame: &mut Frame, area: Rect) {
+    let Some(search) = &shared.suggestions else {
         return;
     };
     let state = if search.running { "searching" } else { "done" };
@@ -539,10 +535,10 @@ fn suggestions_window(app: &App, cursor: usize, frame: &mut Frame, area: Rect) {
 
 /// The help: every key of the view it was opened over, from the same tables the keys
 /// are read with.
-fn help(app: &App, beneath: Option<&Overlay>, frame: &mut Frame, area: Rect) {
+fn help(shared: &Shared, beneath: Option<&Overlay>, frame: &mut Frame, area: Rect) {
     // The help lists the keys of the view beneath it, not its own.
     let mut lines = Vec::new();
-    for (title, bindings) in keys::context_of(beneath, app.focus) {
+    for (title, bindings) in keys::context_of(beneath, shared.focus) {
         lines.push(Line::styled(
             title.to_string(),
             Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED),

@@ -8,10 +8,10 @@ use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use super::{clip, panel, type_color};
+use super::{Component, clip, panel, type_color};
 use crate::engine::{AttributionView, PromptScore, TweetView};
 use crate::model::prompts::PromptSource;
-use crate::tui::app::App;
+use crate::tui::app::Shared;
 
 /// The prompt panel's state: the last leave-one-prompt-out attribution (`a` in the
 /// tweet view), shown while its span is under the cursor.
@@ -50,50 +50,52 @@ fn bar(value: f32, max: f32, width: usize) -> String {
     format!("{bar:<width$}")
 }
 
-pub(crate) fn draw(app: &App, frame: &mut Frame, area: Rect) {
-    let view = app.current_view();
-    let word = view.and_then(|v| v.words.get(app.tweet.word_cursor).cloned());
-    let count = view.map_or(String::new(), |v| format!(" ({})", v.prompts.len()));
-    let attribution = current_attribution(app);
-    let title = match (&word, attribution) {
-        (_, Some(a)) => {
-            let class = crate::model::span::class_name(a.class);
-            let words = view.map_or(String::new(), |v| v.words[a.start..a.end].join(" "));
-            format!(
-                "prompts{count} · a_i │ Δp({class} «{}») without each",
-                clip(&words, 14)
-            )
-        }
-        (Some(word), None) => format!(
-            "prompts{count} · a_i │ clue attention of «{}»",
-            clip(word, 12)
-        ),
-        (None, None) => format!("prompts{count} · a_i"),
-    };
-    let block = panel(title, false);
-    let inner = block.inner(area);
-    let lines = match view {
-        None => vec![Line::styled("computing…", Style::new().fg(Color::DarkGray))],
-        Some(view) if view.prompts.is_empty() => vec![Line::styled(
-            "no image, so no prompt similarities (text-only)",
-            Style::new().fg(Color::DarkGray),
-        )],
-        Some(view) => prompt_lines(
-            view,
-            app.tweet.word_cursor,
-            attribution,
-            inner.width as usize,
-        ),
-    };
-    frame.render_widget(Paragraph::new(lines).block(block), area);
+impl Component for PromptsPanel {
+    fn draw(&self, frame: &mut Frame, area: Rect, shared: &Shared) {
+        let view = shared.current_view();
+        let word = view.and_then(|v| v.words.get(shared.word_cursor).cloned());
+        let count = view.map_or(String::new(), |v| format!(" ({})", v.prompts.len()));
+        let attribution = self.current_attribution(shared);
+        let title = match (&word, attribution) {
+            (_, Some(a)) => {
+                let class = crate::model::span::class_name(a.class);
+                let words = view.map_or(String::new(), |v| v.words[a.start..a.end].join(" "));
+                format!(
+                    "prompts{count} · a_i │ Δp({class} «{}») without each",
+                    clip(&words, 14)
+                )
+            }
+            (Some(word), None) => format!(
+                "prompts{count} · a_i │ clue attention of «{}»",
+                clip(word, 12)
+            ),
+            (None, None) => format!("prompts{count} · a_i"),
+        };
+        let block = panel(title, false);
+        let inner = block.inner(area);
+        let lines = match view {
+            None => vec![Line::styled("computing…", Style::new().fg(Color::DarkGray))],
+            Some(view) if view.prompts.is_empty() => vec![Line::styled(
+                "no image, so no prompt similarities (text-only)",
+                Style::new().fg(Color::DarkGray),
+            )],
+            Some(view) => prompt_lines(view, shared.word_cursor, attribution, inner.width as usize),
+        };
+        frame.render_widget(Paragraph::new(lines).block(block), area);
+    }
 }
 
-/// The attribution of the span under the cursor, when it is the current one's.
-fn current_attribution(app: &App) -> Option<&AttributionView> {
-    let attribution = app.prompts.attribution.as_ref()?;
-    let here = Some(attribution.tweet) == app.selected()
-        && super::tweet::span_at_cursor(app) == Some((attribution.start, attribution.end));
-    here.then_some(attribution)
+impl PromptsPanel {
+    /// The attribution of the span under the cursor, when it is the current one's.
+    fn current_attribution(&self, shared: &Shared) -> Option<&AttributionView> {
+        let attribution = self.attribution.as_ref()?;
+        let span = shared
+            .current_view()
+            .and_then(|view| super::tweet::span_at(view, shared.word_cursor));
+        let here = Some(attribution.tweet) == shared.selected
+            && span == Some((attribution.start, attribution.end));
+        here.then_some(attribution)
+    }
 }
 
 /// A signed change as a bar: red when leaving the prompt out lowers the probability
@@ -170,6 +172,7 @@ mod tests {
         assert_eq!(bar(0.0, 0.0, 3), "   ");
     }
     use crate::tui::app::Command;
+    use crate::tui::components::Component;
     use crate::tui::test_support::{command, loaded};
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
@@ -181,7 +184,7 @@ mod tests {
         command(&mut app, Command::WordRight);
         let mut terminal = Terminal::new(TestBackend::new(70, 10)).unwrap();
         terminal
-            .draw(|frame| crate::tui::components::prompts::draw(&app, frame, frame.area()))
+            .draw(|frame| app.prompts.draw(frame, frame.area(), &app.shared))
             .unwrap();
         insta::assert_snapshot!(terminal.backend());
     }

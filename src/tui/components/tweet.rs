@@ -8,11 +8,13 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
-use super::{Handled, focused, list, panel, type_color};
+use super::list::ExampleList;
+use super::{Component, Handled, Message, panel, type_color};
 use crate::data::spans::Span as EntitySpan;
 use crate::data::tags::EntityType;
+use crate::engine::TweetView;
 use crate::model::span::{CLASSES, NONE_CLASS, ScoredSpan};
-use crate::tui::app::{App, Command, Effect, Focus};
+use crate::tui::app::{Command, Effect, Focus, Shared};
 
 /// The tweet view's state: the word under the cursor.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -20,34 +22,112 @@ pub(crate) struct TweetPanel {
     pub word_cursor: usize,
 }
 
-/// The tweet's keys: words left and right, `a` attributes the span under the cursor,
-/// Esc goes back to the list; the list's moves step to the next tweet.
-pub(crate) fn handle(app: &mut App, command: Command) -> Handled {
-    let effects = match command {
-        Command::WordLeft => {
-            app.tweet.word_cursor = app.tweet.word_cursor.saturating_sub(1);
-            Vec::new()
+impl Component for TweetPanel {
+    /// The tweet's keys: words left and right, `a` attributes the span under the
+    /// cursor, Esc goes back to the list; the list's moves step to the next tweet.
+    fn handle(&mut self, command: Command, shared: &Shared) -> Handled {
+        let messages = match command {
+            Command::WordLeft => {
+                self.word_cursor = self.word_cursor.saturating_sub(1);
+                Vec::new()
+            }
+            Command::WordRight => {
+                let words = shared.selected.map_or(0, |i| shared.tweets[i].words.len());
+                self.word_cursor = (self.word_cursor + 1).min(words.saturating_sub(1));
+                Vec::new()
+            }
+            Command::Attribute => self.attribute(shared),
+            Command::Back => vec![Message::Focus(Focus::List)],
+            _ if ExampleList::is_move(command) => vec![Message::StepList(command)],
+            _ => return Handled::NotConsumed,
+        };
+        Handled::Consumed(messages)
+    }
+
+    fn draw(&self, frame: &mut Frame, area: Rect, shared: &Shared) {
+        let Some(index) = shared.selected else {
+            frame.render_widget(panel("tweet", false), area);
+            return;
+        };
+        let tweet = &shared.tweets[index];
+        let view = shared.current_view();
+        let title = match &tweet.image_id {
+            Some(id) => format!("tweet {index} · image {id}"),
+            None => format!("tweet {index} · no image id"),
+        };
+        let block = panel(title, shared.focused(Focus::Tweet));
+        let width = (area.width as usize).saturating_sub(2 + GUTTER).max(8);
+        let words = &tweet.words;
+        let predicted: Option<Vec<EntitySpan>> =
+            view.map(|v| v.predicted.iter().map(|p| p.span).collect());
+        let counterfactual =
+            view.is_some_and(|v| v.image.choice != crate::engine::ImageChoice::Own);
+        let own = shared.own_spans.get(&index).filter(|_| counterfactual);
+        let cursor = self.word_cursor.min(words.len().saturating_sub(1));
+        let show_cursor = (shared.focus == Focus::Tweet).then_some(cursor);
+        let compared: Option<Vec<EntitySpan>> = shared.compare.as_ref().map(|c| {
+            c.current_view(Some(index))
+                .map(|v| v.predicted.iter().map(|p| p.span).collect())
+                .unwrap_or_default()
+        });
+        let spans = SpanLines {
+            gold: &tweet.gold,
+            predicted: predicted
+                .as_deref()
+                .map_or(Predicted::Computing, Predicted::Spans),
+            own: own.map(Vec::as_slice),
+            compared: compared.as_deref(),
+        };
+        let (mut lines, cursor_line) = aligned_lines(words, &spans, width, show_cursor);
+        if let Some(view) = view {
+            lines.push(Line::raw(""));
+            lines.extend(candidate_lines(words, &view.candidates, cursor));
+            if view.truncated_words > 0 {
+                lines.push(Line::raw(format!(
+                    "({} words past the encoder's limit are not scored)",
+                    view.truncated_words
+                )));
+            }
         }
-        Command::WordRight => {
-            let words = app.selected().map_or(0, |i| app.tweets[i].words.len());
-            app.tweet.word_cursor = (app.tweet.word_cursor + 1).min(words.saturating_sub(1));
-            Vec::new()
-        }
-        Command::Attribute => attribute(app),
-        Command::Back => {
-            app.focus = Focus::List;
-            Vec::new()
-        }
-        _ => return list::step(app, command),
-    };
-    Handled::Consumed(effects)
+        let inner_height = area.height.saturating_sub(2) as usize;
+        let scroll = (cursor_line + 4).saturating_sub(inner_height);
+        frame.render_widget(
+            Paragraph::new(lines)
+                .block(block)
+                .wrap(Wrap { trim: false })
+                .scroll((scroll as u16, 0)),
+            area,
+        );
+    }
 }
 
-/// The span under the cursor: the predicted entity there, else the candidate over the
-/// word most likely to be one.
-pub(crate) fn span_at_cursor(app: &App) -> Option<(usize, usize)> {
-    let view = app.current_view()?;
-    let word = app.tweet.word_cursor;
+impl TweetPanel {
+    fn attribute(&self, shared: &Shared) -> Vec<Message> {
+        let Some(view) = shared.current_view() else {
+            return Vec::new();
+        };
+        let Some((start, end)) = span_at(view, self.word_cursor) else {
+            return Vec::new();
+        };
+        if view.prompts.is_empty() {
+            return vec![Message::Status(
+                "no image, no prompts: nothing to attribute".into(),
+            )];
+        }
+        vec![
+            Message::Status("attributing: each prompt left out in turn…".into()),
+            Message::Effect(Effect::Attribute {
+                tweet: view.index,
+                start,
+                end,
+            }),
+        ]
+    }
+}
+
+/// The span of `view` under word `word`: the predicted entity there, else the
+/// candidate over the word most likely to be one.
+pub(crate) fn span_at(view: &TweetView, word: usize) -> Option<(usize, usize)> {
     if let Some(p) = view
         .predicted
         .iter()
@@ -60,21 +140,6 @@ pub(crate) fn span_at_cursor(app: &App) -> Option<(usize, usize)> {
         .filter(|c| c.start <= word && word < c.end)
         .min_by(|a, b| a.probs[4].total_cmp(&b.probs[4]))
         .map(|c| (c.start, c.end))
-}
-
-fn attribute(app: &mut App) -> Vec<Effect> {
-    let Some((start, end)) = span_at_cursor(app) else {
-        return Vec::new();
-    };
-    let Some(tweet) = app.selected() else {
-        return Vec::new();
-    };
-    if app.current_view().is_some_and(|v| v.prompts.is_empty()) {
-        app.message = Some("no image, no prompts: nothing to attribute".into());
-        return Vec::new();
-    }
-    app.message = Some("attributing: each prompt left out in turn…".into());
-    vec![Effect::Attribute { tweet, start, end }]
 }
 
 /// Width of the line labels ("gold ", "pred ").
@@ -91,61 +156,6 @@ fn cells(spans: &[EntitySpan], words: usize) -> Vec<Cell> {
         }
     }
     cells
-}
-
-pub(crate) fn draw(app: &App, frame: &mut Frame, area: Rect) {
-    let Some(index) = app.selected() else {
-        frame.render_widget(panel("tweet", false), area);
-        return;
-    };
-    let tweet = &app.tweets[index];
-    let view = app.current_view();
-    let title = match &tweet.image_id {
-        Some(id) => format!("tweet {index} · image {id}"),
-        None => format!("tweet {index} · no image id"),
-    };
-    let block = panel(title, focused(app, Focus::Tweet));
-    let width = (area.width as usize).saturating_sub(2 + GUTTER).max(8);
-    let words = &tweet.words;
-    let predicted: Option<Vec<EntitySpan>> =
-        view.map(|v| v.predicted.iter().map(|p| p.span).collect());
-    let counterfactual = view.is_some_and(|v| v.image.choice != crate::engine::ImageChoice::Own);
-    let own = app.own_spans.get(&index).filter(|_| counterfactual);
-    let cursor = app.tweet.word_cursor.min(words.len().saturating_sub(1));
-    let show_cursor = (app.focus == Focus::Tweet).then_some(cursor);
-    let compared: Option<Vec<EntitySpan>> = app.compare.as_ref().map(|c| {
-        c.current_view(Some(index))
-            .map(|v| v.predicted.iter().map(|p| p.span).collect())
-            .unwrap_or_default()
-    });
-    let spans = SpanLines {
-        gold: &tweet.gold,
-        predicted: predicted
-            .as_deref()
-            .map_or(Predicted::Computing, Predicted::Spans),
-        own: own.map(Vec::as_slice),
-        compared: compared.as_deref(),
-    };
-    let (mut lines, cursor_line) = aligned_lines(words, &spans, width, show_cursor);
-    if let Some(view) = view {
-        lines.push(Line::raw(""));
-        lines.extend(candidate_lines(words, &view.candidates, cursor));
-        if view.truncated_words > 0 {
-            lines.push(Line::raw(format!(
-                "({} words past the encoder's limit are not scored)",
-                view.truncated_words
-            )));
-        }
-    }
-    let inner_height = area.height.saturating_sub(2) as usize;
-    let scroll = (cursor_line + 4).saturating_sub(inner_height);
-    frame.render_widget(
-        Paragraph::new(lines)
-            .block(block)
-            .wrap(Wrap { trim: false })
-            .scroll((scroll as u16, 0)),
-        area,
-    );
 }
 
 /// What goes on the prediction line.
@@ -390,6 +400,7 @@ mod tests {
     use crate::tui::app::Command;
     use crate::tui::app::Effect;
     use crate::tui::app::update;
+    use crate::tui::components::Component;
     use crate::tui::test_support::{command, loaded, run, screen, tweet_view};
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
@@ -468,7 +479,7 @@ mod tests {
         );
         let mut terminal = Terminal::new(TestBackend::new(70, 10)).unwrap();
         terminal
-            .draw(|frame| crate::tui::components::prompts::draw(&app, frame, frame.area()))
+            .draw(|frame| app.prompts.draw(frame, frame.area(), &app.shared))
             .unwrap();
         insta::assert_snapshot!(terminal.backend());
     }
