@@ -723,18 +723,14 @@ mod tests {
     use crate::tui::app::update;
     use crate::tui::app::{Command, Effect, Focus};
     use crate::tui::components::overlays::Overlay;
-    use crate::tui::test_support::{command, loaded, session, split_view, tweets, vocabulary};
+    use crate::tui::test_support::{
+        command, loaded, loaded_event, session, split_view, vocabulary,
+    };
 
     #[test]
     fn loading_selects_the_first_tweet_and_scores_make_the_engine_idle() {
         let mut app = App::new(session(), None);
-        let loaded = Event::Loaded {
-            tweets: tweets().into_iter().map(|(info, _)| info).collect(),
-            vocabulary: Box::new(vocabulary()),
-            continuous: 2,
-            continuous_trained: 2,
-            fusion: crate::model::fusion::FusionMode::Modality,
-        };
+        let loaded = loaded_event();
         assert_eq!(
             update(&mut app, Action::Engine(loaded)),
             [Effect::Select(0)]
@@ -757,13 +753,7 @@ mod tests {
         let mut start = vocabulary();
         start.continuous = 50;
         app.start_vocabulary = Some(start);
-        let loaded = Event::Loaded {
-            tweets: tweets().into_iter().map(|(info, _)| info).collect(),
-            vocabulary: Box::new(vocabulary()),
-            continuous: 2,
-            continuous_trained: 2,
-            fusion: crate::model::fusion::FusionMode::Modality,
-        };
+        let loaded = loaded_event();
         update(&mut app, Action::Engine(loaded));
         assert!(
             app.shared.message.as_deref().unwrap().contains("retrain"),

@@ -247,17 +247,21 @@ pub(crate) fn command(app: &mut App, command: Command) -> Vec<Effect> {
     run(app, Action::Command(command))
 }
 
-/// A workbench with the split loaded and scored, tweet 0 shown.
-pub(crate) fn loaded() -> App {
-    let mut app = App::new(session(), Some(vec![false, true, true, false]));
-    let loaded = Event::Loaded {
+/// What the engine says once the test split is loaded (two continuous prompts trained).
+pub(crate) fn loaded_event() -> Event {
+    Event::Loaded {
         tweets: tweets().into_iter().map(|(info, _)| info).collect(),
         vocabulary: Box::new(vocabulary()),
         continuous: 2,
         continuous_trained: 2,
         fusion: crate::model::fusion::FusionMode::Modality,
-    };
-    run(&mut app, Action::Engine(loaded));
+    }
+}
+
+/// A workbench with the split loaded and scored, tweet 0 shown.
+pub(crate) fn loaded() -> App {
+    let mut app = App::new(session(), Some(vec![false, true, true, false]));
+    run(&mut app, Action::Engine(loaded_event()));
     run(
         &mut app,
         Action::Engine(Event::Scores {
