@@ -275,7 +275,34 @@ pub(crate) fn encode(
 
 /// Runs `anchors/bench_infer.py` with `python` and reads the figures it prints.
 pub(crate) fn torch_encode(python: &Path, shared: &Path) -> Result<EncodeFigures, BenchError> {
-    let script = shared.join("anchors/bench_infer.py");
+    run_anchor(python, &shared.join("anchors/bench_infer.py"), shared)
+}
+
+/// What `anchors/bench_ort.py` measures in the same work as `bench encode`'s text rows:
+/// ONNX Runtime's fused fp32 graph and PyTorch's bfloat16 autocast, tweets/s.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct OrtFigures {
+    pub ort_minilm_tweets_per_s: f64,
+    pub ort_bert_base_tweets_per_s: f64,
+    pub torch_bf16_minilm_tweets_per_s: f64,
+    pub torch_bf16_bert_base_tweets_per_s: f64,
+    /// ORT's dynamic int8 quantisation (changes results; absent where it failed).
+    #[serde(default)]
+    pub ort_minilm_int8_tweets_per_s: Option<f64>,
+}
+
+/// Runs `anchors/bench_ort.py` with `python` and reads the figures it prints.
+pub(crate) fn ort_encode(python: &Path, shared: &Path) -> Result<OrtFigures, BenchError> {
+    run_anchor(python, &shared.join("anchors/bench_ort.py"), shared)
+}
+
+/// Runs an anchor script (`python SCRIPT SHARED`) and reads the one JSON object it
+/// prints; a failure names the command and the end of its error output.
+fn run_anchor<T: serde::de::DeserializeOwned>(
+    python: &Path,
+    script: &Path,
+    shared: &Path,
+) -> Result<T, BenchError> {
     let command = format!(
         "{} {} {}",
         python.display(),
@@ -287,7 +314,7 @@ pub(crate) fn torch_encode(python: &Path, shared: &Path) -> Result<EncodeFigures
         message,
     };
     let output = std::process::Command::new(python)
-        .arg(&script)
+        .arg(script)
         .arg(shared)
         .output()
         .map_err(|e| torch_error(e.to_string()))?;
@@ -301,4 +328,56 @@ pub(crate) fn torch_encode(python: &Path, shared: &Path) -> Result<EncodeFigures
         )));
     }
     serde_json::from_slice(&output.stdout).map_err(|e| torch_error(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stand-in for Python: a shell script that answers for the anchor script it is
+    /// given (its first argument) as `body` says.
+    fn fake_python(dir: &Path, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("python");
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[test]
+    fn the_ort_anchor_is_run_with_the_shared_folder_and_its_figures_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let python = fake_python(
+            dir.path(),
+            r#"case "$1" in */anchors/bench_ort.py) ;; *) exit 3;; esac
+test "$2" = "$(dirname "$(dirname "$1")")" || exit 4
+echo '{"ort_minilm_tweets_per_s": 178.4, "ort_bert_base_tweets_per_s": 22.0,
+ "torch_bf16_minilm_tweets_per_s": 277.4, "torch_bf16_bert_base_tweets_per_s": 40.5,
+ "ort_minilm_int8_error": "no quantiser"}'"#,
+        );
+        let figures = ort_encode(&python, dir.path()).unwrap();
+        assert_eq!(figures.ort_minilm_tweets_per_s, 178.4);
+        assert_eq!(figures.torch_bf16_bert_base_tweets_per_s, 40.5);
+        // The int8 row is an extra: absent when its quantisation failed.
+        assert_eq!(figures.ort_minilm_int8_tweets_per_s, None);
+    }
+
+    #[test]
+    fn a_failing_anchor_names_its_command_and_the_end_of_its_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let python = fake_python(
+            dir.path(),
+            "echo 'Traceback' >&2; echo 'ModuleNotFoundError: onnxruntime' >&2; exit 1",
+        );
+        let err = ort_encode(&python, dir.path()).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("anchors/bench_ort.py"), "{message}");
+        assert!(
+            message.contains("ModuleNotFoundError: onnxruntime"),
+            "{message}"
+        );
+        // Output that is not the figures is an error too, not zeros.
+        let python = fake_python(dir.path(), "echo '{\"ort_minilm_tweets_per_s\": 1}'");
+        assert!(ort_encode(&python, dir.path()).is_err());
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::bench::{self, AgreeFigures, EncodeFigures, LiveFigures, LiveSetup};
+use crate::bench::{self, AgreeFigures, EncodeFigures, LiveFigures, LiveSetup, OrtFigures};
 
 use super::Bars;
 use crate::model::device::{self, DeviceChoice};
@@ -30,6 +30,10 @@ pub struct BenchArgs {
     /// and print each ratio (encode).
     #[arg(long)]
     pub torch: Option<PathBuf>,
+    /// With --torch: also run ../shared/anchors/bench_ort.py (ONNX Runtime's fused fp32
+    /// and PyTorch's bfloat16 autocast) in the same sitting and print those ratios.
+    #[arg(long, requires = "torch")]
+    pub ort: bool,
     /// The shared directory (models, data, anchors).
     #[arg(long, default_value = "../shared", env = "PROMPTMNER_SHARED")]
     pub shared: PathBuf,
@@ -102,11 +106,19 @@ fn encode(args: &BenchArgs) -> anyhow::Result<()> {
         .as_ref()
         .map(|python| bench::torch_encode(python, &args.shared))
         .transpose()?;
+    let ort = match (&args.torch, args.ort) {
+        (Some(python), true) => Some(bench::ort_encode(python, &args.shared)?),
+        _ => None,
+    };
     if args.json {
         let mut value = serde_json::to_value(&ours)?;
         if let Some(torch) = &torch {
             value["torch"] = serde_json::to_value(torch)?;
             value["ratios"] = serde_json::to_value(ratios(&ours, torch))?;
+        }
+        if let Some(ort) = &ort {
+            value["ort"] = serde_json::to_value(ort)?;
+            value["ratios_ort"] = serde_json::to_value(OrtRatios::of(&ours, ort))?;
         }
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
@@ -151,7 +163,75 @@ fn encode(args: &BenchArgs) -> anyhow::Result<()> {
     if torch.is_some() {
         println!("(ratio: ours / PyTorch; for the ms rows, below 1 is faster)");
     }
+    if let Some(ort) = &ort {
+        println!("{}", ort_table(&ours, ort).trim_fmt());
+        println!(
+            "(ratio: ours fp32 / theirs; ORT fp32 has its BERT fusions, bf16 changes results)"
+        );
+    }
     Ok(())
+}
+
+/// Our text encoding against ONNX Runtime's fused fp32 and PyTorch's bf16 autocast.
+fn ort_table(ours: &EncodeFigures, ort: &OrtFigures) -> comfy_table::Table {
+    let ratio = OrtRatios::of(ours, ort);
+    let mut table = crate::util::listing(&[
+        "tweets/s",
+        "ours",
+        "ORT fp32",
+        "ratio",
+        "PyTorch bf16",
+        "ratio",
+    ]);
+    for (name, ours, ort_fp32, vs_ort, bf16, vs_bf16) in [
+        (
+            "MiniLM text",
+            ours.minilm_tweets_per_s,
+            ort.ort_minilm_tweets_per_s,
+            ratio.minilm_vs_ort,
+            ort.torch_bf16_minilm_tweets_per_s,
+            ratio.minilm_vs_torch_bf16,
+        ),
+        (
+            "bert-base text",
+            ours.bert_base_tweets_per_s,
+            ort.ort_bert_base_tweets_per_s,
+            ratio.bert_base_vs_ort,
+            ort.torch_bf16_bert_base_tweets_per_s,
+            ratio.bert_base_vs_torch_bf16,
+        ),
+    ] {
+        table.add_row(vec![
+            name.to_string(),
+            format!("{ours:.1}"),
+            format!("{ort_fp32:.1}"),
+            format!("{vs_ort:.2}×"),
+            format!("{bf16:.1}"),
+            format!("{vs_bf16:.2}×"),
+        ]);
+    }
+    table
+}
+
+/// Ours over ONNX Runtime's and over PyTorch bf16's, text encoding.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+struct OrtRatios {
+    minilm_vs_ort: f64,
+    bert_base_vs_ort: f64,
+    minilm_vs_torch_bf16: f64,
+    bert_base_vs_torch_bf16: f64,
+}
+
+impl OrtRatios {
+    fn of(ours: &EncodeFigures, ort: &OrtFigures) -> Self {
+        Self {
+            minilm_vs_ort: ours.minilm_tweets_per_s / ort.ort_minilm_tweets_per_s,
+            bert_base_vs_ort: ours.bert_base_tweets_per_s / ort.ort_bert_base_tweets_per_s,
+            minilm_vs_torch_bf16: ours.minilm_tweets_per_s / ort.torch_bf16_minilm_tweets_per_s,
+            bert_base_vs_torch_bf16: ours.bert_base_tweets_per_s
+                / ort.torch_bf16_bert_base_tweets_per_s,
+        }
+    }
 }
 
 /// Ours over PyTorch's, figure by figure.
@@ -212,4 +292,46 @@ fn live(args: &BenchArgs) -> anyhow::Result<()> {
     );
     println!("peak resident memory: {:.0} MB", f.peak_rss_mb);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ort_table_gives_ours_over_each_anchor() {
+        let ours = EncodeFigures {
+            workload: String::new(),
+            minilm_tweets_per_s: 150.0,
+            bert_base_tweets_per_s: 22.0,
+            clip_b32_images_per_s: 0.0,
+            clip_b32_100_prompts_ms: 0.0,
+            clip_b32_1_prompt_ms: 0.0,
+        };
+        let ort = OrtFigures {
+            ort_minilm_tweets_per_s: 120.0,
+            ort_bert_base_tweets_per_s: 20.0,
+            torch_bf16_minilm_tweets_per_s: 300.0,
+            torch_bf16_bert_base_tweets_per_s: 44.0,
+            ort_minilm_int8_tweets_per_s: None,
+        };
+        assert_eq!(
+            OrtRatios::of(&ours, &ort),
+            OrtRatios {
+                minilm_vs_ort: 1.25,
+                bert_base_vs_ort: 1.1,
+                minilm_vs_torch_bf16: 0.5,
+                bert_base_vs_torch_bf16: 0.5,
+            }
+        );
+        let text = ort_table(&ours, &ort).trim_fmt();
+        let minilm = text.lines().find(|l| l.starts_with("MiniLM")).unwrap();
+        let cells: Vec<&str> = minilm.split_whitespace().collect();
+        assert_eq!(
+            cells,
+            [
+                "MiniLM", "text", "150.0", "120.0", "1.25×", "300.0", "0.50×"
+            ]
+        );
+    }
 }
