@@ -201,21 +201,18 @@ pub fn evaluate(
     Ok((scores.report.micro.prf.into(), predictions))
 }
 
-/// Unit prompt embeddings [K, e] for a training step: the discrete prompts from the
-/// cache (constant: CLIP is frozen) and the continuous ones run through the CLIP text
+/// Unit prompt embeddings [K, e] for a training step: the discrete prompts' `discrete`
+/// (encoded once: CLIP is frozen) and the continuous ones run through the CLIP text
 /// tower in a differentiable mode, so their token embeddings receive gradients.
 fn training_prompts(
     model: &PromptMner,
-    cache: &PromptCache,
+    discrete: &Tensor,
     vocabulary: &Vocabulary,
     n_continuous: usize,
 ) -> Result<Tensor, ModelError> {
-    let discrete = cache
-        .bank(model, vocabulary, 0, &StageCounters::default())?
-        .embeds;
     match model.training_continuous_prompts(&vocabulary.template, n_continuous)? {
-        Some(continuous) => Ok(Tensor::cat(&[&discrete, &continuous], 0)?),
-        None => Ok(discrete),
+        Some(continuous) => Ok(Tensor::cat(&[discrete, &continuous], 0)?),
+        None => Ok(discrete.clone()),
     }
 }
 
@@ -346,7 +343,6 @@ fn train_inner(
     let mut model = PromptMner::new(&backbones, &config.model, device)?;
     model.initialize_new_layers(config.seed)?;
     let n_continuous = config.model.continuous_prompts;
-    let prompt_cache = PromptCache::default();
 
     let resolver = ImageResolver::for_dataset(&config.data, config.images.as_deref());
     let cache = ImageCache::open(&ImageCache::default_root(), &backbones.clip)
@@ -420,6 +416,10 @@ fn train_inner(
         });
     }
 
+    // Constant through training (CLIP is frozen): encoded once, not every step.
+    let discrete_prompts = PromptCache::default()
+        .bank(&model, &vocabulary, 0, &StageCounters::default())?
+        .embeds;
     for epoch in metrics.epochs.len() + 1..=config.epochs {
         // Data order and dropout come from (seed, epoch): a resumed run repeats them.
         let mut order: Vec<usize> = (0..train_split.text.tweets.len()).collect();
@@ -445,7 +445,7 @@ fn train_inner(
                 .iter()
                 .map(|&i| train_split.images[i].embedding())
                 .collect();
-            let prompts = training_prompts(&model, &prompt_cache, &vocabulary, n_continuous)?;
+            let prompts = training_prompts(&model, &discrete_prompts, &vocabulary, n_continuous)?;
             let mode = Mode::Train(&dropout_rng);
             let (out, states) = match &mut encoder {
                 Some(encoder) => {
