@@ -9,6 +9,7 @@
 //! The `portable` feature forces the portable code on x86-64 too (no dispatch, no
 //! AVX-512 kernel), so that its results are tested here.
 
+pub(crate) mod attention;
 pub(crate) mod candle_ops;
 
 use rayon::prelude::*;

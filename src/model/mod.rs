@@ -679,29 +679,27 @@ impl PromptMner {
         batch: &[&WordPieces],
         mode: Mode,
     ) -> Result<(Tensor, Tensor), ModelError> {
-        let states = match (&self.cpu_encoder, mode) {
-            // Inference on the CPU: the encoder's own forward, several times faster.
-            (Some(pass), Mode::Eval) => pass.lock().unwrap_or_else(|e| e.into_inner()).forward(
-                &self.text.tensors()?,
-                batch,
-                None,
-            )?,
-            _ => {
-                let (ids, mask) = bert::pad_batch(batch, &self.device)?;
-                self.text.forward(&ids, &mask, mode)?
-            }
-        };
+        if let (Some(pass), Mode::Eval) = (&self.cpu_encoder, mode) {
+            // Inference on the CPU: the encoder's own forward, which computes only the
+            // rows read here (each word's first piece) in its last layer.
+            let mut pass = pass.lock().unwrap_or_else(|e| e.into_inner());
+            let words =
+                bert::cpu::with_host(&self.text.tensors()?, |w| pass.word_states(w, batch))?;
+            let (_, word_mask) = self.word_index(batch, 0)?;
+            let n = word_mask.dim(1)?;
+            let d = self.text.config.hidden_size;
+            let words = Tensor::from_vec(words, (batch.len(), n, d), &self.device)?;
+            return Ok((words, word_mask));
+        }
+        let (ids, mask) = bert::pad_batch(batch, &self.device)?;
+        let states = self.text.forward(&ids, &mask, mode)?;
         self.word_states(&states, batch)
     }
 
-    /// Word states [b, n, d] gathered from piece states [b, p, d] at each word's first
-    /// piece (zeros at padding and beyond the limit), and the word mask [b, n].
-    fn word_states(
-        &self,
-        states: &Tensor,
-        batch: &[&WordPieces],
-    ) -> Result<(Tensor, Tensor), ModelError> {
-        let (b, p, d) = states.dims3()?;
+    /// Each word's first-piece row in piece states [b, p, d] flattened (0 for padding
+    /// and words past the limit), and the word mask [b, n] (1 = a word the encoder saw).
+    fn word_index(&self, batch: &[&WordPieces], p: usize) -> Result<(Tensor, Tensor), ModelError> {
+        let b = batch.len();
         let n = batch
             .iter()
             .map(|w| w.first_piece.len())
@@ -717,8 +715,22 @@ impl PromptMner {
                 word_mask.push(if piece.is_some() { 1f32 } else { 0.0 });
             }
         }
-        let index = Tensor::from_vec(index, b * n, &self.device)?;
-        let word_mask = Tensor::from_vec(word_mask, (b, n), &self.device)?;
+        Ok((
+            Tensor::from_vec(index, b * n, &self.device)?,
+            Tensor::from_vec(word_mask, (b, n), &self.device)?,
+        ))
+    }
+
+    /// Word states [b, n, d] gathered from piece states [b, p, d] at each word's first
+    /// piece (zeros at padding and beyond the limit), and the word mask [b, n].
+    fn word_states(
+        &self,
+        states: &Tensor,
+        batch: &[&WordPieces],
+    ) -> Result<(Tensor, Tensor), ModelError> {
+        let (b, p, d) = states.dims3()?;
+        let (index, word_mask) = self.word_index(batch, p)?;
+        let n = word_mask.dim(1)?;
         let words = states
             .reshape((b * p, d))?
             .index_select(&index, 0)?

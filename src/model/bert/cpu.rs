@@ -9,6 +9,7 @@
 use candle_core::{CpuStorage, DType, Device, Layout, Result, Storage, Tensor};
 use rayon::prelude::*;
 
+use crate::kernels::attention::{AttentionInput, Segment, attend};
 use crate::kernels::{self, DropoutMask, MatRef, matmul, simd};
 use crate::model::bert::{
     BertConfig, BertModel, BertParams, BertTensors, LayerParams, LinearParams, WordPieces,
@@ -86,6 +87,8 @@ pub struct EncoderPass {
     /// Piece ids, padded with 0: [b·n].
     pub ids: Vec<u32>,
     pub lengths: Vec<usize>,
+    /// Each row's position in its sequence.
+    positions: Vec<usize>,
     /// Dropout seed, when dropout is on.
     pub dropout: Option<u64>,
     /// Layer inputs and the output: L + 1 buffers [m, d] when keeping activations,
@@ -97,6 +100,9 @@ pub struct EncoderPass {
     layers: Vec<LayerActivations>,
     /// A residual sum before its LayerNorm.
     sum: Vec<f32>,
+    /// Inference's last layer: the rows it computes, gathered, and their queries.
+    gathered: Vec<f32>,
+    queries: Vec<f32>,
 }
 
 /// Sets `buffer` to `len` elements, reusing its allocation (contents are overwritten).
@@ -165,12 +171,15 @@ impl EncoderPass {
             len: 0,
             ids: Vec::new(),
             lengths: Vec::new(),
+            positions: Vec::new(),
             dropout: None,
             hidden: (0..hidden).map(|_| Vec::new()).collect(),
             embedding_xhat: Vec::new(),
             embedding_rstd: Vec::new(),
             layers: (0..acts).map(|_| LayerActivations::default()).collect(),
             sum: Vec::new(),
+            gathered: Vec::new(),
+            queries: Vec::new(),
         }
     }
 
@@ -211,20 +220,32 @@ impl EncoderPass {
         let b = batch.len();
         let n = batch.iter().map(|p| p.ids.len()).max().unwrap_or(0).max(1);
         let d = self.config.hidden_size;
-        if n > self.config.max_position_embeddings {
-            candle_core::bail!(
-                "{n} pieces exceed the encoder's {} positions",
-                self.config.max_position_embeddings
-            );
-        }
         self.batch = b;
         self.len = n;
         self.dropout = dropout;
         self.lengths = batch.iter().map(|p| p.ids.len()).collect();
         self.ids.clear();
+        self.positions.clear();
         for p in batch {
             self.ids.extend(p.ids.iter().copied());
             self.ids.extend(std::iter::repeat_n(0u32, n - p.ids.len()));
+            self.positions.extend(0..n);
+        }
+        self.check_ids(n)?;
+        self.embeddings_forward(w, b * n, d);
+        for (l, layer) in w.layers.iter().enumerate() {
+            self.layer_forward(layer, l, b * n, d);
+        }
+        Ok(())
+    }
+
+    /// Refuses sequences longer than the position table and ids outside the vocabulary.
+    fn check_ids(&self, longest: usize) -> Result<()> {
+        if longest > self.config.max_position_embeddings {
+            candle_core::bail!(
+                "{longest} pieces exceed the encoder's {} positions",
+                self.config.max_position_embeddings
+            );
         }
         if let Some(bad) = self
             .ids
@@ -232,10 +253,6 @@ impl EncoderPass {
             .find(|&&id| id as usize >= self.config.vocab_size)
         {
             candle_core::bail!("piece id {bad} is outside the vocabulary");
-        }
-        self.embeddings_forward(w, b * n, n, d);
-        for (l, layer) in w.layers.iter().enumerate() {
-            self.layer_forward(layer, l, b * n, d);
         }
         Ok(())
     }
@@ -270,16 +287,16 @@ impl EncoderPass {
             .map(|seed| DropoutMask::new(seed, site, p))
     }
 
-    fn embeddings_forward(&mut self, w: &HostWeights, m: usize, n: usize, d: usize) {
+    fn embeddings_forward(&mut self, w: &HostWeights, m: usize, d: usize) {
         let (word, position, token_type) = (w.word, w.position, w.token_type);
         let mut sum = std::mem::take(&mut self.sum);
-        let ids = &self.ids;
+        let (ids, positions) = (&self.ids, &self.positions);
         sized(&mut sum, m * d)
             .par_chunks_mut(d)
             .enumerate()
             .for_each(|(r, row)| {
                 let id = ids[r] as usize;
-                let pos = r % n;
+                let pos = positions[r];
                 let (we, pe, te) = (
                     &word[id * d..(id + 1) * d],
                     &position[pos * d..(pos + 1) * d],
@@ -314,7 +331,6 @@ impl EncoderPass {
     fn layer_forward(&mut self, w: &LayerParams<&[f32]>, l: usize, m: usize, d: usize) {
         let eps = self.config.layer_norm_eps as f32;
         let heads = self.config.num_attention_heads;
-        let inner = self.config.intermediate_size;
         let (hidden_p, attention_p) = self.dropout_rates();
         let attention_mask = self.mask(site(l, ATTENTION_PROBS), attention_p);
         let out_mask = self.mask(site(l, ATTENTION_OUT), hidden_p);
@@ -350,9 +366,205 @@ impl EncoderPass {
             attention_mask,
         );
 
-        let sum = sized(&mut self.sum, m * d);
-        linear(sum, d, context, m, &w.attention_out);
-        if let Some(mask) = out_mask {
+        let tail = LayerTail {
+            w,
+            eps,
+            keep,
+            out_mask,
+            ffn_mask,
+        };
+        tail.run(&mut self.sum, acts, x, m, out);
+    }
+}
+
+/// Which rows a packed layer computes: all, or (the last layer) only those listed, one
+/// run of them per sequence.
+struct RowSelection<'a> {
+    /// The rows computed after attention; `None`: every row.
+    rows: Option<&'a [usize]>,
+    segments: &'a [Segment],
+}
+
+impl EncoderPass {
+    /// Word states for inference, [b, w, d] row-major: each word's first piece's state,
+    /// zeros for padding and for words past the limit (w: the most words of a tweet).
+    /// The same values as [`EncoderPass::run`]'s states at the first pieces, with less
+    /// work: sequences packed (no padded rows), attention fused per head, and the last
+    /// layer computing only the first pieces' rows (keys and values still from all).
+    pub fn word_states(&mut self, w: &HostWeights, batch: &[&WordPieces]) -> Result<Vec<f32>> {
+        let d = self.config.hidden_size;
+        self.batch = batch.len();
+        self.dropout = None;
+        self.lengths = batch.iter().map(|p| p.ids.len()).collect();
+        self.len = self.lengths.iter().copied().max().unwrap_or(0);
+        self.ids.clear();
+        self.positions.clear();
+        for p in batch {
+            self.ids.extend(p.ids.iter().copied());
+            self.positions.extend(0..p.ids.len());
+        }
+        self.check_ids(self.len)?;
+        let m = self.ids.len();
+        let mut all = Vec::with_capacity(batch.len());
+        let (mut rows, mut firsts) = (Vec::new(), Vec::with_capacity(batch.len()));
+        let mut start = 0;
+        for p in batch {
+            let len = p.ids.len();
+            all.push(Segment {
+                key_start: start,
+                keys: len,
+                query_start: start,
+                queries: len,
+            });
+            let query_start = rows.len();
+            rows.extend(p.first_piece.iter().flatten().map(|&piece| start + piece));
+            firsts.push(Segment {
+                key_start: start,
+                keys: len,
+                query_start,
+                queries: rows.len() - query_start,
+            });
+            start += len;
+        }
+        self.embeddings_forward(w, m, d);
+        let layers = w.layers.len();
+        if layers == 0 {
+            let hidden = &self.hidden[0];
+            self.gathered = rows
+                .iter()
+                .flat_map(|&r| hidden[r * d..(r + 1) * d].to_vec())
+                .collect();
+            return Ok(self.scatter_words(batch, &self.gathered));
+        }
+        for (l, layer) in w.layers[..layers - 1].iter().enumerate() {
+            self.packed_layer(
+                layer,
+                l,
+                m,
+                RowSelection {
+                    rows: None,
+                    segments: &all,
+                },
+            );
+        }
+        let last = RowSelection {
+            rows: Some(&rows),
+            segments: &firsts,
+        };
+        self.packed_layer(&w.layers[layers - 1], layers - 1, m, last);
+        let out = &self.hidden[self.slots(layers).0][..rows.len() * d];
+        Ok(self.scatter_words(batch, out))
+    }
+
+    /// First-piece rows [r, d] (in word order) spread to [b, w, d] with zeros elsewhere.
+    fn scatter_words(&self, batch: &[&WordPieces], states: &[f32]) -> Vec<f32> {
+        let d = self.config.hidden_size;
+        let words = batch
+            .iter()
+            .map(|p| p.first_piece.len())
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let mut out = vec![0f32; batch.len() * words * d];
+        let mut next = states.chunks_exact(d);
+        for (i, p) in batch.iter().enumerate() {
+            for (k, piece) in p.first_piece.iter().enumerate() {
+                if piece.is_some()
+                    && let Some(state) = next.next()
+                {
+                    out[(i * words + k) * d..][..d].copy_from_slice(state);
+                }
+            }
+        }
+        out
+    }
+
+    /// One layer over packed rows; with `select.rows` set (the last layer), queries and
+    /// everything after attention only for those rows.
+    fn packed_layer(&mut self, w: &LayerParams<&[f32]>, l: usize, m: usize, select: RowSelection) {
+        let d = self.config.hidden_size;
+        let heads = self.config.num_attention_heads;
+        let eps = self.config.layer_norm_eps as f32;
+        let keep = self.keep;
+        let (from, to) = self.slots(l);
+        let mq = select.rows.map_or(m, <[usize]>::len);
+        let (x, out) = if from < to {
+            let (lo, hi) = self.hidden.split_at_mut(to);
+            (&lo[from][..m * d], sized(&mut hi[0], mq * d))
+        } else {
+            let (lo, hi) = self.hidden.split_at_mut(from);
+            (&hi[0][..m * d], sized(&mut lo[to], mq * d))
+        };
+        let acts = &mut self.layers[if keep { l } else { 0 }];
+        let qkv = sized(&mut acts.qkv, m * 3 * d);
+        for (layer, off) in [(&w.key, d), (&w.value, 2 * d)] {
+            linear(&mut qkv[off..], 3 * d, x, m, layer);
+        }
+        let (residual, q, q_ld): (&[f32], &[f32], usize) = match select.rows {
+            None => {
+                linear(qkv, 3 * d, x, m, &w.query);
+                (x, &*qkv, 3 * d)
+            }
+            Some(rows) => {
+                let gathered = sized(&mut self.gathered, mq * d);
+                for (dst, &r) in gathered.chunks_exact_mut(d).zip(rows) {
+                    dst.copy_from_slice(&x[r * d..(r + 1) * d]);
+                }
+                let queries = sized(&mut self.queries, mq * d);
+                linear(queries, d, gathered, mq, &w.query);
+                (&*gathered, &*queries, d)
+            }
+        };
+        let input = AttentionInput {
+            q,
+            q_ld,
+            kv: qkv,
+            kv_ld: 3 * d,
+            k_col: d,
+            v_col: 2 * d,
+            positions: &[],
+            heads,
+            head_dim: d / heads,
+            causal: false,
+        };
+        let context = sized(&mut acts.context, mq * d);
+        attend(&input, select.segments, context);
+        let tail = LayerTail {
+            w,
+            eps,
+            keep,
+            out_mask: None,
+            ffn_mask: None,
+        };
+        tail.run(&mut self.sum, acts, residual, mq, out);
+    }
+}
+
+/// A layer after its attention: output projection, residual, LayerNorm, feed-forward,
+/// residual, LayerNorm; the same for training (activations kept, dropout) and inference.
+struct LayerTail<'a, 'w> {
+    w: &'a LayerParams<&'w [f32]>,
+    eps: f32,
+    keep: bool,
+    out_mask: Option<DropoutMask>,
+    ffn_mask: Option<DropoutMask>,
+}
+
+impl LayerTail<'_, '_> {
+    /// From `acts.context` and the layer input `x` (m rows) to `out`.
+    fn run(
+        &self,
+        sum: &mut Vec<f32>,
+        acts: &mut LayerActivations,
+        x: &[f32],
+        m: usize,
+        out: &mut [f32],
+    ) {
+        let (w, keep, eps) = (self.w, self.keep, self.eps);
+        let (d, inner) = (w.attention_out.bias.len(), w.intermediate.bias.len());
+        let sum = sized(sum, m * d);
+        linear(sum, d, &acts.context[..m * d], m, &w.attention_out);
+        if let Some(mask) = self.out_mask {
             mask.apply_all(sum);
         }
         add_assign(sum, x);
@@ -366,7 +578,7 @@ impl EncoderPass {
         let act = sized(&mut acts.act, m * inner);
         kernels::gelu_forward(z, act);
         linear(sum, d, act, m, &w.output);
-        if let Some(mask) = ffn_mask {
+        if let Some(mask) = self.ffn_mask {
             mask.apply_all(sum);
         }
         add_assign(sum, x1);
@@ -460,34 +672,57 @@ mod tests {
     use super::*;
     use crate::model::bert::pad_batch;
     use crate::model::ops::Mode;
-    use crate::model::testing::{max_abs_diff, pieces, tiny_bert};
+    use crate::model::testing::{pieces, tiny_bert};
 
     #[test]
-    fn inference_without_kept_activations_equals_candles_forward() {
+    fn word_states_equal_candles_forward_at_the_first_pieces() {
         let (model, _) = tiny_bert(0.1);
         let batch = [
             pieces(&[1, 7, 9, 3, 2]),
             pieces(&[1, 4, 2]),
             pieces(&[1, 5, 6, 8, 11, 12, 2]),
         ];
+        let mut batch = batch.to_vec();
+        // Words of several pieces and a word past the limit: only first pieces are read.
+        batch[2].first_piece = vec![Some(1), Some(2), Some(5), None];
         let refs: Vec<&WordPieces> = batch.iter().collect();
         let (ids, mask) = pad_batch(&refs, &Device::Cpu).unwrap();
         let reference = model.forward(&ids, &mask, Mode::Eval).unwrap();
         let tensors = model.tensors().unwrap();
         let mut lean = EncoderPass::new(&model.config, false);
-        let mut kept = EncoderPass::new(&model.config, true);
-        let ours = lean.forward(&tensors, &refs, None).unwrap();
-        let with_activations = kept.forward(&tensors, &refs, None).unwrap();
-        let diff = max_abs_diff(&ours, &reference);
-        assert!(diff < 1e-5, "hidden states differ by {diff}");
-        assert_eq!(max_abs_diff(&ours, &with_activations), 0.0);
+        let d = model.config.hidden_size;
+        let check = |words: &[f32], batch: &[&WordPieces], offset: usize| {
+            let n = batch.iter().map(|p| p.first_piece.len()).max().unwrap();
+            assert_eq!(words.len(), batch.len() * n * d);
+            for (i, p) in batch.iter().enumerate() {
+                for w in 0..n {
+                    let got = &words[(i * n + w) * d..][..d];
+                    match p.first_piece.get(w).copied().flatten() {
+                        Some(piece) => {
+                            let want: Vec<f32> = reference
+                                .get(i + offset)
+                                .unwrap()
+                                .get(piece)
+                                .unwrap()
+                                .to_vec1()
+                                .unwrap();
+                            let diff = got
+                                .iter()
+                                .zip(&want)
+                                .map(|(a, b)| (a - b).abs())
+                                .fold(0f32, f32::max);
+                            assert!(diff < 1e-5, "tweet {i}, word {w}: {diff}");
+                        }
+                        None => assert!(got.iter().all(|&v| v == 0.0), "tweet {i}, word {w}"),
+                    }
+                }
+            }
+        };
+        let words = with_host(&tensors, |w| lean.word_states(w, &refs)).unwrap();
+        check(&words, &refs, 0);
         // Buffers are reused: a smaller batch after a larger one is still right.
-        let small = lean.forward(&tensors, &refs[1..2], None).unwrap();
-        let diff = max_abs_diff(
-            &small.narrow(1, 0, 3).unwrap(),
-            &reference.narrow(0, 1, 1).unwrap().narrow(1, 0, 3).unwrap(),
-        );
-        assert!(diff < 1e-5, "{diff}");
+        let words = with_host(&tensors, |w| lean.word_states(w, &refs[1..2])).unwrap();
+        check(&words, &refs[1..2], 1);
         assert_eq!(lean.layers.len(), 1);
         assert_eq!(lean.hidden.len(), 2);
     }

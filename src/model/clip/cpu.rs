@@ -5,10 +5,9 @@
 
 use candle_core::{DType, Device, Result, Tensor};
 
+use crate::kernels::attention::{AttentionInput, Segment, attend};
 use crate::kernels::{self, MatRef, matmul};
-use crate::model::bert::cpu::{
-    AttentionShape, add_assign, attention_forward, host_slice, linear, sized,
-};
+use crate::model::bert::cpu::{add_assign, host_slice, linear, sized};
 use crate::model::ops::Activation;
 use crate::model::params::{LinearParams, NormParams};
 
@@ -60,58 +59,156 @@ pub(crate) struct TowerShape {
     pub causal: bool,
 }
 
-/// Runs pre-LayerNorm layers over `x` [b·n, d] in place.
+/// Runs pre-LayerNorm layers over `x` [b·n, d] (b sequences of n tokens) and returns
+/// the rows `read` after the last layer, [r, d]. The last layer computes queries and
+/// everything after attention for those rows only (keys and values from all): the
+/// towers read one row a sequence (the class token, the end of text).
 pub(crate) fn layers_forward(
-    x: &mut [f32],
+    mut x: Vec<f32>,
     layers: &[ClipLayerParams<Tensor>],
     b: usize,
     n: usize,
     shape: TowerShape,
-) -> Result<()> {
+    read: &[usize],
+) -> Result<Vec<f32>> {
     let m = b * n;
     let d = x.len() / m.max(1);
-    let (mut h, mut qkv, mut probs, mut context, mut z, mut act, mut branch) = Default::default();
-    let lengths = vec![n; b];
-    for layer in layers {
+    let mut buffers = LayerBuffers::default();
+    let positions: Vec<usize> = (0..m).map(|r| r % n).collect();
+    let all: Vec<Segment> = (0..b)
+        .map(|i| Segment {
+            key_start: i * n,
+            keys: n,
+            query_start: i * n,
+            queries: n,
+        })
+        .collect();
+    let Some((last, body)) = layers.split_last() else {
+        return Ok(read
+            .iter()
+            .flat_map(|&r| x[r * d..(r + 1) * d].to_vec())
+            .collect());
+    };
+    for layer in body {
         let guards = layer.try_map(|t| Ok(t.storage_and_layout()))?;
         let w = guards.try_map(|(storage, layout)| host_slice(storage, layout))?;
+        buffers.layer(&mut x, &w, shape, &positions, &all, None);
+    }
+    // The rows read, one run per sequence in sequence order.
+    let mut firsts = Vec::with_capacity(b);
+    for (i, segment) in all.iter().enumerate() {
+        let queries = read.iter().filter(|&&r| r / n.max(1) == i).count();
+        let query_start = firsts.iter().map(|s: &Segment| s.queries).sum();
+        firsts.push(Segment {
+            query_start,
+            queries,
+            ..*segment
+        });
+    }
+    let mut sorted = read.to_vec();
+    sorted.sort_unstable();
+    let guards = last.try_map(|t| Ok(t.storage_and_layout()))?;
+    let w = guards.try_map(|(storage, layout)| host_slice(storage, layout))?;
+    let out = buffers.layer(&mut x, &w, shape, &positions, &firsts, Some(&sorted));
+    // Back to the order asked for.
+    Ok(read
+        .iter()
+        .flat_map(|r| {
+            let at = sorted.binary_search(r).unwrap_or_default();
+            out[at * d..(at + 1) * d].to_vec()
+        })
+        .collect())
+}
+
+/// Scratch buffers of the layers, reused from layer to layer.
+#[derive(Default)]
+struct LayerBuffers {
+    h: Vec<f32>,
+    qkv: Vec<f32>,
+    gathered: Vec<f32>,
+    queries: Vec<f32>,
+    context: Vec<f32>,
+    z: Vec<f32>,
+    act: Vec<f32>,
+    branch: Vec<f32>,
+}
+
+impl LayerBuffers {
+    /// One layer in place over `x` [m, d]; with `rows` (sorted), queries and everything
+    /// after attention only for those rows, whose states it returns [r, d] (else `x`).
+    fn layer<'a>(
+        &'a mut self,
+        x: &'a mut [f32],
+        w: &ClipLayerParams<&[f32]>,
+        shape: TowerShape,
+        positions: &[usize],
+        segments: &[Segment],
+        rows: Option<&[usize]>,
+    ) -> &'a [f32] {
+        let d = w.norm1.weight.len();
+        let m = x.len() / d.max(1);
         let inner = w.fc1.bias.len();
-        let h = sized(&mut h, m * d);
+        let h = sized(&mut self.h, m * d);
         kernels::layer_norm_forward(x, w.norm1.weight, w.norm1.bias, shape.eps, h, None);
-        let qkv = sized(&mut qkv, m * 3 * d);
-        for (lin, off) in [(&w.q, 0), (&w.k, d), (&w.v, 2 * d)] {
+        let qkv = sized(&mut self.qkv, m * 3 * d);
+        for (lin, off) in [(&w.k, d), (&w.v, 2 * d)] {
             linear(&mut qkv[off..], 3 * d, h, m, lin);
         }
-        let probs = sized(&mut probs, b * shape.heads * n * n);
-        let context = sized(&mut context, m * d);
-        attention_forward(
-            qkv,
-            probs,
-            context,
-            &lengths,
-            AttentionShape {
-                n,
-                d,
-                heads: shape.heads,
-                causal: shape.causal,
-            },
-            None,
-        );
-        let branch = sized(&mut branch, m * d);
-        linear(branch, d, context, m, &w.out);
-        add_assign(x, branch);
-        kernels::layer_norm_forward(x, w.norm2.weight, w.norm2.bias, shape.eps, h, None);
-        let z = sized(&mut z, m * inner);
-        linear(z, inner, h, m, &w.fc1);
-        let act = sized(&mut act, m * inner);
+        let query_positions: Vec<usize>;
+        let (residual, q, q_ld, positions, mq): (&mut [f32], &[f32], usize, &[usize], usize) =
+            match rows {
+                None => {
+                    linear(qkv, 3 * d, h, m, &w.q);
+                    (x, &*qkv, 3 * d, positions, m)
+                }
+                Some(rows) => {
+                    let mq = rows.len();
+                    let (gathered, normed) = (sized(&mut self.gathered, mq * d), &*h);
+                    let queries = sized(&mut self.queries, mq * d);
+                    let mut normed_rows = vec![0f32; mq * d];
+                    for ((g, nr), &r) in gathered
+                        .chunks_exact_mut(d)
+                        .zip(normed_rows.chunks_exact_mut(d))
+                        .zip(rows)
+                    {
+                        g.copy_from_slice(&x[r * d..(r + 1) * d]);
+                        nr.copy_from_slice(&normed[r * d..(r + 1) * d]);
+                    }
+                    linear(queries, d, &normed_rows, mq, &w.q);
+                    query_positions = rows.iter().map(|&r| positions[r]).collect();
+                    (gathered, &*queries, d, &query_positions[..], mq)
+                }
+            };
+        let input = AttentionInput {
+            q,
+            q_ld,
+            kv: qkv,
+            kv_ld: 3 * d,
+            k_col: d,
+            v_col: 2 * d,
+            positions,
+            heads: shape.heads,
+            head_dim: d / shape.heads,
+            causal: shape.causal,
+        };
+        let context = sized(&mut self.context, mq * d);
+        attend(&input, segments, context);
+        let branch = sized(&mut self.branch, mq * d);
+        linear(branch, d, context, mq, &w.out);
+        add_assign(residual, branch);
+        let h = sized(&mut self.h, mq * d);
+        kernels::layer_norm_forward(residual, w.norm2.weight, w.norm2.bias, shape.eps, h, None);
+        let z = sized(&mut self.z, mq * inner);
+        linear(z, inner, h, mq, &w.fc1);
+        let act = sized(&mut self.act, mq * inner);
         match shape.act {
             Activation::QuickGelu => kernels::quick_gelu_forward(z, act),
             _ => kernels::gelu_forward(z, act),
         }
-        linear(branch, d, act, m, &w.fc2);
-        add_assign(x, branch);
+        linear(branch, d, act, mq, &w.fc2);
+        add_assign(residual, branch);
+        residual
     }
-    Ok(())
 }
 
 /// `rows` [r, d] through a LayerNorm and a bias-free projection [e, d]: [r, e].

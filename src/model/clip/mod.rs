@@ -320,8 +320,8 @@ impl ClipModel {
             act: cfg.hidden_act,
             causal: false,
         };
-        cpu::layers_forward(&mut x, &layers, b, n, shape)?;
-        let class_rows: Vec<f32> = x.chunks(n * d).flat_map(|img| img[..d].to_vec()).collect();
+        let class_tokens: Vec<usize> = (0..b).map(|img| img * n).collect();
+        let class_rows = cpu::layers_forward(x, &layers, b, n, shape, &class_tokens)?;
         cpu::norm_and_project(
             &class_rows,
             &NormParams::of(&vision.post_norm),
@@ -334,9 +334,9 @@ impl ClipModel {
     fn text_embeds_cpu(&self, token_embeds: &Tensor, end: &[usize]) -> Result<Tensor> {
         let text = &self.text;
         let cfg = &text.config;
-        let (b, n, d) = token_embeds.dims3()?;
+        let (b, n, _) = token_embeds.dims3()?;
         let positions = text.position_embedding.embeddings().narrow(0, 0, n)?;
-        let mut x = token_embeds
+        let x = token_embeds
             .to_dtype(DType::F32)?
             .broadcast_add(&positions.unsqueeze(0)?)?
             .flatten_all()?
@@ -353,12 +353,8 @@ impl ClipModel {
             act: cfg.hidden_act,
             causal: true,
         };
-        cpu::layers_forward(&mut x, &layers, b, n, shape)?;
-        let ends: Vec<f32> = end
-            .iter()
-            .enumerate()
-            .flat_map(|(i, &e)| x[(i * n + e) * d..(i * n + e + 1) * d].to_vec())
-            .collect();
+        let end_rows: Vec<usize> = end.iter().enumerate().map(|(i, &e)| i * n + e).collect();
+        let ends = cpu::layers_forward(x, &layers, b, n, shape, &end_rows)?;
         cpu::norm_and_project(
             &ends,
             &NormParams::of(&text.final_norm),

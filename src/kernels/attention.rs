@@ -1,0 +1,249 @@
+//! Scaled dot-product attention for inference, fused per (sequence, head): a head's
+//! keys are transposed once into a small tile, each query's scores stay in a buffer of
+//! one row, and the softmax and the weighted sum of values follow without a probability
+//! matrix ever being written. Sequences are packed (no padded rows), and the queries of
+//! a sequence may be a subset of its rows (the last layer reads only the rows the model
+//! uses: first word pieces, CLIP's end-of-text or class token).
+
+use rayon::prelude::*;
+
+use super::{simd, softmax_row};
+
+/// One sequence of a packed batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Segment {
+    /// Its first row among the keys and values.
+    pub key_start: usize,
+    /// Its length (every row is a key).
+    pub keys: usize,
+    /// Its first row among the queries (and the context rows written).
+    pub query_start: usize,
+    /// How many of its rows are queries.
+    pub queries: usize,
+}
+
+/// The operands: queries [mq, d] (row stride `q_ld`), keys and values side by side in
+/// `kv` (row stride `kv_ld`, keys at column `k_col`, values at `v_col`), and each
+/// query's position in its sequence (read only when `causal`: a causal query attends to
+/// positions up to its own).
+#[derive(Clone, Copy)]
+pub(crate) struct AttentionInput<'a> {
+    pub q: &'a [f32],
+    pub q_ld: usize,
+    pub kv: &'a [f32],
+    pub kv_ld: usize,
+    pub k_col: usize,
+    pub v_col: usize,
+    pub positions: &'a [usize],
+    pub heads: usize,
+    pub head_dim: usize,
+    pub causal: bool,
+}
+
+/// Context rows [mq, heads·head_dim] of every segment's queries, in parallel over
+/// segments.
+pub(crate) fn attend(input: &AttentionInput, segments: &[Segment], context: &mut [f32]) {
+    let d = input.heads * input.head_dim;
+    let mut parts = Vec::with_capacity(segments.len());
+    let mut rest = context;
+    for s in segments {
+        let (part, tail) = rest.split_at_mut(s.queries * d);
+        parts.push(part);
+        rest = tail;
+    }
+    segments
+        .par_iter()
+        .zip(parts)
+        .with_max_len(1)
+        .for_each(|(segment, out)| {
+            simd(
+                #[inline(always)]
+                || attend_segment(input, segment, out),
+            )
+        });
+}
+
+/// Every head of one segment.
+#[inline(always)]
+fn attend_segment(input: &AttentionInput, s: &Segment, out: &mut [f32]) {
+    let (dh, d) = (input.head_dim, input.heads * input.head_dim);
+    if s.queries == 0 || s.keys == 0 {
+        out.fill(0.0);
+        return;
+    }
+    let scale = 1.0 / (dh as f32).sqrt();
+    // Keys transposed [dh, stride], padded to whole vectors so the score loop has no tail.
+    let stride = s.keys.next_multiple_of(16);
+    let mut keys_t = vec![0f32; dh * stride];
+    let mut scores = vec![0f32; stride];
+    for h in 0..input.heads {
+        for j in 0..s.keys {
+            let at = (s.key_start + j) * input.kv_ld + input.k_col + h * dh;
+            for (c, &k) in input.kv[at..at + dh].iter().enumerate() {
+                keys_t[c * stride + j] = k;
+            }
+        }
+        for qi in 0..s.queries {
+            let row = s.query_start + qi;
+            let q = &input.q[row * input.q_ld + h * dh..][..dh];
+            scores.fill(0.0);
+            for (c, &qc) in q.iter().enumerate() {
+                let kc = &keys_t[c * stride..(c + 1) * stride];
+                for (sj, &kj) in scores.iter_mut().zip(kc) {
+                    *sj += qc * kj;
+                }
+            }
+            let valid = if input.causal {
+                (input.positions[row] + 1).min(s.keys)
+            } else {
+                s.keys
+            };
+            let live = &mut scores[..s.keys];
+            for v in live.iter_mut() {
+                *v *= scale;
+            }
+            softmax_row(live, valid);
+            let o = &mut out[qi * d + h * dh..][..dh];
+            o.fill(0.0);
+            for (j, &p) in live[..valid].iter().enumerate() {
+                let at = (s.key_start + j) * input.kv_ld + input.v_col + h * dh;
+                for (oc, &vc) in o.iter_mut().zip(&input.kv[at..at + dh]) {
+                    *oc += p * vc;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Attention written out plainly, one query at a time.
+    fn reference(input: &AttentionInput, segments: &[Segment]) -> Vec<f32> {
+        let dh = input.head_dim;
+        let mut out = Vec::new();
+        for s in segments {
+            for qi in 0..s.queries {
+                let row = s.query_start + qi;
+                for h in 0..input.heads {
+                    let valid = if input.causal {
+                        (input.positions[row] + 1).min(s.keys)
+                    } else {
+                        s.keys
+                    };
+                    let q = &input.q[row * input.q_ld + h * dh..][..dh];
+                    let scores: Vec<f64> = (0..valid)
+                        .map(|j| {
+                            let k =
+                                &input.kv[(s.key_start + j) * input.kv_ld + input.k_col + h * dh..];
+                            q.iter().zip(k).map(|(a, b)| (a * b) as f64).sum::<f64>()
+                                / (dh as f64).sqrt()
+                        })
+                        .collect();
+                    let max = scores.iter().cloned().fold(f64::MIN, f64::max);
+                    let total: f64 = scores.iter().map(|v| (v - max).exp()).sum();
+                    for c in 0..dh {
+                        out.push(
+                            (0..valid)
+                                .map(|j| {
+                                    let v = input.kv[(s.key_start + j) * input.kv_ld
+                                        + input.v_col
+                                        + h * dh
+                                        + c];
+                                    (scores[j] - max).exp() / total * v as f64
+                                })
+                                .sum::<f64>() as f32,
+                        );
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn fused_attention_equals_the_plain_formula_on_packed_segments_and_query_subsets() {
+        let value = |i: usize| ((i * 7919 % 211) as f32 - 105.0) / 60.0;
+        let (heads, dh) = (3, 5);
+        let d = heads * dh;
+        // Two sequences of 4 and 19 rows, keys and values at columns d and 2d of a [m, 3d].
+        let m = 23;
+        let kv: Vec<f32> = (0..m * 3 * d).map(value).collect();
+        for causal in [false, true] {
+            // All rows as queries (the queries read from the same buffer's first d columns).
+            let positions: Vec<usize> = (0..4).chain(0..19).collect();
+            let segments = [
+                Segment {
+                    key_start: 0,
+                    keys: 4,
+                    query_start: 0,
+                    queries: 4,
+                },
+                Segment {
+                    key_start: 4,
+                    keys: 19,
+                    query_start: 4,
+                    queries: 19,
+                },
+            ];
+            let input = AttentionInput {
+                q: &kv,
+                q_ld: 3 * d,
+                kv: &kv,
+                kv_ld: 3 * d,
+                k_col: d,
+                v_col: 2 * d,
+                positions: &positions,
+                heads,
+                head_dim: dh,
+                causal,
+            };
+            let mut fused = vec![f32::NAN; m * d];
+            attend(&input, &segments, &mut fused);
+            let plain = reference(&input, &segments);
+            for (i, (a, b)) in fused.iter().zip(&plain).enumerate() {
+                assert!(
+                    (a - b).abs() < 1e-5,
+                    "causal {causal}, element {i}: {a} vs {b}"
+                );
+            }
+        }
+        // A subset of queries kept compactly: rows 1 and 3 of the first sequence and row
+        // 2 of the second, as the last layer asks for them.
+        let q: Vec<f32> = (0..3 * d).map(|i| value(i + 5)).collect();
+        let positions = [1, 3, 2];
+        let segments = [
+            Segment {
+                key_start: 0,
+                keys: 4,
+                query_start: 0,
+                queries: 2,
+            },
+            Segment {
+                key_start: 4,
+                keys: 19,
+                query_start: 2,
+                queries: 1,
+            },
+        ];
+        let input = AttentionInput {
+            q: &q,
+            q_ld: d,
+            kv: &kv,
+            kv_ld: 3 * d,
+            k_col: d,
+            v_col: 2 * d,
+            positions: &positions,
+            heads,
+            head_dim: dh,
+            causal: true,
+        };
+        let mut fused = vec![f32::NAN; 3 * d];
+        attend(&input, &segments, &mut fused);
+        let plain = reference(&input, &segments);
+        for (a, b) in fused.iter().zip(&plain) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+    }
+}
