@@ -204,7 +204,7 @@ fn the_prompt_cache_does_only_new_work() {
     // The same vocabulary again: nothing is encoded.
     let again = cache.bank(&m, &w.vocabulary, 4, &counters).unwrap();
     assert_eq!(encoded(), discrete + 4);
-    let diff = (&bank.embeds - &again.embeds)
+    let diff = (bank.embeds().unwrap() - again.embeds().unwrap())
         .unwrap()
         .abs()
         .unwrap()
@@ -275,7 +275,7 @@ fn every_trainable_tensor_receives_a_gradient() {
     let tweets = &w.tweets[..4];
     let (pieces, images) = inputs(&w, &m, tweets.iter());
     let embeds: Vec<Option<&Tensor>> = images.iter().map(ImageState::embedding).collect();
-    let discrete = common::bank(&m, &w.vocabulary, 0).embeds;
+    let discrete = common::bank(&m, &w.vocabulary, 0).embeds().unwrap().clone();
     let continuous = m
         .training_continuous_prompts(&w.vocabulary.template, 4)
         .unwrap()

@@ -408,10 +408,10 @@ impl Worker {
         continuous: usize,
     ) -> Result<(), EngineError> {
         let started = Instant::now();
-        self.bank = self
-            .prompt_cache
-            .bank(
+        self.prompt_cache
+            .update(
                 &self.model,
+                &mut self.bank,
                 vocabulary.as_ref().unwrap_or(&self.vocabulary),
                 continuous,
                 &self.stage_counters,
@@ -498,7 +498,7 @@ impl Worker {
                 );
         let mut effects = Vec::with_capacity(self.bank.len());
         for (k, prompt) in self.bank.prompts.iter().enumerate() {
-            let without = self.bank.without(k)?;
+            let without = self.bank.without(k);
             effects.push(PromptEffect {
                 text: prompt.text.clone(),
                 source: prompt.source.clone(),

@@ -582,8 +582,8 @@ impl PromptMner {
                 .iter()
                 .map(|i| i.cloned().unwrap_or_else(|| zero.clone()))
                 .collect();
-            let logits =
-                (Tensor::stack(&v, 0)?.matmul(&bank.embeds.t()?)? * self.clip.logit_scale as f64)?;
+            let logits = (Tensor::stack(&v, 0)?.matmul(&bank.embeds()?.t()?)?
+                * self.clip.logit_scale as f64)?;
             Some(candle_nn::ops::softmax_last_dim(&logits)?)
         } else {
             None
@@ -596,26 +596,21 @@ impl PromptMner {
                     fusion: self.fusion.as_ref().map(Fusion::score_params).transpose()?,
                     span: self.span.host_params()?,
                 };
-                let clues = match (&bank.clues, &weights) {
-                    (Some(clues), Some(a)) => Some((clues, a)),
+                let host_weights = weights
+                    .as_ref()
+                    .map(|a| a.flatten_all()?.to_vec1::<f32>())
+                    .transpose()?;
+                let host_clues = match (&bank.clues, &host_weights) {
+                    (Some(clues), Some(a)) => Some(fusion::cpu::HostClues {
+                        pk: &clues.pk,
+                        pv: &clues.pv,
+                        bk: &clues.bk,
+                        bv: &clues.bv,
+                        weights: a,
+                        present: &present,
+                    }),
                     _ => None,
                 };
-                let host = clues
-                    .as_ref()
-                    .map(|(c, a)| {
-                        Ok::<_, candle_core::Error>((c.host()?, a.flatten_all()?.to_vec1::<f32>()?))
-                    })
-                    .transpose()?;
-                let host_clues =
-                    host.as_ref()
-                        .map(|([pk, pv, bk, bv], a)| fusion::cpu::HostClues {
-                            pk,
-                            pv,
-                            bk,
-                            bv,
-                            weights: a,
-                            present: &present,
-                        });
                 let scores =
                     fusion::cpu::score(&params, text, host_clues, &batch.encoded, want_attention)?;
                 let attention = scores
@@ -630,7 +625,8 @@ impl PromptMner {
                         let present: Vec<f32> =
                             present.iter().map(|p| if *p { 1.0 } else { 0.0 }).collect();
                         let present = Tensor::from_vec(present, b, &self.device)?;
-                        let clues = weights.as_ref().map(|a| (&bank.embeds, a, &present));
+                        let embeds = bank.embeds()?;
+                        let clues = weights.as_ref().map(|a| (embeds, a, &present));
                         fusion.forward(words, mask, clues, Mode::Eval)?
                     }
                     None => (words.clone(), None),
@@ -790,26 +786,22 @@ impl PromptMner {
     }
 
     /// The prompt stage's work for discrete prompt texts, one encoding each: unit CLIP
-    /// embeddings and (with fusion) their clue rows.
+    /// embeddings and (with fusion) their clue rows, on the host.
     pub fn encode_prompt_texts(&self, texts: &[String]) -> Result<Vec<PromptEncoding>, ModelError> {
         let embeds = prompts::encode_texts(&self.clip, &self.clip_tokenizer, texts)?;
-        let rows = self
-            .fusion
-            .as_ref()
-            .map(|f| f.prompt_rows(&embeds))
-            .transpose()?;
-        (0..texts.len())
-            .map(|i| {
-                let rows = rows
-                    .as_ref()
-                    .map(|(pk, pv)| Ok::<_, candle_core::Error>((pk.get(i)?, pv.get(i)?)))
-                    .transpose()?;
-                Ok(PromptEncoding {
-                    embed: embeds.get(i)?,
-                    rows,
-                })
+        let encoding = self.prompt_encoding(&embeds)?;
+        let (e, d) = (embeds.dim(1)?, self.text.config.hidden_size);
+        Ok((0..texts.len())
+            .map(|i| PromptEncoding {
+                embed: encoding.embed[i * e..(i + 1) * e].to_vec(),
+                rows: encoding.rows.as_ref().map(|(pk, pv)| {
+                    (
+                        pk[i * d..(i + 1) * d].to_vec(),
+                        pv[i * d..(i + 1) * d].to_vec(),
+                    )
+                }),
             })
-            .collect()
+            .collect())
     }
 
     /// Every continuous prompt the model holds in `template`, as one encoding of [N, ·]
@@ -828,59 +820,43 @@ impl PromptMner {
             continuous.len(),
             Mode::Eval,
         )?;
+        Ok(Some(self.prompt_encoding(&embeds)?))
+    }
+
+    /// Unit prompt embeddings [N, e] and (with fusion) their clue rows, on the host.
+    fn prompt_encoding(&self, embeds: &Tensor) -> Result<PromptEncoding, ModelError> {
+        let host = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
         let rows = self
             .fusion
             .as_ref()
-            .map(|f| f.prompt_rows(&embeds))
+            .map(|f| {
+                let (pk, pv) = f.prompt_rows(embeds)?;
+                Ok::<_, candle_core::Error>((host(&pk)?, host(&pv)?))
+            })
             .transpose()?;
-        Ok(Some(PromptEncoding {
-            embed: embeds,
+        Ok(PromptEncoding {
+            embed: host(embeds)?,
             rows,
-        }))
+        })
     }
 
-    /// A bank from its prompts' encodings: one per discrete prompt of `infos`, in order,
-    /// and the continuous encoding whose first `n_continuous` rows it uses.
+    /// A bank of `infos` (its continuous prompts encoded in `template`), row i taken
+    /// from `rows[i]`: an encoding and which of its rows.
     pub fn prompt_bank(
         &self,
         infos: Vec<PromptInfo>,
-        discrete: &[&PromptEncoding],
-        continuous: Option<(&PromptEncoding, usize)>,
+        template: &str,
+        rows: &[(&PromptEncoding, usize)],
     ) -> Result<PromptBank, ModelError> {
-        let mut embeds: Vec<Tensor> = Vec::with_capacity(infos.len());
-        let mut pk: Vec<Tensor> = Vec::new();
-        let mut pv: Vec<Tensor> = Vec::new();
-        for encoding in discrete {
-            embeds.push(encoding.embed.unsqueeze(0)?);
-            if let Some((k, v)) = &encoding.rows {
-                pk.push(k.unsqueeze(0)?);
-                pv.push(v.unsqueeze(0)?);
-            }
-        }
-        if let Some((PromptEncoding { embed, rows }, n)) = continuous.filter(|(_, n)| *n > 0) {
-            embeds.push(embed.narrow(0, 0, n)?);
-            if let Some((k, v)) = rows {
-                pk.push(k.narrow(0, 0, n)?);
-                pv.push(v.narrow(0, 0, n)?);
-            }
-        }
-        let e = self.clip.config.projection_dim;
-        let embeds = if embeds.is_empty() {
-            Tensor::zeros((0, e), DType::F32, &self.device)?
-        } else {
-            Tensor::cat(&embeds, 0)?
-        };
-        let clues = match &self.fusion {
-            Some(f) if !pk.is_empty() => {
-                Some(f.clue_side(&Tensor::cat(&pk, 0)?, &Tensor::cat(&pv, 0)?)?)
-            }
-            _ => None,
-        };
-        Ok(PromptBank {
-            prompts: infos,
-            embeds,
-            clues,
-        })
+        let clue_bias = self.fusion.as_ref().map(Fusion::clue_bias).transpose()?;
+        Ok(PromptBank::new(
+            infos,
+            template,
+            self.clip.config.projection_dim,
+            clue_bias,
+            rows,
+            &self.device,
+        ))
     }
 
     /// The first `n_continuous` continuous prompts in `template` run through the CLIP
@@ -1002,7 +978,7 @@ impl PromptMner {
         images: &[Option<&Tensor>],
         bank: &PromptBank,
     ) -> Result<Vec<Prediction>, ModelError> {
-        let out = self.forward_batch(pieces, images, &bank.embeds, Mode::Eval)?;
+        let out = self.forward_batch(pieces, images, bank.embeds()?, Mode::Eval)?;
         let probs = span::class_probs(&out.logits)?;
         let mut predictions = Vec::with_capacity(pieces.len());
         for (i, p) in pieces.iter().enumerate() {

@@ -419,7 +419,8 @@ fn train_inner(
     // Constant through training (CLIP is frozen): encoded once, not every step.
     let discrete_prompts = PromptCache::default()
         .bank(&model, &vocabulary, 0, &StageCounters::default())?
-        .embeds;
+        .embeds()?
+        .clone();
     for epoch in metrics.epochs.len() + 1..=config.epochs {
         // Data order and dropout come from (seed, epoch): a resumed run repeats them.
         let mut order: Vec<usize> = (0..train_split.text.tweets.len()).collect();

@@ -81,12 +81,12 @@ pub(crate) struct HostSide {
     pub gate_text: Option<Vec<f32>>,
 }
 
-/// A bank's clue keys and values per head on the host, and the matching weights.
+/// A bank's clue keys and values on the host, and the matching weights.
 pub(crate) struct HostClues<'a> {
-    /// [H, K, dh]
+    /// Prompt-major [K, d]: head h at columns h·dh..(h+1)·dh.
     pub pk: &'a [f32],
     pub pv: &'a [f32],
-    /// [H, dh]
+    /// [d]
     pub bk: &'a [f32],
     pub bv: &'a [f32],
     /// a [B, K]; rows of tweets without an image are ignored.
@@ -183,9 +183,10 @@ fn attend(
                 return (out, None);
             };
             let k = c.weights.len() / c.present.len().max(1);
+            // Head h's columns of the prompt-major rows.
             let (pk, pv) = (
-                &c.pk[h * k * dh..(h + 1) * k * dh],
-                &c.pv[h * k * dh..(h + 1) * k * dh],
+                MatRef::strided(&c.pk[h * dh..], k, dh, d, 1),
+                MatRef::strided(&c.pv[h * dh..], k, dh, d, 1),
             );
             let (bk, bv) = (&c.bk[h * dh..(h + 1) * dh], &c.bv[h * dh..(h + 1) * dh]);
             let bias = clue_bias.map_or(0.0, |b| b[h]);
@@ -195,7 +196,7 @@ fn attend(
                 &mut logits,
                 k,
                 MatRef::new(q, rows, dh),
-                MatRef::new(pk, k, dh).t(),
+                pk.t(),
                 false,
                 false,
             );
@@ -245,7 +246,7 @@ fn attend(
                 &mut out,
                 dh,
                 MatRef::new(&logits, rows, k),
-                MatRef::new(pv, k, dh),
+                pv,
                 false,
                 false,
             );
@@ -285,7 +286,9 @@ fn attend(
     }
 }
 
-/// words + gate ⊙ (W_o·attended + b_o), then LayerNorm: [B·n, d].
+/// words + gate ⊙ (W_o·attended + b_o), then LayerNorm: [B·n, d]. The gated sum and
+/// the LayerNorm run in one pass per tile of rows (the tile's sum is normalised while
+/// it is in cache).
 fn finish(
     w: &FusionParams<&[f32]>,
     text: &HostTextBatch,
@@ -296,10 +299,14 @@ fn finish(
 ) -> Vec<f32> {
     let mut o = vec![0f32; rows * d];
     linear(&mut o, d, attended, rows, &w.out);
-    let mut sum = text.words.clone();
+    let tile = d * kernels::ROW_CHUNK;
+    let mut out = vec![0f32; rows * d];
+    let norm = |sum: &[f32], out: &mut [f32]| {
+        kernels::layer_norm_forward(sum, w.norm.weight, w.norm.bias, w.eps, out, None)
+    };
     match (&w.gate, &side.gate_text) {
         (Some(gate), Some(gate_text)) => {
-            // The gate's o half: columns d..2d of W_g [d, 2d].
+            // The gate's o half: columns d..2d of W_g [d, 2d], added to its text half.
             let mut g = gate_text.clone();
             matmul(
                 &mut g,
@@ -309,25 +316,37 @@ fn finish(
                 true,
                 true,
             );
-            sum.par_chunks_mut(kernels::CHUNK)
-                .zip(
-                    o.par_chunks(kernels::CHUNK)
-                        .zip(g.par_chunks(kernels::CHUNK)),
-                )
-                .for_each(|(s, (o, g))| {
+            // The gate's buffer becomes the tile's sum.
+            out.par_chunks_mut(tile)
+                .zip(g.par_chunks_mut(tile))
+                .zip(o.par_chunks(tile).zip(text.words.par_chunks(tile)))
+                .for_each(|((out, g), (o, h))| {
                     simd(
                         #[inline(always)]
                         || {
-                            for ((s, &o), &g) in s.iter_mut().zip(o).zip(g) {
-                                *s += o / (1.0 + kernels::exp(-g));
+                            for ((g, &o), &h) in g.iter_mut().zip(o).zip(h) {
+                                *g = h + o / (1.0 + kernels::exp(-*g));
                             }
                         },
-                    )
+                    );
+                    norm(g, out);
                 });
         }
-        _ => crate::model::bert::cpu::add_assign(&mut sum, &o),
+        _ => {
+            out.par_chunks_mut(tile)
+                .zip(o.par_chunks_mut(tile).zip(text.words.par_chunks(tile)))
+                .for_each(|(out, (o, h))| {
+                    simd(
+                        #[inline(always)]
+                        || {
+                            for (o, &h) in o.iter_mut().zip(h) {
+                                *o += h;
+                            }
+                        },
+                    );
+                    norm(o, out);
+                });
+        }
     }
-    let mut out = vec![0f32; rows * d];
-    kernels::layer_norm_forward(&sum, w.norm.weight, w.norm.bias, w.eps, &mut out, None);
     out
 }

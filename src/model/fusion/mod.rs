@@ -54,19 +54,6 @@ pub struct TextSideBatch {
     words: Tensor,
 }
 
-/// The clue-side keys and values of a prompt bank, per head and with a_i factored out:
-/// the key of prompt i at weight a_i is `a_i·pk_i + bk` (likewise values).
-pub struct ClueSide {
-    /// [H, K, dh]
-    pk: Tensor,
-    pv: Tensor,
-    /// [H, 1, dh]
-    bk: Tensor,
-    bv: Tensor,
-    /// The same on the host, made once per bank (every batch of a rescoring reads it).
-    host: std::sync::OnceLock<[Vec<f32>; 4]>,
-}
-
 pub struct Fusion {
     clue_proj: Linear,
     query: Linear,
@@ -203,31 +190,20 @@ impl Fusion {
         Ok((pk, pv))
     }
 
-    /// The clue side of a bank from its per-prompt rows [K, d].
-    pub fn clue_side(&self, pk: &Tensor, pv: &Tensor) -> Result<ClueSide> {
-        let d = pk.dim(1)?;
-        let heads = |x: &Tensor| -> Result<Tensor> {
-            let k = x.dim(0)?;
-            x.reshape((k, self.heads, d / self.heads))?
-                .transpose(0, 1)?
-                .contiguous()
-        };
-        // The bias part: what a clue of weight 0 would give (the projections' biases).
+    /// What a clue of weight 0 gives as key and value [d] (the projections' biases):
+    /// the clue of prompt i at weight a_i is `a_i·pk_i + bk` (likewise values).
+    pub fn clue_bias(&self) -> Result<(Vec<f32>, Vec<f32>)> {
         let zero = Tensor::zeros(
             (1, self.clue_proj.weight().dim(1)?),
-            pk.dtype(),
-            pk.device(),
+            self.clue_proj.weight().dtype(),
+            self.clue_proj.weight().device(),
         )?;
         let base = self.clue_proj.forward(&zero)?;
-        let bk = self.clue_key().forward(&base)?;
-        let bv = self.clue_value().forward(&base)?;
-        Ok(ClueSide {
-            pk: heads(pk)?,
-            pv: heads(pv)?,
-            bk: heads(&bk)?,
-            bv: heads(&bv)?,
-            host: std::sync::OnceLock::new(),
-        })
+        let row = |t: Tensor| t.flatten_all()?.to_vec1::<f32>();
+        Ok((
+            row(self.clue_key().forward(&base)?)?,
+            row(self.clue_value().forward(&base)?)?,
+        ))
     }
 
     /// [H, B, n, dh] from [B, n, d].
@@ -302,33 +278,5 @@ impl Fusion {
     /// The words [B, n, d] of a batch's text side.
     pub(crate) fn side_words(side: &TextSideBatch) -> &Tensor {
         &side.words
-    }
-}
-
-impl ClueSide {
-    /// The clues of the prompts at `keep` (indices into the bank), in that order.
-    pub(crate) fn select(&self, keep: &Tensor) -> Result<Self> {
-        Ok(Self {
-            pk: self.pk.index_select(keep, 1)?,
-            pv: self.pv.index_select(keep, 1)?,
-            bk: self.bk.clone(),
-            bv: self.bv.clone(),
-            host: std::sync::OnceLock::new(),
-        })
-    }
-
-    /// pk, pv [H, K, dh] and bk, bv [H, dh] on the host.
-    pub(crate) fn host(&self) -> Result<&[Vec<f32>; 4]> {
-        if let Some(host) = self.host.get() {
-            return Ok(host);
-        }
-        let flat = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
-        let host = [
-            flat(&self.pk)?,
-            flat(&self.pv)?,
-            flat(&self.bk)?,
-            flat(&self.bv)?,
-        ];
-        Ok(self.host.get_or_init(|| host))
     }
 }
