@@ -161,11 +161,16 @@ fn text_rate(
     Ok(tweets as f64 / seconds)
 }
 
-/// `bench encode`: MiniLM (real weights) and bert-base shapes over Twitter-2015 test,
-/// CLIP ViT-B/32 vision (batch 32) and text (100 prompts, 1 prompt).
+/// Tweets of `bench encode --quick` (the anchor scripts' `--quick`: the split's first).
+pub(crate) const QUICK_TWEETS: usize = 640;
+
+/// `bench encode`: MiniLM (real weights) and bert-base shapes over Twitter-2015 test
+/// (its first `tweets` when given), CLIP ViT-B/32 vision (batch 32) and text (100
+/// prompts, 1 prompt).
 pub(crate) fn encode(
     shared: &Path,
     device: &Device,
+    tweets: Option<usize>,
     progress: &dyn Progress,
 ) -> Result<EncodeFigures, BenchError> {
     let minilm_dir = shared.join("models/all-MiniLM-L6-v2");
@@ -196,8 +201,9 @@ pub(crate) fn encode(
         let label = "demo test, MiniLM shapes with random weights (../shared not found)";
         (backbone, split_path(&demo, "test"), label.to_string())
     };
-    let tweets = read_conll(&test)?;
-    let pieces = tweets
+    let mut split = read_conll(&test)?;
+    split.truncate(tweets.unwrap_or(usize::MAX));
+    let pieces = split
         .iter()
         .map(|t| minilm.tokenizer.encode_words(&t.words))
         .collect::<Result<Vec<_>, _>>()?;
@@ -276,7 +282,7 @@ pub(crate) fn encode(
 
 /// Runs `anchors/bench_infer.py` with `python` and reads the figures it prints.
 pub(crate) fn torch_encode(python: &Path, shared: &Path) -> Result<EncodeFigures, BenchError> {
-    run_anchor(python, &shared.join("anchors/bench_infer.py"), shared)
+    run_anchor(python, &shared.join("anchors/bench_infer.py"), shared, &[])
 }
 
 /// What `anchors/bench_ort.py` measures in the same work as `bench encode`'s text rows:
@@ -292,23 +298,31 @@ pub(crate) struct OrtFigures {
     pub ort_minilm_int8_tweets_per_s: Option<f64>,
 }
 
-/// Runs `anchors/bench_ort.py` with `python` and reads the figures it prints.
-pub(crate) fn ort_encode(python: &Path, shared: &Path) -> Result<OrtFigures, BenchError> {
-    run_anchor(python, &shared.join("anchors/bench_ort.py"), shared)
+/// Runs `anchors/bench_ort.py` with `python` (on its first 640 tweets when `quick`) and
+/// reads the figures it prints.
+pub(crate) fn ort_encode(
+    python: &Path,
+    shared: &Path,
+    quick: bool,
+) -> Result<OrtFigures, BenchError> {
+    let extra: &[&str] = if quick { &["--quick"] } else { &[] };
+    run_anchor(python, &shared.join("anchors/bench_ort.py"), shared, extra)
 }
 
-/// Runs an anchor script (`python SCRIPT SHARED`) and reads the one JSON object it
-/// prints; a failure names the command and the end of its error output.
+/// Runs an anchor script (`python SCRIPT SHARED EXTRA…`) and reads the one JSON object
+/// it prints; a failure names the command and the end of its error output.
 fn run_anchor<T: serde::de::DeserializeOwned>(
     python: &Path,
     script: &Path,
     shared: &Path,
+    extra: &[&str],
 ) -> Result<T, BenchError> {
     let command = format!(
-        "{} {} {}",
+        "{} {} {} {}",
         python.display(),
         script.display(),
-        shared.display()
+        shared.display(),
+        extra.join(" ")
     );
     let torch_error = |message: String| BenchError::Torch {
         command: command.clone(),
@@ -317,6 +331,7 @@ fn run_anchor<T: serde::de::DeserializeOwned>(
     let output = std::process::Command::new(python)
         .arg(script)
         .arg(shared)
+        .args(extra)
         .output()
         .map_err(|e| torch_error(e.to_string()))?;
     if !output.status.success() {
@@ -356,7 +371,7 @@ echo '{"ort_minilm_tweets_per_s": 178.4, "ort_bert_base_tweets_per_s": 22.0,
  "torch_bf16_minilm_tweets_per_s": 277.4, "torch_bf16_bert_base_tweets_per_s": 40.5,
  "ort_minilm_int8_error": "no quantiser"}'"#,
         );
-        let figures = ort_encode(&python, dir.path()).unwrap();
+        let figures = ort_encode(&python, dir.path(), false).unwrap();
         assert_eq!(figures.ort_minilm_tweets_per_s, 178.4);
         assert_eq!(figures.torch_bf16_bert_base_tweets_per_s, 40.5);
         // The int8 row is an extra: absent when its quantisation failed.
@@ -370,7 +385,7 @@ echo '{"ort_minilm_tweets_per_s": 178.4, "ort_bert_base_tweets_per_s": 22.0,
             dir.path(),
             "echo 'Traceback' >&2; echo 'ModuleNotFoundError: onnxruntime' >&2; exit 1",
         );
-        let err = ort_encode(&python, dir.path()).unwrap_err();
+        let err = ort_encode(&python, dir.path(), false).unwrap_err();
         let message = err.to_string();
         assert!(message.contains("anchors/bench_ort.py"), "{message}");
         assert!(
@@ -379,6 +394,15 @@ echo '{"ort_minilm_tweets_per_s": 178.4, "ort_bert_base_tweets_per_s": 22.0,
         );
         // Output that is not the figures is an error too, not zeros.
         let python = fake_python(dir.path(), "echo '{\"ort_minilm_tweets_per_s\": 1}'");
-        assert!(ort_encode(&python, dir.path()).is_err());
+        assert!(ort_encode(&python, dir.path(), false).is_err());
+        // --quick is passed on to the script.
+        let python = fake_python(
+            dir.path(),
+            r#"test "$3" = "--quick" || exit 5
+echo '{"ort_minilm_tweets_per_s": 1, "ort_bert_base_tweets_per_s": 1,
+ "torch_bf16_minilm_tweets_per_s": 1, "torch_bf16_bert_base_tweets_per_s": 1}'"#,
+        );
+        assert!(ort_encode(&python, dir.path(), false).is_err());
+        assert!(ort_encode(&python, dir.path(), true).is_ok());
     }
 }

@@ -34,6 +34,11 @@ pub struct BenchArgs {
     /// and PyTorch's bfloat16 autocast) in the same sitting and print those ratios.
     #[arg(long, requires = "torch")]
     pub ort: bool,
+    /// Encode: the text rows over the first 640 tweets of the test split, as the
+    /// anchors' `--quick` (passed on to bench_ort.py; bench_infer.py has none, so with
+    /// --torch only the ONNX Runtime anchors run, and --ort is needed).
+    #[arg(long)]
+    pub quick: bool,
     /// The shared directory (models, data, anchors).
     #[arg(long, default_value = "../shared", env = "PROMPTMNER_SHARED")]
     pub shared: PathBuf,
@@ -96,18 +101,24 @@ fn agree(args: &BenchArgs) -> anyhow::Result<()> {
 }
 
 fn encode(args: &BenchArgs) -> anyhow::Result<()> {
+    if args.quick && args.torch.is_some() && !args.ort {
+        anyhow::bail!(
+            "--quick with --torch compares with bench_ort.py only (bench_infer.py has no quick mode): add --ort"
+        );
+    }
+    let tweets = args.quick.then_some(bench::QUICK_TWEETS);
     let ours = bench::encode(
         &args.shared,
         &device::select(args.device)?,
+        tweets,
         &Bars::default(),
     )?;
-    let torch = args
-        .torch
-        .as_ref()
-        .map(|python| bench::torch_encode(python, &args.shared))
-        .transpose()?;
+    let torch = match (&args.torch, args.quick) {
+        (Some(python), false) => Some(bench::torch_encode(python, &args.shared)?),
+        _ => None,
+    };
     let ort = match (&args.torch, args.ort) {
-        (Some(python), true) => Some(bench::ort_encode(python, &args.shared)?),
+        (Some(python), true) => Some(bench::ort_encode(python, &args.shared, args.quick)?),
         _ => None,
     };
     if args.json {
