@@ -40,6 +40,34 @@ pub(crate) struct AttentionInput<'a> {
     pub causal: bool,
 }
 
+impl<'a> AttentionInput<'a> {
+    /// Keys and values from `qkv` [m, 3d] (queries, keys and values side by side, as the
+    /// layers' three projections write them), queries from `q` (row stride `q_ld`).
+    pub(crate) fn with_qkv(
+        q: &'a [f32],
+        q_ld: usize,
+        qkv: &'a [f32],
+        heads: usize,
+        head_dim: usize,
+        positions: &'a [usize],
+        causal: bool,
+    ) -> Self {
+        let d = heads * head_dim;
+        Self {
+            q,
+            q_ld,
+            kv: qkv,
+            kv_ld: 3 * d,
+            k_col: d,
+            v_col: 2 * d,
+            positions,
+            heads,
+            head_dim,
+            causal,
+        }
+    }
+}
+
 /// Context rows [mq, heads·head_dim] of every segment's queries, in parallel over
 /// segments.
 pub(crate) fn attend(input: &AttentionInput, segments: &[Segment], context: &mut [f32]) {
@@ -187,18 +215,7 @@ mod tests {
                     queries: 19,
                 },
             ];
-            let input = AttentionInput {
-                q: &kv,
-                q_ld: 3 * d,
-                kv: &kv,
-                kv_ld: 3 * d,
-                k_col: d,
-                v_col: 2 * d,
-                positions: &positions,
-                heads,
-                head_dim: dh,
-                causal,
-            };
+            let input = AttentionInput::with_qkv(&kv, 3 * d, &kv, heads, dh, &positions, causal);
             let mut fused = vec![f32::NAN; m * d];
             attend(&input, &segments, &mut fused);
             let plain = reference(&input, &segments);
@@ -227,18 +244,7 @@ mod tests {
                 queries: 1,
             },
         ];
-        let input = AttentionInput {
-            q: &q,
-            q_ld: d,
-            kv: &kv,
-            kv_ld: 3 * d,
-            k_col: d,
-            v_col: 2 * d,
-            positions: &positions,
-            heads,
-            head_dim: dh,
-            causal: true,
-        };
+        let input = AttentionInput::with_qkv(&q, d, &kv, heads, dh, &positions, true);
         let mut fused = vec![f32::NAN; 3 * d];
         attend(&input, &segments, &mut fused);
         let plain = reference(&input, &segments);

@@ -515,18 +515,7 @@ impl EncoderPass {
                 (&*gathered, &*queries, d)
             }
         };
-        let input = AttentionInput {
-            q,
-            q_ld,
-            kv: qkv,
-            kv_ld: 3 * d,
-            k_col: d,
-            v_col: 2 * d,
-            positions: &[],
-            heads,
-            head_dim: d / heads,
-            causal: false,
-        };
+        let input = AttentionInput::with_qkv(q, q_ld, qkv, heads, d / heads, &[], false);
         let context = sized(&mut acts.context, mq * d);
         attend(&input, select.segments, context);
         let tail = LayerTail {

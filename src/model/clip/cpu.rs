@@ -179,18 +179,8 @@ impl LayerBuffers {
                     (gathered, &*queries, d, &query_positions[..], mq)
                 }
             };
-        let input = AttentionInput {
-            q,
-            q_ld,
-            kv: qkv,
-            kv_ld: 3 * d,
-            k_col: d,
-            v_col: 2 * d,
-            positions,
-            heads: shape.heads,
-            head_dim: d / shape.heads,
-            causal: shape.causal,
-        };
+        let (heads, causal) = (shape.heads, shape.causal);
+        let input = AttentionInput::with_qkv(q, q_ld, qkv, heads, d / heads, positions, causal);
         let context = sized(&mut self.context, mq * d);
         attend(&input, segments, context);
         let branch = sized(&mut self.branch, mq * d);
