@@ -39,7 +39,7 @@ pub struct PromptInfo {
 
 /// Encoded prompts, ready to be matched with images and fused. Its rows live on the
 /// host, prompt-major, so that an edit of the vocabulary splices rows in and out
-/// ([`PromptBank::splice`]) instead of assembling every prompt again.
+/// (`PromptBank::splice`) instead of assembling every prompt again.
 pub struct PromptBank {
     pub prompts: Vec<PromptInfo>,
     /// The template the continuous prompts' rows were encoded in.

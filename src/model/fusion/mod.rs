@@ -190,8 +190,8 @@ impl Fusion {
         Ok((pk, pv))
     }
 
-    /// What a clue of weight 0 gives as key and value [d] (the projections' biases):
-    /// the clue of prompt i at weight a_i is `a_i·pk_i + bk` (likewise values).
+    /// What a clue of weight 0 gives as key and value, d values each (the projections'
+    /// biases): the clue of prompt i at weight a_i is `a_i·pk_i + bk` (likewise values).
     pub fn clue_bias(&self) -> Result<(Vec<f32>, Vec<f32>)> {
         let zero = Tensor::zeros(
             (1, self.clue_proj.weight().dim(1)?),
