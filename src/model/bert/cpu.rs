@@ -105,6 +105,22 @@ pub struct EncoderPass {
     queries: Vec<f32>,
 }
 
+/// A layer's input (buffer `from`, its first `len` elements) and its output (buffer
+/// `to`, sized to `len`) among the hidden buffers.
+fn layer_io(
+    hidden: &mut [Vec<f32>],
+    (from, input_len): (usize, usize),
+    (to, output_len): (usize, usize),
+) -> (&[f32], &mut [f32]) {
+    if from < to {
+        let (lo, hi) = hidden.split_at_mut(to);
+        (&lo[from][..input_len], sized(&mut hi[0], output_len))
+    } else {
+        let (lo, hi) = hidden.split_at_mut(from);
+        (&hi[0][..input_len], sized(&mut lo[to], output_len))
+    }
+}
+
 /// Sets `buffer` to `len` elements, reusing its allocation (contents are overwritten).
 pub fn sized(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
     buffer.resize(len, 0.0);
@@ -337,13 +353,7 @@ impl EncoderPass {
         let ffn_mask = self.mask(site(l, FFN_OUT), hidden_p);
         let (b, n, keep) = (self.batch, self.len, self.keep);
         let (from, to) = self.slots(l);
-        let (x, out) = if from < to {
-            let (lo, hi) = self.hidden.split_at_mut(to);
-            (&lo[from][..m * d], sized(&mut hi[0], m * d))
-        } else {
-            let (lo, hi) = self.hidden.split_at_mut(from);
-            (&hi[0][..m * d], sized(&mut lo[to], m * d))
-        };
+        let (x, out) = layer_io(&mut self.hidden, (from, m * d), (to, m * d));
         let acts = &mut self.layers[if keep { l } else { 0 }];
 
         let qkv = sized(&mut acts.qkv, m * 3 * d);
@@ -488,13 +498,7 @@ impl EncoderPass {
         let keep = self.keep;
         let (from, to) = self.slots(l);
         let mq = select.rows.map_or(m, <[usize]>::len);
-        let (x, out) = if from < to {
-            let (lo, hi) = self.hidden.split_at_mut(to);
-            (&lo[from][..m * d], sized(&mut hi[0], mq * d))
-        } else {
-            let (lo, hi) = self.hidden.split_at_mut(from);
-            (&hi[0][..m * d], sized(&mut lo[to], mq * d))
-        };
+        let (x, out) = layer_io(&mut self.hidden, (from, m * d), (to, mq * d));
         let acts = &mut self.layers[if keep { l } else { 0 }];
         let qkv = sized(&mut acts.qkv, m * 3 * d);
         for (layer, off) in [(&w.key, d), (&w.value, 2 * d)] {
