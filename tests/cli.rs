@@ -775,3 +775,31 @@ fn the_tests_commands_keep_their_caches_out_of_the_home_folder() {
         "eval's image cache is in the tests' home"
     );
 }
+
+#[test]
+fn eval_in_bf16_scores_the_demo_within_a_fifth_of_a_point_of_fp32() {
+    let eval_json = |precision: &str| -> Value {
+        let out = run_ok(&[
+            "eval",
+            "--json",
+            "--checkpoint",
+            demo_dir().join("../../checkpoints/demo").to_str().unwrap(),
+            "--data",
+            demo_dir().to_str().unwrap(),
+            "--precision",
+            precision,
+        ]);
+        serde_json::from_str(&out).unwrap()
+    };
+    let (fp32, bf16) = (eval_json("fp32"), eval_json("bf16"));
+    assert_eq!(fp32["inputs"]["precision"], "fp32");
+    // bf16 runs where the CPU has AVX512_BF16; elsewhere the command says so and runs fp32.
+    let ran = bf16["inputs"]["precision"].as_str().unwrap().to_string();
+    let f1 = |v: &Value| v["micro"]["f1"].as_f64().unwrap();
+    eprintln!(
+        "demo test F1: fp32 {:.2}, {ran} {:.2}",
+        f1(&fp32),
+        f1(&bf16)
+    );
+    assert!((f1(&fp32) - f1(&bf16)).abs() <= 0.2, "{fp32} vs {bf16}");
+}

@@ -13,6 +13,7 @@ use super::{BenchError, bert_base_config, clip_b32_config};
 use crate::data::tags::EntityType;
 use crate::data::{read_conll, split_path};
 use crate::engine::{Engine, EngineOptions, Event};
+use crate::model::device::Precision;
 use crate::model::fusion::FusionMode;
 use crate::model::store::write_random;
 use crate::model::{Backbones, ModelConfig, PromptMner};
@@ -109,6 +110,8 @@ fn percentiles(mut values: Vec<f64>) -> Percentiles {
 pub(crate) struct LiveFigures {
     /// Text: which text the split is.
     pub split: String,
+    /// The precision asked for (it runs where the CPU has it).
+    pub precision: Precision,
     pub split_tweets: usize,
     pub prompts: usize,
     /// Whether the caches were cold at start (the start-up figures are cold figures).
@@ -339,6 +342,7 @@ pub(crate) fn live(
     dir: &Path,
     cold: bool,
     device: &candle_core::Device,
+    precision: Precision,
     progress: &dyn Progress,
 ) -> Result<LiveFigures, BenchError> {
     let mut task = Task::start(progress, "bench live", 3 + EDIT_WORDS.len() as u64);
@@ -371,6 +375,7 @@ pub(crate) fn live(
     let options = EngineOptions {
         cache_root: Some(cache),
         device: device.clone(),
+        precision,
         ..EngineOptions::default()
     };
     let started = Instant::now();
@@ -419,6 +424,7 @@ pub(crate) fn live(
     drop(engine);
     Ok(LiveFigures {
         split: label,
+        precision,
         continuous_from: trained,
         continuous_to: trained / 2,
         split_tweets,

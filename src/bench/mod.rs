@@ -17,6 +17,7 @@ use crate::data::{read_conll, split_path};
 use crate::model::bert::cpu::EncoderPass;
 use crate::model::bert::{BertConfig, BertModel, TextBackbone, WordPieces};
 use crate::model::clip::{ClipConfig, ClipModel};
+use crate::model::device::Precision;
 use crate::model::ops::Mode;
 use crate::progress::{Progress, Task};
 pub(crate) use agree::{AgreeFigures, agree};
@@ -51,6 +52,9 @@ pub(crate) struct EncodeFigures {
     /// What was encoded (PyTorch's figures leave it empty).
     #[serde(default)]
     pub workload: String,
+    /// The precision of the products (PyTorch's figures: fp32).
+    #[serde(default)]
+    pub precision: Precision,
     pub minilm_tweets_per_s: f64,
     pub bert_base_tweets_per_s: f64,
     pub clip_b32_images_per_s: f64,
@@ -130,6 +134,7 @@ fn text_rate(
     model: &BertModel,
     batches: &[Vec<WordPieces>],
     reps: usize,
+    precision: Precision,
 ) -> Result<f64, BenchError> {
     let tweets: usize = batches.iter().map(Vec::len).sum();
     let device = model.tensors()?.word.device().clone();
@@ -150,11 +155,17 @@ fn text_rate(
         return Ok(tweets as f64 / seconds);
     }
     let tensors = model.tensors()?;
+    let bf16 = match precision.effective(&device) {
+        Precision::Bf16 => Some(crate::model::bert::cpu::pack_bf16(&tensors)?),
+        Precision::Fp32 => None,
+    };
     let mut pass = EncoderPass::new(&model.config, false);
     let seconds = timed(reps, || {
         for batch in batches {
             let refs: Vec<&WordPieces> = batch.iter().collect();
-            crate::model::bert::cpu::with_host(&tensors, |w| pass.word_states(w, &refs))?;
+            crate::model::bert::cpu::with_host(&tensors, |w| {
+                pass.word_states(w, bf16.as_deref(), &refs)
+            })?;
         }
         Ok(())
     })?;
@@ -166,13 +177,15 @@ pub(crate) const QUICK_TWEETS: usize = 640;
 
 /// `bench encode`: MiniLM (real weights) and bert-base shapes over Twitter-2015 test
 /// (its first `tweets` when given), CLIP ViT-B/32 vision (batch 32) and text (100
-/// prompts, 1 prompt).
+/// prompts, 1 prompt), with the products in `precision` where it runs (else fp32).
 pub(crate) fn encode(
     shared: &Path,
     device: &Device,
     tweets: Option<usize>,
+    precision: Precision,
     progress: &dyn Progress,
 ) -> Result<EncodeFigures, BenchError> {
+    let precision = precision.effective(device);
     let minilm_dir = shared.join("models/all-MiniLM-L6-v2");
     let test = split_path(&shared.join("data/twitter2015"), "test");
     let mut task = Task::start(progress, "bench encode", 5);
@@ -208,7 +221,7 @@ pub(crate) fn encode(
         .map(|t| minilm.tokenizer.encode_words(&t.words))
         .collect::<Result<Vec<_>, _>>()?;
     let batches = sorted_batches(pieces);
-    let minilm_tweets_per_s = text_rate(&minilm.model, &batches, 3)?;
+    let minilm_tweets_per_s = text_rate(&minilm.model, &batches, 3, precision)?;
     task.advance(1);
 
     // bert-base-cased's vocabulary is smaller than MiniLM's: clamp ids as the anchor does.
@@ -226,12 +239,13 @@ pub(crate) fn encode(
         })
         .collect();
     let base = random(0, device, |vb| BertModel::load(vb, &base_config))?;
-    let bert_base_tweets_per_s = text_rate(&base, &clamped, 1)?;
+    let bert_base_tweets_per_s = text_rate(&base, &clamped, 1, precision)?;
     drop(base);
     task.advance(1);
 
     let config = clip_b32_config();
-    let clip = random(1, device, |vb| ClipModel::load(vb, &config))?;
+    let mut clip = random(1, device, |vb| ClipModel::load(vb, &config))?;
+    clip.set_precision(precision)?;
     let images = Tensor::randn(0f32, 1.0, (32, 3, 224, 224), device)?;
     // Each run ends by reading a value: a GPU's queue is waited for inside the timing.
     let vision = timed(3, || {
@@ -272,6 +286,7 @@ pub(crate) fn encode(
     task.advance(1);
     Ok(EncodeFigures {
         workload,
+        precision,
         minilm_tweets_per_s,
         bert_base_tweets_per_s,
         clip_b32_images_per_s: 32.0 / vision,

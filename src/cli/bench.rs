@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::bench::{self, AgreeFigures, EncodeFigures, LiveFigures, LiveSetup, OrtFigures};
 
 use super::Bars;
-use crate::model::device::{self, DeviceChoice};
+use crate::model::device::{self, DeviceChoice, Precision};
 
 /// What `promptmner bench` measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -58,6 +58,10 @@ pub struct BenchArgs {
     /// Where the models run (the CPU's fast paths are taken only on the CPU).
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
+    /// The products' precision (encode, live): bf16 where the CPU has AVX512_BF16
+    /// (beside PyTorch's bf16 autocast with --ort), else fp32.
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
 }
 
 pub(super) fn run(args: &BenchArgs) -> anyhow::Result<()> {
@@ -111,6 +115,7 @@ fn encode(args: &BenchArgs) -> anyhow::Result<()> {
         &args.shared,
         &device::select(args.device)?,
         tweets,
+        args.precision,
         &Bars::default(),
     )?;
     let torch = match (&args.torch, args.quick) {
@@ -134,7 +139,7 @@ fn encode(args: &BenchArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
-    println!("{}", ours.workload);
+    println!("{} ({})", ours.workload, ours.precision.name());
     let rows = [
         (
             "MiniLM text, tweets/s",
@@ -177,7 +182,8 @@ fn encode(args: &BenchArgs) -> anyhow::Result<()> {
     if let Some(ort) = &ort {
         println!("{}", ort_table(&ours, ort).trim_fmt());
         println!(
-            "(ratio: ours fp32 / theirs; ORT fp32 has its BERT fusions, bf16 changes results)"
+            "(ratio: ours {} / theirs; ORT fp32 has its BERT fusions, bf16 changes results)",
+            ours.precision.name()
         );
     }
     Ok(())
@@ -249,6 +255,7 @@ impl OrtRatios {
 fn ratios(ours: &EncodeFigures, torch: &EncodeFigures) -> EncodeFigures {
     EncodeFigures {
         workload: "ours / PyTorch".into(),
+        precision: ours.precision,
         minilm_tweets_per_s: ours.minilm_tweets_per_s / torch.minilm_tweets_per_s,
         bert_base_tweets_per_s: ours.bert_base_tweets_per_s / torch.bert_base_tweets_per_s,
         clip_b32_images_per_s: ours.clip_b32_images_per_s / torch.clip_b32_images_per_s,
@@ -269,15 +276,25 @@ fn live(args: &BenchArgs) -> anyhow::Result<()> {
         },
     };
     let device = device::select(args.device)?;
-    let figures: LiveFigures = bench::live(setup, &dir, args.cold, &device, &Bars::default())?;
+    let figures: LiveFigures = bench::live(
+        setup,
+        &dir,
+        args.cold,
+        &device,
+        args.precision,
+        &Bars::default(),
+    )?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&figures)?);
         return Ok(());
     }
     let f = &figures;
     println!(
-        "split: {} ({} tweets), {} prompts",
-        f.split, f.split_tweets, f.prompts
+        "split: {} ({} tweets), {} prompts, {}",
+        f.split,
+        f.split_tweets,
+        f.prompts,
+        f.precision.name()
     );
     println!(
         "start ({}): {:.1} s to a fully scored split, {:.1} tweets/s",
@@ -313,6 +330,7 @@ mod tests {
     fn the_ort_table_gives_ours_over_each_anchor() {
         let ours = EncodeFigures {
             workload: String::new(),
+            precision: Precision::Fp32,
             minilm_tweets_per_s: 150.0,
             bert_base_tweets_per_s: 22.0,
             clip_b32_images_per_s: 0.0,

@@ -19,7 +19,7 @@ use crate::data::{Tweet, read_conll};
 use crate::eval::predict::{predict_split, predicted_tweets};
 use crate::eval::score::{ErrorKind, ScoreReport, score_tweets};
 use crate::eval::split::score_predictions;
-use crate::model::device::{self, DeviceChoice};
+use crate::model::device::{self, DeviceChoice, Precision};
 use crate::model::store::{ModelStore, Preset};
 use crate::prompts::Vocabulary;
 use crate::stages::image_cache::ImageCache;
@@ -341,6 +341,7 @@ fn demo_default() -> anyhow::Result<()> {
             images: None,
             batch_size: 64,
             device: DeviceChoice::Auto,
+            precision: Precision::Fp32,
         },
         out: None,
         json: false,
@@ -366,6 +367,9 @@ pub struct SplitRun {
     pub batch_size: usize,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
+    /// Products in bf16 where the CPU has AVX512_BF16 (else fp32, with a warning).
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
 }
 
 /// What `promptmner eval` takes.
@@ -401,13 +405,20 @@ fn prepare(run: &SplitRun, checkpoint: &Path) -> anyhow::Result<Prepared> {
         images,
         batch_size,
         device,
+        precision,
         ..
     } = run;
-    let checkpoint = Checkpoint::load(checkpoint, &device::select(*device)?)?;
+    let mut checkpoint = Checkpoint::load(checkpoint, &device::select(*device)?)?;
+    let precision = checkpoint.model.set_precision(*precision)?;
     let model = &checkpoint.model;
     let split = PreparedSplit::load(model, &crate::data::split_path(data, split))?;
     let resolver = ImageResolver::for_dataset(data, images.as_deref());
-    let cache = ImageCache::open(&ImageCache::default_root(), &model.backbones.clip).ok();
+    let cache = ImageCache::open(
+        &ImageCache::default_root(),
+        &model.backbones.clip,
+        precision,
+    )
+    .ok();
     let states = split.image_states(
         model,
         &ImageSource {
@@ -502,6 +513,9 @@ pub struct SuggestArgs {
     pub json: bool,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
+    /// Products in bf16 where the CPU has AVX512_BF16 (else fp32, with a warning).
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
 }
 
 fn suggest(args: &SuggestArgs) -> anyhow::Result<()> {
@@ -533,6 +547,7 @@ fn suggest(args: &SuggestArgs) -> anyhow::Result<()> {
     };
     let options = crate::engine::EngineOptions {
         device: device::select(args.device)?,
+        precision: args.precision,
         ..crate::engine::EngineOptions::default()
     };
     let mut results = Vec::new();
@@ -595,12 +610,13 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         refuse_overwriting_inputs(out, &args.run)?;
     }
     let prepared = prepare(&args.run, &args.run.checkpoint)?;
-    let inputs = crate::eval::inputs::input_report(
+    let mut inputs = crate::eval::inputs::input_report(
         &prepared.gold,
         &prepared.states,
         &prepared.checkpoint.vocabulary,
         prepared.checkpoint.model.config.discrete_prompts,
     );
+    inputs.precision = prepared.checkpoint.model.precision();
     for warning in &inputs.warnings {
         eprintln!("warning: {warning}");
     }

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use crate::data::images::ImageResolver;
 use crate::data::{SPLITS, Span, read_conll, split_path};
 use crate::engine::{Engine, EngineOptions, Event};
-use crate::model::device::{self, DeviceChoice};
+use crate::model::device::{self, DeviceChoice, Precision};
 use crate::tui::components::tweet::{Predicted, text_lines};
 use crate::tui::{self, TuiOptions};
 
@@ -37,6 +37,9 @@ pub struct TuiArgs {
     pub images: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
+    /// Products in bf16 where the CPU has AVX512_BF16 (else fp32, with a warning).
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
     /// Write frame-time figures (JSON) to this file on exit.
     #[arg(long, hide = true)]
     pub frame_stats: Option<PathBuf>,
@@ -62,6 +65,7 @@ impl TuiArgs {
             prompts: None,
             images: None,
             device: DeviceChoice::Auto,
+            precision: Precision::Fp32,
             frame_stats: None,
             runs: None,
             compare: None,
@@ -80,6 +84,7 @@ pub(super) fn tui(args: &TuiArgs) -> anyhow::Result<()> {
         split: args.split.clone(),
         prompts: args.prompts.clone(),
         device: device::select(args.device)?,
+        precision: args.precision,
         images: args.images.clone(),
         frame_stats: args.frame_stats.clone(),
         runs_root: args

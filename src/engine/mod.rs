@@ -30,6 +30,7 @@ pub use messages::{
 };
 use messages::{Envelope, Request};
 
+use crate::model::device::Precision;
 use crate::prompts::Vocabulary;
 
 /// How the engine runs.
@@ -44,6 +45,8 @@ pub struct EngineOptions {
     pub images: Option<PathBuf>,
     /// The tweet shown first (encoded before the rest).
     pub first_tweet: usize,
+    /// The precision of inference's products (bf16 where the CPU has it).
+    pub precision: Precision,
 }
 
 impl Default for EngineOptions {
@@ -54,6 +57,7 @@ impl Default for EngineOptions {
             cache_root: Some(crate::stages::cache_root()),
             images: None,
             first_tweet: 0,
+            precision: Precision::Fp32,
         }
     }
 }

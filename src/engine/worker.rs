@@ -162,8 +162,9 @@ impl Worker {
         events: Sender<Event>,
         counters: Arc<EngineCounters>,
     ) -> Result<Self, EngineError> {
-        let checkpoint = Checkpoint::load(&source.checkpoint, &options.device)
+        let mut checkpoint = Checkpoint::load(&source.checkpoint, &options.device)
             .map_err(EngineError::Checkpoint)?;
+        let precision = checkpoint.model.set_precision(options.precision)?;
         let split_file = split_path(&source.dataset, &source.split);
         let model = checkpoint.model;
         let PreparedSplit { tweets, pieces } =
@@ -179,14 +180,18 @@ impl Worker {
         let text_cache = options.cache_root.as_ref().and_then(|root| {
             let tokenizer = model.backbones.text.join("tokenizer.json");
             let files: [&Path; 3] = [&run.config(), &run.weights(), &tokenizer];
-            TextStateCache::open(root, &files, &split_file)
+            TextStateCache::open(root, &files, &split_file, precision)
                 .map_err(|e| tracing::warn!("text-state cache unavailable: {e}"))
                 .ok()
         });
         let image_cache = options.cache_root.as_ref().and_then(|root| {
-            ImageCache::open(&root.join("image-embeddings"), &model.backbones.clip)
-                .map_err(|e| tracing::warn!("image cache unavailable: {e}"))
-                .ok()
+            ImageCache::open(
+                &root.join("image-embeddings"),
+                &model.backbones.clip,
+                precision,
+            )
+            .map_err(|e| tracing::warn!("image cache unavailable: {e}"))
+            .ok()
         });
         // Length-sorted batches: little padding in the batched scoring.
         let mut order: Vec<usize> = (0..tweets.len()).collect();

@@ -8,6 +8,7 @@ use crate::data::Tweet;
 use crate::data::images::NoImage;
 use crate::data::tags::EntityType;
 use crate::model::ImageState;
+use crate::model::device::Precision;
 use crate::prompts::Vocabulary;
 
 /// The tweets' images, by what became of each.
@@ -28,6 +29,8 @@ pub struct InputReport {
     pub images: ImageCounts,
     pub discrete_prompts: usize,
     pub continuous_prompts: usize,
+    /// The precision the model ran in (fp32 unless bf16 was asked for and ran).
+    pub precision: Precision,
     pub warnings: Vec<String>,
 }
 
@@ -114,6 +117,7 @@ pub fn input_report(
         images,
         discrete_prompts: discrete,
         continuous_prompts: vocabulary.continuous,
+        precision: Precision::Fp32,
         warnings,
     }
 }

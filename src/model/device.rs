@@ -1,5 +1,6 @@
-//! Choosing where the model runs: `--device auto|cpu|cuda`. CUDA needs a build with
-//! the `cuda` cargo feature (off by default; it needs the CUDA toolkit to build).
+//! Choosing where the model runs, `--device auto|cpu|cuda`, and in what precision,
+//! `--precision fp32|bf16`. CUDA needs a build with the `cuda` cargo feature (off by
+//! default; it needs the CUDA toolkit to build).
 
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
@@ -12,6 +13,35 @@ pub enum DeviceChoice {
     Auto,
     Cpu,
     Cuda,
+}
+
+/// The number format of inference's matrix products on the CPU.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// fp32 throughout: the results of training and the reference for every test.
+    #[default]
+    Fp32,
+    /// The encoders' products with bf16 weights and activations, summed in fp32, where
+    /// the CPU has AVX512_BF16; everything else (and every product elsewhere) in fp32.
+    Bf16,
+}
+
+impl Precision {
+    /// The precision that runs here for a request: bf16 needs AVX512_BF16 on the CPU.
+    pub fn effective(self, device: &Device) -> Self {
+        match self {
+            Self::Bf16 if device.is_cpu() && crate::kernels::bf16::supported() => Self::Bf16,
+            _ => Self::Fp32,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fp32 => "fp32",
+            Self::Bf16 => "bf16",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -87,6 +87,7 @@ use bert::cpu::EncoderPass;
 use bert::tokenizer::{WordPieceTokenizer, WordPieces};
 use bert::{BertModel, TextBackbone};
 use clip::{ClipBackbone, ClipModel, ClipTokenizer, l2_normalize};
+use device::Precision;
 use fusion::{Fusion, FusionMode};
 use ops::Mode;
 use prompts::{ContinuousPrompts, PromptBank, PromptEncoding, PromptInfo};
@@ -327,6 +328,10 @@ pub struct PromptMner {
     pub device: Device,
     /// The text encoder's CPU forward and its buffers, where it applies.
     cpu_encoder: Option<Mutex<EncoderPass>>,
+    /// The precision inference runs in; under bf16, the text encoder's weight matrices
+    /// in bf16 (CLIP keeps its own).
+    precision: Precision,
+    text_bf16: Option<Vec<bert::cpu::LayerBf16>>,
 }
 
 /// Copies a backbone's tensors into the variables under `prefix`; every variable must
@@ -460,7 +465,39 @@ impl PromptMner {
             varmap,
             device: device.clone(),
             cpu_encoder,
+            precision: Precision::Fp32,
+            text_bf16: None,
         })
+    }
+
+    /// Sets the precision of inference's products and returns the one that runs (bf16
+    /// needs the CPU path and AVX512_BF16; elsewhere fp32). Training reads the fp32
+    /// weights whatever this says; bf16 keeps a packed copy, refreshed by
+    /// [`PromptMner::load_weights`].
+    pub fn set_precision(&mut self, precision: Precision) -> Result<Precision, ModelError> {
+        let effective = match self.cpu_encoder {
+            Some(_) => precision.effective(&self.device),
+            None => Precision::Fp32,
+        };
+        self.text_bf16 = match effective {
+            Precision::Bf16 => Some(bert::cpu::pack_bf16(&self.text.tensors()?)?),
+            Precision::Fp32 => None,
+        };
+        self.clip.set_precision(effective)?;
+        if effective != precision {
+            tracing::warn!(
+                "--precision {} is not available here (it needs AVX512_BF16 on the CPU): running in {}",
+                precision.name(),
+                effective.name()
+            );
+        }
+        self.precision = effective;
+        Ok(effective)
+    }
+
+    /// The precision inference runs in.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// Draws the layers PromptMNER adds to the backbones (fusion, span head, continuous
@@ -476,7 +513,11 @@ impl PromptMner {
     /// Loads trained weights (a checkpoint's `model.safetensors`): every trainable
     /// tensor must be present with its shape.
     pub fn load_weights(&mut self, file: &Path) -> Result<(), ModelError> {
-        load_into_varmap(&self.varmap, "", file, "", &self.device)
+        load_into_varmap(&self.varmap, "", file, "", &self.device)?;
+        if self.precision == Precision::Bf16 {
+            self.set_precision(Precision::Bf16)?;
+        }
+        Ok(())
     }
 
     /// Saves the trainable weights as safetensors.
@@ -679,8 +720,9 @@ impl PromptMner {
             // Inference on the CPU: the encoder's own forward, which computes only the
             // rows read here (each word's first piece) in its last layer.
             let mut pass = pass.lock().unwrap_or_else(|e| e.into_inner());
+            let bf16 = self.text_bf16.as_deref();
             let words =
-                bert::cpu::with_host(&self.text.tensors()?, |w| pass.word_states(w, batch))?;
+                bert::cpu::with_host(&self.text.tensors()?, |w| pass.word_states(w, bf16, batch))?;
             let (_, word_mask) = self.word_index(batch, 0)?;
             let n = word_mask.dim(1)?;
             let d = self.text.config.hidden_size;

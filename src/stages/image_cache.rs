@@ -7,6 +7,7 @@ use candle_core::Tensor;
 
 use crate::data::Tweet;
 use crate::data::images::{ImageResolver, decode_image};
+use crate::model::device::Precision;
 use crate::model::{ImageState, ModelError, PromptMner};
 use crate::progress::{Progress, Task};
 use crate::stages::StageCounters;
@@ -34,9 +35,11 @@ impl ImageCache {
         crate::stages::cache_root().join("image-embeddings")
     }
 
-    /// The cache of the CLIP model in `clip_dir` (keyed by its config and weights).
-    pub fn open(root: &Path, clip_dir: &Path) -> std::io::Result<Self> {
+    /// The cache of the CLIP model in `clip_dir` (keyed by its config and weights, and
+    /// the precision the embeddings are computed in).
+    pub fn open(root: &Path, clip_dir: &Path, precision: Precision) -> std::io::Result<Self> {
         let mut key = ContentKey::new(FORMAT);
+        key.precision(precision);
         key.file("config.json", &clip_dir.join("config.json"))?
             .file("model.safetensors", &clip_dir.join("model.safetensors"))?;
         let dir = root.join(key.hex());

@@ -5,6 +5,8 @@
 use std::io::Read;
 use std::path::Path;
 
+use crate::model::device::Precision;
+
 /// Builds a key from named parts; the names keep ("a", "bc") and ("ab", "c") apart.
 pub(crate) struct ContentKey {
     hasher: blake3::Hasher,
@@ -27,6 +29,15 @@ impl ContentKey {
             self.hasher.update(part);
         }
         self
+    }
+
+    /// Adds the precision the entry was computed in. fp32 adds nothing, so that keys
+    /// made before bf16 existed still find their entries.
+    pub(crate) fn precision(&mut self, precision: Precision) -> &mut Self {
+        match precision {
+            Precision::Fp32 => self,
+            Precision::Bf16 => self.bytes("precision", b"bf16"),
+        }
     }
 
     /// Adds a file's content.

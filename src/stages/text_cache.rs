@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::model::device::Precision;
 use crate::stages::key::ContentKey;
 use crate::stages::tensor_file::{self, Metadata};
 
@@ -39,13 +40,16 @@ pub(crate) struct TextStateCache {
 
 impl TextStateCache {
     /// The entry under `root` for the checkpoint's `files` (its weights, config and the
-    /// text backbone's tokenizer) and the split file `split`.
+    /// text backbone's tokenizer), the split file `split` and the precision the states
+    /// are computed in.
     pub(crate) fn open(
         root: &Path,
         checkpoint_files: &[&Path],
         split: &Path,
+        precision: Precision,
     ) -> std::io::Result<Self> {
         let mut key = ContentKey::new(FORMAT);
+        key.precision(precision);
         for file in checkpoint_files {
             let name = file
                 .file_name()
@@ -139,7 +143,7 @@ mod tests {
         let split = dir.path().join("test.txt");
         std::fs::write(&weights, b"weights").unwrap();
         std::fs::write(&split, b"a\tO\n").unwrap();
-        let cache = TextStateCache::open(dir.path(), &[&weights], &split).unwrap();
+        let cache = TextStateCache::open(dir.path(), &[&weights], &split, Precision::Fp32).unwrap();
         let states = SplitStates {
             hidden: 2,
             words: vec![1, 3],
@@ -164,11 +168,17 @@ mod tests {
         assert_eq!(cache.load(2, &[1, 3]), None);
         // Another checkpoint or another split file: another entry.
         std::fs::write(&weights, b"weights2").unwrap();
-        let other = TextStateCache::open(dir.path(), &[&weights], &split).unwrap();
+        let other = TextStateCache::open(dir.path(), &[&weights], &split, Precision::Fp32).unwrap();
         assert_ne!(other.path(), cache.path());
         std::fs::write(&weights, b"weights").unwrap();
         std::fs::write(&split, b"b\tO\n").unwrap();
-        let other = TextStateCache::open(dir.path(), &[&weights], &split).unwrap();
+        let other = TextStateCache::open(dir.path(), &[&weights], &split, Precision::Fp32).unwrap();
         assert_ne!(other.path(), cache.path());
+        // The same files in bf16: another entry; in fp32 again: the same one.
+        std::fs::write(&split, b"a\tO\n").unwrap();
+        let bf16 = TextStateCache::open(dir.path(), &[&weights], &split, Precision::Bf16).unwrap();
+        assert_ne!(bf16.path(), cache.path());
+        let fp32 = TextStateCache::open(dir.path(), &[&weights], &split, Precision::Fp32).unwrap();
+        assert_eq!(fp32.path(), cache.path());
     }
 }

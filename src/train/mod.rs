@@ -22,6 +22,7 @@ use crate::data::{Tweet, split_path};
 use crate::eval::predict::predict_split;
 use crate::model::bert::backward::EncoderTrainer;
 use crate::model::bert::tokenizer::WordPieces;
+use crate::model::device::Precision;
 use crate::model::ops::Mode;
 use crate::model::span::NONE_CLASS;
 use crate::model::{ImageState, ModelError, PromptMner};
@@ -345,9 +346,13 @@ fn train_inner(
     let n_continuous = config.model.continuous_prompts;
 
     let resolver = ImageResolver::for_dataset(&config.data, config.images.as_deref());
-    let cache = ImageCache::open(&ImageCache::default_root(), &backbones.clip)
-        .map_err(|e| tracing::warn!("image cache unavailable: {e}"))
-        .ok();
+    let cache = ImageCache::open(
+        &ImageCache::default_root(),
+        &backbones.clip,
+        Precision::Fp32,
+    )
+    .map_err(|e| tracing::warn!("image cache unavailable: {e}"))
+    .ok();
     let counters = StageCounters::default();
     let images = ImageSource {
         resolver: &resolver,

@@ -37,6 +37,7 @@ use crate::jobs::submit::{Submission, submit};
 use crate::jobs::table::{Format, render};
 use crate::jobs::watch::{JobsSnapshot, snapshot};
 use crate::jobs::{Backend, JobsError, LocalBackend, SlurmConfig, backend_for};
+use crate::model::device::Precision;
 use crate::prompts::{Vocabulary, VocabularyError};
 use app::{Action, App, Effect, Session, update};
 use components::image::{ImageOutcome, ShownImage};
@@ -50,6 +51,7 @@ pub(crate) struct TuiOptions {
     /// A vocabulary to start from (and save to) instead of the checkpoint's.
     pub prompts: Option<PathBuf>,
     pub device: Device,
+    pub precision: Precision,
     pub images: Option<PathBuf>,
     /// Writes frame-time figures (JSON) here on exit.
     pub frame_stats: Option<PathBuf>,
@@ -263,6 +265,7 @@ fn run_on(
 fn engine_options(options: &TuiOptions) -> EngineOptions {
     EngineOptions {
         device: options.device.clone(),
+        precision: options.precision,
         images: options.images.clone(),
         ..EngineOptions::default()
     }
@@ -476,11 +479,7 @@ impl Workbench<'_> {
         } else {
             self.options.split.clone()
         };
-        let options = EngineOptions {
-            device: self.options.device.clone(),
-            images: self.options.images.clone(),
-            ..EngineOptions::default()
-        };
+        let options = engine_options(&self.options);
         let wake = self.wake.clone();
         std::thread::spawn(move || {
             let result = suggest(&checkpoint, &data, &split, options, &request, &mut |s| {

@@ -10,6 +10,7 @@ use candle_core::{CpuStorage, DType, Device, Layout, Result, Storage, Tensor};
 use rayon::prelude::*;
 
 use crate::kernels::attention::{AttentionInput, Segment, attend};
+use crate::kernels::bf16::PackedBf16;
 use crate::kernels::{self, DropoutMask, MatRef, matmul, simd};
 use crate::model::bert::{
     BertConfig, BertModel, BertParams, BertTensors, LayerParams, LinearParams, WordPieces,
@@ -137,9 +138,49 @@ fn fill_rows(dst: &mut [f32], ld: usize, bias: &[f32]) {
         });
 }
 
-/// dst = x·Wᵀ + b for x [m, in], dst rows of stride `ld`.
-pub fn linear(dst: &mut [f32], ld: usize, x: &[f32], m: usize, layer: &LinearParams<&[f32]>) {
+/// One layer's six weight matrices in bf16, for inference under `--precision bf16`.
+pub(crate) struct LayerBf16 {
+    query: PackedBf16,
+    key: PackedBf16,
+    value: PackedBf16,
+    attention_out: PackedBf16,
+    intermediate: PackedBf16,
+    output: PackedBf16,
+}
+
+/// Every layer's weight matrices of `tensors` in bf16 (packed once, after loading).
+pub(crate) fn pack_bf16(tensors: &BertTensors) -> Result<Vec<LayerBf16>> {
+    let pack = |l: &LinearParams<&[f32]>| PackedBf16::pack(l.weight, l.bias.len());
+    with_host(tensors, |w| {
+        Ok(w.layers
+            .iter()
+            .map(|l| LayerBf16 {
+                query: pack(&l.query),
+                key: pack(&l.key),
+                value: pack(&l.value),
+                attention_out: pack(&l.attention_out),
+                intermediate: pack(&l.intermediate),
+                output: pack(&l.output),
+            })
+            .collect())
+    })
+}
+
+/// dst = x·Wᵀ + b for x [m, in], dst rows of stride `ld`; through `bf16`, W's bf16
+/// copy, where given.
+pub(crate) fn linear(
+    dst: &mut [f32],
+    ld: usize,
+    x: &[f32],
+    m: usize,
+    layer: &LinearParams<&[f32]>,
+    bf16: Option<&PackedBf16>,
+) {
     let (w, b) = (layer.weight, layer.bias);
+    if let Some(packed) = bf16 {
+        kernels::bf16::linear(dst, ld, x, m, packed, b);
+        return;
+    }
     if m <= kernels::FEW_ROWS {
         kernels::linear_few_rows(dst, ld, x, m, w, b);
         return;
@@ -358,7 +399,7 @@ impl EncoderPass {
 
         let qkv = sized(&mut acts.qkv, m * 3 * d);
         for (layer, off) in [(&w.query, 0), (&w.key, d), (&w.value, 2 * d)] {
-            linear(&mut qkv[off..], 3 * d, x, m, layer);
+            linear(&mut qkv[off..], 3 * d, x, m, layer, None);
         }
         let probs = sized(&mut acts.probs, b * heads * n * n);
         let context = sized(&mut acts.context, m * d);
@@ -378,6 +419,7 @@ impl EncoderPass {
 
         let tail = LayerTail {
             w,
+            bf16: None,
             eps,
             keep,
             out_mask,
@@ -401,7 +443,13 @@ impl EncoderPass {
     /// The same values as [`EncoderPass::run`]'s states at the first pieces, with less
     /// work: sequences packed (no padded rows), attention fused per head, and the last
     /// layer computing only the first pieces' rows (keys and values still from all).
-    pub fn word_states(&mut self, w: &HostWeights, batch: &[&WordPieces]) -> Result<Vec<f32>> {
+    /// With `bf16` (every layer's, from [`pack_bf16`]) the products run in bf16.
+    pub(crate) fn word_states(
+        &mut self,
+        w: &HostWeights,
+        bf16: Option<&[LayerBf16]>,
+        batch: &[&WordPieces],
+    ) -> Result<Vec<f32>> {
         let d = self.config.hidden_size;
         self.batch = batch.len();
         self.dropout = None;
@@ -446,9 +494,10 @@ impl EncoderPass {
                 .collect();
             return Ok(self.scatter_words(batch, &self.gathered));
         }
+        let layer_bf16 = |l: usize| bf16.and_then(|layers| layers.get(l));
         for (l, layer) in w.layers[..layers - 1].iter().enumerate() {
             self.packed_layer(
-                layer,
+                (layer, layer_bf16(l)),
                 l,
                 m,
                 RowSelection {
@@ -461,7 +510,8 @@ impl EncoderPass {
             rows: Some(&rows),
             segments: &firsts,
         };
-        self.packed_layer(&w.layers[layers - 1], layers - 1, m, last);
+        let top = layers - 1;
+        self.packed_layer((&w.layers[top], layer_bf16(top)), top, m, last);
         let out = &self.hidden[self.slots(layers).0][..rows.len() * d];
         Ok(self.scatter_words(batch, out))
     }
@@ -491,7 +541,13 @@ impl EncoderPass {
 
     /// One layer over packed rows; with `select.rows` set (the last layer), queries and
     /// everything after attention only for those rows.
-    fn packed_layer(&mut self, w: &LayerParams<&[f32]>, l: usize, m: usize, select: RowSelection) {
+    fn packed_layer(
+        &mut self,
+        (w, bf16): (&LayerParams<&[f32]>, Option<&LayerBf16>),
+        l: usize,
+        m: usize,
+        select: RowSelection,
+    ) {
         let d = self.config.hidden_size;
         let heads = self.config.num_attention_heads;
         let eps = self.config.layer_norm_eps as f32;
@@ -501,12 +557,14 @@ impl EncoderPass {
         let (x, out) = layer_io(&mut self.hidden, (from, m * d), (to, mq * d));
         let acts = &mut self.layers[if keep { l } else { 0 }];
         let qkv = sized(&mut acts.qkv, m * 3 * d);
-        for (layer, off) in [(&w.key, d), (&w.value, 2 * d)] {
-            linear(&mut qkv[off..], 3 * d, x, m, layer);
+        let (key, value) = (bf16.map(|p| &p.key), bf16.map(|p| &p.value));
+        for (layer, packed, off) in [(&w.key, key, d), (&w.value, value, 2 * d)] {
+            linear(&mut qkv[off..], 3 * d, x, m, layer, packed);
         }
+        let query = bf16.map(|p| &p.query);
         let (residual, q, q_ld): (&[f32], &[f32], usize) = match select.rows {
             None => {
-                linear(qkv, 3 * d, x, m, &w.query);
+                linear(qkv, 3 * d, x, m, &w.query, query);
                 (x, &*qkv, 3 * d)
             }
             Some(rows) => {
@@ -515,7 +573,7 @@ impl EncoderPass {
                     dst.copy_from_slice(&x[r * d..(r + 1) * d]);
                 }
                 let queries = sized(&mut self.queries, mq * d);
-                linear(queries, d, gathered, mq, &w.query);
+                linear(queries, d, gathered, mq, &w.query, query);
                 (&*gathered, &*queries, d)
             }
         };
@@ -524,6 +582,7 @@ impl EncoderPass {
         attend(&input, select.segments, context);
         let tail = LayerTail {
             w,
+            bf16,
             eps,
             keep,
             out_mask: None,
@@ -537,6 +596,7 @@ impl EncoderPass {
 /// residual, LayerNorm; the same for training (activations kept, dropout) and inference.
 struct LayerTail<'a, 'w> {
     w: &'a LayerParams<&'w [f32]>,
+    bf16: Option<&'a LayerBf16>,
     eps: f32,
     keep: bool,
     out_mask: Option<DropoutMask>,
@@ -556,7 +616,16 @@ impl LayerTail<'_, '_> {
         let (w, keep, eps) = (self.w, self.keep, self.eps);
         let (d, inner) = (w.attention_out.bias.len(), w.intermediate.bias.len());
         let sum = sized(sum, m * d);
-        linear(sum, d, &acts.context[..m * d], m, &w.attention_out);
+        let bf16 = self.bf16;
+        let attention_out = bf16.map(|p| &p.attention_out);
+        linear(
+            sum,
+            d,
+            &acts.context[..m * d],
+            m,
+            &w.attention_out,
+            attention_out,
+        );
         if let Some(mask) = self.out_mask {
             mask.apply_all(sum);
         }
@@ -567,10 +636,17 @@ impl LayerTail<'_, '_> {
         kernels::layer_norm_forward(sum, norm.weight, norm.bias, eps, x1, saved);
 
         let z = sized(&mut acts.z, m * inner);
-        linear(z, inner, x1, m, &w.intermediate);
+        linear(
+            z,
+            inner,
+            x1,
+            m,
+            &w.intermediate,
+            bf16.map(|p| &p.intermediate),
+        );
         let act = sized(&mut acts.act, m * inner);
         kernels::gelu_forward(z, act);
-        linear(sum, d, act, m, &w.output);
+        linear(sum, d, act, m, &w.output, bf16.map(|p| &p.output));
         if let Some(mask) = self.ffn_mask {
             mask.apply_all(sum);
         }
@@ -711,12 +787,33 @@ mod tests {
                 }
             }
         };
-        let words = with_host(&tensors, |w| lean.word_states(w, &refs)).unwrap();
+        let words = with_host(&tensors, |w| lean.word_states(w, None, &refs)).unwrap();
         check(&words, &refs, 0);
         // Buffers are reused: a smaller batch after a larger one is still right.
-        let words = with_host(&tensors, |w| lean.word_states(w, &refs[1..2])).unwrap();
+        let words = with_host(&tensors, |w| lean.word_states(w, None, &refs[1..2])).unwrap();
         check(&words, &refs[1..2], 1);
         assert_eq!(lean.layers.len(), 1);
         assert_eq!(lean.hidden.len(), 2);
+    }
+
+    #[test]
+    fn bf16_word_states_stay_within_bf16_rounding_of_fp32() {
+        let (model, _) = tiny_bert(0.1);
+        let batch = [pieces(&[1, 7, 9, 3, 2]), pieces(&[1, 5, 6, 8, 11, 12, 2])];
+        let refs: Vec<&WordPieces> = batch.iter().collect();
+        let tensors = model.tensors().unwrap();
+        let packed = pack_bf16(&tensors).unwrap();
+        let mut pass = EncoderPass::new(&model.config, false);
+        let fp32 = with_host(&tensors, |w| pass.word_states(w, None, &refs)).unwrap();
+        let bf16 = with_host(&tensors, |w| pass.word_states(w, Some(&packed), &refs)).unwrap();
+        let worst = fp32
+            .iter()
+            .zip(&bf16)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        // LayerNorm outputs are of order 1; bf16 keeps 8 bits of mantissa (2⁻⁹ relative
+        // a rounding), summed over a few layers.
+        assert!(worst > 0.0, "the bf16 products ran");
+        assert!(worst < 0.05, "bf16 drifted {worst} from fp32");
     }
 }

@@ -6,6 +6,7 @@
 use candle_core::{DType, Device, Result, Tensor};
 
 use crate::kernels::attention::{AttentionInput, Segment, attend};
+use crate::kernels::bf16::PackedBf16;
 use crate::kernels::{self, MatRef, matmul};
 use crate::model::bert::cpu::{add_assign, host_slice, linear, sized};
 use crate::model::ops::Activation;
@@ -43,6 +44,36 @@ impl<T> ClipLayerParams<T> {
     }
 }
 
+/// One layer's six weight matrices in bf16, for inference under `--precision bf16`.
+pub(crate) struct ClipLayerBf16 {
+    q: PackedBf16,
+    k: PackedBf16,
+    v: PackedBf16,
+    out: PackedBf16,
+    fc1: PackedBf16,
+    fc2: PackedBf16,
+}
+
+/// Every layer's weight matrices in bf16 (packed once, after loading).
+pub(crate) fn pack_bf16(layers: &[ClipLayerParams<Tensor>]) -> Result<Vec<ClipLayerBf16>> {
+    let pack = |l: &LinearParams<&[f32]>| PackedBf16::pack(l.weight, l.bias.len());
+    layers
+        .iter()
+        .map(|layer| {
+            let guards = layer.try_map(|t| Ok(t.storage_and_layout()))?;
+            let w = guards.try_map(|(storage, layout)| host_slice(storage, layout))?;
+            Ok(ClipLayerBf16 {
+                q: pack(&w.q),
+                k: pack(&w.k),
+                v: pack(&w.v),
+                out: pack(&w.out),
+                fc1: pack(&w.fc1),
+                fc2: pack(&w.fc2),
+            })
+        })
+        .collect()
+}
+
 /// Whether a tower with these weights and activation can run here.
 pub(crate) fn supports(weight: &Tensor, act: Activation) -> bool {
     weight.device().is_cpu()
@@ -62,10 +93,12 @@ pub(crate) struct TowerShape {
 /// Runs pre-LayerNorm layers over `x` [b·n, d] (b sequences of n tokens) and returns
 /// the rows `read` after the last layer, [r, d]. The last layer computes queries and
 /// everything after attention for those rows only (keys and values from all): the
-/// towers read one row a sequence (the class token, the end of text).
+/// towers read one row a sequence (the class token, the end of text). With `bf16`
+/// (every layer's, from [`pack_bf16`]) the products run in bf16.
 pub(crate) fn layers_forward(
     mut x: Vec<f32>,
     layers: &[ClipLayerParams<Tensor>],
+    bf16: Option<&[ClipLayerBf16]>,
     b: usize,
     n: usize,
     shape: TowerShape,
@@ -89,10 +122,11 @@ pub(crate) fn layers_forward(
             .flat_map(|&r| x[r * d..(r + 1) * d].to_vec())
             .collect());
     };
-    for layer in body {
+    let layer_bf16 = |l: usize| bf16.and_then(|layers| layers.get(l));
+    for (l, layer) in body.iter().enumerate() {
         let guards = layer.try_map(|t| Ok(t.storage_and_layout()))?;
         let w = guards.try_map(|(storage, layout)| host_slice(storage, layout))?;
-        buffers.layer(&mut x, &w, shape, &positions, &all, None);
+        buffers.layer(&mut x, (&w, layer_bf16(l)), shape, &positions, &all, None);
     }
     // The rows read, one run per sequence in sequence order.
     let mut firsts = Vec::with_capacity(b);
@@ -109,7 +143,8 @@ pub(crate) fn layers_forward(
     sorted.sort_unstable();
     let guards = last.try_map(|t| Ok(t.storage_and_layout()))?;
     let w = guards.try_map(|(storage, layout)| host_slice(storage, layout))?;
-    let out = buffers.layer(&mut x, &w, shape, &positions, &firsts, Some(&sorted));
+    let top = layer_bf16(body.len());
+    let out = buffers.layer(&mut x, (&w, top), shape, &positions, &firsts, Some(&sorted));
     // Back to the order asked for.
     Ok(read
         .iter()
@@ -139,7 +174,7 @@ impl LayerBuffers {
     fn layer<'a>(
         &'a mut self,
         x: &'a mut [f32],
-        w: &ClipLayerParams<&[f32]>,
+        (w, bf16): (&ClipLayerParams<&[f32]>, Option<&ClipLayerBf16>),
         shape: TowerShape,
         positions: &[usize],
         segments: &[Segment],
@@ -151,14 +186,16 @@ impl LayerBuffers {
         let h = sized(&mut self.h, m * d);
         kernels::layer_norm_forward(x, w.norm1.weight, w.norm1.bias, shape.eps, h, None);
         let qkv = sized(&mut self.qkv, m * 3 * d);
-        for (lin, off) in [(&w.k, d), (&w.v, 2 * d)] {
-            linear(&mut qkv[off..], 3 * d, h, m, lin);
+        let (k, v) = (bf16.map(|p| &p.k), bf16.map(|p| &p.v));
+        for (lin, packed, off) in [(&w.k, k, d), (&w.v, v, 2 * d)] {
+            linear(&mut qkv[off..], 3 * d, h, m, lin, packed);
         }
+        let query = bf16.map(|p| &p.q);
         let query_positions: Vec<usize>;
         let (residual, q, q_ld, positions, mq): (&mut [f32], &[f32], usize, &[usize], usize) =
             match rows {
                 None => {
-                    linear(qkv, 3 * d, h, m, &w.q);
+                    linear(qkv, 3 * d, h, m, &w.q, query);
                     (x, &*qkv, 3 * d, positions, m)
                 }
                 Some(rows) => {
@@ -174,7 +211,7 @@ impl LayerBuffers {
                         g.copy_from_slice(&x[r * d..(r + 1) * d]);
                         nr.copy_from_slice(&normed[r * d..(r + 1) * d]);
                     }
-                    linear(queries, d, &normed_rows, mq, &w.q);
+                    linear(queries, d, &normed_rows, mq, &w.q, query);
                     query_positions = rows.iter().map(|&r| positions[r]).collect();
                     (gathered, &*queries, d, &query_positions[..], mq)
                 }
@@ -184,18 +221,18 @@ impl LayerBuffers {
         let context = sized(&mut self.context, mq * d);
         attend(&input, segments, context);
         let branch = sized(&mut self.branch, mq * d);
-        linear(branch, d, context, mq, &w.out);
+        linear(branch, d, context, mq, &w.out, bf16.map(|p| &p.out));
         add_assign(residual, branch);
         let h = sized(&mut self.h, mq * d);
         kernels::layer_norm_forward(residual, w.norm2.weight, w.norm2.bias, shape.eps, h, None);
         let z = sized(&mut self.z, mq * inner);
-        linear(z, inner, h, mq, &w.fc1);
+        linear(z, inner, h, mq, &w.fc1, bf16.map(|p| &p.fc1));
         let act = sized(&mut self.act, mq * inner);
         match shape.act {
             Activation::QuickGelu => kernels::quick_gelu_forward(z, act),
             _ => kernels::gelu_forward(z, act),
         }
-        linear(branch, d, act, mq, &w.fc2);
+        linear(branch, d, act, mq, &w.fc2, bf16.map(|p| &p.fc2));
         add_assign(residual, branch);
         residual
     }

@@ -18,6 +18,7 @@ pub use towers::{ClipTextTransformer, ClipVisionTransformer};
 
 use crate::kernels::{self, MatRef};
 use crate::model::ModelError;
+use crate::model::device::Precision;
 use crate::model::ops::{Activation, Mode};
 use crate::model::params::NormParams;
 use cpu::TowerShape;
@@ -209,6 +210,14 @@ pub struct ClipModel {
     pub logit_scale: f32,
     pub config: ClipConfig,
     pub device: Device,
+    /// Both towers' weight matrices in bf16 under `--precision bf16`.
+    bf16: Option<ClipBf16>,
+}
+
+/// The towers' layers packed for the bf16 products.
+struct ClipBf16 {
+    text: Vec<cpu::ClipLayerBf16>,
+    vision: Vec<cpu::ClipLayerBf16>,
 }
 
 impl ClipModel {
@@ -234,7 +243,30 @@ impl ClipModel {
             logit_scale,
             config: cfg.clone(),
             device: vb.device().clone(),
+            bf16: None,
         })
+    }
+
+    /// Sets the precision of the CPU towers' products and returns the one that runs
+    /// (bf16 needs AVX512_BF16). bf16 packs a copy of the weights: call it again after
+    /// the weights change.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<Precision> {
+        let effective = precision.effective(&self.device);
+        self.bf16 = None;
+        if effective == Precision::Bf16 {
+            let params = |layers: &[EncoderLayer]| {
+                let layers = layers
+                    .iter()
+                    .map(EncoderLayer::params)
+                    .collect::<Result<Vec<_>>>()?;
+                cpu::pack_bf16(&layers)
+            };
+            self.bf16 = Some(ClipBf16 {
+                text: params(&self.text.layers)?,
+                vision: params(&self.vision.layers)?,
+            });
+        }
+        Ok(effective)
     }
 
     /// Projected image embeddings [b, e] (not normalised).
@@ -321,7 +353,8 @@ impl ClipModel {
             causal: false,
         };
         let class_tokens: Vec<usize> = (0..b).map(|img| img * n).collect();
-        let class_rows = cpu::layers_forward(x, &layers, b, n, shape, &class_tokens)?;
+        let packed = self.bf16.as_ref().map(|p| &p.vision[..]);
+        let class_rows = cpu::layers_forward(x, &layers, packed, b, n, shape, &class_tokens)?;
         cpu::norm_and_project(
             &class_rows,
             &NormParams::of(&vision.post_norm),
@@ -354,7 +387,8 @@ impl ClipModel {
             causal: true,
         };
         let end_rows: Vec<usize> = end.iter().enumerate().map(|(i, &e)| i * n + e).collect();
-        let ends = cpu::layers_forward(x, &layers, b, n, shape, &end_rows)?;
+        let packed = self.bf16.as_ref().map(|p| &p.text[..]);
+        let ends = cpu::layers_forward(x, &layers, packed, b, n, shape, &end_rows)?;
         cpu::norm_and_project(
             &ends,
             &NormParams::of(&text.final_norm),

@@ -298,7 +298,7 @@ fn finish(
     d: usize,
 ) -> Vec<f32> {
     let mut o = vec![0f32; rows * d];
-    linear(&mut o, d, attended, rows, &w.out);
+    linear(&mut o, d, attended, rows, &w.out, None);
     let tile = d * kernels::ROW_CHUNK;
     let mut out = vec![0f32; rows * d];
     let norm = |sum: &[f32], out: &mut [f32]| {

@@ -46,7 +46,7 @@ pub(crate) fn span_probs(
     let m = w.start.bias.len();
     let width = w.width.len() / m.max(1);
     let mut start = vec![0f32; rows * m];
-    linear(&mut start, m, fused, rows, &w.start);
+    linear(&mut start, m, fused, rows, &w.start, None);
     let mut end = vec![0f32; rows * m];
     matmul(
         &mut end,
