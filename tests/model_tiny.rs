@@ -11,6 +11,7 @@ use promptmner::data::images::{ImageResolver, NoImage};
 use promptmner::data::tags::EntityType;
 use promptmner::data::{Tweet, read_conll, split_path};
 use promptmner::model::bert::tokenizer::WordPieces;
+use promptmner::model::device::Precision;
 use promptmner::model::fusion::FusionMode;
 use promptmner::model::ops::Mode;
 use promptmner::model::store::{Preset, write_tiny_backbones};
@@ -367,7 +368,7 @@ fn a_whole_split_predicts_in_batches_in_tweet_order() {
     let tweets = &w.tweets[..20];
     let resolver = ImageResolver::for_dataset(&demo::embedded_dir(), None);
     let cache_dir = tempfile::tempdir().unwrap();
-    let cache = ImageCache::open(cache_dir.path(), &w.backbones.clip).unwrap();
+    let cache = ImageCache::open(cache_dir.path(), &w.backbones.clip, Precision::Fp32).unwrap();
     let counters = StageCounters::default();
     let images_encoded = || counters.images_encoded.load(Ordering::Relaxed);
     let states = || {
@@ -415,7 +416,7 @@ fn a_whole_split_predicts_in_batches_in_tweet_order() {
     let scale = tensors["logit_scale"].clone();
     tensors.insert("logit_scale".into(), (scale + 0.5).unwrap());
     candle_core::safetensors::save(&tensors, &weights).unwrap();
-    ImageCache::open(cache_dir.path(), &w.backbones.clip).unwrap();
+    ImageCache::open(cache_dir.path(), &w.backbones.clip, Precision::Fp32).unwrap();
     std::fs::write(&weights, original).unwrap();
     assert_eq!(std::fs::read_dir(cache_dir.path()).unwrap().count(), 2);
     let predictions =

@@ -10,8 +10,8 @@
 //! AVX-512 kernel), so that its results are tested here.
 
 pub(crate) mod attention;
-pub(crate) mod bf16;
 pub(crate) mod candle_ops;
+pub(crate) mod packed;
 
 use rayon::prelude::*;
 

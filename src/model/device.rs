@@ -31,7 +31,7 @@ impl Precision {
     /// The precision that runs here for a request: bf16 needs AVX512_BF16 on the CPU.
     pub fn effective(self, device: &Device) -> Self {
         match self {
-            Self::Bf16 if device.is_cpu() && crate::kernels::bf16::supported() => Self::Bf16,
+            Self::Bf16 if device.is_cpu() && crate::kernels::packed::bf16_supported() => Self::Bf16,
             _ => Self::Fp32,
         }
     }

@@ -10,7 +10,7 @@ use candle_core::{CpuStorage, DType, Device, Layout, Result, Storage, Tensor};
 use rayon::prelude::*;
 
 use crate::kernels::attention::{AttentionInput, Segment, attend};
-use crate::kernels::bf16::PackedBf16;
+use crate::kernels::packed::PackedBf16;
 use crate::kernels::{self, DropoutMask, MatRef, matmul, simd};
 use crate::model::bert::{
     BertConfig, BertModel, BertParams, BertTensors, LayerParams, LinearParams, WordPieces,
@@ -166,8 +166,9 @@ pub(crate) fn pack_bf16(tensors: &BertTensors) -> Result<Vec<LayerBf16>> {
     })
 }
 
-/// dst = x·Wᵀ + b for x [m, in], dst rows of stride `ld`; through `bf16`, W's bf16
-/// copy, where given.
+/// dst = x·Wᵀ + b for x [m, in], dst rows of stride `ld`: through `bf16`, W's bf16
+/// copy, where given; else a few rows by dot products, more by the packed AVX-512
+/// kernel where the CPU has it, by `gemm` elsewhere.
 pub(crate) fn linear(
     dst: &mut [f32],
     ld: usize,
@@ -178,11 +179,15 @@ pub(crate) fn linear(
 ) {
     let (w, b) = (layer.weight, layer.bias);
     if let Some(packed) = bf16 {
-        kernels::bf16::linear(dst, ld, x, m, packed, b);
+        kernels::packed::linear_bf16(dst, ld, x, m, packed, b);
         return;
     }
     if m <= kernels::FEW_ROWS {
         kernels::linear_few_rows(dst, ld, x, m, w, b);
+        return;
+    }
+    if kernels::packed::f32_supported() {
+        kernels::packed::linear_f32(dst, ld, x, m, w, b);
         return;
     }
     let (out, inp) = (b.len(), w.len() / b.len());

@@ -6,7 +6,7 @@
 use candle_core::{DType, Device, Result, Tensor};
 
 use crate::kernels::attention::{AttentionInput, Segment, attend};
-use crate::kernels::bf16::PackedBf16;
+use crate::kernels::packed::PackedBf16;
 use crate::kernels::{self, MatRef, matmul};
 use crate::model::bert::cpu::{add_assign, host_slice, linear, sized};
 use crate::model::ops::Activation;
