@@ -4,6 +4,7 @@
 use candle_core::{Result, Tensor};
 use candle_nn::Linear;
 
+use crate::kernels::packed::PackedBf16;
 use crate::model::ops::LayerNorm;
 
 /// A linear layer's parameters: weight `[out, in]` and bias `[out]`.
@@ -41,6 +42,13 @@ impl<T> NormParams<T> {
             weight: f(&self.weight)?,
             bias: f(&self.bias)?,
         })
+    }
+}
+
+impl LinearParams<&[f32]> {
+    /// The weight in bf16, packed for the bf16 products (`--precision bf16`).
+    pub(crate) fn pack_bf16(&self) -> PackedBf16 {
+        PackedBf16::pack(self.weight, self.bias.len())
     }
 }
 

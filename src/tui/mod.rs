@@ -111,10 +111,11 @@ pub(crate) fn new_app(options: &TuiOptions) -> Result<App, TuiError> {
         dataset: display_name(&options.data),
         split: options.split.clone(),
         checkpoint: display_name(&options.checkpoint),
-        device: if options.device.is_cuda() {
-            "cuda"
-        } else {
-            "cpu"
+        // The precision shows where it differs from the default and runs here.
+        device: match options.precision.effective(&options.device) {
+            _ if options.device.is_cuda() => "cuda",
+            Precision::Bf16 => "cpu bf16",
+            Precision::Fp32 => "cpu",
         }
         .into(),
         save_path,
@@ -479,7 +480,7 @@ impl Workbench<'_> {
         } else {
             self.options.split.clone()
         };
-        let options = engine_options(&self.options);
+        let options = engine_options(self.options);
         let wake = self.wake.clone();
         std::thread::spawn(move || {
             let result = suggest(&checkpoint, &data, &split, options, &request, &mut |s| {

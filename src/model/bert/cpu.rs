@@ -150,17 +150,16 @@ pub(crate) struct LayerBf16 {
 
 /// Every layer's weight matrices of `tensors` in bf16 (packed once, after loading).
 pub(crate) fn pack_bf16(tensors: &BertTensors) -> Result<Vec<LayerBf16>> {
-    let pack = |l: &LinearParams<&[f32]>| PackedBf16::pack(l.weight, l.bias.len());
     with_host(tensors, |w| {
         Ok(w.layers
             .iter()
             .map(|l| LayerBf16 {
-                query: pack(&l.query),
-                key: pack(&l.key),
-                value: pack(&l.value),
-                attention_out: pack(&l.attention_out),
-                intermediate: pack(&l.intermediate),
-                output: pack(&l.output),
+                query: l.query.pack_bf16(),
+                key: l.key.pack_bf16(),
+                value: l.value.pack_bf16(),
+                attention_out: l.attention_out.pack_bf16(),
+                intermediate: l.intermediate.pack_bf16(),
+                output: l.output.pack_bf16(),
             })
             .collect())
     })

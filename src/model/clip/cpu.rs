@@ -56,19 +56,18 @@ pub(crate) struct ClipLayerBf16 {
 
 /// Every layer's weight matrices in bf16 (packed once, after loading).
 pub(crate) fn pack_bf16(layers: &[ClipLayerParams<Tensor>]) -> Result<Vec<ClipLayerBf16>> {
-    let pack = |l: &LinearParams<&[f32]>| PackedBf16::pack(l.weight, l.bias.len());
     layers
         .iter()
         .map(|layer| {
             let guards = layer.try_map(|t| Ok(t.storage_and_layout()))?;
             let w = guards.try_map(|(storage, layout)| host_slice(storage, layout))?;
             Ok(ClipLayerBf16 {
-                q: pack(&w.q),
-                k: pack(&w.k),
-                v: pack(&w.v),
-                out: pack(&w.out),
-                fc1: pack(&w.fc1),
-                fc2: pack(&w.fc2),
+                q: w.q.pack_bf16(),
+                k: w.k.pack_bf16(),
+                v: w.v.pack_bf16(),
+                out: w.out.pack_bf16(),
+                fc1: w.fc1.pack_bf16(),
+                fc2: w.fc2.pack_bf16(),
             })
         })
         .collect()
