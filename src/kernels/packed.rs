@@ -554,7 +554,7 @@ mod tests {
             (Format::Bf16, bf16_supported()),
         ] {
             if !runs {
-                eprintln!(
+                tracing::warn!(
                     "skipped {format:?}: this CPU lacks its instructions (only the portable loop runs)"
                 );
                 continue;
