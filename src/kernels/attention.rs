@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use super::{simd, softmax_row};
+use super::simd;
 
 /// One sequence of a packed batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +91,15 @@ pub(crate) fn attend(input: &AttentionInput, segments: &[Segment], context: &mut
         });
 }
 
-/// Every head of one segment.
+/// Queries computed together: their scores and context sums share each key and value
+/// load, and give the FMA units independent chains.
+const QUERY_BLOCK: usize = 4;
+/// Lanes of one register-sized block of scores or context.
+const LANES: usize = 16;
+
+/// Every head of one segment, QUERY_BLOCK queries at a time. Each score and context
+/// element is summed in the same order as one query at a time would (over the head's
+/// columns, then over the keys), so blocking changes no result.
 #[inline(always)]
 fn attend_segment(input: &AttentionInput, s: &Segment, out: &mut [f32]) {
     let (dh, d) = (input.head_dim, input.heads * input.head_dim);
@@ -100,10 +108,10 @@ fn attend_segment(input: &AttentionInput, s: &Segment, out: &mut [f32]) {
         return;
     }
     let scale = 1.0 / (dh as f32).sqrt();
-    // Keys transposed [dh, stride], padded to whole vectors so the score loop has no tail.
-    let stride = s.keys.next_multiple_of(16);
+    let stride = s.keys.next_multiple_of(LANES);
     let mut keys_t = vec![0f32; dh * stride];
-    let mut scores = vec![0f32; stride];
+    let mut scores = vec![0f32; QUERY_BLOCK * stride];
+    let mut q_block = vec![0f32; QUERY_BLOCK * dh];
     for h in 0..input.heads {
         for j in 0..s.keys {
             let at = (s.key_start + j) * input.kv_ld + input.k_col + h * dh;
@@ -111,34 +119,106 @@ fn attend_segment(input: &AttentionInput, s: &Segment, out: &mut [f32]) {
                 keys_t[c * stride + j] = k;
             }
         }
-        for qi in 0..s.queries {
-            let row = s.query_start + qi;
-            let q = &input.q[row * input.q_ld + h * dh..][..dh];
-            scores.fill(0.0);
-            for (c, &qc) in q.iter().enumerate() {
-                let kc = &keys_t[c * stride..(c + 1) * stride];
-                for (sj, &kj) in scores.iter_mut().zip(kc) {
-                    *sj += qc * kj;
-                }
+        for first in (0..s.queries).step_by(QUERY_BLOCK) {
+            let count = (s.queries - first).min(QUERY_BLOCK);
+            q_block.fill(0.0);
+            for (qi, q) in q_block.chunks_exact_mut(dh).take(count).enumerate() {
+                let row = s.query_start + first + qi;
+                q.copy_from_slice(&input.q[row * input.q_ld + h * dh..][..dh]);
             }
-            let valid = if input.causal {
-                (input.positions[row] + 1).min(s.keys)
-            } else {
-                s.keys
+            block_scores(&q_block, &keys_t, stride, &mut scores);
+            let mut longest = 0;
+            for (qi, row_scores) in scores.chunks_exact_mut(stride).take(count).enumerate() {
+                let row = s.query_start + first + qi;
+                let valid = if input.causal {
+                    (input.positions[row] + 1).min(s.keys)
+                } else {
+                    s.keys
+                };
+                longest = longest.max(valid);
+                let live = &mut row_scores[..s.keys];
+                for v in live.iter_mut() {
+                    *v *= scale;
+                }
+                // Zero past `valid`, so the block's longer sums add nothing for it.
+                super::softmax_row(live, valid);
+            }
+            let values = Values {
+                kv: input.kv,
+                ld: input.kv_ld,
+                first: s.key_start * input.kv_ld + input.v_col + h * dh,
             };
-            let live = &mut scores[..s.keys];
-            for v in live.iter_mut() {
-                *v *= scale;
-            }
-            softmax_row(live, valid);
-            let o = &mut out[qi * d + h * dh..][..dh];
-            o.fill(0.0);
-            for (j, &p) in live[..valid].iter().enumerate() {
-                let at = (s.key_start + j) * input.kv_ld + input.v_col + h * dh;
-                for (oc, &vc) in o.iter_mut().zip(&input.kv[at..at + dh]) {
-                    *oc += p * vc;
+            let out = &mut out[first * d..];
+            block_context(
+                &scores,
+                stride,
+                (longest, count),
+                values,
+                (out, d, h * dh),
+                dh,
+            );
+        }
+    }
+}
+
+/// Scores [QUERY_BLOCK, stride] of the block's queries (rows of `q`, dh wide) against
+/// the transposed keys [dh, stride]: 16 keys at a time, each query's 16 sums in a
+/// register, over the columns in order.
+#[inline(always)]
+fn block_scores(q: &[f32], keys_t: &[f32], stride: usize, scores: &mut [f32]) {
+    let dh = q.len() / QUERY_BLOCK;
+    for chunk in (0..stride).step_by(LANES) {
+        let mut acc = [[0f32; LANES]; QUERY_BLOCK];
+        for c in 0..dh {
+            let k = &keys_t[c * stride + chunk..][..LANES];
+            for (qi, a) in acc.iter_mut().enumerate() {
+                let qc = q[qi * dh + c];
+                for (a, &kl) in a.iter_mut().zip(k) {
+                    *a += qc * kl;
                 }
             }
+        }
+        for (qi, a) in acc.iter().enumerate() {
+            scores[qi * stride + chunk..][..LANES].copy_from_slice(a);
+        }
+    }
+}
+
+/// Where a head's values lie: row j of the segment at `kv[first + j·ld ..]`.
+#[derive(Clone, Copy)]
+struct Values<'a> {
+    kv: &'a [f32],
+    ld: usize,
+    first: usize,
+}
+
+/// Context of the block's first `count` queries into `out` (row stride `d`, head
+/// columns from `col`): Σ_j p_j·v_j over the first `keys` keys (probabilities past a
+/// query's own valid keys are zero), 16 columns at a time, in key order.
+#[inline(always)]
+fn block_context(
+    probs: &[f32],
+    stride: usize,
+    (keys, count): (usize, usize),
+    v: Values,
+    (out, d, col): (&mut [f32], usize, usize),
+    dh: usize,
+) {
+    for chunk in (0..dh).step_by(LANES) {
+        let width = (dh - chunk).min(LANES);
+        let mut acc = [[0f32; LANES]; QUERY_BLOCK];
+        let mut row = [0f32; LANES];
+        for j in 0..keys {
+            row[..width].copy_from_slice(&v.kv[v.first + j * v.ld + chunk..][..width]);
+            for (qi, a) in acc.iter_mut().enumerate() {
+                let p = probs[qi * stride + j];
+                for (a, &vl) in a.iter_mut().zip(&row) {
+                    *a += p * vl;
+                }
+            }
+        }
+        for (qi, a) in acc.iter().enumerate().take(count) {
+            out[qi * d + col + chunk..][..width].copy_from_slice(&a[..width]);
         }
     }
 }

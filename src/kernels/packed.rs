@@ -6,9 +6,12 @@
 //!   the order AVX512_BF16's `vdpbf16ps` reads them (16 columns × 2 inputs a register),
 //!   the activations are rounded per product, and the sums accumulate in fp32 (as
 //!   PyTorch's bf16 autocast does).
-//! - **fp32** (the default): the weights stay as they are and each thread packs the
-//!   panels it reaches, 48 columns at a time, into a buffer of its own (a copy of 1/m
-//!   of the product's work), so that nothing is kept beside the model.
+//! - **fp32** (the default): the weights stay as they are and are packed per product,
+//!   once, by all threads, into a buffer each thread keeps for its next product (a copy
+//!   of 1/m of the product's work), so that nothing is kept beside the model.
+//!
+//! The store of each tile adds the bias and, where the caller asks ([`Epilogue`]), a
+//! residual or GELU, so that those take no pass of their own over memory.
 //!
 //! The kernels are x86-64 only and detected at run time ([`bf16_supported`],
 //! [`f32_supported`]). A portable loop computes the same tiles elsewhere (the
@@ -157,27 +160,45 @@ impl Weights<'_> {
         }
     }
 
-    /// Panel group `g` (48 columns): from the packed store, or packed into `scratch`.
-    fn group<'s>(&'s self, g: usize, scratch: &'s mut Vec<u32>) -> &'s [u32] {
-        let (out, inp) = self.shape();
-        let len = self.format().depth(inp) * PANEL * PANELS;
+    /// Words of one panel group (48 columns).
+    fn group_len(&self) -> usize {
+        self.format().depth(self.shape().1) * PANEL * PANELS
+    }
+
+    /// Every panel group: the packed store, or W packed into `scratch` by all threads.
+    fn groups<'s>(&'s self, scratch: &'s mut Vec<u32>) -> &'s [u32] {
         match *self {
-            Self::Bf16(p) => &p.words[g * len..][..len],
-            Self::F32 { w, .. } => {
-                scratch.resize(len, 0);
-                let first = g * PANEL * PANELS;
-                let count = (out - first).min(PANEL * PANELS);
-                pack_panels(Format::F32, w, inp, first, count, scratch);
+            Self::Bf16(p) => &p.words,
+            Self::F32 { w, out } => {
+                let (len, inp) = (self.group_len(), self.shape().1);
+                scratch.resize(out.div_ceil(PANEL * PANELS) * len, 0);
+                scratch
+                    .par_chunks_mut(len)
+                    .enumerate()
+                    .for_each(|(g, dst)| {
+                        let first = g * PANEL * PANELS;
+                        let count = (out - first).min(PANEL * PANELS);
+                        pack_panels(Format::F32, w, inp, first, count, dst);
+                    });
                 scratch
             }
         }
     }
 }
 
-/// Rows of x [m, in] in `format`, [⌈m/8⌉·8, depth] words, the rows past m zero.
-fn pack_rows(format: Format, x: &[f32], m: usize, inp: usize) -> Vec<u32> {
+thread_local! {
+    /// Buffers a thread's products pack into, kept for its next product (taken while in
+    /// use, so that a product started inside another one gets fresh buffers).
+    static PACKED_ROWS: std::cell::Cell<Vec<u32>> = const { std::cell::Cell::new(Vec::new()) };
+    static PACKED_WEIGHTS: std::cell::Cell<Vec<u32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Rows of x [m, in] in `format` into `rows`: [⌈m/8⌉·8, depth] words, the rows past m
+/// zero.
+fn pack_rows(format: Format, x: &[f32], m: usize, inp: usize, rows: &mut Vec<u32>) {
     let depth = format.depth(inp);
-    let mut rows = vec![0u32; m.div_ceil(ROWS) * ROWS * depth];
+    rows.resize(m.div_ceil(ROWS) * ROWS * depth, 0);
+    rows[m * depth..].fill(0);
     rows.par_chunks_mut(depth * ROWS)
         .zip(x[..m * inp].par_chunks(inp * ROWS))
         .for_each(|(dst, src)| {
@@ -204,116 +225,231 @@ fn pack_rows(format: Format, x: &[f32], m: usize, inp: usize) -> Vec<u32> {
                 },
             )
         });
-    rows
+}
+
+/// What the store does with each result v of row i, column j, besides adding the bias.
+#[derive(Clone, Copy)]
+pub(crate) enum Epilogue<'a> {
+    /// v + b.
+    Bias,
+    /// GELU(v + b), BERT's exact GELU ([`super::gelu`]).
+    BiasGelu,
+    /// (v + b) + r[i, j] for the residual rows r [m, out].
+    BiasResidual(&'a [f32]),
+}
+
+impl Epilogue<'_> {
+    /// `row` (columns `col..`) from the products `values` of row `i`, as the epilogue
+    /// says; the same arithmetic as the separate passes it replaces.
+    #[inline(always)]
+    pub(crate) fn store(
+        self,
+        row: &mut [f32],
+        values: &[f32],
+        b: &[f32],
+        (i, col): (usize, usize),
+    ) {
+        let (out, bias) = (b.len(), &b[col..]);
+        super::simd(
+            #[inline(always)]
+            || match self {
+                Self::Bias => {
+                    for ((o, v), b) in row.iter_mut().zip(values).zip(bias) {
+                        *o = v + b;
+                    }
+                }
+                Self::BiasGelu => {
+                    for ((o, v), b) in row.iter_mut().zip(values).zip(bias) {
+                        *o = super::gelu(v + b);
+                    }
+                }
+                Self::BiasResidual(r) => {
+                    let r = &r[i * out + col..];
+                    for (((o, v), b), res) in row.iter_mut().zip(values).zip(bias).zip(r) {
+                        *o = (v + b) + res;
+                    }
+                }
+            },
+        )
+    }
+}
+
+impl Epilogue<'_> {
+    /// What the epilogue adds to dst's rows (m of them, `out` wide, stride `ld`) that
+    /// already hold v + b: for the products computed without the packed kernel.
+    pub(crate) fn after_bias(self, dst: &mut [f32], ld: usize, m: usize, out: usize) {
+        let rows = dst.par_chunks_mut(ld).take(m).enumerate();
+        match self {
+            Self::Bias => {}
+            Self::BiasGelu => rows.for_each(|(_, row)| {
+                for v in &mut row[..out] {
+                    *v = super::gelu(*v);
+                }
+            }),
+            Self::BiasResidual(r) => rows.for_each(|(i, row)| {
+                for (v, res) in row[..out].iter_mut().zip(&r[i * out..]) {
+                    *v += res;
+                }
+            }),
+        }
+    }
 }
 
 /// A tile of results: ROWS rows × PANELS panels of fp32.
 type Tile = [[f32; PANEL * PANELS]; ROWS];
 
-/// dst (rows of stride `ld`) = x·Wᵀ + b for x [m, in], through the bf16 weights `w`.
+/// dst (rows of stride `ld`) = epilogue(x·Wᵀ + b) for x [m, in], through the bf16
+/// weights `w`.
 pub(crate) fn linear_bf16(
     dst: &mut [f32],
     ld: usize,
-    x: &[f32],
-    m: usize,
+    (x, m): (&[f32], usize),
     w: &PackedBf16,
     b: &[f32],
+    epilogue: Epilogue,
 ) {
-    linear(dst, ld, x, m, Weights::Bf16(w), b);
+    linear(dst, ld, (x, m), Weights::Bf16(w), b, epilogue);
 }
 
-/// dst (rows of stride `ld`) = x·Wᵀ + b for x [m, in] and W [out, in] in fp32, through
-/// the AVX-512 micro-kernel where [`f32_supported`] (else the portable loop: callers
-/// take `gemm` there).
-pub(crate) fn linear_f32(dst: &mut [f32], ld: usize, x: &[f32], m: usize, w: &[f32], b: &[f32]) {
-    linear(dst, ld, x, m, Weights::F32 { w, out: b.len() }, b);
+/// dst (rows of stride `ld`) = epilogue(x·Wᵀ + b) for x [m, in] and W [out, in] in
+/// fp32, through the AVX-512 micro-kernel where [`f32_supported`] (else the portable
+/// loop: callers take `gemm` there).
+pub(crate) fn linear_f32(
+    dst: &mut [f32],
+    ld: usize,
+    (x, m): (&[f32], usize),
+    w: &[f32],
+    b: &[f32],
+    epilogue: Epilogue,
+) {
+    linear(
+        dst,
+        ld,
+        (x, m),
+        Weights::F32 { w, out: b.len() },
+        b,
+        epilogue,
+    );
 }
 
-/// The product. Many rows: the rows are shared out among the threads, each computing
-/// all columns. A few rows: the columns are, each thread writing its own block, copied
-/// in after.
-fn linear(dst: &mut [f32], ld: usize, x: &[f32], m: usize, w: Weights, b: &[f32]) {
+/// The product, its operands packed into the thread's kept buffers.
+fn linear(dst: &mut [f32], ld: usize, x: (&[f32], usize), w: Weights, b: &[f32], e: Epilogue) {
     let (out, inp) = w.shape();
     assert_eq!(
-        x.len() / m.max(1),
+        x.0.len() / x.1.max(1),
         inp,
         "input width differs from the weights'"
     );
-    assert!(
-        m == 0 || (m - 1) * ld + out <= dst.len(),
-        "destination out of bounds"
-    );
-    let rows = pack_rows(w.format(), x, m, inp);
-    let threads = rayon::current_num_threads().max(1);
-    let groups = out.div_ceil(PANEL * PANELS);
-    let blocks = m.div_ceil(ROWS);
-    if blocks >= 2 * threads {
-        let per_task = blocks.div_ceil(threads);
-        dst.par_chunks_mut(ld * ROWS * per_task)
+    let (mut rows, mut weights) = (PACKED_ROWS.take(), PACKED_WEIGHTS.take());
+    pack_rows(w.format(), x.0, x.1, inp, &mut rows);
+    let operands = Operands {
+        rows: &rows,
+        m: x.1,
+        groups: w.groups(&mut weights),
+        group_len: w.group_len(),
+        format: w.format(),
+        out,
+    };
+    operands.run(dst, ld, b, e);
+    PACKED_ROWS.set(rows);
+    PACKED_WEIGHTS.set(weights);
+}
+
+/// A product's packed operands.
+struct Operands<'a> {
+    rows: &'a [u32],
+    m: usize,
+    groups: &'a [u32],
+    group_len: usize,
+    format: Format,
+    out: usize,
+}
+
+impl Operands<'_> {
+    fn tile(&self, block: usize, g: usize) -> Tile {
+        let group = &self.groups[g * self.group_len..][..self.group_len];
+        compute_tile(self.format, self.rows, block, group, self.out, g)
+    }
+
+    /// Many rows: the rows are shared out among the threads, each computing all
+    /// columns. A few rows: the columns are, each thread writing its own block, copied
+    /// in after.
+    fn run(&self, dst: &mut [f32], ld: usize, b: &[f32], e: Epilogue) {
+        let (m, out) = (self.m, self.out);
+        assert!(
+            m == 0 || (m - 1) * ld + out <= dst.len(),
+            "destination out of bounds"
+        );
+        let threads = rayon::current_num_threads().max(1);
+        let groups = out.div_ceil(PANEL * PANELS);
+        let blocks = m.div_ceil(ROWS);
+        if blocks >= 2 * threads {
+            let per_task = blocks.div_ceil(threads);
+            dst.par_chunks_mut(ld * ROWS * per_task)
+                .enumerate()
+                .for_each(|(task, dst)| {
+                    let first = task * per_task;
+                    for g in 0..groups {
+                        for block in first..(first + per_task).min(blocks) {
+                            let tile = self.tile(block, g);
+                            let rows = (block * ROWS, (m - block * ROWS).min(ROWS));
+                            let local = &mut dst[(block - first) * ROWS * ld..];
+                            write_tile(&tile, (local, ld), rows, (g, out), b, e);
+                        }
+                    }
+                });
+            return;
+        }
+        let per_task = groups.div_ceil(threads).max(1);
+        let width = per_task * PANELS * PANEL;
+        let mut columns = vec![0f32; blocks * ROWS * width * groups.div_ceil(per_task)];
+        columns
+            .par_chunks_mut(blocks * ROWS * width)
             .enumerate()
-            .for_each(|(task, dst)| {
+            .for_each(|(task, columns)| {
                 let first = task * per_task;
-                let last = (first + per_task).min(blocks);
-                let mut scratch = Vec::new();
-                for g in 0..groups {
-                    let panels = w.group(g, &mut scratch);
-                    for block in first..last {
-                        let tile = compute_tile(w.format(), &rows, block, panels, out, g);
-                        let valid = (m - block * ROWS).min(ROWS);
-                        let at = (block - first) * ROWS;
-                        write_tile(&tile, dst, ld, at, valid, (g, out), b);
+                for g in first..(first + per_task).min(groups) {
+                    for block in 0..blocks {
+                        let tile = self.tile(block, g);
+                        let local = (g - first) * PANELS * PANEL;
+                        for (r, values) in tile.iter().enumerate() {
+                            let row = &mut columns[(block * ROWS + r) * width + local..];
+                            row[..values.len()].copy_from_slice(values);
+                        }
                     }
                 }
             });
-        return;
-    }
-    let per_task = groups.div_ceil(threads).max(1);
-    let width = per_task * PANELS * PANEL;
-    let mut columns = vec![0f32; blocks * ROWS * width * groups.div_ceil(per_task)];
-    columns
-        .par_chunks_mut(blocks * ROWS * width)
-        .enumerate()
-        .for_each(|(task, columns)| {
-            let first = task * per_task;
-            let mut scratch = Vec::new();
-            for g in first..(first + per_task).min(groups) {
-                let panels = w.group(g, &mut scratch);
-                for block in 0..blocks {
-                    let tile = compute_tile(w.format(), &rows, block, panels, out, g);
-                    let local = (g - first) * PANELS * PANEL;
-                    for (r, values) in tile.iter().enumerate() {
-                        let row = &mut columns[(block * ROWS + r) * width + local..];
-                        row[..values.len()].copy_from_slice(values);
-                    }
-                }
+        for i in 0..m {
+            for task in 0..groups.div_ceil(per_task) {
+                let col = task * width;
+                let cols = (out - col).min(width);
+                let values = &columns[(task * blocks * ROWS + i) * width..][..cols];
+                e.store(&mut dst[i * ld + col..][..cols], values, b, (i, col));
             }
-        });
-    for i in 0..m {
-        for (j, o) in dst[i * ld..i * ld + out].iter_mut().enumerate() {
-            let (task, local) = (j / width, j % width);
-            *o = columns[task * blocks * ROWS * width + i * width + local] + b[j];
         }
     }
 }
 
-/// Writes a tile's first `valid` rows (+ bias) into `dst` from row `at`: the columns of
-/// panel group `g` that exist (W has `out`).
+/// Writes a tile's first `valid` rows (through the epilogue) into `dst` (stride `ld`),
+/// the tile's first row being row `first` of the product: the columns of panel group
+/// `g` that exist (W has `out`).
 fn write_tile(
     tile: &Tile,
-    dst: &mut [f32],
-    ld: usize,
-    at: usize,
-    valid: usize,
+    (dst, ld): (&mut [f32], usize),
+    (first, valid): (usize, usize),
     (g, out): (usize, usize),
     b: &[f32],
+    e: Epilogue,
 ) {
     let col = g * PANELS * PANEL;
     let cols = (out - col).min(PANELS * PANEL);
     for (r, values) in tile.iter().enumerate().take(valid) {
-        let row = &mut dst[(at + r) * ld + col..][..cols];
-        for ((o, v), bias) in row.iter_mut().zip(values).zip(&b[col..]) {
-            *o = v + bias;
-        }
+        e.store(
+            &mut dst[r * ld + col..][..cols],
+            values,
+            b,
+            (first + r, col),
+        );
     }
 }
 
@@ -524,8 +660,8 @@ mod tests {
             for (format, round) in [(Format::F32, exact), (Format::Bf16, rounded)] {
                 let mut dst = vec![7f32; m * ld];
                 match format {
-                    Format::F32 => linear_f32(&mut dst, ld, &x, m, &w, &b),
-                    Format::Bf16 => linear_bf16(&mut dst, ld, &x, m, &packed, &b),
+                    Format::F32 => linear_f32(&mut dst, ld, (&x, m), &w, &b, Epilogue::Bias),
+                    Format::Bf16 => linear_bf16(&mut dst, ld, (&x, m), &packed, &b, Epilogue::Bias),
                 }
                 let want = reference((&x, m), (&w, out), &b, round);
                 for i in 0..m {
@@ -561,7 +697,8 @@ mod tests {
             }
             let depth = 21;
             let inputs = format_inputs(format, depth);
-            let x = pack_rows(format, &values(ROWS * inputs, 3), ROWS, inputs);
+            let mut x = Vec::new();
+            pack_rows(format, &values(ROWS * inputs, 3), ROWS, inputs, &mut x);
             for out in [16, 40, 48] {
                 let w = values(out * inputs, 4);
                 let packed = PackedBf16::pack(&w, out);
@@ -570,7 +707,7 @@ mod tests {
                     Format::Bf16 => Weights::Bf16(&packed),
                 };
                 let mut scratch = Vec::new();
-                let group = weights.group(0, &mut scratch).to_vec();
+                let group = weights.groups(&mut scratch)[..weights.group_len()].to_vec();
                 let wide = compute_tile(format, &x, 0, &group, out, 0);
                 let mut plain = [[0f32; PANEL * PANELS]; ROWS];
                 portable_tile(format, &x, &group, depth, out.div_ceil(PANEL), &mut plain);
@@ -581,6 +718,29 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn the_epilogues_equal_the_passes_they_replace() {
+        // Many rows (split by rows) and few (split by columns).
+        for &(m, inp, out) in &[(70, 33, 100), (5, 33, 100)] {
+            let (x, w, b) = (values(m * inp, 2), values(out * inp, 6), values(out, 8));
+            let residual = values(m * out, 3);
+            let product = |e: Epilogue| {
+                let mut dst = vec![0f32; m * out];
+                linear_f32(&mut dst, out, (&x, m), &w, &b, e);
+                dst
+            };
+            let plain = product(Epilogue::Bias);
+            let gelu: Vec<f32> = plain.iter().map(|&v| crate::kernels::gelu(v)).collect();
+            assert_eq!(product(Epilogue::BiasGelu), gelu, "({m} rows) GELU");
+            let summed: Vec<f32> = plain.iter().zip(&residual).map(|(v, r)| v + r).collect();
+            assert_eq!(
+                product(Epilogue::BiasResidual(&residual)),
+                summed,
+                "({m} rows) residual"
+            );
         }
     }
 

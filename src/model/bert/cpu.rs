@@ -10,7 +10,7 @@ use candle_core::{CpuStorage, DType, Device, Layout, Result, Storage, Tensor};
 use rayon::prelude::*;
 
 use crate::kernels::attention::{AttentionInput, Segment, attend};
-use crate::kernels::packed::PackedBf16;
+use crate::kernels::packed::{Epilogue, PackedBf16};
 use crate::kernels::{self, DropoutMask, MatRef, matmul, simd};
 use crate::model::bert::{
     BertConfig, BertModel, BertParams, BertTensors, LayerParams, LinearParams, WordPieces,
@@ -165,9 +165,7 @@ pub(crate) fn pack_bf16(tensors: &BertTensors) -> Result<Vec<LayerBf16>> {
     })
 }
 
-/// dst = x·Wᵀ + b for x [m, in], dst rows of stride `ld`: through `bf16`, W's bf16
-/// copy, where given; else a few rows by dot products, more by the packed AVX-512
-/// kernel where the CPU has it, by `gemm` elsewhere.
+/// dst = x·Wᵀ + b for x [m, in], dst rows of stride `ld`: see [`linear_with`].
 pub(crate) fn linear(
     dst: &mut [f32],
     ld: usize,
@@ -176,29 +174,45 @@ pub(crate) fn linear(
     layer: &LinearParams<&[f32]>,
     bf16: Option<&PackedBf16>,
 ) {
+    linear_with(dst, ld, (x, m), layer, bf16, Epilogue::Bias);
+}
+
+/// dst = epilogue(x·Wᵀ + b) for x [m, in], dst rows of stride `ld`: through `bf16`,
+/// W's bf16 copy, where given; else a few rows by dot products, more by the packed
+/// AVX-512 kernel where the CPU has it (the epilogue in its store), by `gemm` elsewhere
+/// (the epilogue a pass after).
+pub(crate) fn linear_with(
+    dst: &mut [f32],
+    ld: usize,
+    (x, m): (&[f32], usize),
+    layer: &LinearParams<&[f32]>,
+    bf16: Option<&PackedBf16>,
+    epilogue: Epilogue,
+) {
     let (w, b) = (layer.weight, layer.bias);
     if let Some(packed) = bf16 {
-        kernels::packed::linear_bf16(dst, ld, x, m, packed, b);
+        kernels::packed::linear_bf16(dst, ld, (x, m), packed, b, epilogue);
+        return;
+    }
+    if m > kernels::FEW_ROWS && kernels::packed::f32_supported() {
+        kernels::packed::linear_f32(dst, ld, (x, m), w, b, epilogue);
         return;
     }
     if m <= kernels::FEW_ROWS {
         kernels::linear_few_rows(dst, ld, x, m, w, b);
-        return;
+    } else {
+        let (out, inp) = (b.len(), w.len() / b.len());
+        fill_rows(dst, ld, b);
+        matmul(
+            dst,
+            ld,
+            MatRef::new(x, m, inp),
+            MatRef::new(w, out, inp).t(),
+            true,
+            true,
+        );
     }
-    if kernels::packed::f32_supported() {
-        kernels::packed::linear_f32(dst, ld, x, m, w, b);
-        return;
-    }
-    let (out, inp) = (b.len(), w.len() / b.len());
-    fill_rows(dst, ld, b);
-    matmul(
-        dst,
-        ld,
-        MatRef::new(x, m, inp),
-        MatRef::new(w, out, inp).t(),
-        true,
-        true,
-    );
+    epilogue.after_bias(dst, ld, m, b.len());
 }
 
 /// out += x element-wise, in parallel.
@@ -622,39 +636,47 @@ impl LayerTail<'_, '_> {
         let sum = sized(sum, m * d);
         let bf16 = self.bf16;
         let attention_out = bf16.map(|p| &p.attention_out);
-        linear(
-            sum,
-            d,
-            &acts.context[..m * d],
-            m,
-            &w.attention_out,
-            attention_out,
-        );
+        // Without dropout between them, the residual is added in the product's store.
+        let residual = |x, mask: Option<DropoutMask>| match mask {
+            None => Epilogue::BiasResidual(x),
+            Some(_) => Epilogue::Bias,
+        };
+        let context = (&acts.context[..m * d], m);
+        let epilogue = residual(x, self.out_mask);
+        linear_with(sum, d, context, &w.attention_out, attention_out, epilogue);
         if let Some(mask) = self.out_mask {
             mask.apply_all(sum);
+            add_assign(sum, x);
         }
-        add_assign(sum, x);
         let x1 = sized(&mut acts.x1, m * d);
         let saved = keep.then(|| (sized(&mut acts.xhat1, m * d), sized(&mut acts.rstd1, m)));
         let norm = &w.attention_norm;
         kernels::layer_norm_forward(sum, norm.weight, norm.bias, eps, x1, saved);
 
-        let z = sized(&mut acts.z, m * inner);
-        linear(
-            z,
-            inner,
-            x1,
-            m,
-            &w.intermediate,
-            bf16.map(|p| &p.intermediate),
-        );
         let act = sized(&mut acts.act, m * inner);
-        kernels::gelu_forward(z, act);
-        linear(sum, d, act, m, &w.output, bf16.map(|p| &p.output));
+        let intermediate = bf16.map(|p| &p.intermediate);
+        if keep {
+            // Training keeps GELU's input for the backward pass.
+            let z = sized(&mut acts.z, m * inner);
+            linear(z, inner, x1, m, &w.intermediate, intermediate);
+            kernels::gelu_forward(z, act);
+        } else {
+            let epilogue = Epilogue::BiasGelu;
+            linear_with(act, inner, (x1, m), &w.intermediate, intermediate, epilogue);
+        }
+        let epilogue = residual(x1, self.ffn_mask);
+        linear_with(
+            sum,
+            d,
+            (act, m),
+            &w.output,
+            bf16.map(|p| &p.output),
+            epilogue,
+        );
         if let Some(mask) = self.ffn_mask {
             mask.apply_all(sum);
+            add_assign(sum, x1);
         }
-        add_assign(sum, x1);
         let saved = keep.then(|| (sized(&mut acts.xhat2, m * d), sized(&mut acts.rstd2, m)));
         let norm = &w.output_norm;
         kernels::layer_norm_forward(sum, norm.weight, norm.bias, eps, out, saved);
