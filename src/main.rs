@@ -67,6 +67,13 @@ fn main() -> std::process::ExitCode {
         Err(err) => {
             // Each level of the chain says its own cause once: "a: b: c".
             eprintln!("error: {err:#}");
+            let interrupted = err
+                .downcast_ref::<promptmner::train::TrainError>()
+                .is_some_and(|e| matches!(e, promptmner::train::TrainError::Interrupted { .. }));
+            if interrupted {
+                // Resumable: a batch script requeues on this status.
+                return std::process::ExitCode::from(promptmner::train::EXIT_INTERRUPTED as u8);
+            }
             std::process::ExitCode::FAILURE
         }
     }

@@ -246,6 +246,98 @@ fn a_run_killed_mid_epoch_resumes_to_the_same_metrics() {
     );
 }
 
+/// Waits until the run in `dir` has logged a step of `epoch` past `step` (its global
+/// step count), or fails if `child` ends first.
+fn wait_for_step(dir: &Path, child: &mut std::process::Child, epoch: u64, step: u64) {
+    let start = Instant::now();
+    while !events(dir)
+        .iter()
+        .any(|e| e["event"] == "step" && e["epoch"] == epoch && e["step"].as_u64() > Some(step))
+    {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be stopped"
+        );
+        assert!(start.elapsed() < Duration::from_secs(300));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Every figure of two runs' metrics but the timings, which no two runs share.
+fn results(m: &Metrics) -> String {
+    let epochs: Vec<String> = m
+        .epochs
+        .iter()
+        .map(|e| format!("{} {:?} {:?}", e.epoch, e.train_loss, e.dev))
+        .collect();
+    format!("{epochs:?} best {:?} test {:?}", m.best_epoch, m.test)
+}
+
+#[test]
+fn a_run_stopped_by_signals_mid_epoch_resumes_to_identical_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let config = quick_config(dir.path());
+    let whole = dir.path().join("whole");
+    assert!(
+        train(&config, &whole, &cache, &[])
+            .wait()
+            .unwrap()
+            .success()
+    );
+
+    // Slurm's warning before the time limit (SIGUSR1) in epoch 1, then a kill's
+    // SIGTERM in epoch 2, each resumed with --auto-resume as a requeued job is.
+    let stopped = dir.path().join("stopped");
+    let mut child = train(&config, &stopped, &cache, &["--auto-resume"]);
+    for (signal, epoch, step) in [(libc::SIGUSR1, 1, 37), (libc::SIGTERM, 2, 163)] {
+        wait_for_step(&stopped, &mut child, epoch, step);
+        // SAFETY: kill(2) with a pid and a signal number has no memory effects.
+        unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        let status = child.wait().unwrap();
+        assert_eq!(
+            status.code(),
+            Some(promptmner::train::EXIT_INTERRUPTED),
+            "{signal}"
+        );
+        let last = events(&stopped).last().cloned().unwrap();
+        assert_eq!(last["event"], "interrupted", "{last}");
+        assert_eq!(last["epoch"], epoch, "{last}");
+        assert!(stopped.join("state/position.json").is_file());
+        child = train(&config, &stopped, &cache, &["--auto-resume"]);
+    }
+    assert!(child.wait().unwrap().success());
+    assert_eq!(results(&metrics(&whole)), results(&metrics(&stopped)));
+    let kinds: Vec<String> = events(&stopped)
+        .iter()
+        .filter(|e| e["event"] != "step" && e["event"] != "epoch")
+        .map(|e| e["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "started",
+            "interrupted",
+            "resumed",
+            "interrupted",
+            "resumed",
+            "finished"
+        ]
+    );
+    // One state set is left, behind the `state` link.
+    let sets = std::fs::read_dir(&stopped)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("state-")
+        })
+        .count();
+    assert_eq!(sets, 1);
+}
+
 fn train_piped(config: &Path, out: &Path, cache: &Path, extra: &[&str]) -> std::process::Output {
     train_command(config, out, cache, extra).output().unwrap()
 }

@@ -91,9 +91,14 @@ pub enum Command {
         /// Default: runs/CONFIG, CONFIG being the config file's name without .toml.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Continue the run in --out from its last completed epoch.
-        #[arg(long)]
+        /// Continue the run in --out from its saved state (its last completed epoch, or
+        /// the step where a signal stopped it).
+        #[arg(long, conflicts_with = "auto_resume")]
         resume: bool,
+        /// Continue the run in --out when it holds a saved state, else start it (what a
+        /// requeued cluster job runs).
+        #[arg(long)]
+        auto_resume: bool,
         /// Override a configuration key, e.g. --set optim.lr_text=3e-5 --set model.fusion=none.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
@@ -217,6 +222,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             out,
             resume,
+            auto_resume,
             overrides,
             device,
         } => {
@@ -224,13 +230,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let out = out.unwrap_or_else(|| {
                 PathBuf::from("runs").join(config.file_stem().unwrap_or_default())
             });
-            let summary = train::train(
-                &train_config,
-                &out,
-                resume,
-                &device::select(device)?,
-                &Bars::default(),
-            )?;
+            let options = train::TrainOptions::new(match (resume, auto_resume) {
+                (true, _) => train::Resume::Yes,
+                (_, true) => train::Resume::IfSaved,
+                _ => train::Resume::No,
+            });
+            // SIGTERM (a kill, Slurm's end of a job) and SIGUSR1 (Slurm's warning ahead
+            // of the time limit): finish the step, save the state, exit resumable.
+            for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGUSR1] {
+                signal_hook::flag::register_usize(signal, options.stop.clone(), signal as usize)
+                    .context("cannot install the signal handlers")?;
+            }
+            let device = device::select(device)?;
+            let summary = train::train(&train_config, &out, &options, &device, &Bars::default())?;
             let m = &summary.metrics;
             println!(
                 "best epoch {} (dev F1 {:.2}){}; checkpoint in {}",

@@ -49,8 +49,8 @@ pub enum RunsCommand {
         /// RUNS/slurm.toml when it exists.
         #[arg(long)]
         slurm_config: Option<PathBuf>,
-        /// Local runs at once.
-        #[arg(long, default_value_t = 1)]
+        /// Local runs at once (on a machine with GPUs, one GPU each: see the README).
+        #[arg(long = "max-parallel", alias = "limit", default_value_t = 1)]
         limit: usize,
     },
     /// Every run with its state, epoch and scores.
@@ -69,7 +69,7 @@ pub enum RunsCommand {
     /// The local runner (started by `submit`; runs queued local runs).
     #[command(hide = true)]
     Worker {
-        #[arg(long, default_value_t = 1)]
+        #[arg(long = "max-parallel", alias = "limit", default_value_t = 1)]
         limit: usize,
     },
 }
@@ -186,6 +186,7 @@ pub(super) fn run(args: RunsArgs) -> anyhow::Result<()> {
             if let Some(message) = &run.status.message {
                 println!("{}", shown(message));
             }
+            print_attempts(&run.progress.attempts);
             println!("--- log tail ---");
             for line in run.run.log_tail(15) {
                 println!("{}", shown(&line));
@@ -244,4 +245,31 @@ fn choose(runs: Vec<RunView>, ids: &[String]) -> anyhow::Result<Vec<RunView>> {
         bail!("no run or group named {}", ids.join(", "));
     }
     Ok(chosen)
+}
+
+/// `runs show`'s list of the processes that trained a run, when there was more than one
+/// or one stopped: when each began (after the first) and how it ended.
+fn print_attempts(attempts: &[crate::jobs::registry::Attempt]) {
+    let stopped =
+        |a: &crate::jobs::registry::Attempt| a.ended.is_some_and(|(_, k)| k == "interrupted");
+    let Some(first) = attempts.first() else {
+        return;
+    };
+    if attempts.len() < 2 && !stopped(first) {
+        return;
+    }
+    println!("attempts:");
+    for (i, attempt) in attempts.iter().enumerate() {
+        let how = if attempt.resumed {
+            "resumed"
+        } else {
+            "started"
+        };
+        let end = attempt.ended.map_or_else(
+            || "no end recorded (running, or killed)".to_string(),
+            |(at, kind)| format!("{kind} after {:.0} s", at - attempt.started),
+        );
+        let offset = attempt.started - first.started;
+        println!("  {}. {how} at +{offset:.0} s · {end}", i + 1);
+    }
 }

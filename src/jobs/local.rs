@@ -59,7 +59,13 @@ pub(crate) fn ensure_runner(
         source,
     })?;
     let mut child = Command::new(program)
-        .args(["runs", "worker", "--limit", &limit.to_string(), "--runs"])
+        .args([
+            "runs",
+            "worker",
+            "--max-parallel",
+            &limit.to_string(),
+            "--runs",
+        ])
         .arg(root)
         .stdin(Stdio::null())
         .stdout(output)
@@ -101,15 +107,51 @@ fn take_lock(root: &Path) -> Result<Option<std::fs::File>, RegistryError> {
     Ok(Some(file))
 }
 
-/// A training child and its run.
+/// A training child, its run, and the GPU it was given.
 struct Running {
     run: RegisteredRun,
     child: Child,
+    gpu: Option<String>,
 }
 
-/// The runner's loop: start queued runs up to `limit`, record how each ends, stop when
-/// nothing is queued or running.
-pub(crate) fn run_worker(root: &Path, program: &Path, limit: usize) -> Result<(), RegistryError> {
+/// The GPUs runs are shared out on, one a run: the runner's own `CUDA_VISIBLE_DEVICES`
+/// when set, else those `nvidia-smi -L` lists, else none (runs see the machine as it is).
+fn gpus() -> Vec<String> {
+    if let Some(visible) = std::env::var_os("CUDA_VISIBLE_DEVICES") {
+        return visible
+            .to_string_lossy()
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map(str::to_string)
+            .collect();
+    }
+    let Ok(out) = Command::new("nvidia-smi").arg("-L").output() else {
+        return Vec::new();
+    };
+    let listed = String::from_utf8_lossy(&out.stdout);
+    let count = listed.lines().filter(|l| l.starts_with("GPU ")).count();
+    (0..count).map(|i| i.to_string()).collect()
+}
+
+/// The runner's loop: start queued runs, at most `max_parallel` at once and, on a
+/// machine with GPUs, one GPU each; record how each ends; stop when nothing is queued
+/// or running.
+pub(crate) fn run_worker(
+    root: &Path,
+    program: &Path,
+    max_parallel: usize,
+) -> Result<(), RegistryError> {
+    serve(root, program, max_parallel, &gpus())
+}
+
+/// [`run_worker`] over the GPUs `gpus`.
+fn serve(
+    root: &Path,
+    program: &Path,
+    max_parallel: usize,
+    gpus: &[String],
+) -> Result<(), RegistryError> {
     let registry = Registry::open(root)?;
     let Some(_lock) = take_lock(root)? else {
         return Ok(());
@@ -126,12 +168,17 @@ pub(crate) fn run_worker(root: &Path, program: &Path, limit: usize) -> Result<()
         if queued.is_empty() && running.is_empty() {
             return Ok(());
         }
-        for run in queued
-            .into_iter()
-            .take(limit.max(1).saturating_sub(running.len()))
-        {
-            match start(&run, program) {
-                Ok(child) => running.push(Running { run, child }),
+        for run in queued {
+            if running.len() >= max_parallel.max(1) {
+                break;
+            }
+            let gpu = match free_gpu(gpus, &running) {
+                Some(gpu) => Some(gpu),
+                None if gpus.is_empty() => None,
+                None => break,
+            };
+            match start(&run, program, gpu.as_deref()) {
+                Ok(child) => running.push(Running { run, child, gpu }),
                 Err(e) => refuse_to_start(&run, &e),
             }
         }
@@ -139,6 +186,13 @@ pub(crate) fn run_worker(root: &Path, program: &Path, limit: usize) -> Result<()
     })();
     let _ = std::fs::remove_file(pid_path(root));
     result
+}
+
+/// A GPU no running run holds.
+fn free_gpu(gpus: &[String], running: &[Running]) -> Option<String> {
+    gpus.iter()
+        .find(|g| !running.iter().any(|r| r.gpu.as_ref() == Some(g)))
+        .cloned()
 }
 
 /// A run that cannot start is failed with the reason (so it is not retried forever);
@@ -153,7 +207,7 @@ fn refuse_to_start(run: &RegisteredRun, error: &RegistryError) {
     }
 }
 
-fn start(run: &RegisteredRun, program: &Path) -> Result<Child, RegistryError> {
+fn start(run: &RegisteredRun, program: &Path, gpu: Option<&str>) -> Result<Child, RegistryError> {
     let output_path = run.files.output_log();
     let io = |source| RegistryError::Io {
         path: output_path.clone(),
@@ -162,7 +216,11 @@ fn start(run: &RegisteredRun, program: &Path) -> Result<Child, RegistryError> {
     let output = std::fs::File::create(&output_path).map_err(io)?;
     let errors = output.try_clone().map_err(io)?;
     // Arguments, never a shell line: nothing in a run's config is interpreted.
-    let child = Command::new(program)
+    let mut command = Command::new(program);
+    if let Some(gpu) = gpu {
+        command.env("CUDA_VISIBLE_DEVICES", gpu);
+    }
+    let child = command
         .arg("train")
         .arg("--config")
         .arg(run.files.train_config())
@@ -198,15 +256,25 @@ fn reap(running: Vec<Running>) -> Result<Vec<Running>, RegistryError> {
                 continue;
             }
             Ok(Some(exit)) => {
+                let resumable = exit.code() == Some(crate::train::EXIT_INTERRUPTED);
                 let state = if cancelled {
                     State::Cancelled
                 } else if exit.success() {
                     State::Finished
+                } else if resumable {
+                    State::Interrupted
                 } else {
                     State::Failed
                 };
                 let mut status = RunStatus::new(state);
                 status.exit_code = exit.code();
+                if resumable && !cancelled {
+                    status.message = Some(format!(
+                        "stopped by a signal, its state saved: `promptmner train --config {} --out {} --resume` carries it on",
+                        job.run.files.train_config().display(),
+                        job.run.dir().display()
+                    ));
+                }
                 status
             }
             Err(e) => {
@@ -309,6 +377,70 @@ mod tests {
         std::fs::remove_dir_all(first.dir()).unwrap();
         worker.join().unwrap().unwrap();
         assert_eq!(second.status().unwrap().state, State::Finished);
+    }
+
+    /// A stand-in trainer: records the GPU it was given in its run folder (`--out`),
+    /// waits a little, and exits with `code`.
+    fn recording_program(dir: &Path, code: i32) -> PathBuf {
+        let path = dir.join("recording-promptmner");
+        let script = format!(
+            "#!/bin/sh\n[ \"$1\" = train ] || exit 0\necho \"${{CUDA_VISIBLE_DEVICES-none}}\" > \"$5/gpu\"\nsleep 0.4\nexit {code}\n"
+        );
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[test]
+    fn runs_in_parallel_get_one_gpu_each_and_wait_for_a_free_one() {
+        let scratch = tempfile::tempdir().unwrap();
+        let root = scratch.path().join("runs");
+        let registry = Registry::open(&root).unwrap();
+        let runs: Vec<RegisteredRun> = (0..3)
+            .map(|i| queued_run(&registry, &format!("r{i}")))
+            .collect();
+        let program = recording_program(scratch.path(), 0);
+        let gpus = ["3".to_string(), "5".to_string()];
+        let started = std::time::Instant::now();
+        serve(&root, &program, 4, &gpus).unwrap();
+        let given: Vec<String> = runs
+            .iter()
+            .map(|r| {
+                std::fs::read_to_string(r.dir().join("gpu"))
+                    .unwrap()
+                    .trim()
+                    .to_string()
+            })
+            .collect();
+        // Two at once on GPUs 3 and 5; the third waited for one of them.
+        assert_eq!(&given[..2], &["3", "5"]);
+        assert!(gpus.contains(&given[2]), "{given:?}");
+        assert!(started.elapsed() >= Duration::from_millis(800));
+        for run in &runs {
+            assert_eq!(run.status().unwrap().state, State::Finished);
+        }
+        // Without GPUs, runs see the machine as it is.
+        let plain = queued_run(&registry, "plain");
+        serve(&root, &program, 1, &[]).unwrap();
+        let seen = std::fs::read_to_string(plain.dir().join("gpu")).unwrap();
+        assert_eq!(
+            seen.trim(),
+            std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or("none".into())
+        );
+    }
+
+    #[test]
+    fn a_run_stopped_with_its_state_saved_is_interrupted_and_says_how_to_resume() {
+        let scratch = tempfile::tempdir().unwrap();
+        let root = scratch.path().join("runs");
+        let registry = Registry::open(&root).unwrap();
+        let run = queued_run(&registry, "stopped");
+        let program = recording_program(scratch.path(), crate::train::EXIT_INTERRUPTED);
+        serve(&root, &program, 1, &[]).unwrap();
+        let status = run.status().unwrap();
+        assert_eq!(status.state, State::Interrupted);
+        assert_eq!(status.exit_code, Some(crate::train::EXIT_INTERRUPTED));
+        assert!(status.message.unwrap().contains("--resume"));
     }
 
     #[test]

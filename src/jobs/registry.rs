@@ -19,13 +19,17 @@ pub enum State {
     Finished,
     Failed,
     Cancelled,
-    /// No live process and no final event: killed, or the machine restarted.
+    /// No live process and no final event: killed, or the machine restarted (when its
+    /// events end with a saved stop, `train --resume` carries it on).
     Interrupted,
+    /// Stopped by a signal with its state saved, and queued again (Slurm's requeue):
+    /// its next attempt resumes.
+    Requeued,
 }
 
 impl State {
     pub fn is_final(self) -> bool {
-        !matches!(self, State::Queued | State::Running)
+        !matches!(self, State::Queued | State::Running | State::Requeued)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +40,7 @@ impl State {
             State::Failed => "failed",
             State::Cancelled => "cancelled",
             State::Interrupted => "interrupted",
+            State::Requeued => "requeued",
         }
     }
 }
@@ -219,6 +224,22 @@ impl RegisteredRun {
             return progress;
         };
         for recorded in log.events {
+            match &recorded.event {
+                Event::Started { .. } | Event::Resumed { .. } => {
+                    progress.stopped = None;
+                    progress.attempts.push(Attempt {
+                        started: recorded.time,
+                        resumed: matches!(recorded.event, Event::Resumed { .. }),
+                        ended: None,
+                    });
+                }
+                Event::Interrupted { .. } | Event::Finished { .. } | Event::Failed { .. } => {
+                    if let Some(attempt) = progress.attempts.last_mut() {
+                        attempt.ended = Some((recorded.time, recorded.event.kind()));
+                    }
+                }
+                _ => {}
+            }
             match recorded.event {
                 Event::Started { config, .. } => progress.epochs = config.epochs,
                 Event::Step { epoch, loss, .. } => {
@@ -235,6 +256,7 @@ impl RegisteredRun {
                     progress.dev_f1 = Some(dev_f1);
                 }
                 Event::Failed { reason } => progress.failed = Some(reason),
+                Event::Interrupted { signal, .. } => progress.stopped = Some(signal),
                 Event::Resumed { .. } => {}
             }
         }
@@ -260,6 +282,21 @@ pub struct Progress {
     pub finished: bool,
     pub failed: Option<String>,
     pub test: Option<crate::run::Scores>,
+    /// The signal of the last attempt's saved stop, when no attempt has begun since.
+    pub stopped: Option<String>,
+    /// Each process that trained the run: started afresh, then resumed ones.
+    pub attempts: Vec<Attempt>,
+}
+
+/// One process's part of a run, from its events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    /// Seconds since the epoch.
+    pub started: f64,
+    pub resumed: bool,
+    /// When and how it ended (the event's kind: interrupted, finished, failed); None
+    /// while it runs, or when it was killed without a word.
+    pub ended: Option<(f64, &'static str)>,
 }
 
 /// A run as the registry sees it now.

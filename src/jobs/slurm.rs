@@ -24,6 +24,9 @@ pub struct SlurmConfig {
     pub memory: String,
     /// Time limit, in Slurm's notation (e.g. 04:00:00).
     pub time: String,
+    /// Seconds before the time limit at which Slurm warns the job (SIGUSR1): the run
+    /// saves its state and requeues itself.
+    pub signal_lead: u32,
 }
 
 impl Default for SlurmConfig {
@@ -34,6 +37,7 @@ impl Default for SlurmConfig {
             cpus: 2,
             memory: "8G".into(),
             time: "04:00:00".into(),
+            signal_lead: 120,
         }
     }
 }
@@ -165,15 +169,33 @@ pub(crate) fn script(
     program: &Path,
     config: &SlurmConfig,
 ) -> Result<String, SlurmError> {
+    let mut lines = header(name, config)?;
+    // Relative to the job's working directory, the run folder (--chdir).
+    lines.push(format!("#SBATCH --output={}", RunDir::OUTPUT_LOG));
+    lines.push(String::new());
+    lines.extend(trainer_lines(
+        &quoted_path("the program path", program)?,
+        &quoted_path("the run's config path", &run.train_config())?,
+        &quoted_path("the run folder", run.path())?,
+        &quoted_path("the run folder", &run.cancel_marker())?,
+    ));
+    Ok(lines.join("\n") + "\n")
+}
+
+/// The `#SBATCH` lines every job gets: name, resources, and the requeue on a saved
+/// stop (Slurm's warning `signal_lead` seconds ahead of the time limit to the batch
+/// shell; the output appended across attempts).
+fn header(name: &str, config: &SlurmConfig) -> Result<Vec<String>, SlurmError> {
     config.check()?;
     let mut lines = vec![
         "#!/bin/bash".to_string(),
         format!("#SBATCH --job-name={}", crate::util::safe_stem(name)),
-        // Relative to the job's working directory, the run folder (--chdir).
-        format!("#SBATCH --output={}", RunDir::OUTPUT_LOG),
         format!("#SBATCH --cpus-per-task={}", config.cpus),
         format!("#SBATCH --mem={}", config.memory),
         format!("#SBATCH --time={}", config.time),
+        "#SBATCH --requeue".to_string(),
+        format!("#SBATCH --signal=B:USR1@{}", config.signal_lead),
+        "#SBATCH --open-mode=append".to_string(),
     ];
     if let Some(partition) = &config.partition {
         lines.push(format!("#SBATCH --partition={partition}"));
@@ -181,13 +203,32 @@ pub(crate) fn script(
     if config.gpus > 0 {
         lines.push(format!("#SBATCH --gpus={}", config.gpus));
     }
-    lines.push(format!(
-        "exec {} train --config {} --out {}",
-        quoted_path("the program path", program)?,
-        quoted_path("the run's config path", &run.train_config())?,
-        quoted_path("the run folder", run.path())?
-    ));
-    Ok(lines.join("\n") + "\n")
+    Ok(lines)
+}
+
+/// Runs the trainer in the background so that this shell can pass Slurm's signals on
+/// (a trap runs only between commands); when the trainer stops resumable (it saved its
+/// state), the job requeues itself unless the run was cancelled. Every attempt runs
+/// `--auto-resume`: the first starts, the next ones carry on.
+fn trainer_lines(program: &str, config: &str, run: &str, cancel: &str) -> Vec<String> {
+    let status = crate::train::EXIT_INTERRUPTED;
+    [
+        &format!("{program} train --config {config} --out {run} --auto-resume &"),
+        "trainer=$!",
+        "trap 'kill -USR1 \"$trainer\" 2>/dev/null' USR1",
+        "trap 'kill -TERM \"$trainer\" 2>/dev/null' TERM",
+        "while :; do",
+        "  wait \"$trainer\"; status=$?",
+        "  kill -0 \"$trainer\" 2>/dev/null || break",
+        "done",
+        &format!("if [ \"$status\" -eq {status} ] && [ ! -e {cancel} ]; then"),
+        "  scontrol requeue \"$SLURM_JOB_ID\" || true",
+        "fi",
+        "exit \"$status\"",
+    ]
+    .iter()
+    .map(|line| line.to_string())
+    .collect()
 }
 
 fn run_command(command: &'static str, args: &[&str]) -> Result<String, SlurmError> {
@@ -240,6 +281,9 @@ pub(crate) fn poll(run: &RegisteredRun) -> Result<State, SlurmError> {
     }
     let queue_state = run_command("squeue", &["-h", "-j", &job, "-o", "%T"]).unwrap_or_default();
     let state = match queue_state.as_str() {
+        // A job queued again after a saved stop (its own requeue, or `scontrol requeue`).
+        "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" => State::Requeued,
+        "PENDING" | "CONFIGURING" if current.progress.stopped.is_some() => State::Requeued,
         "PENDING" | "CONFIGURING" => State::Queued,
         "RUNNING" | "COMPLETING" | "SUSPENDED" => State::Running,
         _ if current.progress.finished => State::Finished,
@@ -336,7 +380,8 @@ mod tests {
             );
             // A name is never refused: it is reduced to safe characters.
             let text = script(&run, bad, program, &config).unwrap();
-            assert_eq!(text.lines().count(), 7, "{text}");
+            let plain = script(&run, "plain", program, &config).unwrap();
+            assert_eq!(text.lines().count(), plain.lines().count(), "{text}");
         }
         for hostile in HOSTILE {
             let config = SlurmConfig {
@@ -345,6 +390,89 @@ mod tests {
             };
             assert!(script(&run, "n", program, &config).is_err());
         }
+    }
+
+    /// Runs a run's batch script under bash with a fake `scontrol` (recording its
+    /// arguments) and a trainer that exits resumable (75) on SIGUSR1, sends the script
+    /// SIGUSR1 once the trainer runs, and returns the script's status and what
+    /// scontrol was asked.
+    fn stop_a_job(cancelled: bool) -> (Option<i32>, String) {
+        let scratch = tempfile::tempdir().unwrap();
+        let (bin, dir) = (scratch.path().join("bin"), scratch.path().join("run"));
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        let executable = |path: &Path, text: &str| {
+            std::fs::write(path, text).unwrap();
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        let asked = scratch.path().join("scontrol.log");
+        executable(
+            &bin.join("scontrol"),
+            &format!("#!/bin/sh\necho \"$@\" >> '{}'\n", asked.display()),
+        );
+        let started = scratch.path().join("trainer-started");
+        let program = scratch.path().join("trainer");
+        executable(
+            &program,
+            &format!(
+                "#!/bin/bash\ntrap 'exit 75' USR1\ntouch '{}'\nwhile :; do sleep 0.02; done\n",
+                started.display()
+            ),
+        );
+        let run = RunDir::new(&dir);
+        if cancelled {
+            std::fs::write(run.cancel_marker(), "").unwrap();
+        }
+        let text = script(&run, "n", &program, &SlurmConfig::default()).unwrap();
+        let path = run.batch_script();
+        std::fs::write(&path, &text).unwrap();
+        let search = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+        let mut job = std::process::Command::new("bash")
+            .arg(&path)
+            .current_dir(&dir)
+            .env("PATH", search)
+            .env("SLURM_JOB_ID", "4242")
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while !started.exists() {
+            assert!(start.elapsed().as_secs() < 20, "the trainer did not start");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // What Slurm does `signal_lead` seconds before the time limit (B: the shell).
+        // SAFETY: kill(2) with a pid and a signal number has no memory effects.
+        unsafe { libc::kill(job.id() as libc::pid_t, libc::SIGUSR1) };
+        let status = job.wait().unwrap();
+        (
+            status.code(),
+            std::fs::read_to_string(&asked).unwrap_or_default(),
+        )
+    }
+
+    #[test]
+    fn a_job_warned_of_its_time_limit_passes_the_signal_on_and_requeues_itself() {
+        let text = script(
+            &RunDir::new("/runs/r1"),
+            "n",
+            Path::new("/bin/promptmner"),
+            &SlurmConfig::default(),
+        )
+        .unwrap();
+        for line in [
+            "#SBATCH --requeue",
+            "#SBATCH --signal=B:USR1@120",
+            "#SBATCH --open-mode=append",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+        }
+        assert!(text.contains("--auto-resume &"), "{text}");
+        let (status, asked) = stop_a_job(false);
+        assert_eq!(status, Some(crate::train::EXIT_INTERRUPTED));
+        assert_eq!(asked.trim(), "requeue 4242");
+        // A cancelled run stops, saved, and stays stopped.
+        let (status, asked) = stop_a_job(true);
+        assert_eq!(status, Some(crate::train::EXIT_INTERRUPTED));
+        assert_eq!(asked, "");
     }
 
     #[test]

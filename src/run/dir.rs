@@ -53,20 +53,30 @@ impl RunDir {
         self.dir.join("train.log")
     }
 
-    // The resumable state after the last completed epoch.
+    // The resumable state: after the last completed epoch, or between two steps of an
+    // epoch when the run was stopped by a signal. `state` is a link to the folder of the
+    // latest complete set (see `train::state`).
 
     pub fn state_dir(&self) -> PathBuf {
         self.dir.join("state")
     }
     pub fn state_weights(&self) -> PathBuf {
-        self.state_dir().join("weights.safetensors")
+        self.state_dir().join(Self::STATE_WEIGHTS)
     }
     pub fn state_optimizer(&self) -> PathBuf {
-        self.state_dir().join("optimizer.safetensors")
+        self.state_dir().join(Self::STATE_OPTIMIZER)
     }
     pub fn state_metrics(&self) -> PathBuf {
-        self.state_dir().join("metrics.json")
+        self.state_dir().join(Self::STATE_METRICS)
     }
+    /// Where in its epoch the run stopped; absent when it stopped between epochs.
+    pub fn state_position(&self) -> PathBuf {
+        self.state_dir().join(Self::STATE_POSITION)
+    }
+    pub const STATE_WEIGHTS: &str = "weights.safetensors";
+    pub const STATE_OPTIMIZER: &str = "optimizer.safetensors";
+    pub const STATE_METRICS: &str = "metrics.json";
+    pub const STATE_POSITION: &str = "position.json";
 
     // What the jobs write around a training.
 

@@ -20,6 +20,15 @@ pub enum Event {
     },
     Resumed {
         after_epoch: usize,
+        /// Batches of the next epoch trained before the stop it resumes from.
+        #[serde(default)]
+        batches: usize,
+    },
+    /// Stopped by a signal, the state saved: resumable from `batches` into `epoch`.
+    Interrupted {
+        signal: String,
+        epoch: usize,
+        batches: usize,
     },
     Step {
         epoch: usize,
@@ -45,6 +54,19 @@ pub enum Event {
 }
 
 impl Event {
+    /// The event's name in events.jsonl.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Started { .. } => "started",
+            Event::Resumed { .. } => "resumed",
+            Event::Interrupted { .. } => "interrupted",
+            Event::Step { .. } => "step",
+            Event::Epoch { .. } => "epoch",
+            Event::Finished { .. } => "finished",
+            Event::Failed { .. } => "failed",
+        }
+    }
+
     fn describe(&self) -> String {
         match self {
             Event::Started {
@@ -52,7 +74,24 @@ impl Event {
                 steps,
                 ..
             } => format!("started: {train_examples} training examples an epoch, {steps} steps"),
-            Event::Resumed { after_epoch } => format!("resumed after epoch {after_epoch}"),
+            Event::Resumed {
+                after_epoch,
+                batches: 0,
+            } => format!("resumed after epoch {after_epoch}"),
+            Event::Resumed {
+                after_epoch,
+                batches,
+            } => format!(
+                "resumed in epoch {} after {batches} batches",
+                after_epoch + 1
+            ),
+            Event::Interrupted {
+                signal,
+                epoch,
+                batches,
+            } => {
+                format!("stopped by {signal} in epoch {epoch} after {batches} batches; state saved")
+            }
             Event::Step {
                 epoch,
                 step,
@@ -172,7 +211,15 @@ mod tests {
         let run = RunDir::new(dir.path());
         let log = RunLog::open(&run).unwrap();
         let events = [
-            Event::Resumed { after_epoch: 2 },
+            Event::Resumed {
+                after_epoch: 2,
+                batches: 5,
+            },
+            Event::Interrupted {
+                signal: "SIGUSR1".into(),
+                epoch: 3,
+                batches: 9,
+            },
             Event::Finished {
                 best_epoch: Some(3),
                 dev_f1: 71.5,
@@ -193,6 +240,14 @@ mod tests {
         let read = read_events(&path).unwrap();
         let got: Vec<Event> = read.events.into_iter().map(|e| e.event).collect();
         assert_eq!(got, events);
-        assert_eq!(read.unreadable_lines, [3]);
+        assert_eq!(read.unreadable_lines, [4]);
+        // Each kind is the name events.jsonl gives it.
+        for (event, line) in events
+            .iter()
+            .zip(std::fs::read_to_string(&path).unwrap().lines())
+        {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(value["event"], event.kind());
+        }
     }
 }

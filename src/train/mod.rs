@@ -1,13 +1,17 @@
 //! Training (DESIGN §3 checkpoint layout): fine-tune the text encoder and train the new
 //! layers and continuous prompts, CLIP frozen; evaluate on valid every epoch, keep the
-//! best checkpoint, and leave a resumable state after every completed epoch.
+//! best checkpoint, and leave a resumable state after every completed epoch, and at the
+//! step where a stop is asked for (a signal: [`TrainOptions::stop`]).
 
 pub mod clip_pretrain;
 pub(crate) mod memory;
 pub(crate) mod optim;
+pub(crate) mod state;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var};
@@ -70,6 +74,14 @@ pub enum TrainError {
     BadState { path: PathBuf, message: String },
     #[error("the training set {0} is empty")]
     Empty(PathBuf),
+    #[error(
+        "stopped by {signal} in epoch {epoch} after {batches} batches; the state is saved: `train --resume` carries it on"
+    )]
+    Interrupted {
+        signal: String,
+        epoch: usize,
+        batches: usize,
+    },
     #[error(
         "this run needs about {needed_gb:.1} GB and {available_gb:.1} GB are available: lower batch_size ({batch_size}) or model.max_pieces ({max_pieces}) with --set, or train where there is more memory"
     )]
@@ -224,35 +236,109 @@ pub struct TrainSummary {
     pub out: PathBuf,
 }
 
-/// Trains as `config` says into `out`; with `resume`, continues the run there from its
-/// last completed epoch.
+/// The exit status of `promptmner train` stopped by a signal with its state saved
+/// (sysexits' EX_TEMPFAIL): the batch script requeues on it, the registry reads it.
+pub const EXIT_INTERRUPTED: i32 = 75;
+
+/// What to do with a run folder that already holds a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// Refuse it: the folder must be new.
+    No,
+    /// Carry it on from its saved state (refused when there is none).
+    Yes,
+    /// Carry it on when it holds a saved state, else start it (what a requeued job
+    /// runs: its first attempt may have stopped before saving anything).
+    IfSaved,
+}
+
+/// How a training is started and stopped.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub resume: Resume,
+    /// Nonzero asks the run to stop: it finishes the step it is in, saves its state and
+    /// returns [`TrainError::Interrupted`]. A signal handler stores its signal's number
+    /// (`signal_hook::flag::register_usize`).
+    pub stop: Arc<AtomicUsize>,
+}
+
+impl TrainOptions {
+    pub fn new(resume: Resume) -> Self {
+        Self {
+            resume,
+            stop: Arc::default(),
+        }
+    }
+
+    /// The stop asked for, by the signal's name.
+    fn stop_requested(&self) -> Option<String> {
+        match self.stop.load(Ordering::SeqCst) {
+            0 => None,
+            n => Some(
+                signal_hook::low_level::signal_name(n as i32)
+                    .map_or_else(|| format!("signal {n}"), str::to_string),
+            ),
+        }
+    }
+}
+
+/// Trains as `config` says into `out`; resumed as `options` says, from the state of its
+/// last completed epoch or of the step where it was stopped.
 pub fn train(
     config: &TrainConfig,
     out: &Path,
-    resume: bool,
+    options: &TrainOptions,
     device: &Device,
     progress: &dyn Progress,
 ) -> Result<TrainSummary, TrainError> {
     let run = RunDir::new(out);
     let has_state = run.state_metrics().is_file();
-    if resume && !has_state {
-        return Err(TrainError::NothingToResume(out.to_path_buf()));
-    }
-    if !resume && (has_state || run.config().is_file()) {
-        return Err(TrainError::Exists(out.to_path_buf()));
-    }
+    let resume = match options.resume {
+        Resume::Yes if !has_state => return Err(TrainError::NothingToResume(out.to_path_buf())),
+        Resume::No if has_state || run.config().is_file() => {
+            return Err(TrainError::Exists(out.to_path_buf()));
+        }
+        Resume::No => false,
+        Resume::Yes | Resume::IfSaved => has_state,
+    };
     if resume {
         unchanged_on_resume(config, &run)?;
     }
-    std::fs::create_dir_all(run.state_dir()).map_err(write_error(&run.state_dir()))?;
+    std::fs::create_dir_all(out).map_err(write_error(out))?;
     let log = RunLog::open(&run).map_err(write_error(out))?;
-    let result = train_inner(config, &run, resume, device, &log, progress);
-    if let Err(e) = &result {
+    let result = train_inner(config, &run, (resume, options), device, &log, progress);
+    if let Err(e) = &result
+        && !matches!(e, TrainError::Interrupted { .. })
+    {
         log.emit(&Event::Failed {
             reason: crate::util::error_chain(e),
         });
     }
     result
+}
+
+/// Saves the resumable state as one set: the model, the optimiser, the metrics and, inside
+/// an epoch, the position.
+fn save_state(
+    run: &RunDir,
+    model: &PromptMner,
+    optimizer: &AdamW,
+    metrics: &Metrics,
+    position: Option<&state::EpochPosition>,
+) -> Result<(), TrainError> {
+    state::save(run, |dir| {
+        save_atomic(&dir.join(RunDir::STATE_WEIGHTS), |p| {
+            model
+                .save_weights(p)
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))
+        })?;
+        save_atomic(&dir.join(RunDir::STATE_OPTIMIZER), |p| optimizer.save(p))?;
+        write_json(&dir.join(RunDir::STATE_METRICS), metrics)?;
+        if let Some(position) = position {
+            write_json(&dir.join(RunDir::STATE_POSITION), position)?;
+        }
+        Ok(())
+    })
 }
 
 /// A resumed run goes on as it was started: a setting that differs from its recorded
@@ -302,7 +388,7 @@ fn changed_keys(prefix: &str, given: &toml::Table, recorded: &toml::Table) -> Ve
 fn train_inner(
     config: &TrainConfig,
     run: &RunDir,
-    resume: bool,
+    (resume, options): (bool, &TrainOptions),
     device: &Device,
     log: &RunLog,
     progress: &dyn Progress,
@@ -390,6 +476,7 @@ fn train_inner(
         None
     };
     let mut metrics = Metrics::default();
+    let mut position = None;
     if resume {
         model
             .load_weights(&run.state_weights())
@@ -403,8 +490,10 @@ fn train_inner(
             path: run.state_metrics(),
             message: e.to_string(),
         })?;
+        position = state::position(run)?;
         log.emit(&Event::Resumed {
             after_epoch: metrics.epochs.len(),
+            batches: position.as_ref().map_or(0, |p| p.batches),
         });
     } else {
         let recorded = TrainConfig {
@@ -441,9 +530,38 @@ fn train_inner(
             format!("epoch {epoch}/{}", config.epochs),
             per_epoch as u64,
         );
+        // A run stopped inside this epoch goes on from the batch it stopped before.
+        let within = position.take().filter(|p| p.epoch == epoch);
+        let (mut loss_sum, mut loss_count, done, earlier) = match &within {
+            Some(p) => {
+                let word = p.dropout_word.parse().map_err(|_| TrainError::BadState {
+                    path: run.state_position(),
+                    message: format!("dropout_word {:?} is no number", p.dropout_word),
+                })?;
+                dropout_rng.borrow_mut().set_word_pos(word);
+                (p.loss_sum, p.loss_count, p.batches, p.seconds)
+            }
+            None => (0.0, 0usize, 0, 0.0),
+        };
+        task.advance((done * config.batch_size.max(1)).min(per_epoch) as u64);
         let started = Instant::now();
-        let (mut loss_sum, mut loss_count) = (0.0, 0usize);
-        for batch in order.chunks(config.batch_size.max(1)) {
+        let batches = order
+            .chunks(config.batch_size.max(1))
+            .enumerate()
+            .skip(done);
+        for (index, batch) in batches {
+            if let Some(signal) = options.stop_requested() {
+                let stopped = state::EpochPosition {
+                    epoch,
+                    batches: index,
+                    loss_sum,
+                    loss_count,
+                    dropout_word: dropout_rng.borrow().get_word_pos().to_string(),
+                    seconds: earlier + started.elapsed().as_secs_f64(),
+                };
+                save_state(run, &model, &optimizer, &metrics, Some(&stopped))?;
+                return Err(interrupted(log, signal, epoch, index));
+            }
             let tweets: Vec<&Tweet> = batch.iter().map(|&i| &train_split.text.tweets[i]).collect();
             let pieces: Vec<&WordPieces> =
                 batch.iter().map(|&i| &train_split.text.pieces[i]).collect();
@@ -505,7 +623,7 @@ fn train_inner(
             }
         }
         drop(task);
-        let seconds = started.elapsed().as_secs_f64();
+        let seconds = earlier + started.elapsed().as_secs_f64();
         let (dev, _) = evaluate(
             &model,
             &valid.text.tweets,
@@ -538,14 +656,13 @@ fn train_inner(
         });
         // The resumable state, written after the checkpoint so that it never points
         // past what is on disk.
-        save_atomic(&run.state_weights(), |p| {
-            model
-                .save_weights(p)
-                .map_err(|e| candle_core::Error::Msg(e.to_string()))
-        })?;
-        save_atomic(&run.state_optimizer(), |p| optimizer.save(p))?;
-        write_json(&run.state_metrics(), &metrics)?;
+        save_state(run, &model, &optimizer, &metrics, None)?;
         write_json(&run.metrics(), &metrics)?;
+        if let Some(signal) = options.stop_requested()
+            && epoch < config.epochs
+        {
+            return Err(interrupted(log, signal, epoch + 1, 0));
+        }
     }
 
     if let Some(test) = &test {
@@ -571,6 +688,20 @@ fn train_inner(
         metrics,
         out: run.dir.clone(),
     })
+}
+
+/// Records a stop (its state already saved) and says where it stopped.
+fn interrupted(log: &RunLog, signal: String, epoch: usize, batches: usize) -> TrainError {
+    log.emit(&Event::Interrupted {
+        signal: signal.clone(),
+        epoch,
+        batches,
+    });
+    TrainError::Interrupted {
+        signal,
+        epoch,
+        batches,
+    }
 }
 
 #[cfg(test)]

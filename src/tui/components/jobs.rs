@@ -199,6 +199,7 @@ impl JobsPanel {
 fn state_style(state: State) -> Style {
     match state {
         State::Running => Style::new().fg(Color::Cyan),
+        State::Requeued => Style::new().fg(Color::Yellow),
         State::Finished => Style::new().fg(Color::Green),
         State::Failed | State::Interrupted => Style::new().fg(Color::Red),
         State::Queued | State::Cancelled => Style::new().fg(Color::DarkGray),
