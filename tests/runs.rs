@@ -398,3 +398,111 @@ fn runs_show_prints_names_from_files_escaped_and_ids_from_folders() {
     let err = runs_refused(&root, repo(), &["cancel", "r0001-full-s1"]);
     assert!(err.contains("already finished"), "{err}");
 }
+
+/// The number of `started` events in a run folder's events.jsonl.
+fn starts(run: &Path) -> usize {
+    std::fs::read_to_string(run.join("events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("\"event\":\"started\""))
+        .count()
+}
+
+#[test]
+fn ten_submitters_at_once_two_starters_and_a_killed_runner_train_every_run_exactly_once() {
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path().join("runs");
+    let submit = |root: &Path, i: usize| {
+        let name = format!("s{i}");
+        let mut args = vec![
+            "submit",
+            "--from",
+            "checkpoints/demo",
+            "--variant",
+            "full",
+            "--seeds",
+            "1",
+            "--name",
+            &name,
+            "--set",
+            "epochs=2",
+            "--set",
+            "max_train_examples=64",
+            "--max-parallel",
+            "2",
+        ];
+        // Half the submitters ask for two seeds, so that groups differ in size.
+        if i % 2 == 1 {
+            args[6] = "2";
+        }
+        runs(root, &args)
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    // Two processes start a runner each, as two workbenches do, while ten submitting
+    // processes, from ten threads, run at once (each starts a runner too: one of them
+    // all takes the lock).
+    let starters: Vec<std::process::Child> = (0..2)
+        .map(|_| {
+            promptmner()
+                .current_dir(repo())
+                .args(["runs", "--runs"])
+                .arg(&root)
+                .args(["worker", "--max-parallel", "2"])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let (root, submit) = (&root, &submit);
+    let mut ids: Vec<String> = std::thread::scope(|scope| {
+        let submitters: Vec<_> = (0..10)
+            .map(|i| scope.spawn(move || submit(root, i)))
+            .collect();
+        submitters
+            .into_iter()
+            .flat_map(|s| s.join().unwrap())
+            .collect()
+    });
+    ids.sort();
+    let unique: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(ids.len(), 15, "{ids:?}");
+    assert_eq!(unique.len(), 15, "two runs got one id: {ids:?}");
+    let numbers: std::collections::BTreeSet<&str> =
+        ids.iter().map(|id| id.split('-').next().unwrap()).collect();
+    assert_eq!(numbers.len(), 15, "two runs got one number: {ids:?}");
+
+    // Kill the runner while it trains, then start it again as the next submission does.
+    wait_until("a run to start", 120, || {
+        ids.iter().any(|id| pid_of(&root.join(id)).is_some())
+    });
+    wait_until("the runner to write its pid", 30, || {
+        root.join("runner.pid").is_file()
+    });
+    // SAFETY: signalling a process of this test.
+    unsafe { libc::kill(runner_pid(root), libc::SIGKILL) };
+    submit(root, 10);
+    wait_until("every run to end", 600, || {
+        ids.iter().all(|id| {
+            let line = listed(root, id);
+            ["finished", "failed", "interrupted", "cancelled"]
+                .iter()
+                .any(|s| line.contains(s))
+        })
+    });
+    for mut starter in starters {
+        // SAFETY: signalling a process of this test (a runner outlives its queue's end
+        // by a poll at most; one killed above is already gone).
+        unsafe { libc::kill(starter.id() as i32, libc::SIGKILL) };
+        starter.wait().unwrap();
+    }
+    for id in &ids {
+        let run = root.join(id);
+        assert_eq!(starts(&run), 1, "{id} started {} times", starts(&run));
+        assert!(
+            listed(root, id).contains("finished"),
+            "{}",
+            listed(root, id)
+        );
+    }
+}

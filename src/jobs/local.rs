@@ -213,6 +213,10 @@ fn start(run: &RegisteredRun, program: &Path, gpu: Option<&str>) -> Result<Child
         path: output_path.clone(),
         source,
     };
+    // Claimed before the process exists: a runner killed between the two writes leaves
+    // a run that is not queued (no later runner starts it twice) and, with no process
+    // recorded, shows interrupted.
+    run.write_status(&RunStatus::new(State::Running))?;
     let output = std::fs::File::create(&output_path).map_err(io)?;
     let errors = output.try_clone().map_err(io)?;
     // Arguments, never a shell line: nothing in a run's config is interpreted.

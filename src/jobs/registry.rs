@@ -345,6 +345,16 @@ impl Registry {
     /// A new, empty run directory with an id no other process gets: the directory is
     /// created with `create_dir`, which fails when it exists.
     pub fn allocate(&self, stem: &str) -> Result<(String, RegisteredRun), RegistryError> {
+        // Submitters at once take numbers one after another (an flock, released by the
+        // kernel if a holder dies), so that no two runs share a number.
+        let lock_path = self.root.join("registry.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        lock.lock().map_err(io(&lock_path))?;
         let existing = std::fs::read_dir(&self.root)
             .map_err(io(&self.root))?
             .filter_map(|e| e.ok())

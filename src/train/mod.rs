@@ -66,6 +66,8 @@ pub enum TrainError {
     Exists(PathBuf),
     #[error("{0} holds no completed epoch to resume from")]
     NothingToResume(PathBuf),
+    #[error("another process is training into {0} (it holds {0}/train.lock)")]
+    Busy(PathBuf),
     #[error(
         "--resume would change the run recorded in {config} ({changes}); resume with the settings it was started with, or train into a new --out"
     )]
@@ -292,6 +294,10 @@ pub fn train(
     progress: &dyn Progress,
 ) -> Result<TrainSummary, TrainError> {
     let run = RunDir::new(out);
+    std::fs::create_dir_all(out).map_err(write_error(out))?;
+    // One trainer a folder, whoever started it (a runner restarted, a second command):
+    // held until this process ends, released by the kernel if it dies.
+    let _lock = train_lock(out)?;
     let has_state = run.state_metrics().is_file();
     let resume = match options.resume {
         Resume::Yes if !has_state => return Err(TrainError::NothingToResume(out.to_path_buf())),
@@ -304,7 +310,6 @@ pub fn train(
     if resume {
         unchanged_on_resume(config, &run)?;
     }
-    std::fs::create_dir_all(out).map_err(write_error(out))?;
     let log = RunLog::open(&run).map_err(write_error(out))?;
     let result = train_inner(config, &run, (resume, options), device, &log, progress);
     if let Err(e) = &result
@@ -315,6 +320,22 @@ pub fn train(
         });
     }
     result
+}
+
+/// The exclusive lock of training into `out`.
+fn train_lock(out: &Path) -> Result<std::fs::File, TrainError> {
+    let path = out.join("train.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(write_error(&path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(TrainError::Busy(out.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => Err(write_error(&path)(e)),
+    }
 }
 
 /// Saves the resumable state as one set: the model, the optimiser, the metrics and, inside
