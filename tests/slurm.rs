@@ -249,3 +249,120 @@ fn a_run_requeued_while_it_trains_ends_with_the_metrics_of_an_uninterrupted_one(
     assert!(trained.status.success(), "{trained:?}");
     assert_eq!(results(&whole), results(&dir));
 }
+
+/// The Slurm job of run `id` as its status records it.
+fn slurm_job(root: &Path, id: &str) -> String {
+    let text = std::fs::read_to_string(root.join(id).join("status.json")).unwrap();
+    let status: serde_json::Value = serde_json::from_str(&text).unwrap();
+    status["slurm_job"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_submission_of_several_runs_is_one_job_array_whose_tasks_fail_alone_and_cancel_together() {
+    if slurm().is_none() {
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let root = slurm_root(scratch.path());
+    // One task at a time, so that the second is still waiting when it is broken.
+    let config = std::fs::read_to_string(root.join("slurm.toml")).unwrap();
+    std::fs::write(root.join("slurm.toml"), config + "array_parallel = 1\n").unwrap();
+    let submit = |name: &str| -> Vec<String> {
+        let args = [
+            "submit",
+            "--from",
+            "checkpoints/demo",
+            "--variant",
+            "full",
+            "--variant",
+            "plain",
+            "--seeds",
+            "1",
+            "--backend",
+            "slurm",
+            "--name",
+            name,
+            "--set",
+            "epochs=1",
+            "--set",
+            "max_train_examples=32",
+        ];
+        runs(&root, &args).lines().map(str::to_string).collect()
+    };
+    let ids = submit("array");
+    let jobs: Vec<String> = ids.iter().map(|id| slurm_job(&root, id)).collect();
+    let array = jobs[0].split('_').next().unwrap().to_string();
+    assert_eq!(jobs, [format!("{array}_0"), format!("{array}_1")]);
+    let script_path = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".sbatch"))
+        .unwrap();
+    let script = std::fs::read_to_string(script_path).unwrap();
+    assert!(script.contains("#SBATCH --array=0-1%1"), "{script}");
+    // The second task's config is broken before it starts: it fails, alone.
+    std::fs::write(
+        root.join(&ids[1]).join("train-config.toml"),
+        "epochs = \"x\"\n",
+    )
+    .unwrap();
+    let start = Instant::now();
+    let over = |line: &str| {
+        ["finished", "failed", "cancelled"]
+            .iter()
+            .any(|s| line.contains(s))
+    };
+    while !ids.iter().all(|id| over(&list_line(&root, id))) {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "{}",
+            runs(&root, &["list"])
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        list_line(&root, &ids[0]).contains("finished"),
+        "{}",
+        runs(&root, &["list"])
+    );
+    assert!(
+        list_line(&root, &ids[1]).contains("failed"),
+        "{}",
+        runs(&root, &["list"])
+    );
+    let output = std::fs::read_to_string(root.join(&ids[1]).join("output.log")).unwrap();
+    assert!(output.contains("train-config.toml"), "{output}");
+
+    // Cancelling a group cancels its array: no task of it is left in the queue.
+    let ids = submit("cancelled");
+    let group = runs(&root, &["show", &ids[0]])
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("group ")
+                .map(|g| g.split(' ').next().unwrap().to_string())
+        })
+        .unwrap();
+    runs(&root, &["cancel", &group]);
+    let array = slurm_job(&root, &ids[0])
+        .split('_')
+        .next()
+        .unwrap()
+        .to_string();
+    let start = Instant::now();
+    loop {
+        let queue = Command::new("squeue")
+            .args(["-h", "-r", "-j", &array])
+            .output()
+            .unwrap();
+        let listed = String::from_utf8_lossy(&queue.stdout).trim().to_string();
+        let states: Vec<String> = ids.iter().map(|id| list_line(&root, id)).collect();
+        if listed.is_empty() && states.iter().all(|l| l.contains("cancelled")) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{listed}\n{states:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

@@ -57,7 +57,8 @@ pub enum RunsCommand {
     List,
     /// One run: spec, status, progress and the tail of its log.
     Show { id: String },
-    /// Cancel a queued or running run.
+    /// Cancel a queued or running run, or (by its name) every run of a group: a Slurm
+    /// submission's job array is cancelled as one.
     Cancel { id: String },
     /// The results table over a group (or run ids): mean ± std over seeds per variant.
     Table {
@@ -132,8 +133,8 @@ pub(super) fn run(args: RunsArgs) -> anyhow::Result<()> {
                 ),
             };
             let runs = submit(&registry, &submission)?;
+            backend.submit(&runs)?;
             for run in &runs {
-                backend.submit(run)?;
                 println!("{}", run.spec()?.id);
             }
             Ok(())
@@ -191,6 +192,29 @@ pub(super) fn run(args: RunsArgs) -> anyhow::Result<()> {
             for line in run.run.log_tail(15) {
                 println!("{}", shown(&line));
             }
+            Ok(())
+        }
+        RunsCommand::Cancel { id } if registry.run(&id).is_err() => {
+            let (all, _) = registry.list()?;
+            let group: Vec<RunView> = all.into_iter().filter(|r| r.spec.group == id).collect();
+            if group.is_empty() {
+                bail!("no run or group named {id} (see `promptmner runs list`)");
+            }
+            let (slurm, local): (Vec<RunView>, Vec<RunView>) = group
+                .into_iter()
+                .partition(|r| r.spec.backend == BackendKind::Slurm);
+            let slurm: Vec<_> = slurm.into_iter().map(|r| r.run).collect();
+            crate::jobs::slurm::cancel_group(&slurm)?;
+            let backend = backend_for(
+                BackendKind::Local,
+                &root,
+                &program()?,
+                &SlurmConfig::default(),
+            );
+            for run in local.iter().filter(|r| !r.state.is_final()) {
+                backend.cancel(&run.run)?;
+            }
+            println!("cancelled group {id}");
             Ok(())
         }
         RunsCommand::Cancel { id } => {

@@ -25,9 +25,10 @@ pub enum JobsError {
     Submit(#[from] submit::SubmitError),
 }
 
-/// Where runs execute: submit a queued run, learn its state, cancel it.
+/// Where runs execute: submit queued runs (one submission's together), learn a run's
+/// state, cancel it.
 pub trait Backend {
-    fn submit(&self, run: &RegisteredRun) -> Result<(), JobsError>;
+    fn submit(&self, runs: &[RegisteredRun]) -> Result<(), JobsError>;
     fn poll(&self, run: &RegisteredRun) -> Result<State, JobsError>;
     fn cancel(&self, run: &RegisteredRun) -> Result<(), JobsError>;
 }
@@ -41,8 +42,8 @@ pub struct LocalBackend {
 }
 
 impl Backend for LocalBackend {
-    fn submit(&self, _run: &RegisteredRun) -> Result<(), JobsError> {
-        // The run is queued on disk already; the runner picks it up.
+    fn submit(&self, _runs: &[RegisteredRun]) -> Result<(), JobsError> {
+        // The runs are queued on disk already; the runner picks them up.
         local::ensure_runner(&self.root, &self.program, self.limit)?;
         Ok(())
     }
@@ -56,18 +57,25 @@ impl Backend for LocalBackend {
     }
 }
 
-/// One sbatch job per run.
+/// An sbatch job for a single run; a job array, one task a run, for a submission of
+/// several.
 pub struct SlurmBackend {
+    pub root: PathBuf,
     pub program: PathBuf,
     pub config: SlurmConfig,
 }
 
 impl Backend for SlurmBackend {
-    fn submit(&self, run: &RegisteredRun) -> Result<(), JobsError> {
-        // The group carries the user's label: quoted in the script like every value.
-        let spec = run.spec()?;
-        let name = format!("promptmner-{}-{}", spec.group, spec.id);
-        slurm::submit(run, &name, &self.program, &self.config)?;
+    fn submit(&self, runs: &[RegisteredRun]) -> Result<(), JobsError> {
+        // The group carries the user's label: reduced to safe characters in the script.
+        if let [run] = runs {
+            let spec = run.spec()?;
+            let name = format!("promptmner-{}-{}", spec.group, spec.id);
+            slurm::submit(run, &name, &self.program, &self.config)?;
+        } else if let Some(first) = runs.first() {
+            let name = format!("promptmner-{}", first.spec()?.group);
+            slurm::submit_array(&self.root, runs, &name, &self.program, &self.config)?;
+        }
         Ok(())
     }
 
@@ -94,6 +102,7 @@ pub fn backend_for(
             limit: 1,
         }),
         BackendKind::Slurm => Box::new(SlurmBackend {
+            root: root.to_path_buf(),
             program: program.to_path_buf(),
             config: slurm.clone(),
         }),

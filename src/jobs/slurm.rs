@@ -27,6 +27,9 @@ pub struct SlurmConfig {
     /// Seconds before the time limit at which Slurm warns the job (SIGUSR1): the run
     /// saves its state and requeues itself.
     pub signal_lead: u32,
+    /// Tasks of a job array that run at once (`--array=…%K`); 0: as many as Slurm
+    /// gives.
+    pub array_parallel: usize,
 }
 
 impl Default for SlurmConfig {
@@ -38,6 +41,7 @@ impl Default for SlurmConfig {
             memory: "8G".into(),
             time: "04:00:00".into(),
             signal_lead: 120,
+            array_parallel: 0,
         }
     }
 }
@@ -178,6 +182,7 @@ pub(crate) fn script(
         &quoted_path("the run's config path", &run.train_config())?,
         &quoted_path("the run folder", run.path())?,
         &quoted_path("the run folder", &run.cancel_marker())?,
+        &quoted_path("the run folder", &run.job_exit())?,
     ));
     Ok(lines.join("\n") + "\n")
 }
@@ -210,7 +215,7 @@ fn header(name: &str, config: &SlurmConfig) -> Result<Vec<String>, SlurmError> {
 /// (a trap runs only between commands); when the trainer stops resumable (it saved its
 /// state), the job requeues itself unless the run was cancelled. Every attempt runs
 /// `--auto-resume`: the first starts, the next ones carry on.
-fn trainer_lines(program: &str, config: &str, run: &str, cancel: &str) -> Vec<String> {
+fn trainer_lines(program: &str, config: &str, run: &str, cancel: &str, exit: &str) -> Vec<String> {
     let status = crate::train::EXIT_INTERRUPTED;
     [
         &format!("{program} train --config {config} --out {run} --auto-resume &"),
@@ -221,6 +226,7 @@ fn trainer_lines(program: &str, config: &str, run: &str, cancel: &str) -> Vec<St
         "  wait \"$trainer\"; status=$?",
         "  kill -0 \"$trainer\" 2>/dev/null || break",
         "done",
+        &format!("echo \"$status\" > {exit}"),
         &format!("if [ \"$status\" -eq {status} ] && [ ! -e {cancel} ]; then"),
         "  scontrol requeue \"$SLURM_JOB_ID\" || true",
         "fi",
@@ -229,6 +235,78 @@ fn trainer_lines(program: &str, config: &str, run: &str, cancel: &str) -> Vec<St
     .iter()
     .map(|line| line.to_string())
     .collect()
+}
+
+/// The batch script of a job array: task i trains `runs[i]`, its output in that run's
+/// folder. Every path is quoted into a bash array; a task picks its own by index.
+pub(crate) fn array_script(
+    runs: &[RunDir],
+    name: &str,
+    program: &Path,
+    config: &SlurmConfig,
+) -> Result<String, SlurmError> {
+    let mut lines = header(name, config)?;
+    let limit = match config.array_parallel {
+        0 => String::new(),
+        k => format!("%{k}"),
+    };
+    lines.push(format!(
+        "#SBATCH --array=0-{}{limit}",
+        runs.len().saturating_sub(1)
+    ));
+    // Each task writes into its run's folder (below), nothing here.
+    lines.push("#SBATCH --output=/dev/null".to_string());
+    lines.push(String::new());
+    let quoted: Vec<String> = runs
+        .iter()
+        .map(|run| quoted_path("a run folder", run.path()))
+        .collect::<Result<_, _>>()?;
+    lines.push(format!("runs=({})", quoted.join(" ")));
+    lines.push("run=\"${runs[$SLURM_ARRAY_TASK_ID]}\"".to_string());
+    lines.push("cd \"$run\" || exit 1".to_string());
+    lines.push(format!("exec >>{} 2>&1", RunDir::OUTPUT_LOG));
+    lines.extend(trainer_lines(
+        &quoted_path("the program path", program)?,
+        &format!("\"$run\"/{}", file_name(&RunDir::new("").train_config())),
+        "\"$run\"",
+        &format!("\"$run\"/{}", file_name(&RunDir::new("").cancel_marker())),
+        &format!("\"$run\"/{}", file_name(&RunDir::new("").job_exit())),
+    ));
+    Ok(lines.join("\n") + "\n")
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Submits `runs` as one job array (its script in the runs root, named after the
+/// group); each run is queued with its task's id, `JOB_TASK`.
+pub(crate) fn submit_array(
+    root: &Path,
+    runs: &[RegisteredRun],
+    name: &str,
+    program: &Path,
+    config: &SlurmConfig,
+) -> Result<String, SlurmError> {
+    let dirs: Vec<RunDir> = runs.iter().map(|r| r.files.clone()).collect();
+    let text = array_script(&dirs, name, program, config)?;
+    let path = root.join(format!("{}.sbatch", crate::util::safe_stem(name)));
+    crate::util::write_atomic(&path, text.as_bytes()).map_err(|source| SlurmError::Write {
+        path: path.clone(),
+        source,
+    })?;
+    let path_text = path.to_string_lossy();
+    let out = run_command("sbatch", &["--parsable", &path_text])?;
+    let job = out.split(';').next().unwrap_or_default().to_string();
+    for (task, run) in runs.iter().enumerate() {
+        let mut status = RunStatus::new(State::Queued);
+        status.slurm_job = Some(format!("{job}_{task}"));
+        status.message = Some(format!("task {task} of job array {job}"));
+        run.write_status(&status)?;
+    }
+    Ok(job)
 }
 
 fn run_command(command: &'static str, args: &[&str]) -> Result<String, SlurmError> {
@@ -279,7 +357,9 @@ pub(crate) fn poll(run: &RegisteredRun) -> Result<State, SlurmError> {
     if current.state.is_final() {
         return Ok(current.state);
     }
-    let queue_state = run_command("squeue", &["-h", "-j", &job, "-o", "%T"]).unwrap_or_default();
+    // -r: a pending array task has a line of its own.
+    let queue_state =
+        run_command("squeue", &["-h", "-r", "-j", &job, "-o", "%T"]).unwrap_or_default();
     let state = match queue_state.as_str() {
         // A job queued again after a saved stop (its own requeue, or `scontrol requeue`).
         "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" => State::Requeued,
@@ -289,14 +369,31 @@ pub(crate) fn poll(run: &RegisteredRun) -> Result<State, SlurmError> {
         _ if current.progress.finished => State::Finished,
         _ if current.progress.failed.is_some() => State::Failed,
         _ if run.files.cancel_marker().exists() => State::Cancelled,
+        _ if failed_exit(run).is_some() => State::Failed,
         _ => State::Interrupted,
     };
     if state != current.status.state {
         let mut status = RunStatus::new(state);
+        if state == State::Failed {
+            status.exit_code = failed_exit(run);
+            status.message = Some(format!(
+                "the trainer exited with status {}: see {}",
+                status.exit_code.unwrap_or_default(),
+                run.files.output_log().display()
+            ));
+        }
         status.slurm_job = Some(job);
         run.write_status(&status)?;
     }
     Ok(state)
+}
+
+/// The trainer's exit status as the batch script recorded it, when it is a failure
+/// (neither success nor a saved stop).
+fn failed_exit(run: &RegisteredRun) -> Option<i32> {
+    let text = std::fs::read_to_string(run.files.job_exit()).ok()?;
+    let code: i32 = text.trim().parse().ok()?;
+    (code != 0 && code != crate::train::EXIT_INTERRUPTED).then_some(code)
 }
 
 /// Cancels the run's job.
@@ -307,6 +404,32 @@ pub(crate) fn cancel(run: &RegisteredRun) -> Result<(), SlurmError> {
             path: run.files.cancel_marker(),
             source,
         })?;
+        run_command("scancel", &[job])?;
+    }
+    Ok(())
+}
+
+/// Cancels a whole submission: each run's cancel marker, then one `scancel` per job: the
+/// array's id for its tasks (the array goes as one), a single run's job id otherwise.
+pub(crate) fn cancel_group(runs: &[RegisteredRun]) -> Result<(), SlurmError> {
+    let mut jobs: Vec<String> = Vec::new();
+    for run in runs {
+        let Ok(current) = crate::jobs::registry::cancellable(run) else {
+            continue;
+        };
+        let Some(job) = current.status.slurm_job else {
+            continue;
+        };
+        std::fs::write(run.files.cancel_marker(), b"").map_err(|source| SlurmError::Write {
+            path: run.files.cancel_marker(),
+            source,
+        })?;
+        let whole = job.split_once('_').map_or(job.as_str(), |(array, _)| array);
+        if !jobs.iter().any(|j| j == whole) {
+            jobs.push(whole.to_string());
+        }
+    }
+    for job in &jobs {
         run_command("scancel", &[job])?;
     }
     Ok(())
@@ -473,6 +596,49 @@ mod tests {
         let (status, asked) = stop_a_job(true);
         assert_eq!(status, Some(crate::train::EXIT_INTERRUPTED));
         assert_eq!(asked, "");
+    }
+
+    #[test]
+    fn an_array_script_over_hostile_run_folders_runs_each_task_in_its_own_and_nothing_else() {
+        let scratch = tempfile::tempdir().unwrap();
+        let dirs: Vec<RunDir> = HOSTILE
+            .iter()
+            .enumerate()
+            .map(|(i, hostile)| {
+                let dir = scratch.path().join(format!("r{i} {hostile}"));
+                std::fs::create_dir_all(&dir).unwrap();
+                RunDir::new(dir)
+            })
+            .collect();
+        // The program records where it was asked to train.
+        let program = scratch.path().join("program $(touch pwned-p)");
+        std::fs::write(
+            &program,
+            "#!/bin/sh\nprintf '%s' \"$5\" > \"$5/trained-here\"\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let config = SlurmConfig {
+            array_parallel: 2,
+            ..Default::default()
+        };
+        let text = array_script(&dirs, "n", &program, &config).unwrap();
+        assert!(text.lines().any(|l| l == "#SBATCH --array=0-3%2"), "{text}");
+        let path = scratch.path().join("array.sbatch");
+        std::fs::write(&path, &text).unwrap();
+        for (task, dir) in dirs.iter().enumerate() {
+            let ran = std::process::Command::new("bash")
+                .arg(&path)
+                .current_dir(scratch.path())
+                .env("SLURM_ARRAY_TASK_ID", task.to_string())
+                .output()
+                .unwrap();
+            assert!(ran.status.success(), "{text}\n{ran:?}");
+            let here = std::fs::read_to_string(dir.path().join("trained-here")).unwrap();
+            assert_eq!(Path::new(&here), dir.path());
+            assert_eq!(std::fs::read_to_string(dir.job_exit()).unwrap().trim(), "0");
+        }
+        assert_eq!(pwned(scratch.path()), Vec::<std::path::PathBuf>::new());
     }
 
     #[test]

@@ -101,6 +101,11 @@ impl RunDir {
         self.dir.join(Self::OUTPUT_LOG)
     }
     /// Slurm's batch script.
+    /// The exit status of a Slurm job's trainer, written by its batch script (Slurm
+    /// keeps none without accounting).
+    pub fn job_exit(&self) -> PathBuf {
+        self.dir.join("job.exit")
+    }
     pub fn batch_script(&self) -> PathBuf {
         self.dir.join("job.sbatch")
     }

@@ -528,7 +528,7 @@ fn queue_runs(root: &Path, submission: &Submission) -> Result<usize, JobsError> 
         program: std::env::current_exe().unwrap_or_else(|_| "promptmner".into()),
         limit: 1,
     };
-    runs.iter().try_for_each(|run| backend.submit(run))?;
+    backend.submit(&runs)?;
     Ok(runs.len())
 }
 
