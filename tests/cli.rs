@@ -119,6 +119,16 @@ fn score_prints_a_table() {
     ]);
     assert!(text.contains("micro"), "{text}");
     assert!(text.contains("100.00"), "{text}");
+    let args = [
+        "score",
+        "--gold",
+        gold.to_str().unwrap(),
+        "--pred",
+        gold.to_str().unwrap(),
+    ];
+    let latex = run_ok(&[&args[..], &["--format", "latex"]].concat());
+    insta::assert_snapshot!(latex);
+    common::compiles_as_latex(&latex);
 }
 
 #[test]
@@ -468,6 +478,52 @@ fn eval_compare_counts_equal_a_count_from_the_two_prediction_files() {
     assert_eq!(d["tweets"], tweets);
     let f1 = |k: &str| json[k]["scores"]["micro"]["f1"].as_f64().unwrap();
     assert!((json["delta_f1"].as_f64().unwrap() - (f1("b") - f1("a"))).abs() < 1e-9);
+    // The paired tests: an interval around the delta, a p-value, seeded.
+    let s = &json["significance"];
+    let (low, high) = (
+        s["interval"][0].as_f64().unwrap(),
+        s["interval"][1].as_f64().unwrap(),
+    );
+    let delta = s["delta_f1"].as_f64().unwrap();
+    assert!(low <= delta && delta <= high, "{s}");
+    let p = s["p_value"].as_f64().unwrap();
+    assert!(p > 0.0 && p <= 1.0 && s["resamples"] == 1000, "{s}");
+
+    // A checkpoint against itself: ΔF1 0, interval [0, 0], p = 1, in the text report.
+    let itself = run_ok(&[
+        "eval",
+        "--checkpoint",
+        a.to_str().unwrap(),
+        "--compare",
+        a.to_str().unwrap(),
+        "--data",
+        data,
+        "--resamples",
+        "200",
+    ]);
+    assert!(
+        itself.contains("ΔF1 (B − A): +0.00, 95% interval [+0.00, +0.00], p = 1.000"),
+        "{itself}"
+    );
+    assert!(itself.contains("200 resamples each"), "{itself}");
+    // The comparison as a table for a paper.
+    let latex = run_ok(&[
+        "eval",
+        "--checkpoint",
+        a.to_str().unwrap(),
+        "--compare",
+        b.to_str().unwrap(),
+        "--data",
+        data,
+        "--format",
+        "latex",
+    ]);
+    assert!(
+        latex.contains("\\toprule") && latex.contains("A: demo"),
+        "{latex}"
+    );
+    assert!(latex.contains("paired-bootstrap interval"), "{latex}");
+    common::compiles_as_latex(&latex);
 }
 
 #[test]

@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{promptmner, runs};
+use common::{compiles_as_latex, promptmner, runs};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -119,8 +119,27 @@ fn a_local_run_goes_from_queued_to_finished_with_its_metrics_in_the_table() {
         let runs = markdown_row(&table, variant).get(1).cloned();
         assert_eq!(runs.as_deref(), Some("1/1"), "{variant}: {table}");
     }
+    // current-vocabulary against full: a p-value from the pooled test predictions, and
+    // the caption naming the test.
+    let p = markdown_row(&table, "current-vocabulary")
+        .get(6)
+        .cloned()
+        .unwrap_or_default();
+    let p: f64 = p.parse().unwrap_or_else(|_| panic!("no p-value: {table}"));
+    assert!(p > 0.0 && p <= 1.0, "{table}");
+    assert!(
+        table.contains("approximate randomisation against full"),
+        "{table}"
+    );
+    assert!(root.join(&ids[0]).join("test-predictions.txt").is_file());
     let csv = runs(&root, &["table", "--format", "csv"]);
     assert!(csv.starts_with("variant,finished,runs,p_mean"), "{csv}");
+    let latex = runs(&root, &["table", "--format", "latex"]);
+    assert!(
+        latex.contains("\\toprule") && latex.contains("current-vocabulary"),
+        "{latex}"
+    );
+    compiles_as_latex(&latex);
     let saved = std::fs::read_to_string(root.join(&ids[1]).join("vocabulary.toml")).unwrap();
     assert!(
         saved.contains("$(touch pwned)"),

@@ -54,9 +54,12 @@ pub enum Command {
         /// Predicted CoNLL file, token-aligned with the gold file.
         #[arg(long)]
         pred: PathBuf,
-        /// Print the report as JSON.
+        /// Print the report as JSON (the same as --format json).
         #[arg(long)]
         json: bool,
+        /// text, json, or latex (a booktabs table for a paper).
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
     },
     /// Generate the demo world: a multimodal NER dataset whose ambiguous names only the image types.
     DemoData {
@@ -190,7 +193,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         return demo_default();
     };
     match command {
-        Command::Score { gold, pred, json } => score(&gold, &pred, json),
+        Command::Score {
+            gold,
+            pred,
+            json,
+            format,
+        } => score(&gold, &pred, if json { ReportFormat::Json } else { format }),
         Command::DemoData {
             out,
             seed,
@@ -358,6 +366,8 @@ fn demo_default() -> anyhow::Result<()> {
         out: None,
         json: false,
         compare: None,
+        resamples: crate::eval::significance::DEFAULT_RESAMPLES,
+        format: ReportFormat::Text,
     })
 }
 
@@ -395,10 +405,21 @@ pub struct EvalArgs {
     /// Print the scores as JSON.
     #[arg(long)]
     pub json: bool,
-    /// A second checkpoint: both scores, the delta, and the disagreements.
+    /// A second checkpoint: both scores, the delta with its 95% paired-bootstrap
+    /// interval and approximate-randomisation p-value, and the disagreements.
     #[arg(long)]
     pub compare: Option<PathBuf>,
+    /// With --compare: resamples of the bootstrap (and rounds of the randomisation).
+    #[arg(long, default_value_t = crate::eval::significance::DEFAULT_RESAMPLES)]
+    pub resamples: usize,
+    /// With --compare: latex prints the comparison as a booktabs table.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
 }
+
+/// The seed of `eval --compare`'s significance tests, so that a report comes out the
+/// same again.
+const SIGNIFICANCE_SEED: u64 = 2018;
 
 /// A checkpoint with a split's tweets, their image states and the checkpoint's prompts.
 struct Prepared {
@@ -742,13 +763,36 @@ fn compare(
         .iter()
         .map(|t| crate::data::spans::spans_from_tags(&t.tags))
         .collect();
-    let comparison = compare_spans(&gold_spans, &spans(predictions_a), &spans(&predictions_b));
+    let (spans_a, spans_b) = (spans(predictions_a), spans(&predictions_b));
+    let comparison = compare_spans(&gold_spans, &spans_a, &spans_b);
     let delta = report_b.micro.prf.f1 - report_a.micro.prf.f1;
-    if args.json {
+    use crate::eval::significance::{paired_test, tweet_counts};
+    let significance = paired_test(
+        &tweet_counts(&gold_spans, &spans_a),
+        &tweet_counts(&gold_spans, &spans_b),
+        args.resamples,
+        SIGNIFICANCE_SEED,
+    );
+    if args.format == ReportFormat::Latex {
+        // A paper names a model by its folder, not by where it lies on this disk.
+        let name = |which: &str, path: &Path| {
+            let folder = path.file_name().unwrap_or(path.as_os_str());
+            format!("{which}: {}", folder.to_string_lossy())
+        };
+        let (a_name, b_name) = (name("A", &args.run.checkpoint), name("B", other));
+        let models = [(a_name.as_str(), &report_a), (b_name.as_str(), &report_b)];
+        print!(
+            "{}",
+            crate::eval::latex::compare_table(models, &significance)
+        );
+        return Ok(());
+    }
+    if args.json || args.format == ReportFormat::Json {
         let value = serde_json::json!({
             "a": { "checkpoint": args.run.checkpoint, "scores": report_a },
             "b": { "checkpoint": other, "scores": report_b },
             "delta_f1": delta,
+            "significance": significance,
             "disagreements": {
                 "tweets": comparison.tweets,
                 "overall": comparison.overall,
@@ -771,7 +815,17 @@ fn compare(
             prf.f1
         );
     }
-    println!("ΔF1 (B − A): {delta:+.2}");
+    let [low, high] = significance.interval;
+    println!(
+        "ΔF1 (B − A): {delta:+.2}, 95% interval [{low:+.2}, {high:+.2}], p = {:.3}",
+        significance.p_value
+    );
+    println!(
+        "  (paired bootstrap over the {} tweets and approximate randomisation, {} resamples each, seed {})",
+        gold.len(),
+        significance.resamples,
+        significance.seed
+    );
     println!(
         "\ndisagreements: {} entities in {} tweets (A right {}, B right {})",
         comparison.overall.total(),
@@ -840,15 +894,24 @@ fn models(command: ModelsCommand) -> anyhow::Result<()> {
     }
 }
 
-fn score(gold: &Path, pred: &Path, json: bool) -> anyhow::Result<()> {
+/// How `score` and `eval --compare` print their report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+    /// A booktabs table (`\usepackage{booktabs}`) with a caption.
+    Latex,
+}
+
+fn score(gold: &Path, pred: &Path, format: ReportFormat) -> anyhow::Result<()> {
     let gold_tweets = read_conll(gold)?;
     let pred_tweets = read_conll(pred)?;
     let report = score_tweets(&gold_tweets, &pred_tweets)
         .with_context(|| format!("{} does not align with {}", pred.display(), gold.display()))?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", format_report(&report));
+    match format {
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        ReportFormat::Latex => print!("{}", crate::eval::latex::score_table(&report)),
+        ReportFormat::Text => print!("{}", format_report(&report)),
     }
     Ok(())
 }

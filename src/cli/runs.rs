@@ -230,7 +230,9 @@ pub(super) fn run(args: RunsArgs) -> anyhow::Result<()> {
                 eprintln!("{message}");
             }
             let chosen = choose(runs, &ids)?;
-            print!("{}", render(&rows(&chosen), format));
+            let mut table = rows(&chosen);
+            crate::jobs::table::with_p_values(&mut table, &chosen);
+            print!("{}", render(&table, format));
             Ok(())
         }
         RunsCommand::Worker { limit } => {

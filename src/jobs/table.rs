@@ -41,6 +41,67 @@ pub(crate) struct Row {
     pub f1: Option<MeanStd>,
     /// Mean F1 minus the full model's.
     pub delta_f1: Option<f64>,
+    /// Against `full`: approximate randomisation over the pooled test predictions of
+    /// every seed ([`with_p_values`]).
+    pub p_value: Option<f64>,
+}
+
+/// The test behind [`Row::p_value`], for a table's caption.
+pub(crate) const P_VALUE_TEST: &str = "p: approximate randomisation against full, 1000 rounds, over the test tweets of every seed pooled (seed i of a variant paired with seed i of full)";
+
+/// Each finished run's test counts per tweet (from its test-predictions.txt and its
+/// data's test split), by seed; runs without them are left out.
+fn test_counts(runs: &[&RunView]) -> Vec<(u64, Vec<crate::eval::score::Counts>)> {
+    let mut counts: Vec<(u64, Vec<crate::eval::score::Counts>)> = runs
+        .iter()
+        .filter(|r| r.state == State::Finished)
+        .filter_map(|r| {
+            let files = &r.run.files;
+            let config = crate::run::TrainConfig::load(&files.train_config(), &[]).ok()?;
+            let gold_path = crate::data::split_path(&config.data, "test");
+            let gold = crate::data::conll::read_conll(&gold_path).ok()?;
+            let predicted = crate::data::conll::read_conll(&files.test_predictions()).ok()?;
+            let spans = |tweets: &[crate::data::Tweet]| -> Vec<Vec<crate::data::Span>> {
+                tweets
+                    .iter()
+                    .map(|t| crate::data::spans::spans_from_tags(&t.tags))
+                    .collect()
+            };
+            let counts = crate::eval::significance::tweet_counts(&spans(&gold), &spans(&predicted));
+            Some((r.spec.seed, counts))
+        })
+        .collect();
+    counts.sort_by_key(|(seed, _)| *seed);
+    counts
+}
+
+/// Fills each variant's p-value against `full`: its seeds paired in order with full's,
+/// their tweets pooled.
+pub(crate) fn with_p_values(rows: &mut [Row], runs: &[RunView]) {
+    let of = |variant: &str| -> Vec<&RunView> {
+        runs.iter().filter(|r| r.spec.variant == variant).collect()
+    };
+    let full = test_counts(&of("full"));
+    for row in rows.iter_mut().filter(|r| r.variant != "full") {
+        let mine = test_counts(&of(&row.variant));
+        let pairs = full.len().min(mine.len());
+        if pairs == 0 {
+            continue;
+        }
+        let pool = |runs: &[(u64, Vec<crate::eval::score::Counts>)]| -> Vec<_> {
+            runs[..pairs]
+                .iter()
+                .flat_map(|(_, c)| c.iter().copied())
+                .collect()
+        };
+        let test = crate::eval::significance::paired_test(
+            &pool(&full),
+            &pool(&mine),
+            crate::eval::significance::DEFAULT_RESAMPLES,
+            2018,
+        );
+        row.p_value = Some(test.p_value);
+    }
 }
 
 /// Rows in the variants' menu order (others after, by name).
@@ -76,6 +137,7 @@ pub(crate) fn rows(runs: &[RunView]) -> Vec<Row> {
                 recall: column(|s| s.recall),
                 f1: column(|s| s.f1),
                 delta_f1: None,
+                p_value: None,
             }
         })
         .collect();
@@ -95,6 +157,8 @@ pub(crate) fn rows(runs: &[RunView]) -> Vec<Row> {
 pub enum Format {
     Md,
     Csv,
+    /// booktabs rules, the best of each column in bold, a caption naming the tests.
+    Latex,
 }
 
 fn best(rows: &[Row], column: impl Fn(&Row) -> Option<f64>) -> Option<f64> {
@@ -135,14 +199,76 @@ pub(crate) fn render(rows: &[Row], format: Format) -> String {
     match format {
         Format::Md => markdown(rows, &bests, best_delta),
         Format::Csv => csv(rows, &bests),
+        Format::Latex => latex(rows, &bests, best_delta),
     }
 }
 
+/// The table for a paper: variants as rows, P/R/F1 as mean ± std, ΔF1 and (where there
+/// are any) p against `full`.
+fn latex(rows: &[Row], bests: &[Option<f64>; 3], best_delta: Option<f64>) -> String {
+    use crate::eval::latex::{Table, bold, escape};
+    let with_p = rows.iter().any(|r| r.p_value.is_some());
+    let mut header: Vec<String> = ["Variant", "$P$", "$R$", "$F_1$", "$\\Delta F_1$"]
+        .map(String::from)
+        .to_vec();
+    if with_p {
+        header.push("$p$".into());
+    }
+    let body = rows
+        .iter()
+        .map(|row| {
+            let mut cells = vec![escape(&row.variant)];
+            for ((_, column), best) in COLUMNS.iter().zip(bests) {
+                cells.push(match column(row) {
+                    Some(m) => {
+                        let cell = format!("{:.2} $\\pm$ {:.2}", m.mean, m.std);
+                        if is_best(m.mean, *best) {
+                            bold(&cell)
+                        } else {
+                            cell
+                        }
+                    }
+                    None => "--".into(),
+                });
+            }
+            cells.push(match row.delta_f1 {
+                Some(_) if row.variant == "full" => "0".into(),
+                Some(d) if is_best(d, best_delta) => bold(&format!("{d:+.2}")),
+                Some(d) => format!("{d:+.2}"),
+                None => "--".into(),
+            });
+            if with_p {
+                cells.push(row.p_value.map_or("--".into(), |p| format!("{p:.3}")));
+            }
+            cells
+        })
+        .collect();
+    let mut caption = String::from(
+        "Test precision, recall and $F_1$: mean $\\pm$ standard deviation over seeds; $\\Delta F_1$ against full; the best of each column in bold.",
+    );
+    if with_p {
+        caption += &format!(" {}.", escape(P_VALUE_TEST));
+    }
+    let align = if with_p { "lrrrrr" } else { "lrrrr" };
+    Table {
+        align,
+        header,
+        rows: body,
+        caption,
+    }
+    .render()
+}
+
 fn markdown(rows: &[Row], bests: &[Option<f64>; 3], best_delta: Option<f64>) -> String {
+    let with_p = rows.iter().any(|r| r.p_value.is_some());
+    let mut header = vec!["variant", "runs", "P", "R", "F1", "ΔF1"];
+    if with_p {
+        header.push("p");
+    }
     let mut table = comfy_table::Table::new();
     table
         .load_style(comfy_table::presets::ASCII_MARKDOWN)
-        .set_header(vec!["variant", "runs", "P", "R", "F1", "ΔF1"]);
+        .set_header(header);
     for row in rows {
         let mut cells = vec![
             row.variant.clone(),
@@ -161,9 +287,17 @@ fn markdown(rows: &[Row], bests: &[Option<f64>; 3], best_delta: Option<f64>) -> 
             Some(d) => format!("{d:+.2}"),
             None => "–".into(),
         });
+        if with_p {
+            cells.push(row.p_value.map_or("–".into(), |p| format!("{p:.3}")));
+        }
         table.add_row(cells);
     }
-    table.to_string() + "\n"
+    let caption = if with_p {
+        format!("\nP/R/F1: test, mean ± std over seeds. {P_VALUE_TEST}.\n")
+    } else {
+        String::new()
+    };
+    table.to_string() + "\n" + &caption
 }
 
 // Each `expect` here states an invariant that holds by construction.
@@ -175,7 +309,7 @@ fn csv(rows: &[Row], bests: &[Option<f64>; 3]) -> String {
     record(
         &[
             "variant", "finished", "runs", "p_mean", "p_std", "r_mean", "r_std", "f1_mean",
-            "f1_std", "delta_f1", "best",
+            "f1_std", "delta_f1", "best", "p_value",
         ]
         .map(String::from),
     );
@@ -200,6 +334,7 @@ fn csv(rows: &[Row], bests: &[Option<f64>; 3]) -> String {
         }
         cells.push(row.delta_f1.map_or(String::new(), |d| format!("{d:.4}")));
         cells.push(best_of.join(" "));
+        cells.push(row.p_value.map_or(String::new(), |p| format!("{p:.4}")));
         record(&cells);
     }
     let bytes = out.into_inner().expect("an in-memory CSV flushes");
@@ -229,6 +364,7 @@ mod tests {
             recall: score,
             f1: score,
             delta_f1: None,
+            p_value: None,
         }
     }
 
@@ -240,11 +376,11 @@ mod tests {
         assert_eq!(lines.len(), 3, "{text}");
         assert_eq!(
             lines[1],
-            "full,1,2,70.0000,0.5000,70.0000,0.5000,70.0000,0.5000,,"
+            "full,1,2,70.0000,0.5000,70.0000,0.5000,70.0000,0.5000,,,"
         );
         assert_eq!(
             lines[2],
-            "\"a, \"\"b\"\"\",1,2,71.0000,0.5000,71.0000,0.5000,71.0000,0.5000,,P R F1"
+            "\"a, \"\"b\"\"\",1,2,71.0000,0.5000,71.0000,0.5000,71.0000,0.5000,,P R F1,"
         );
         let mut reader = csv::Reader::from_reader(text.as_bytes());
         let names: Vec<String> = reader
@@ -252,6 +388,14 @@ mod tests {
             .map(|r| r.unwrap()[0].to_string())
             .collect();
         assert_eq!(names, ["full", "a, \"b\""]);
+    }
+
+    #[test]
+    fn the_latex_table_bolds_the_best_escapes_names_and_names_its_test() {
+        let mut rows = vec![row("full", 70.0), row("no_discrete & 50%", 71.0)];
+        rows[1].delta_f1 = Some(1.0);
+        rows[1].p_value = Some(0.0123);
+        insta::assert_snapshot!(render(&rows, Format::Latex));
     }
 
     #[test]

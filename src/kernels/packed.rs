@@ -118,20 +118,24 @@ pub(crate) struct PackedBf16 {
 impl PackedBf16 {
     /// Packs W [out, in] (row-major, `w.len() = out · in`).
     pub(crate) fn pack(w: &[f32], out: usize) -> Self {
+        let mut words = Vec::new();
+        pack_groups(Format::Bf16, w, out, &mut words);
         let inp = w.len() / out.max(1);
-        let group = Format::Bf16.depth(inp) * PANEL * PANELS;
-        let groups = out.div_ceil(PANEL * PANELS);
-        let mut words = vec![0u32; groups * group];
-        words
-            .par_chunks_mut(group)
-            .enumerate()
-            .for_each(|(g, dst)| {
-                let first = g * PANEL * PANELS;
-                let count = (out - first).min(PANEL * PANELS);
-                pack_panels(Format::Bf16, w, inp, first, count, dst);
-            });
         Self { out, inp, words }
     }
+}
+
+/// W [out, in] as panel groups (48 columns each) in `format` into `dst`, the groups
+/// shared out among the threads.
+fn pack_groups(format: Format, w: &[f32], out: usize, dst: &mut Vec<u32>) {
+    let inp = w.len() / out.max(1);
+    let len = format.depth(inp) * PANEL * PANELS;
+    dst.resize(out.div_ceil(PANEL * PANELS) * len, 0);
+    dst.par_chunks_mut(len).enumerate().for_each(|(g, group)| {
+        let first = g * PANEL * PANELS;
+        let count = (out - first).min(PANEL * PANELS);
+        pack_panels(format, w, inp, first, count, group);
+    });
 }
 
 /// The weights of one product.
@@ -170,16 +174,7 @@ impl Weights<'_> {
         match *self {
             Self::Bf16(p) => &p.words,
             Self::F32 { w, out } => {
-                let (len, inp) = (self.group_len(), self.shape().1);
-                scratch.resize(out.div_ceil(PANEL * PANELS) * len, 0);
-                scratch
-                    .par_chunks_mut(len)
-                    .enumerate()
-                    .for_each(|(g, dst)| {
-                        let first = g * PANEL * PANELS;
-                        let count = (out - first).min(PANEL * PANELS);
-                        pack_panels(Format::F32, w, inp, first, count, dst);
-                    });
+                pack_groups(Format::F32, w, out, scratch);
                 scratch
             }
         }

@@ -48,6 +48,10 @@ impl RunDir {
     pub fn events(&self) -> PathBuf {
         self.dir.join("events.jsonl")
     }
+    /// The best checkpoint's predictions on the test split (CoNLL, token-aligned).
+    pub fn test_predictions(&self) -> PathBuf {
+        self.dir.join("test-predictions.txt")
+    }
     /// The same events for people.
     pub fn train_log(&self) -> PathBuf {
         self.dir.join("train.log")

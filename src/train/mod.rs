@@ -688,7 +688,7 @@ fn train_inner(
 
     if let Some(test) = &test {
         model.load_weights(&run.weights())?;
-        let (scores, _) = evaluate(
+        let (scores, predictions) = evaluate(
             &model,
             &test.text.tweets,
             &test.images,
@@ -697,6 +697,11 @@ fn train_inner(
             config.eval_batch_size,
             progress,
         )?;
+        // For significance tests across runs (`runs table`'s p-values) and case studies.
+        let predicted = crate::eval::predict::predicted_tweets(&test.text.tweets, &predictions);
+        let text = crate::data::conll::format_conll(&predicted);
+        crate::util::write_atomic(&run.test_predictions(), text.as_bytes())
+            .map_err(write_error(&run.test_predictions()))?;
         metrics.test = Some(scores);
         write_json(&run.metrics(), &metrics)?;
     }

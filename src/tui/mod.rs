@@ -549,12 +549,13 @@ fn export_table(app: &App, format: Format) -> String {
     }
 }
 
-/// `table-GROUP.md|csv` in the runs folder; the group (a user's label) becomes a plain
+/// `table-GROUP.md|csv|tex` in the runs folder; the group (a user's label) becomes a plain
 /// file name first, so the file cannot land outside the folder.
 fn export_path(runs_root: &Path, group: Option<&str>, format: Format) -> PathBuf {
     let extension = match format {
         Format::Md => "md",
         Format::Csv => "csv",
+        Format::Latex => "tex",
     };
     let stem = crate::util::safe_stem(group.unwrap_or("runs"));
     runs_root.join(format!("table-{stem}.{extension}"))

@@ -122,3 +122,37 @@ pub fn bank(
         )
         .unwrap()
 }
+
+/// Builds a document holding `table` with pdflatex, or (without pdflatex, outside CI)
+/// says why it skips.
+pub fn compiles_as_latex(table: &str) {
+    if std::process::Command::new("pdflatex")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "pdflatex is missing on CI (.ci/install-test-deps installs it)"
+        );
+        eprintln!(
+            "skipped compiling the LaTeX table: no pdflatex (.ci/install-test-deps installs it)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let document = format!(
+        "\\documentclass{{article}}\n\\usepackage{{booktabs}}\n\\begin{{document}}\n{table}\\end{{document}}\n"
+    );
+    std::fs::write(dir.path().join("table.tex"), document).unwrap();
+    let built = std::process::Command::new("pdflatex")
+        .args(["-interaction=nonstopmode", "-halt-on-error", "table.tex"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success() && dir.path().join("table.pdf").is_file(),
+        "{table}\n{}",
+        String::from_utf8_lossy(&built.stdout)
+    );
+}

@@ -257,6 +257,7 @@ mod tests {
             recall: Some(MeanStd { mean: f1, std: 0.4 }),
             f1: Some(MeanStd { mean: f1, std: 0.3 }),
             delta_f1: Some(delta),
+            p_value: None,
         };
         JobsSnapshot {
             runs: vec![
