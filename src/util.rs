@@ -183,6 +183,33 @@ pub(crate) fn read_text_bounded(path: &Path, limit: u64) -> std::io::Result<Stri
     })
 }
 
+/// Writes an executable script for a test, through a child `sh` so that this process
+/// never holds the file open for writing: a process another test thread forks at that
+/// moment would inherit such a descriptor until it execs, and running the script then
+/// fails with "Text file busy" (ETXTBSY).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn write_executable(path: &std::path::Path, text: &str) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "cat > \"$0\" && chmod 755 \"$0\""])
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    assert!(
+        child.wait().unwrap().success(),
+        "cannot write {}",
+        path.display()
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -368,10 +368,8 @@ mod tests {
     /// A stand-in for Python: a shell script that answers for the anchor script it is
     /// given (its first argument) as `body` says.
     fn fake_python(dir: &Path, body: &str) -> PathBuf {
-        use std::os::unix::fs::PermissionsExt;
         let path = dir.join("python");
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        crate::util::write_executable(&path, &format!("#!/bin/sh\n{body}\n"));
         path
     }
 

@@ -324,15 +324,13 @@ pub(crate) fn cancel(run: &RegisteredRun) -> Result<(), RegistryError> {
 mod tests {
     use super::*;
     use crate::jobs::registry::RunSpec;
-    use std::os::unix::fs::PermissionsExt;
 
     /// A stand-in for this executable: `program train ...` sleeps, then succeeds;
     /// `program runs worker ...` exits at once.
     fn fake_program(dir: &Path, seconds: f64) -> PathBuf {
         let path = dir.join("fake-promptmner");
         let script = format!("#!/bin/sh\n[ \"$1\" = train ] && sleep {seconds}\nexit 0\n");
-        std::fs::write(&path, script).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        crate::util::write_executable(&path, &script);
         path
     }
 
@@ -390,8 +388,7 @@ mod tests {
         let script = format!(
             "#!/bin/sh\n[ \"$1\" = train ] || exit 0\necho \"${{CUDA_VISIBLE_DEVICES-none}}\" > \"$5/gpu\"\nsleep 0.4\nexit {code}\n"
         );
-        std::fs::write(&path, script).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        crate::util::write_executable(&path, &script);
         path
     }
 

@@ -438,7 +438,6 @@ pub(crate) fn cancel_group(runs: &[RegisteredRun]) -> Result<(), SlurmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     const HOSTILE: [&str; 4] = [
         "$(touch pwned-a)",
@@ -524,10 +523,7 @@ mod tests {
         let (bin, dir) = (scratch.path().join("bin"), scratch.path().join("run"));
         std::fs::create_dir_all(&bin).unwrap();
         std::fs::create_dir_all(&dir).unwrap();
-        let executable = |path: &Path, text: &str| {
-            std::fs::write(path, text).unwrap();
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        };
+        let executable = crate::util::write_executable;
         let asked = scratch.path().join("scontrol.log");
         executable(
             &bin.join("scontrol"),
@@ -612,12 +608,10 @@ mod tests {
             .collect();
         // The program records where it was asked to train.
         let program = scratch.path().join("program $(touch pwned-p)");
-        std::fs::write(
+        crate::util::write_executable(
             &program,
             "#!/bin/sh\nprintf '%s' \"$5\" > \"$5/trained-here\"\n",
-        )
-        .unwrap();
-        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        );
         let config = SlurmConfig {
             array_parallel: 2,
             ..Default::default()
@@ -652,8 +646,7 @@ mod tests {
             std::fs::create_dir_all(&dir).unwrap();
             // The program the script execs: exists, does nothing.
             let program = scratch.path().join(format!("program {hostile}"));
-            std::fs::write(&program, "#!/bin/sh\nexit 0\n").unwrap();
-            std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+            crate::util::write_executable(&program, "#!/bin/sh\nexit 0\n");
             let run = RunDir::new(&dir);
             let config = SlurmConfig {
                 partition: Some("debug".into()),
