@@ -10,6 +10,16 @@ pub(crate) enum SaveError<E> {
     Io(std::io::Error),
 }
 
+/// Opens (creating, never truncating) a file to take an flock on: the lock files of the
+/// runner, the registry and a training.
+pub(crate) fn open_lock_file(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+}
+
 /// Writes `bytes` to `path` so that readers see either the old file or the whole new
 /// one (see [`write_atomic_with`]).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

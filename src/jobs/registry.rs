@@ -348,12 +348,7 @@ impl Registry {
         // Submitters at once take numbers one after another (an flock, released by the
         // kernel if a holder dies), so that no two runs share a number.
         let lock_path = self.root.join("registry.lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io(&lock_path))?;
+        let lock = crate::util::open_lock_file(&lock_path).map_err(io(&lock_path))?;
         lock.lock().map_err(io(&lock_path))?;
         let existing = std::fs::read_dir(&self.root)
             .map_err(io(&self.root))?

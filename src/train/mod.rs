@@ -325,12 +325,7 @@ pub fn train(
 /// The exclusive lock of training into `out`.
 fn train_lock(out: &Path) -> Result<std::fs::File, TrainError> {
     let path = out.join("train.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(write_error(&path))?;
+    let file = crate::util::open_lock_file(&path).map_err(write_error(&path))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(TrainError::Busy(out.to_path_buf())),
