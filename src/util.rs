@@ -20,6 +20,15 @@ pub(crate) fn open_lock_file(path: &Path) -> std::io::Result<std::fs::File> {
         .open(path)
 }
 
+/// A model as a paper or a title names it: its folder's name, not where it lies on
+/// this disk.
+pub(crate) fn folder_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
 /// Writes `bytes` to `path` so that readers see either the old file or the whole new
 /// one (see [`write_atomic_with`]).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 mod bars;
 mod bench;
+mod figure;
 mod runs;
 mod workbench;
 
@@ -138,6 +139,9 @@ pub enum Command {
     Eval(EvalArgs),
     /// The workbench: browse a split with its images, edit the prompts, watch the scores.
     Tui(workbench::TuiArgs),
+    /// A case-study figure of one tweet for a paper (SVG or PNG): the image, gold and
+    /// predicted entities (A, and B with --compare), the top prompts' a_i.
+    Figure(figure::FigureArgs),
     /// Print one tweet with its image and its gold and predicted spans.
     Show(workbench::ShowArgs),
     /// Ablation runs: submit, list, show, cancel, and the results table.
@@ -302,6 +306,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Eval(args) => eval(&args),
         Command::Tui(args) => workbench::tui(&args),
+        Command::Figure(args) => figure::run(&args),
         Command::Show(args) => workbench::show(&args),
         Command::Runs(args) => runs::run(args),
         Command::ProbeImages(args) => probe_images(&args),
@@ -416,10 +421,6 @@ pub struct EvalArgs {
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
 }
-
-/// The seed of `eval --compare`'s significance tests, so that a report comes out the
-/// same again.
-const SIGNIFICANCE_SEED: u64 = 2018;
 
 /// A checkpoint with a split's tweets, their image states and the checkpoint's prompts.
 struct Prepared {
@@ -771,14 +772,12 @@ fn compare(
         &tweet_counts(&gold_spans, &spans_a),
         &tweet_counts(&gold_spans, &spans_b),
         args.resamples,
-        SIGNIFICANCE_SEED,
+        crate::eval::significance::SEED,
     );
     if args.format == ReportFormat::Latex {
         // A paper names a model by its folder, not by where it lies on this disk.
-        let name = |which: &str, path: &Path| {
-            let folder = path.file_name().unwrap_or(path.as_os_str());
-            format!("{which}: {}", folder.to_string_lossy())
-        };
+        let name =
+            |which: &str, path: &Path| format!("{which}: {}", crate::util::folder_name(path));
         let (a_name, b_name) = (name("A", &args.run.checkpoint), name("B", other));
         let models = [(a_name.as_str(), &report_a), (b_name.as_str(), &report_b)];
         print!(

@@ -231,7 +231,7 @@ pub(super) fn run(args: RunsArgs) -> anyhow::Result<()> {
             }
             let chosen = choose(runs, &ids)?;
             let mut table = rows(&chosen);
-            crate::jobs::table::with_p_values(&mut table, &chosen);
+            crate::jobs::table::with_test_predictions(&mut table, &chosen);
             print!("{}", render(&table, format));
             Ok(())
         }

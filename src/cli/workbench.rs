@@ -123,11 +123,14 @@ pub struct ShowArgs {
 }
 
 /// Finds a tweet by `split-index` or by image id; returns (split, index).
-fn find_tweet(args: &ShowArgs) -> anyhow::Result<(String, usize, crate::data::Tweet)> {
-    if let Some((split, index)) = args.id.rsplit_once('-')
+pub(super) fn find_tweet(
+    data: &std::path::Path,
+    id: &str,
+) -> anyhow::Result<(String, usize, crate::data::Tweet)> {
+    if let Some((split, index)) = id.rsplit_once('-')
         && let (true, Ok(index)) = (SPLITS.contains(&split), index.parse::<usize>())
     {
-        let tweets = read_conll(&split_path(&args.data, split))?;
+        let tweets = read_conll(&split_path(data, split))?;
         let count = tweets.len();
         let tweet = tweets
             .into_iter()
@@ -136,45 +139,50 @@ fn find_tweet(args: &ShowArgs) -> anyhow::Result<(String, usize, crate::data::Tw
         return Ok((split.to_string(), index, tweet));
     }
     for split in SPLITS {
-        let path = split_path(&args.data, split);
+        let path = split_path(data, split);
         if !path.exists() {
             continue;
         }
         let tweets = read_conll(&path)?;
         if let Some(index) = tweets
             .iter()
-            .position(|t| t.image_id.as_deref() == Some(args.id.as_str()))
+            .position(|t| t.image_id.as_deref() == Some(id))
         {
             let tweet = tweets.into_iter().nth(index).context("tweet vanished")?;
             return Ok((split.to_string(), index, tweet));
         }
     }
     bail!(
-        "no tweet with image id '{}' in {} (give an IMGID or SPLIT-INDEX such as test-0)",
-        args.id,
-        args.data.display()
+        "no tweet with image id '{id}' in {} (give an IMGID or SPLIT-INDEX such as test-0)",
+        data.display()
     )
 }
 
-/// The checkpoint's predicted spans for one tweet, through the engine.
-fn predict(
-    args: &ShowArgs,
+/// Where a tweet is and how to run a checkpoint on it.
+pub(super) struct TweetAt<'a> {
+    pub data: &'a std::path::Path,
+    pub images: Option<PathBuf>,
+    pub device: DeviceChoice,
+    pub split: &'a str,
+    pub index: usize,
+}
+
+/// What the checkpoint says of one tweet (spans, a_i), through the engine.
+pub(super) fn tweet_view(
+    at: &TweetAt,
     checkpoint: &std::path::Path,
-    split: &str,
-    index: usize,
-) -> anyhow::Result<Vec<Span>> {
+) -> anyhow::Result<crate::engine::TweetView> {
     let options = EngineOptions {
-        device: device::select(args.device)?,
-        images: args.images.clone(),
-        first_tweet: index,
+        device: device::select(at.device)?,
+        images: at.images.clone(),
+        first_tweet: at.index,
         ..EngineOptions::default()
     };
-    let (_engine, events) = Engine::spawn(checkpoint, &args.data, split, options);
+    let index = at.index;
+    let (_engine, events) = Engine::spawn(checkpoint, at.data, at.split, options);
     loop {
         match events.recv_timeout(Duration::from_secs(600)) {
-            Ok(Event::Tweet { view, .. }) if view.index == index => {
-                return Ok(view.predicted.iter().map(|p| p.span).collect());
-            }
+            Ok(Event::Tweet { view, .. }) if view.index == index => return Ok(*view),
             Ok(Event::Error { message, .. }) => bail!("{message}"),
             Ok(_) => {}
             Err(_) => bail!("the engine stopped before predicting tweet {index}"),
@@ -183,7 +191,7 @@ fn predict(
 }
 
 pub(super) fn show(args: &ShowArgs) -> anyhow::Result<()> {
-    let (split, index, tweet) = find_tweet(args)?;
+    let (split, index, tweet) = find_tweet(&args.data, &args.id)?;
     let image = tweet
         .image_id
         .as_deref()
@@ -208,7 +216,17 @@ pub(super) fn show(args: &ShowArgs) -> anyhow::Result<()> {
     }
     let gold = crate::data::spans::spans_from_tags(&tweet.tags);
     let predicted = match &args.checkpoint {
-        Some(checkpoint) => Some(predict(args, checkpoint, &split, index)?),
+        Some(checkpoint) => {
+            let at = TweetAt {
+                data: &args.data,
+                images: args.images.clone(),
+                device: args.device,
+                split: &split,
+                index,
+            };
+            let view = tweet_view(&at, checkpoint)?;
+            Some(view.predicted.iter().map(|p| p.span).collect::<Vec<Span>>())
+        }
         None => None,
     };
     let predicted = predicted

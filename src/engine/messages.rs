@@ -127,9 +127,79 @@ pub struct SplitView {
     pub tweet_errors: Vec<Vec<SpanError>>,
     /// Per tweet, its predicted entities.
     pub predicted: Vec<Vec<PredictedSpan>>,
+    /// Per tweet, each prompt's similarity a_i in the bank's order (empty without an
+    /// image).
+    pub similarities: Vec<Vec<f32>>,
     /// Whether this scoring used the checkpoint's own vocabulary and continuous count.
     pub is_baseline: bool,
     pub seconds: f64,
+}
+
+/// A case-study figure of one tweet: its words and gold from the first view, a row of
+/// predictions per view (A, then B), the first view's top `prompts` a_i as bars, and
+/// the image (or why there is none).
+pub fn case_study(
+    title: String,
+    views: &[(String, &TweetView)],
+    image: Result<&image::DynamicImage, String>,
+    prompts: usize,
+) -> Result<crate::eval::figure::CaseStudy, crate::eval::figure::FigureError> {
+    use crate::eval::figure::{CaseStudy, ModelRow, PromptBar, image_png, top_prompts};
+    let first = views.first().map(|(_, view)| *view);
+    let bars = first.map_or_else(Vec::new, |view| {
+        view.prompts
+            .iter()
+            .map(|p| {
+                let (label, kind) = match &p.source {
+                    PromptSource::Discrete { word, kind, list } => {
+                        (format!("{word} · {kind} {list}"), Some(*kind))
+                    }
+                    PromptSource::Continuous { index } => (format!("continuous #{index}"), None),
+                };
+                PromptBar {
+                    label,
+                    kind,
+                    similarity: p.similarity,
+                }
+            })
+            .collect()
+    });
+    let (image_png, no_image) = match image {
+        Ok(picture) => (Some(image_png(picture)?), None),
+        Err(why) => (None, Some(why)),
+    };
+    Ok(CaseStudy {
+        title,
+        words: first.map_or_else(Vec::new, |v| v.words.clone()),
+        gold: first.map_or_else(Vec::new, |v| v.gold.clone()),
+        models: views
+            .iter()
+            .map(|(name, view)| ModelRow {
+                name: name.clone(),
+                spans: view.predicted.iter().map(|p| p.span).collect(),
+            })
+            .collect(),
+        prompts: top_prompts(bars, prompts),
+        image_png,
+        no_image,
+    })
+}
+
+impl SplitView {
+    /// Tweet `index`'s predicted entities (none when it was not scored).
+    pub fn spans_of(&self, index: usize) -> Vec<Span> {
+        self.predicted
+            .get(index)
+            .map(|p| p.iter().map(|p| p.span).collect())
+            .unwrap_or_default()
+    }
+
+    /// Every tweet's predicted entities.
+    pub fn spans(&self) -> Vec<Vec<Span>> {
+        (0..self.predicted.len())
+            .map(|i| self.spans_of(i))
+            .collect()
+    }
 }
 
 /// How one prompt bears on a span: the change in the probability of the span's class

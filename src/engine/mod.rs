@@ -26,7 +26,7 @@ use candle_core::Device;
 
 pub use messages::{
     AttributionView, Event, ImageChoice, ImageView, PromptEffect, PromptScore, SplitView,
-    StopReason, TweetInfo, TweetView,
+    StopReason, TweetInfo, TweetView, case_study,
 };
 use messages::{Envelope, Request};
 

@@ -805,6 +805,7 @@ impl Worker {
             delta_f1: None,
             delta_per_type: Default::default(),
             tweet_errors: scores.tweet_errors,
+            similarities: predictions.iter().map(|p| p.similarities.clone()).collect(),
             predicted: predictions.into_iter().map(|p| p.spans).collect(),
             is_baseline,
             seconds: rescore.started.elapsed().as_secs_f64(),

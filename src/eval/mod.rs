@@ -2,6 +2,7 @@
 
 pub(crate) mod compare;
 pub(crate) mod confusion;
+pub mod figure;
 pub mod inputs;
 pub(crate) mod latex;
 pub mod predict;

@@ -14,6 +14,10 @@ use crate::eval::score::Counts;
 /// Resamples (and randomisation rounds) unless asked otherwise.
 pub const DEFAULT_RESAMPLES: usize = 1000;
 
+/// The seed of every report's tests (`eval --compare`, `runs table`, the workbench), so
+/// that a report comes out the same again.
+pub const SEED: u64 = 2018;
+
 /// What the test found.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Significance {

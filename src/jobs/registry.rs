@@ -246,14 +246,20 @@ impl RegisteredRun {
                     progress.epoch = epoch;
                     progress.loss = Some(loss);
                 }
-                Event::Epoch { metrics, .. } => {
+                Event::Epoch { metrics, best } => {
                     progress.epoch = metrics.epoch;
                     progress.dev_f1 = Some(metrics.dev.f1);
+                    progress.record_epoch(&metrics, best);
                 }
-                Event::Finished { test, dev_f1, .. } => {
+                Event::Finished {
+                    test,
+                    dev_f1,
+                    best_epoch,
+                } => {
                     progress.finished = true;
                     progress.test = test;
                     progress.dev_f1 = Some(dev_f1);
+                    progress.best_epoch = best_epoch.or(progress.best_epoch);
                 }
                 Event::Failed { reason } => progress.failed = Some(reason),
                 Event::Interrupted { signal, .. } => progress.stopped = Some(signal),
@@ -286,6 +292,35 @@ pub struct Progress {
     pub stopped: Option<String>,
     /// Each process that trained the run: started afresh, then resumed ones.
     pub attempts: Vec<Attempt>,
+    /// Each completed epoch's training loss and dev F1, in epoch order.
+    pub curve: Vec<EpochPoint>,
+    /// The epoch whose weights the run keeps (the best dev F1 so far).
+    pub best_epoch: Option<usize>,
+}
+
+/// One epoch of a run's learning curve.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpochPoint {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub dev_f1: f64,
+}
+
+impl Progress {
+    /// An epoch's end. A resumed attempt that repeats an epoch (killed without a word
+    /// after the epoch's event, before its state was saved) replaces the first record.
+    fn record_epoch(&mut self, metrics: &crate::run::EpochMetrics, best: bool) {
+        let point = EpochPoint {
+            epoch: metrics.epoch,
+            train_loss: metrics.train_loss,
+            dev_f1: metrics.dev.f1,
+        };
+        self.curve.retain(|p| p.epoch < point.epoch);
+        self.curve.push(point);
+        if best {
+            self.best_epoch = Some(point.epoch);
+        }
+    }
 }
 
 /// One process's part of a run, from its events.
@@ -465,6 +500,31 @@ pub fn process_alive(pid: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_curve_keeps_an_epoch_once_and_a_resume_from_earlier_replaces_what_followed() {
+        let epoch = |epoch: usize, f1: f64| crate::run::EpochMetrics {
+            epoch,
+            train_loss: 1.0 / epoch as f64,
+            seconds: 1.0,
+            examples_per_second: 1.0,
+            dev: crate::run::Scores {
+                precision: f1,
+                recall: f1,
+                f1,
+            },
+        };
+        let mut progress = Progress::default();
+        progress.record_epoch(&epoch(1, 50.0), true);
+        progress.record_epoch(&epoch(2, 60.0), true);
+        progress.record_epoch(&epoch(3, 55.0), false);
+        assert_eq!(progress.best_epoch, Some(2));
+        // Killed after epoch 3's event, before its state: resumed from epoch 2's.
+        progress.record_epoch(&epoch(3, 58.0), false);
+        let f1: Vec<(usize, f64)> = progress.curve.iter().map(|p| (p.epoch, p.dev_f1)).collect();
+        assert_eq!(f1, [(1, 50.0), (2, 60.0), (3, 58.0)]);
+        assert_eq!(progress.curve[0].train_loss, 1.0);
+    }
 
     fn spec(id: &str) -> RunSpec {
         RunSpec {

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::data::tags::EntityType;
 use crate::jobs::registry::{RunView, State};
 use crate::jobs::variant::Variant;
 
@@ -42,17 +43,27 @@ pub(crate) struct Row {
     /// Mean F1 minus the full model's.
     pub delta_f1: Option<f64>,
     /// Against `full`: approximate randomisation over the pooled test predictions of
-    /// every seed ([`with_p_values`]).
+    /// every seed ([`with_test_predictions`]).
     pub p_value: Option<f64>,
+    /// Test F1 per entity type, from the runs' test predictions.
+    pub per_type_f1: BTreeMap<EntityType, MeanStd>,
 }
 
 /// The test behind [`Row::p_value`], for a table's caption.
 pub(crate) const P_VALUE_TEST: &str = "p: approximate randomisation against full, 1000 rounds, over the test tweets of every seed pooled (seed i of a variant paired with seed i of full)";
 
-/// Each finished run's test counts per tweet (from its test-predictions.txt and its
-/// data's test split), by seed; runs without them are left out.
-fn test_counts(runs: &[&RunView]) -> Vec<(u64, Vec<crate::eval::score::Counts>)> {
-    let mut counts: Vec<(u64, Vec<crate::eval::score::Counts>)> = runs
+/// What a finished run's test predictions say beyond its scores.
+struct TestPredictions {
+    seed: u64,
+    /// Entity counts per tweet (for the paired tests).
+    counts: Vec<crate::eval::score::Counts>,
+    per_type_f1: BTreeMap<EntityType, f64>,
+}
+
+/// Each finished run's test predictions (its test-predictions.txt against its data's
+/// test split), by seed; runs without them are left out.
+fn test_predictions(runs: &[&RunView]) -> Vec<TestPredictions> {
+    let mut found: Vec<TestPredictions> = runs
         .iter()
         .filter(|r| r.state == State::Finished)
         .filter_map(|r| {
@@ -61,44 +72,64 @@ fn test_counts(runs: &[&RunView]) -> Vec<(u64, Vec<crate::eval::score::Counts>)>
             let gold_path = crate::data::split_path(&config.data, "test");
             let gold = crate::data::conll::read_conll(&gold_path).ok()?;
             let predicted = crate::data::conll::read_conll(&files.test_predictions()).ok()?;
+            let report = crate::eval::score::score_tweets(&gold, &predicted).ok()?;
             let spans = |tweets: &[crate::data::Tweet]| -> Vec<Vec<crate::data::Span>> {
                 tweets
                     .iter()
                     .map(|t| crate::data::spans::spans_from_tags(&t.tags))
                     .collect()
             };
-            let counts = crate::eval::significance::tweet_counts(&spans(&gold), &spans(&predicted));
-            Some((r.spec.seed, counts))
+            Some(TestPredictions {
+                seed: r.spec.seed,
+                counts: crate::eval::significance::tweet_counts(&spans(&gold), &spans(&predicted)),
+                per_type_f1: report
+                    .per_type
+                    .iter()
+                    .map(|(kind, score)| (*kind, score.prf.f1))
+                    .collect(),
+            })
         })
         .collect();
-    counts.sort_by_key(|(seed, _)| *seed);
-    counts
+    found.sort_by_key(|t| t.seed);
+    found
 }
 
-/// Fills each variant's p-value against `full`: its seeds paired in order with full's,
-/// their tweets pooled.
-pub(crate) fn with_p_values(rows: &mut [Row], runs: &[RunView]) {
-    let of = |variant: &str| -> Vec<&RunView> {
-        runs.iter().filter(|r| r.spec.variant == variant).collect()
+/// Fills what the runs' test predictions give: each variant's per-type F1 (mean ± std
+/// over its seeds) and its p-value against `full` (its seeds paired in order with
+/// full's, their tweets pooled).
+pub(crate) fn with_test_predictions(rows: &mut [Row], runs: &[RunView]) {
+    let of = |variant: &str| -> Vec<TestPredictions> {
+        let runs: Vec<&RunView> = runs.iter().filter(|r| r.spec.variant == variant).collect();
+        test_predictions(&runs)
     };
-    let full = test_counts(&of("full"));
-    for row in rows.iter_mut().filter(|r| r.variant != "full") {
-        let mine = test_counts(&of(&row.variant));
+    let full = of("full");
+    for row in rows.iter_mut() {
+        let mine = of(&row.variant);
+        row.per_type_f1 = EntityType::ALL
+            .into_iter()
+            .filter_map(|kind| {
+                let values: Vec<f64> = mine
+                    .iter()
+                    .filter_map(|t| t.per_type_f1.get(&kind).copied())
+                    .collect();
+                Some((kind, MeanStd::of(&values)?))
+            })
+            .collect();
         let pairs = full.len().min(mine.len());
-        if pairs == 0 {
+        if row.variant == "full" || pairs == 0 {
             continue;
         }
-        let pool = |runs: &[(u64, Vec<crate::eval::score::Counts>)]| -> Vec<_> {
+        let pool = |runs: &[TestPredictions]| -> Vec<_> {
             runs[..pairs]
                 .iter()
-                .flat_map(|(_, c)| c.iter().copied())
+                .flat_map(|t| t.counts.iter().copied())
                 .collect()
         };
         let test = crate::eval::significance::paired_test(
             &pool(&full),
             &pool(&mine),
             crate::eval::significance::DEFAULT_RESAMPLES,
-            2018,
+            crate::eval::significance::SEED,
         );
         row.p_value = Some(test.p_value);
     }
@@ -138,6 +169,7 @@ pub(crate) fn rows(runs: &[RunView]) -> Vec<Row> {
                 f1: column(|s| s.f1),
                 delta_f1: None,
                 p_value: None,
+                per_type_f1: BTreeMap::new(),
             }
         })
         .collect();
@@ -185,59 +217,139 @@ pub(crate) fn is_best(value: f64, best: Option<f64>) -> bool {
     best.is_some_and(|b| (value - b).abs() < 1e-9)
 }
 
-/// The table as Markdown (best of each column in bold) or CSV (a `best` flag per column).
-pub(crate) fn render(rows: &[Row], format: Format) -> String {
-    let bests = column_bests(rows);
-    let best_delta = best(
-        &rows
-            .iter()
-            .filter(|r| r.variant != "full")
-            .cloned()
-            .collect::<Vec<_>>(),
-        |r| r.delta_f1,
-    );
-    match format {
-        Format::Md => markdown(rows, &bests, best_delta),
-        Format::Csv => csv(rows, &bests),
-        Format::Latex => latex(rows, &bests, best_delta),
+/// A column of scores in the rendered tables: P/R/F1 over all types, or one type's F1
+/// (where the runs' test predictions give it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ScoreColumn {
+    Overall(usize),
+    TypeF1(EntityType),
+}
+
+impl ScoreColumn {
+    fn value(self, row: &Row) -> Option<MeanStd> {
+        match self {
+            ScoreColumn::Overall(i) => COLUMNS[i].1(row),
+            ScoreColumn::TypeF1(kind) => row.per_type_f1.get(&kind).copied(),
+        }
+    }
+
+    fn name(self) -> String {
+        match self {
+            ScoreColumn::Overall(i) => COLUMNS[i].0.to_string(),
+            ScoreColumn::TypeF1(kind) => format!("{kind} F1"),
+        }
+    }
+
+    fn latex_name(self) -> String {
+        match self {
+            ScoreColumn::Overall(i) => ["$P$", "$R$", "$F_1$"][i].to_string(),
+            ScoreColumn::TypeF1(kind) => format!("{kind} $F_1$"),
+        }
+    }
+
+    /// The name of its columns in the CSV (mean and std).
+    fn csv_name(self) -> String {
+        match self {
+            ScoreColumn::Overall(i) => ["p", "r", "f1"][i].to_string(),
+            ScoreColumn::TypeF1(kind) => format!("{}_f1", kind.as_str().to_lowercase()),
+        }
     }
 }
 
-/// The table for a paper: variants as rows, P/R/F1 as mean ± std, ΔF1 and (where there
-/// are any) p against `full`.
-fn latex(rows: &[Row], bests: &[Option<f64>; 3], best_delta: Option<f64>) -> String {
+/// P, R and F1, then the per-type F1 of the types some row has.
+fn score_columns(rows: &[Row]) -> Vec<ScoreColumn> {
+    let overall = (0..COLUMNS.len()).map(ScoreColumn::Overall);
+    let types = EntityType::ALL
+        .into_iter()
+        .filter(|kind| rows.iter().any(|r| r.per_type_f1.contains_key(kind)))
+        .map(ScoreColumn::TypeF1);
+    overall.chain(types).collect()
+}
+
+/// The significance level of the tables' marker (†).
+pub(crate) const SIGNIFICANT: f64 = 0.05;
+
+fn significant(row: &Row) -> bool {
+    row.p_value.is_some_and(|p| p < SIGNIFICANT)
+}
+
+/// What a rendered table shows: its score columns, their bests and the best ΔF1.
+struct Layout {
+    columns: Vec<ScoreColumn>,
+    bests: Vec<Option<f64>>,
+    best_delta: Option<f64>,
+    with_p: bool,
+}
+
+impl Layout {
+    fn of(rows: &[Row]) -> Self {
+        let columns = score_columns(rows);
+        let bests = columns
+            .iter()
+            .map(|c| best(rows, |r| c.value(r).map(|m| m.mean)))
+            .collect();
+        let variants: Vec<Row> = rows
+            .iter()
+            .filter(|r| r.variant != "full")
+            .cloned()
+            .collect();
+        Self {
+            columns,
+            bests,
+            best_delta: best(&variants, |r| r.delta_f1),
+            with_p: rows.iter().any(|r| r.p_value.is_some()),
+        }
+    }
+
+    /// Each score cell of `row` with whether it is its column's best.
+    fn cells<'a>(&'a self, row: &'a Row) -> impl Iterator<Item = Option<(MeanStd, bool)>> + 'a {
+        self.columns
+            .iter()
+            .zip(&self.bests)
+            .map(|(column, best)| column.value(row).map(|m| (m, is_best(m.mean, *best))))
+    }
+}
+
+/// The table as Markdown or LaTeX (best of each column in bold, † where p < 0.05) or
+/// CSV (a `best` flag per column).
+pub(crate) fn render(rows: &[Row], format: Format) -> String {
+    let layout = Layout::of(rows);
+    match format {
+        Format::Md => markdown(rows, &layout),
+        Format::Csv => csv(rows, &layout),
+        Format::Latex => latex(rows, &layout),
+    }
+}
+
+/// The table for a paper: variants as rows, P/R/F1 and per-type F1 as mean ± std, ΔF1
+/// and (where there are any) p against `full`.
+fn latex(rows: &[Row], layout: &Layout) -> String {
     use crate::eval::latex::{Table, bold, escape};
-    let with_p = rows.iter().any(|r| r.p_value.is_some());
-    let mut header: Vec<String> = ["Variant", "$P$", "$R$", "$F_1$", "$\\Delta F_1$"]
-        .map(String::from)
-        .to_vec();
-    if with_p {
+    let mut header = vec!["Variant".to_string()];
+    header.extend(layout.columns.iter().map(|c| c.latex_name()));
+    header.push("$\\Delta F_1$".into());
+    if layout.with_p {
         header.push("$p$".into());
     }
     let body = rows
         .iter()
         .map(|row| {
             let mut cells = vec![escape(&row.variant)];
-            for ((_, column), best) in COLUMNS.iter().zip(bests) {
-                cells.push(match column(row) {
-                    Some(m) => {
-                        let cell = format!("{:.2} $\\pm$ {:.2}", m.mean, m.std);
-                        if is_best(m.mean, *best) {
-                            bold(&cell)
-                        } else {
-                            cell
-                        }
-                    }
-                    None => "--".into(),
-                });
-            }
+            cells.extend(layout.cells(row).map(|cell| match cell {
+                Some((m, best)) => {
+                    let cell = format!("{:.2} $\\pm$ {:.2}", m.mean, m.std);
+                    if best { bold(&cell) } else { cell }
+                }
+                None => "--".into(),
+            }));
+            let marker = if significant(row) { "$^\\dagger$" } else { "" };
             cells.push(match row.delta_f1 {
                 Some(_) if row.variant == "full" => "0".into(),
-                Some(d) if is_best(d, best_delta) => bold(&format!("{d:+.2}")),
-                Some(d) => format!("{d:+.2}"),
+                Some(d) if is_best(d, layout.best_delta) => bold(&format!("{d:+.2}")) + marker,
+                Some(d) => format!("{d:+.2}{marker}"),
                 None => "--".into(),
             });
-            if with_p {
+            if layout.with_p {
                 cells.push(row.p_value.map_or("--".into(), |p| format!("{p:.3}")));
             }
             cells
@@ -246,12 +358,15 @@ fn latex(rows: &[Row], bests: &[Option<f64>; 3], best_delta: Option<f64>) -> Str
     let mut caption = String::from(
         "Test precision, recall and $F_1$: mean $\\pm$ standard deviation over seeds; $\\Delta F_1$ against full; the best of each column in bold.",
     );
-    if with_p {
-        caption += &format!(" {}.", escape(P_VALUE_TEST));
+    if layout.with_p {
+        caption += &format!(
+            " $^\\dagger$: $p < {SIGNIFICANT}$. {}.",
+            escape(P_VALUE_TEST)
+        );
     }
-    let align = if with_p { "lrrrrr" } else { "lrrrr" };
+    let align = format!("l{}", "r".repeat(header.len() - 1));
     Table {
-        align,
+        align: &align,
         header,
         rows: body,
         caption,
@@ -259,11 +374,12 @@ fn latex(rows: &[Row], bests: &[Option<f64>; 3], best_delta: Option<f64>) -> Str
     .render()
 }
 
-fn markdown(rows: &[Row], bests: &[Option<f64>; 3], best_delta: Option<f64>) -> String {
-    let with_p = rows.iter().any(|r| r.p_value.is_some());
-    let mut header = vec!["variant", "runs", "P", "R", "F1", "ΔF1"];
-    if with_p {
-        header.push("p");
+fn markdown(rows: &[Row], layout: &Layout) -> String {
+    let mut header = vec!["variant".to_string(), "runs".to_string()];
+    header.extend(layout.columns.iter().map(|c| c.name()));
+    header.push("ΔF1".into());
+    if layout.with_p {
+        header.push("p".into());
     }
     let mut table = comfy_table::Table::new();
     table
@@ -274,26 +390,25 @@ fn markdown(rows: &[Row], bests: &[Option<f64>; 3], best_delta: Option<f64>) -> 
             row.variant.clone(),
             format!("{}/{}", row.finished, row.runs),
         ];
-        for ((_, column), best) in COLUMNS.iter().zip(bests) {
-            cells.push(match column(row) {
-                Some(m) if is_best(m.mean, *best) => format!("**{:.2} ± {:.2}**", m.mean, m.std),
-                Some(m) => format!("{:.2} ± {:.2}", m.mean, m.std),
-                None => "–".into(),
-            });
-        }
+        cells.extend(layout.cells(row).map(|cell| match cell {
+            Some((m, true)) => format!("**{:.2} ± {:.2}**", m.mean, m.std),
+            Some((m, false)) => format!("{:.2} ± {:.2}", m.mean, m.std),
+            None => "–".into(),
+        }));
+        let marker = if significant(row) { "†" } else { "" };
         cells.push(match row.delta_f1 {
             Some(_) if row.variant == "full" => "0".into(),
-            Some(d) if is_best(d, best_delta) => format!("**{d:+.2}**"),
-            Some(d) => format!("{d:+.2}"),
+            Some(d) if is_best(d, layout.best_delta) => format!("**{d:+.2}**{marker}"),
+            Some(d) => format!("{d:+.2}{marker}"),
             None => "–".into(),
         });
-        if with_p {
+        if layout.with_p {
             cells.push(row.p_value.map_or("–".into(), |p| format!("{p:.3}")));
         }
         table.add_row(cells);
     }
-    let caption = if with_p {
-        format!("\nP/R/F1: test, mean ± std over seeds. {P_VALUE_TEST}.\n")
+    let caption = if layout.with_p {
+        format!("\nP/R/F1: test, mean ± std over seeds. †: p < {SIGNIFICANT}. {P_VALUE_TEST}.\n")
     } else {
         String::new()
     };
@@ -302,17 +417,17 @@ fn markdown(rows: &[Row], bests: &[Option<f64>; 3], best_delta: Option<f64>) -> 
 
 // Each `expect` here states an invariant that holds by construction.
 #[allow(clippy::expect_used)]
-fn csv(rows: &[Row], bests: &[Option<f64>; 3]) -> String {
+fn csv(rows: &[Row], layout: &Layout) -> String {
     let mut out = csv::Writer::from_writer(Vec::new());
     // Writing records to memory cannot fail: every record has the header's length.
     let mut record = |cells: &[String]| out.write_record(cells).expect("an in-memory CSV");
-    record(
-        &[
-            "variant", "finished", "runs", "p_mean", "p_std", "r_mean", "r_std", "f1_mean",
-            "f1_std", "delta_f1", "best", "p_value",
-        ]
-        .map(String::from),
-    );
+    let mut header: Vec<String> = ["variant", "finished", "runs"].map(String::from).to_vec();
+    for column in &layout.columns {
+        let name = column.csv_name();
+        header.extend([format!("{name}_mean"), format!("{name}_std")]);
+    }
+    header.extend(["delta_f1", "best", "p_value"].map(String::from));
+    record(&header);
     for row in rows {
         let mut cells = vec![
             row.variant.clone(),
@@ -320,13 +435,13 @@ fn csv(rows: &[Row], bests: &[Option<f64>; 3]) -> String {
             row.runs.to_string(),
         ];
         let mut best_of = Vec::new();
-        for ((name, column), best) in COLUMNS.iter().zip(bests) {
-            match column(row) {
-                Some(m) => {
+        for (column, cell) in layout.columns.iter().zip(layout.cells(row)) {
+            match cell {
+                Some((m, best)) => {
                     cells.push(format!("{:.4}", m.mean));
                     cells.push(format!("{:.4}", m.std));
-                    if is_best(m.mean, *best) {
-                        best_of.push(*name);
+                    if best {
+                        best_of.push(column.name().replace(' ', "_"));
                     }
                 }
                 None => cells.extend([String::new(), String::new()]),
@@ -365,6 +480,7 @@ mod tests {
             f1: score,
             delta_f1: None,
             p_value: None,
+            per_type_f1: BTreeMap::new(),
         }
     }
 

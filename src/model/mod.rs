@@ -690,7 +690,9 @@ impl PromptMner {
             .map(|(i, (encoded, candidates))| {
                 let truncated_words = batch.truncated[i];
                 let shown = want_attention && present[i];
-                let similarities = match (&weights, shown) {
+                // a_i is one small row: kept at every detail (the split's spread of a
+                // prompt's similarity is drawn from the whole-split scoring).
+                let similarities = match (&weights, present[i]) {
                     (Some(a), true) => a.get(i)?.to_vec1::<f32>()?,
                     _ => Vec::new(),
                 };

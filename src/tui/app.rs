@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use crate::engine::suggest::{SuggestRequest, Suggestion};
 use crate::engine::{Event, ImageChoice, SplitView, TweetInfo, TweetView};
+use crate::eval::significance::Significance;
 use crate::jobs::table::Format;
 use crate::jobs::variant::Variant;
 use crate::jobs::watch::JobsSnapshot;
@@ -110,9 +111,15 @@ pub(crate) enum Command {
     Suggest,
     /// Which prompts the span under the cursor depends on.
     Attribute,
+    /// A case-study figure of the tweet in view.
+    Figure,
+    /// The prompt panel's selected prompt: the next (or previous) by a_i.
+    NextPrompt,
+    PreviousPrompt,
     CancelRun,
     ExportCsv,
     ExportMarkdown,
+    ExportLatex,
 }
 
 /// Everything that changes the state.
@@ -176,6 +183,8 @@ pub(crate) enum Effect {
     /// Restart the engine on another checkpoint (a finished run's).
     LoadCheckpoint(PathBuf),
     ExportTable(Format),
+    /// A case-study figure of the tweet in view (SVG and PNG under figures/).
+    Figure(usize),
 }
 
 /// The workbench's whole state: the session data the components share, the
@@ -240,6 +249,31 @@ pub(crate) struct Compare {
     pub checkpoint: String,
     pub view: Option<TweetView>,
     pub scores: Option<SplitView>,
+    /// ΔF1 (B − A) over the split with its paired-bootstrap interval and p-value, once
+    /// both have scored it; made again whenever either scores it anew.
+    pub significance: Option<Significance>,
+}
+
+impl Shared {
+    /// Tests B against A on the split, the same test as `eval --compare`.
+    fn test_significance(&mut self) {
+        use crate::eval::significance::{DEFAULT_RESAMPLES, paired_test, tweet_counts};
+        let Some(compare) = &mut self.compare else {
+            return;
+        };
+        compare.significance = match (&self.scores, &compare.scores) {
+            (Some(a), Some(b)) => {
+                let gold: Vec<_> = self.tweets.iter().map(|t| t.gold.clone()).collect();
+                Some(paired_test(
+                    &tweet_counts(&gold, &a.spans()),
+                    &tweet_counts(&gold, &b.spans()),
+                    DEFAULT_RESAMPLES,
+                    crate::eval::significance::SEED,
+                ))
+            }
+            _ => None,
+        };
+    }
 }
 
 impl Compare {
@@ -515,8 +549,8 @@ fn on_action(app: &mut App, action: Action) -> Vec<Effect> {
 /// every panel the jobs panel does not cover), then the keys that mean the same
 /// everywhere: the first to consume the command decides what it does.
 fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
-    let stages: [fn(&mut App, Command) -> Handled; 4] =
-        [on_overlays, on_focused, on_image, on_global];
+    let stages: [fn(&mut App, Command) -> Handled; 5] =
+        [on_overlays, on_focused, on_image, on_prompts, on_global];
     let messages = stages
         .into_iter()
         .find_map(|stage| {
@@ -542,6 +576,10 @@ fn on_focused(app: &mut App, command: Command) -> Handled {
 
 fn on_image(app: &mut App, command: Command) -> Handled {
     app.image.handle(command, &app.shared)
+}
+
+fn on_prompts(app: &mut App, command: Command) -> Handled {
+    app.prompts.handle(command, &app.shared)
 }
 
 /// The keys that mean the same in every panel.
@@ -670,6 +708,7 @@ fn on_engine(app: &mut App, event: Event) -> Vec<Effect> {
         Event::Scores { view, .. } => {
             app.shared.scores = Some(*view);
             app.shared.engine = EngineState::Idle;
+            app.shared.test_significance();
             app.refilter()
         }
         Event::RescoreStopped { .. } => Vec::new(),
@@ -703,7 +742,10 @@ fn on_compare(app: &mut App, event: Event) {
     };
     match event {
         Event::Tweet { view, .. } => compare.view = Some(*view),
-        Event::Scores { view, .. } => compare.scores = Some(*view),
+        Event::Scores { view, .. } => {
+            compare.scores = Some(*view);
+            app.shared.test_significance();
+        }
         Event::Error { message, .. } => app.shared.message = Some(format!("B: {message}")),
         Event::RetrainNeeded { trained, .. } => {
             app.shared.message = Some(format!(

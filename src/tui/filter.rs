@@ -1,6 +1,5 @@
 //! Which tweets the example list shows: the filters and their counts.
 
-use crate::data::spans::Span;
 use crate::data::tags::EntityType;
 use crate::engine::{SplitView, TweetInfo};
 use crate::eval::compare::{Disagreement, Right, compare};
@@ -129,14 +128,8 @@ impl FilterData<'_> {
         let (Some(a), Some(b)) = (self.scores, self.compare) else {
             return Vec::new();
         };
-        let spans = |view: &SplitView| -> Vec<Span> {
-            view.predicted
-                .get(index)
-                .map(|p| p.iter().map(|p| p.span).collect())
-                .unwrap_or_default()
-        };
         let gold = self.tweets[index].gold.clone();
-        compare(&[gold], &[spans(a)], &[spans(b)])
+        compare(&[gold], &[a.spans_of(index)], &[b.spans_of(index)])
             .disagreements
             .into_iter()
             .map(|d| Disagreement { tweet: index, ..d })

@@ -126,6 +126,24 @@ pub(crate) const TWEET: &[Binding] = &[
         Command::WordLeft,
     ),
     bind(&[Char('l'), Right], "l →", "next word", Command::WordRight),
+    bind(
+        &[Char('p')],
+        "p",
+        "next prompt: its a_i over the split",
+        Command::NextPrompt,
+    ),
+    bind(
+        &[Char('P')],
+        "P",
+        "previous prompt",
+        Command::PreviousPrompt,
+    ),
+    bind(
+        &[Char('F')],
+        "F",
+        "case-study figure (figures/*.svg, .png)",
+        Command::Figure,
+    ),
     MOVES[0],
     MOVES[1],
     bind(&[Esc], "Esc", "back to the list", Command::Back),
@@ -194,6 +212,12 @@ pub(crate) const JOBS: &[Binding] = &[
         "m",
         "export the table as Markdown",
         Command::ExportMarkdown,
+    ),
+    bind(
+        &[Char('t')],
+        "t",
+        "export the table as LaTeX",
+        Command::ExportLatex,
     ),
     bind(&[Esc], "Esc", "back to the examples", Command::Back),
 ];

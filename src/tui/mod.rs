@@ -96,21 +96,14 @@ pub(crate) fn save_target(checkpoint: &Path, prompts: Option<&Path>) -> (PathBuf
     }
 }
 
-fn display_name(path: &Path) -> String {
-    path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    )
-}
-
 /// The state before anything is loaded.
 pub(crate) fn new_app(options: &TuiOptions) -> Result<App, TuiError> {
     let (save_path, save_needs_confirm) =
         save_target(&options.checkpoint, options.prompts.as_deref());
     let session = Session {
-        dataset: display_name(&options.data),
+        dataset: crate::util::folder_name(&options.data),
         split: options.split.clone(),
-        checkpoint: display_name(&options.checkpoint),
+        checkpoint: crate::util::folder_name(&options.checkpoint),
         // The precision shows where it differs from the default and runs here.
         device: match options.precision.effective(&options.device) {
             _ if options.device.is_cuda() => "cuda",
@@ -190,7 +183,7 @@ fn run_on(
     let (wake, inbox) = channel();
     let compare_engine = options.compare.as_ref().map(|other| {
         app.shared.compare = Some(app::Compare {
-            checkpoint: display_name(other),
+            checkpoint: crate::util::folder_name(other),
             ..app::Compare::default()
         });
         let (engine, events) = Engine::spawn(
@@ -454,6 +447,10 @@ impl Workbench<'_> {
                 });
             }
             Effect::ExportTable(format) => return Some(Action::Message(export_table(app, format))),
+            Effect::Figure(index) => {
+                let job = FigureJob::of(app, index, Path::new("figures"));
+                self.background.run(move || Action::Message(job.write()));
+            }
             Effect::LoadCheckpoint(dir) => self.load_checkpoint(app, dir),
         }
         None
@@ -499,7 +496,7 @@ impl Workbench<'_> {
         self.background.drop_later(old);
         let (save_path, save_needs_confirm) = save_target(&dir, None);
         let session = Session {
-            checkpoint: display_name(&dir),
+            checkpoint: crate::util::folder_name(&dir),
             checkpoint_dir: dir,
             save_path,
             save_needs_confirm,
@@ -561,12 +558,89 @@ fn export_path(runs_root: &Path, group: Option<&str>, format: Format) -> PathBuf
     runs_root.join(format!("table-{stem}.{extension}"))
 }
 
+/// A case-study figure of the tweet in view, made off the UI thread: what it needs,
+/// copied out of the state.
+struct FigureJob {
+    title: String,
+    views: Vec<(String, crate::engine::TweetView)>,
+    image: Result<PathBuf, String>,
+    out: PathBuf,
+}
+
+impl FigureJob {
+    fn of(app: &App, index: usize, folder: &Path) -> Self {
+        let shared = &app.shared;
+        let session = &shared.session;
+        let mut views = Vec::new();
+        if let Some(view) = shared.view.clone().filter(|v| v.index == index) {
+            views.push((format!("A: {}", session.checkpoint), view));
+        }
+        if let Some(compare) = &shared.compare
+            && let Some(view) = compare.current_view(Some(index))
+        {
+            views.push((format!("B: {}", compare.checkpoint), view.clone()));
+        }
+        // The image the tweet was scored with: its own, another tweet's, or none.
+        let scored = views.first().map(|(_, v)| &v.image);
+        let image = match scored.and_then(|i| i.from_tweet) {
+            Some(from) => shared.tweets[from]
+                .image_path
+                .clone()
+                .ok_or_else(|| "no image".to_string()),
+            None => Err(scored
+                .and_then(|i| i.no_image.clone())
+                .unwrap_or_else(|| "no image".into())),
+        };
+        let image_note = match scored.and_then(|i| i.from_tweet) {
+            Some(from) if from != index => format!(" · the image of tweet {from}"),
+            _ => String::new(),
+        };
+        let stem = format!("{}-{index}", crate::util::safe_stem(&session.split));
+        Self {
+            title: format!(
+                "{} · {}-{index}{image_note}",
+                session.dataset, session.split
+            ),
+            views,
+            image,
+            out: folder.join(stem),
+        }
+    }
+
+    /// Writes FILE.svg and FILE.png; says where, or why not.
+    fn write(self) -> String {
+        let picture = self
+            .image
+            .and_then(|path| crate::data::images::decode_image(&path).map_err(|e| e.to_string()));
+        let views: Vec<(String, &crate::engine::TweetView)> =
+            self.views.iter().map(|(n, v)| (n.clone(), v)).collect();
+        let written = crate::engine::case_study(
+            self.title,
+            &views,
+            picture.as_ref().map_err(Clone::clone),
+            crate::eval::figure::TOP_PROMPTS,
+        )
+        .and_then(|case| {
+            for extension in ["svg", "png"] {
+                let path = self.out.with_extension(extension);
+                crate::eval::figure::write(&case, &path, 2.0)?;
+            }
+            Ok(())
+        });
+        match written {
+            Ok(()) => format!("wrote {}.svg and .png", self.out.display()),
+            Err(e) => format!("cannot write the figure: {}", crate::util::error_chain(&e)),
+        }
+    }
+}
+
 /// Reads the runs folder every second (file reads stay off the UI thread).
 fn watch_jobs(root: PathBuf, to: Sender<Wake>) {
     let program = std::env::current_exe().unwrap_or_else(|_| "promptmner".into());
     std::thread::spawn(move || {
+        let mut details = crate::jobs::watch::TestDetails::default();
         loop {
-            match snapshot(&root, &program) {
+            match snapshot(&root, &program, &mut details) {
                 Ok(jobs) => {
                     if to.send(Wake::Jobs(jobs)).is_err() {
                         break;
@@ -739,6 +813,35 @@ mod tests {
         assert_eq!(path.parent(), Some(root));
         let csv = super::export_path(root, None, crate::jobs::table::Format::Csv);
         assert_eq!(csv, root.join("table-runs.csv"));
+    }
+
+    #[test]
+    fn f_writes_the_tweet_in_view_as_svg_and_png_with_both_models() {
+        use crate::tui::app::{Command, Effect};
+        use crate::tui::test_support::{command, compared_app};
+        let mut app = compared_app();
+        command(&mut app, Command::Down);
+        command(&mut app, Command::NextPanel);
+        assert_eq!(command(&mut app, Command::Figure), [Effect::Figure(1)]);
+        let folder = tempfile::tempdir().unwrap();
+        let job = super::FigureJob::of(&app, 1, folder.path());
+        assert_eq!(job.views.len(), 2, "A and B");
+        let said = job.write();
+        assert!(said.starts_with("wrote "), "{said}");
+        let svg = std::fs::read_to_string(folder.path().join("test-1.svg")).unwrap();
+        let texts = [
+            "A: demo",
+            "B: b",
+            "Nova",
+            "OTHER",
+            "PER ✗",
+            "the tweet has no image id",
+        ];
+        for text in texts {
+            assert!(svg.contains(&format!(">\n{text}\n</text>")), "{text}");
+        }
+        let png = image::open(folder.path().join("test-1.png")).unwrap();
+        assert_eq!(png.width(), 1920);
     }
 
     /// A value whose drop waits until it is let go, and says when it is done.

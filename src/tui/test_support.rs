@@ -117,6 +117,14 @@ pub(crate) fn split_view_of(predictions: &[Vec<Span>]) -> SplitView {
                     .collect()
             })
             .collect(),
+        // Each tweet with an image scales its view's a_i, so that the split has a spread.
+        similarities: (0..predictions.len())
+            .map(|i| {
+                let view = tweet_view(i);
+                let scale = 1.0 + 0.25 * i as f32;
+                view.prompts.iter().map(|p| p.similarity * scale).collect()
+            })
+            .collect(),
         is_baseline: true,
         seconds: 0.1,
     }

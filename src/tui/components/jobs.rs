@@ -5,13 +5,16 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
+use ratatui::symbols::Marker;
 use ratatui::text::Line;
-use ratatui::widgets::{Paragraph, Row, Table, TableState};
+use ratatui::widgets::{
+    Axis, Chart, Dataset, GraphType, LegendPosition, Paragraph, Row, Table, TableState,
+};
 
 use super::{Component, Handled, Message, panel};
-use crate::jobs::registry::State;
+use crate::jobs::registry::{EpochPoint, State};
 use crate::jobs::table::{Format, MeanStd, column_bests, is_best};
-use crate::jobs::watch::JobsSnapshot;
+use crate::jobs::watch::{JobsSnapshot, RunSummary};
 use crate::tui::app::{Command, Effect, Focus, Shared};
 
 /// The jobs panel's state: shown or not, the registry as last read, the selected run.
@@ -39,14 +42,22 @@ impl Component for JobsPanel {
 
     fn draw(&self, frame: &mut Frame, area: Rect, shared: &Shared) {
         let table_height = (self.snapshot.table.len() as u16 + 3).min(area.height / 3);
-        let [runs_area, log_area, results_area] = Layout::vertical([
+        let [runs_area, middle, results_area] = Layout::vertical([
             Constraint::Min(5),
-            Constraint::Length(10),
+            Constraint::Length(12),
             Constraint::Length(table_height.max(4)),
         ])
         .areas(area);
+        let [log_area, loss_area, f1_area] = Layout::horizontal([
+            Constraint::Percentage(36),
+            Constraint::Percentage(32),
+            Constraint::Percentage(32),
+        ])
+        .areas(middle);
         self.draw_runs(shared, frame, runs_area);
         self.draw_log(frame, log_area);
+        self.draw_curve(frame, loss_area, Curve::Loss);
+        self.draw_curve(frame, f1_area, Curve::DevF1);
         self.draw_results(frame, results_area);
     }
 }
@@ -84,6 +95,9 @@ impl JobsPanel {
             Command::ExportCsv => return vec![Message::Effect(Effect::ExportTable(Format::Csv))],
             Command::ExportMarkdown => {
                 return vec![Message::Effect(Effect::ExportTable(Format::Md))];
+            }
+            Command::ExportLatex => {
+                return vec![Message::Effect(Effect::ExportTable(Format::Latex))];
             }
             Command::CancelRun | Command::Open => return self.on_selected_run(command),
             _ => {}
@@ -160,6 +174,93 @@ impl JobsPanel {
         frame.render_widget(Paragraph::new(lines).block(panel(title, false)), area);
     }
 
+    /// The selected run's curve with the other seeds of its variant (in its group) drawn
+    /// dim beneath it, and its best epoch marked.
+    fn draw_curve(&self, frame: &mut Frame, area: Rect, curve: Curve) {
+        let Some(selected) = self.snapshot.runs.get(self.cursor) else {
+            frame.render_widget(panel(curve.name(), false), area);
+            return;
+        };
+        let seeds: Vec<&RunSummary> = self
+            .snapshot
+            .runs
+            .iter()
+            .filter(|r| r.group == selected.group && r.variant == selected.variant)
+            .filter(|r| r.id != selected.id)
+            .chain([selected])
+            .collect();
+        let points: Vec<Vec<(f64, f64)>> = seeds
+            .iter()
+            .map(|run| {
+                let to_point = |p: &EpochPoint| (p.epoch as f64, curve.value(p));
+                run.curve.iter().map(to_point).collect()
+            })
+            .collect();
+        let best: Vec<(f64, f64)> = selected
+            .best_epoch
+            .and_then(|epoch| selected.curve.iter().find(|p| p.epoch == epoch))
+            .map(|p| (p.epoch as f64, curve.value(p)))
+            .into_iter()
+            .collect();
+        let title = match best.first() {
+            Some((epoch, _)) => format!("{} · {} · best {epoch}", curve.name(), selected.variant),
+            None => format!("{} · {}", curve.name(), selected.variant),
+        };
+        let block = panel(title, false);
+        if points.iter().all(Vec::is_empty) {
+            let text = Line::styled("no epoch finished yet", Style::new().fg(Color::DarkGray));
+            frame.render_widget(Paragraph::new(text).block(block), area);
+            return;
+        }
+        let mut datasets: Vec<Dataset> = seeds
+            .iter()
+            .zip(&points)
+            .map(|(run, data)| {
+                let style = if run.id == selected.id {
+                    Style::new().fg(Color::Cyan)
+                } else {
+                    Style::new().fg(Color::DarkGray)
+                };
+                Dataset::default()
+                    .name(format!("s{}", run.seed))
+                    .marker(Marker::Braille)
+                    .graph_type(GraphType::Line)
+                    .style(style)
+                    .data(data)
+            })
+            .collect();
+        if !best.is_empty() {
+            datasets.push(
+                Dataset::default()
+                    .name("best")
+                    .marker(Marker::Block)
+                    .graph_type(GraphType::Scatter)
+                    .style(Style::new().fg(Color::Yellow))
+                    .data(&best),
+            );
+        }
+        let epochs = seeds.iter().map(|r| r.epochs).max().unwrap_or(1).max(2) as f64;
+        let (low, high) = bounds(points.iter().flatten().map(|(_, y)| *y));
+        let axis_style = Style::new().fg(Color::DarkGray);
+        let chart = Chart::new(datasets)
+            .block(block)
+            .x_axis(
+                Axis::default()
+                    .style(axis_style)
+                    .bounds([1.0, epochs])
+                    .labels(["1".to_string(), format!("{epochs}")]),
+            )
+            .y_axis(
+                Axis::default()
+                    .style(axis_style)
+                    .bounds([low, high])
+                    .labels([curve.label(low), curve.label(high)]),
+            )
+            .legend_position(Some(LegendPosition::TopRight))
+            .hidden_legend_constraints((Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)));
+        frame.render_widget(chart, area);
+    }
+
     fn draw_results(&self, frame: &mut Frame, area: Rect) {
         let table = &self.snapshot.table;
         let bests = column_bests(table);
@@ -171,6 +272,7 @@ impl JobsPanel {
                 cell(row.recall, bests[1]),
                 cell(row.f1, bests[2]),
                 row.delta_f1.map_or("–".into(), |d| format!("{d:+.2}")),
+                row.p_value.map_or("–".into(), |p| format!("{p:.3}")),
             ])
         });
         let widths = [
@@ -180,12 +282,13 @@ impl JobsPanel {
             Constraint::Length(15),
             Constraint::Length(15),
             Constraint::Length(7),
+            Constraint::Length(6),
         ];
         let title = format!(
-            "results · {} · * best · c CSV, m Markdown",
+            "results · {} · * best · p: randomisation against full · c CSV, m Markdown, t LaTeX",
             self.snapshot.group.as_deref().unwrap_or("no group yet")
         );
-        let header = Row::new(vec!["variant", "runs", "P", "R", "F1", "ΔF1"])
+        let header = Row::new(vec!["variant", "runs", "P", "R", "F1", "ΔF1", "p"])
             .style(Style::new().add_modifier(Modifier::BOLD));
         frame.render_widget(
             Table::new(rows, widths)
@@ -194,6 +297,48 @@ impl JobsPanel {
             area,
         );
     }
+}
+
+/// The two curves of a run.
+#[derive(Debug, Clone, Copy)]
+enum Curve {
+    Loss,
+    DevF1,
+}
+
+impl Curve {
+    fn name(self) -> &'static str {
+        match self {
+            Curve::Loss => "loss",
+            Curve::DevF1 => "dev F1",
+        }
+    }
+
+    fn value(self, point: &EpochPoint) -> f64 {
+        match self {
+            Curve::Loss => point.train_loss,
+            Curve::DevF1 => point.dev_f1,
+        }
+    }
+
+    fn label(self, value: f64) -> String {
+        match self {
+            Curve::Loss => format!("{value:.3}"),
+            Curve::DevF1 => format!("{value:.1}"),
+        }
+    }
+}
+
+/// The y range of a chart: the values' span, with a margin so a flat line shows.
+fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (low, high) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
+    if !low.is_finite() {
+        return (0.0, 1.0);
+    }
+    let margin = ((high - low) * 0.05).max(1e-3);
+    (low - margin, high + margin)
 }
 
 fn state_style(state: State) -> Style {
@@ -230,16 +375,32 @@ mod tests {
     use crate::tui::test_support::{command, loaded, run, screen};
     use std::path::PathBuf;
 
+    /// A learning curve: the loss falls, dev F1 rises to a plateau that `shift` moves.
+    fn curve(epochs: usize, shift: f64) -> Vec<crate::jobs::registry::EpochPoint> {
+        (1..=epochs)
+            .map(|epoch| crate::jobs::registry::EpochPoint {
+                epoch,
+                train_loss: 1.0 / epoch as f64,
+                dev_f1: 90.0 - 40.0 / epoch as f64 + shift / 10.0,
+            })
+            .collect()
+    }
+
     fn jobs_snapshot() -> crate::jobs::watch::JobsSnapshot {
         use crate::jobs::registry::State;
         use crate::jobs::table::{MeanStd, Row};
         use crate::jobs::watch::{JobsSnapshot, RunSummary};
-        let run =
-            |id: &str, variant: &str, state: State, epoch: usize, test: Option<f64>| RunSummary {
+        let run = |id: &str, variant: &str, state: State, epoch: usize, test: Option<f64>| {
+            let seed: u64 = id
+                .rsplit('s')
+                .next()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1);
+            RunSummary {
+                seed,
                 id: id.into(),
                 group: "demo-1".into(),
                 variant: variant.into(),
-                seed: 1,
                 state,
                 epoch,
                 epochs: 20,
@@ -248,8 +409,11 @@ mod tests {
                 test_f1: test,
                 log_tail: vec![format!("epoch {epoch}: train loss 0.0100")],
                 dir: PathBuf::from(format!("runs/{id}")),
-            };
-        let row = |variant: &str, f1: f64, delta: f64| Row {
+                curve: curve(epoch, 20.0 * seed as f64),
+                best_epoch: epoch.checked_sub(2),
+            }
+        };
+        let row = |variant: &str, f1: f64, delta: f64, p_value: Option<f64>| Row {
             variant: variant.into(),
             finished: 1,
             runs: 1,
@@ -257,16 +421,21 @@ mod tests {
             recall: Some(MeanStd { mean: f1, std: 0.4 }),
             f1: Some(MeanStd { mean: f1, std: 0.3 }),
             delta_f1: Some(delta),
-            p_value: None,
+            p_value,
+            per_type_f1: Default::default(),
         };
         JobsSnapshot {
             runs: vec![
                 run("r0001-full-s1", "full", State::Finished, 20, Some(94.9)),
                 run("r0002-none-s1", "none", State::Running, 7, None),
+                run("r0004-none-s2", "none", State::Finished, 20, Some(80.1)),
                 run("r0003-plain-s1", "plain", State::Queued, 0, None),
             ],
             group: Some("demo-1".into()),
-            table: vec![row("full", 94.9, 0.0), row("none", 81.5, -13.4)],
+            table: vec![
+                row("full", 94.9, 0.0, None),
+                row("none", 81.5, -13.4, Some(0.001)),
+            ],
             skipped: Vec::new(),
         }
     }

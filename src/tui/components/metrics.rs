@@ -10,6 +10,7 @@ use ratatui::widgets::{Gauge, Paragraph, Row, Table};
 use super::{Component, panel, type_color};
 use crate::data::tags::EntityType;
 use crate::eval::score::ClassScore;
+use crate::eval::significance::Significance;
 use crate::tui::app::{EngineState, Shared};
 
 /// The metrics panel: no state of its own and no keys.
@@ -34,6 +35,36 @@ fn row(name: &str, score: &ClassScore, delta_f1: Option<f64>, style: Style) -> R
         delta(delta_f1),
     ])
     .style(style)
+}
+
+/// B − A with its 95% paired-bootstrap interval and randomisation p-value.
+fn significance_lines(significance: Option<&Significance>) -> Vec<Line<'static>> {
+    let Some(s) = significance else {
+        return vec![Line::styled(
+            "B − A: waiting for both scorings",
+            Style::new().fg(Color::DarkGray),
+        )];
+    };
+    let [low, high] = s.interval;
+    // An interval that holds 0 says the difference may be noise.
+    let style = if low <= 0.0 && high >= 0.0 {
+        Style::new().fg(Color::DarkGray)
+    } else {
+        Style::new().fg(Color::Yellow)
+    };
+    vec![
+        Line::styled(
+            format!(
+                "B − A {:+.2}, 95% CI [{low:+.2}, {high:+.2}], p {:.3}",
+                s.delta_f1, s.p_value
+            ),
+            style,
+        ),
+        Line::styled(
+            format!("paired bootstrap, randomisation: {} rounds", s.resamples),
+            Style::new().fg(Color::DarkGray),
+        ),
+    ]
 }
 
 impl Component for MetricsPanel {
@@ -126,7 +157,20 @@ impl Component for MetricsPanel {
         let table = Table::new(rows, widths).header(
             Row::new(vec!["", "P", "R", "F1", "ΔF1"]).style(Style::new().fg(Color::DarkGray)),
         );
+        let significance = shared.compare.as_ref().map(|c| c.significance);
+        let [table_area, significance_area] = Layout::vertical([
+            Constraint::Min(0),
+            Constraint::Length(if significance.is_some() { 2 } else { 0 }),
+        ])
+        .areas(table_area);
         frame.render_widget(table, table_area);
+        if let Some(significance) = significance {
+            frame.render_widget(
+                Paragraph::new(significance_lines(significance.as_ref()))
+                    .wrap(ratatui::widgets::Wrap { trim: true }),
+                significance_area,
+            );
+        }
     }
 }
 

@@ -464,6 +464,20 @@ fn confusion_window(shared: &Shared, row: usize, col: usize, frame: &mut Frame, 
         crate::data::tags::EntityType::ALL.map(|k| per_type.get(&k).map_or(0, |s| s.counts.tp));
     let matrix = Confusion::new(&scores.tweet_errors, correct);
     let name = |c: Option<crate::data::tags::EntityType>| c.map_or("none", |k| k.as_str());
+    let cells = || {
+        classes()
+            .into_iter()
+            .flat_map(|g| classes().into_iter().map(move |p| (g, p)))
+            .filter(|(g, p)| g.is_some() || p.is_some())
+    };
+    let most = |diagonal: bool| {
+        cells()
+            .filter(|(g, p)| (g == p) == diagonal)
+            .map(|(g, p)| matrix.count(g, p))
+            .max()
+            .unwrap_or(0)
+    };
+    let (most_correct, most_errors) = (most(true), most(false));
     let mut lines = vec![Line::raw(format!(
         "{:<8}{}",
         "gold\\pred",
@@ -477,11 +491,15 @@ fn confusion_window(shared: &Shared, row: usize, col: usize, frame: &mut Frame, 
             } else {
                 matrix.count(gold, pred).to_string()
             };
-            let style = if (r, c) == (row, col) {
-                Style::new().add_modifier(Modifier::REVERSED)
+            let most = if gold == pred {
+                most_correct
             } else {
-                Style::new()
+                most_errors
             };
+            let mut style = confusion_shade(matrix.count(gold, pred), most, gold == pred);
+            if (r, c) == (row, col) {
+                style = style.add_modifier(Modifier::REVERSED);
+            }
             spans.push(Span::styled(format!("{count:>9}"), style));
         }
         lines.push(Line::from(spans));
@@ -491,6 +509,25 @@ fn confusion_window(shared: &Shared, row: usize, col: usize, frame: &mut Frame, 
         matrix.total_errors()
     )));
     frame.render_widget(Paragraph::new(lines).block(block), rect);
+}
+
+/// A cell's background by its count: five steps from the faintest to the most of its
+/// kind, green on the diagonal (exact matches), red off it (errors); empty cells plain.
+fn confusion_shade(count: usize, most: usize, diagonal: bool) -> Style {
+    const GREENS: [u8; 5] = [22, 28, 34, 40, 46];
+    const REDS: [u8; 5] = [52, 88, 124, 160, 196];
+    if count == 0 || most == 0 {
+        return Style::new();
+    }
+    let step = ((count * GREENS.len()).div_ceil(most)).clamp(1, GREENS.len()) - 1;
+    let ramp = if diagonal { GREENS } else { REDS };
+    // Dark text on the two brightest steps, where white would not read.
+    let text = if step >= 3 {
+        Color::Black
+    } else {
+        Color::White
+    };
+    Style::new().bg(Color::Indexed(ramp[step])).fg(text)
 }
 
 /// The suggestion search's table, best ΔF1 first, filling in as candidates are scored.
@@ -714,6 +751,37 @@ mod tests {
         command(&mut app, Command::Down);
         command(&mut app, Command::WordRight);
         insta::assert_snapshot!(screen(&app, 100, 30).backend());
+    }
+
+    #[test]
+    fn confusion_cells_are_shaded_by_count_green_on_the_diagonal_red_off_it() {
+        use ratatui::style::Color;
+        let bg = |count, most, diagonal| super::confusion_shade(count, most, diagonal).bg;
+        assert_eq!(bg(0, 9, false), None, "an empty cell stays plain");
+        assert_eq!(
+            bg(9, 9, false),
+            Some(Color::Indexed(196)),
+            "the most errors"
+        );
+        assert_eq!(bg(1, 9, false), Some(Color::Indexed(52)), "the fewest");
+        assert_eq!(bg(5, 10, true), Some(Color::Indexed(34)), "half way, green");
+        // Drawn: the header's row and the gold OTHER → predicted PER cell (one error).
+        let mut app = loaded();
+        command(&mut app, Command::Confusion);
+        let terminal = screen(&app, 100, 30);
+        let buffer = terminal.backend().buffer();
+        let row = (0..buffer.area.height)
+            .find(|&y| {
+                let line: String = (0..buffer.area.width)
+                    .map(|x| buffer[(x, y)].symbol().to_string())
+                    .collect();
+                line.contains("║OTHER")
+            })
+            .unwrap();
+        let shaded = (0..buffer.area.width)
+            .filter(|&x| buffer[(x, row)].bg != Color::Reset)
+            .count();
+        assert!(shaded >= 9, "the OTHER row has a shaded cell: {shaded}");
     }
 
     #[test]

@@ -3,21 +3,23 @@
 //! prompts as `#k`); beside it, the selected word's attention over the prompts' clues.
 
 use ratatui::Frame;
-use ratatui::layout::Rect;
-use ratatui::style::{Color, Style};
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Paragraph;
+use ratatui::widgets::{Paragraph, Sparkline};
 
-use super::{Component, clip, panel, type_color};
+use super::{Component, Handled, Message, clip, panel, type_color};
 use crate::engine::{AttributionView, PromptScore, TweetView};
 use crate::model::prompts::PromptSource;
-use crate::tui::app::Shared;
+use crate::tui::app::{Command, Shared};
 
 /// The prompt panel's state: the last leave-one-prompt-out attribution (`a` in the
 /// tweet view), shown while its span is under the cursor.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PromptsPanel {
     pub attribution: Option<AttributionView>,
+    /// The prompt whose a_i over the split is drawn (its index in the bank).
+    pub selected: Option<usize>,
 }
 
 pub(crate) fn label(prompt: &PromptScore) -> String {
@@ -51,6 +53,27 @@ fn bar(value: f32, max: f32, width: usize) -> String {
 }
 
 impl Component for PromptsPanel {
+    /// `p` and `P` in the tweet view: the next or previous prompt by a_i.
+    fn handle(&mut self, command: Command, shared: &Shared) -> Handled {
+        let step = match command {
+            Command::NextPrompt => 1,
+            Command::PreviousPrompt => -1,
+            _ => return Handled::NotConsumed,
+        };
+        let Some(view) = shared.current_view().filter(|v| !v.prompts.is_empty()) else {
+            return Handled::Consumed(vec![Message::Status("this tweet has no prompts".into())]);
+        };
+        let order = by_similarity(view);
+        let rank = self
+            .selected
+            .and_then(|s| order.iter().position(|&i| i == s))
+            .map_or(if step > 0 { 0 } else { order.len() - 1 }, |r| {
+                (r as isize + step).rem_euclid(order.len() as isize) as usize
+            });
+        self.selected = Some(order[rank]);
+        Handled::Consumed(Vec::new())
+    }
+
     fn draw(&self, frame: &mut Frame, area: Rect, shared: &Shared) {
         let view = shared.current_view();
         let word = view.and_then(|v| v.words.get(shared.word_cursor).cloned());
@@ -73,19 +96,138 @@ impl Component for PromptsPanel {
         };
         let block = panel(title, false);
         let inner = block.inner(area);
+        frame.render_widget(block, area);
+        let spread = view.and_then(|view| self.spread(view, shared));
+        let [list_area, spread_area] = Layout::vertical([
+            Constraint::Min(0),
+            Constraint::Length(if spread.is_some() { 4 } else { 0 }),
+        ])
+        .areas(inner);
         let lines = match view {
             None => vec![Line::styled("computing…", Style::new().fg(Color::DarkGray))],
             Some(view) if view.prompts.is_empty() => vec![Line::styled(
                 "no image, so no prompt similarities (text-only)",
                 Style::new().fg(Color::DarkGray),
             )],
-            Some(view) => prompt_lines(view, shared.word_cursor, attribution, inner.width as usize),
+            Some(view) => prompt_lines(
+                view,
+                self.selected,
+                shared.word_cursor,
+                attribution,
+                inner.width as usize,
+            ),
         };
-        frame.render_widget(Paragraph::new(lines).block(block), area);
+        frame.render_widget(Paragraph::new(lines), list_area);
+        if let Some(spread) = spread {
+            spread.draw(frame, spread_area);
+        }
     }
 }
 
+/// The selected prompt's a_i over the split's tweets with an image, as a histogram,
+/// with this tweet's value marked beneath it.
+struct Spread {
+    label: String,
+    color: Color,
+    values: Vec<f32>,
+    this_tweet: f32,
+}
+
+impl Spread {
+    fn draw(&self, frame: &mut Frame, area: Rect) {
+        let [title_area, bars_area, axis_area] = Layout::vertical([
+            Constraint::Length(1),
+            Constraint::Length(2),
+            Constraint::Length(1),
+        ])
+        .areas(area);
+        let low = self.values.iter().copied().fold(f32::INFINITY, f32::min);
+        let high = self
+            .values
+            .iter()
+            .copied()
+            .fold(f32::NEG_INFINITY, f32::max);
+        let [low_label, high_label] = [low, high].map(|v| format!("{v:.3}"));
+        let bins = usize::from(bars_area.width).max(1);
+        let counts = histogram(&self.values, low, high, bins);
+        let title = format!(
+            "a_i of «{}» over {} tweets (p, P: another prompt)",
+            self.label,
+            self.values.len()
+        );
+        frame.render_widget(Line::styled(title, Style::new().fg(self.color)), title_area);
+        frame.render_widget(
+            Sparkline::default()
+                .data(&counts)
+                .style(Style::new().fg(self.color)),
+            bars_area,
+        );
+        let at = bin_of(self.this_tweet, low, high, bins);
+        let width = usize::from(axis_area.width);
+        let mut axis = format!("{low_label:<width$}");
+        axis.replace_range(width.saturating_sub(high_label.len()).., &high_label);
+        let marker = format!("▲{:.3}", self.this_tweet);
+        let start = at.min(width.saturating_sub(marker.chars().count()));
+        let axis: String = axis
+            .chars()
+            .take(start)
+            .chain(marker.chars())
+            .chain(axis.chars().skip(start + marker.chars().count()))
+            .collect();
+        frame.render_widget(
+            Line::styled(axis, Style::new().fg(Color::DarkGray)),
+            axis_area,
+        );
+    }
+}
+
+/// Counts of `values` in `bins` equal bins over [low, high].
+fn histogram(values: &[f32], low: f32, high: f32, bins: usize) -> Vec<u64> {
+    let mut counts = vec![0; bins];
+    for &value in values {
+        counts[bin_of(value, low, high, bins)] += 1;
+    }
+    counts
+}
+
+fn bin_of(value: f32, low: f32, high: f32, bins: usize) -> usize {
+    if high <= low {
+        return 0;
+    }
+    let at = ((value - low) / (high - low) * bins as f32) as usize;
+    at.min(bins - 1)
+}
+
+/// The prompts of `view`, highest a_i first.
+fn by_similarity(view: &TweetView) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..view.prompts.len()).collect();
+    order.sort_by(|&a, &b| {
+        view.prompts[b]
+            .similarity
+            .total_cmp(&view.prompts[a].similarity)
+    });
+    order
+}
+
 impl PromptsPanel {
+    /// The selected prompt's spread over the split, once the split is scored.
+    fn spread(&self, view: &TweetView, shared: &Shared) -> Option<Spread> {
+        let selected = self.selected?;
+        let prompt = view.prompts.get(selected)?;
+        let scores = shared.scores.as_ref()?;
+        let values: Vec<f32> = scores
+            .similarities
+            .iter()
+            .filter_map(|tweet| tweet.get(selected).copied())
+            .collect();
+        (!values.is_empty()).then(|| Spread {
+            label: label(prompt),
+            color: color(prompt),
+            values,
+            this_tweet: prompt.similarity,
+        })
+    }
+
     /// The attribution of the span under the cursor, when it is the current one's.
     fn current_attribution(&self, shared: &Shared) -> Option<&AttributionView> {
         let attribution = self.attribution.as_ref()?;
@@ -113,16 +255,12 @@ fn signed_bar(change: f32, max: f32, width: usize) -> Span<'static> {
 
 fn prompt_lines(
     view: &TweetView,
+    selected: Option<usize>,
     word: usize,
     attribution: Option<&AttributionView>,
     width: usize,
 ) -> Vec<Line<'static>> {
-    let mut order: Vec<usize> = (0..view.prompts.len()).collect();
-    order.sort_by(|&a, &b| {
-        view.prompts[b]
-            .similarity
-            .total_cmp(&view.prompts[a].similarity)
-    });
+    let order = by_similarity(view);
     let max = view.prompts[order[0]].similarity;
     let attention = view.clue_attention.get(word);
     let max_attention = attention.map_or(0.0, |a| a.iter().copied().fold(0.0, f32::max));
@@ -137,11 +275,17 @@ fn prompt_lines(
         .map(|i| {
             let prompt = &view.prompts[i];
             let style = Style::new().fg(color(prompt));
+            let label_style = if selected == Some(i) {
+                style.add_modifier(Modifier::REVERSED)
+            } else {
+                style
+            };
             let mut spans = vec![
                 Span::styled(
-                    format!("{:<label_width$} ", clip(&label(prompt), label_width)),
-                    style,
+                    format!("{:<label_width$}", clip(&label(prompt), label_width)),
+                    label_style,
                 ),
+                Span::raw(" "),
                 Span::styled(bar(prompt.similarity, max, bar_width), style),
                 Span::raw(format!(" {:.3}", prompt.similarity)),
             ];
@@ -183,6 +327,40 @@ mod tests {
         command(&mut app, Command::NextPanel);
         command(&mut app, Command::WordRight);
         let mut terminal = Terminal::new(TestBackend::new(70, 10)).unwrap();
+        terminal
+            .draw(|frame| app.prompts.draw(frame, frame.area(), &app.shared))
+            .unwrap();
+        insta::assert_snapshot!(terminal.backend());
+    }
+
+    #[test]
+    fn p_selects_prompts_by_similarity_and_wraps_around() {
+        let mut app = loaded();
+        command(&mut app, Command::NextPanel);
+        assert_eq!(app.prompts.selected, None);
+        command(&mut app, Command::NextPrompt);
+        assert_eq!(app.prompts.selected, Some(0), "the highest a_i first");
+        command(&mut app, Command::NextPrompt);
+        assert_eq!(app.prompts.selected, Some(1));
+        command(&mut app, Command::PreviousPrompt);
+        command(&mut app, Command::PreviousPrompt);
+        assert_eq!(app.prompts.selected, Some(5), "from the first to the last");
+    }
+
+    #[test]
+    fn the_spread_counts_every_tweet_with_an_image_in_its_bin() {
+        let counts = super::histogram(&[0.0, 0.5, 0.5, 0.9], 0.0, 0.9, 3);
+        assert_eq!(counts, [1, 2, 1]);
+        assert_eq!(super::histogram(&[0.3, 0.3], 0.3, 0.3, 4), [2, 0, 0, 0]);
+    }
+
+    #[test]
+    fn snapshot_prompt_panel_with_the_spread_of_a_prompt() {
+        let mut app = loaded();
+        command(&mut app, Command::NextPanel);
+        command(&mut app, Command::NextPrompt);
+        command(&mut app, Command::NextPrompt);
+        let mut terminal = Terminal::new(TestBackend::new(70, 12)).unwrap();
         terminal
             .draw(|frame| app.prompts.draw(frame, frame.area(), &app.shared))
             .unwrap();

@@ -37,6 +37,10 @@ impl Component for TweetPanel {
                 Vec::new()
             }
             Command::Attribute => self.attribute(shared),
+            Command::Figure => match shared.current_view() {
+                Some(view) => vec![Message::Effect(Effect::Figure(view.index))],
+                None => vec![Message::Status("the tweet is still being scored".into())],
+            },
             Command::Back => vec![Message::Focus(Focus::List)],
             _ if ExampleList::is_move(command) => vec![Message::StepList(command)],
             _ => return Handled::NotConsumed,
