@@ -119,10 +119,15 @@ fn a_local_run_goes_from_queued_to_finished_with_its_metrics_in_the_table() {
         let runs = markdown_row(&table, variant).get(1).cloned();
         assert_eq!(runs.as_deref(), Some("1/1"), "{variant}: {table}");
     }
-    // current-vocabulary against full: a p-value from the pooled test predictions, and
-    // the caption naming the test.
+    // Per-type F1 from the runs' test predictions; current-vocabulary against full: a
+    // p-value from the pooled test predictions, and the caption naming the test.
+    let header = markdown_row(&table, "variant");
+    for column in ["PER F1", "LOC F1", "ORG F1", "OTHER F1", "p"] {
+        assert!(header.iter().any(|h| h == column), "{column}: {table}");
+    }
+    let p_column = header.iter().position(|h| h == "p").unwrap();
     let p = markdown_row(&table, "current-vocabulary")
-        .get(6)
+        .get(p_column)
         .cloned()
         .unwrap_or_default();
     let p: f64 = p.parse().unwrap_or_else(|_| panic!("no p-value: {table}"));

@@ -240,3 +240,93 @@ fn a_key_typed_as_soon_as_the_first_screen_shows_is_not_lost() {
     tmux.keys(&["q"]);
     tmux.wait_text("EXITED 0");
 }
+
+/// Runs `promptmner runs --runs ROOT ARGS` from the repository; its standard output.
+fn runs_command(root: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_promptmner"))
+        .args(["runs", "--runs"])
+        .arg(root)
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_research_views_plot_shade_and_write_a_case_study_figure() {
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path().join("runs");
+    // Two seeds of a quick run: their curves in the jobs panel.
+    let quick = ["--set", "epochs=3", "--set", "max_train_examples=64"];
+    let mut submit = vec!["submit", "--from", "checkpoints/demo", "--variant", "full"];
+    submit.extend(["--seeds", "2"]);
+    submit.extend(quick);
+    let ids = runs_command(&root, &submit);
+    let start = Instant::now();
+    while ids.lines().any(|id| {
+        !runs_command(&root, &["list"])
+            .lines()
+            .any(|l| l.starts_with(id) && l.contains("finished"))
+    }) {
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "the runs did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // In the scratch folder, so that F writes its figure there.
+    let args = format!(
+        "tui --data '{repo}/data/demo' --checkpoint '{repo}/checkpoints/demo'",
+        repo = repo().display()
+    );
+    let line = command_line(scratch.path(), &args).replacen(
+        &format!("cd '{}'", repo().display()),
+        &format!("cd '{}'", scratch.path().display()),
+        1,
+    );
+    let Some(tmux) = Tmux::start("research", &line) else {
+        return;
+    };
+    tmux.wait_for("the scored demo", |s| {
+        s.contains("examples · all (300/300)") && status_line(s).contains(" idle ")
+    });
+    // p in the tweet view: the second prompt by a_i, spread over the split.
+    tmux.keys(&["Tab", "p", "p"]);
+    let spread = tmux.wait_text("tweets, log count");
+    let over: usize = spread
+        .split(" a_i over ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{spread}"));
+    assert!(
+        (200..300).contains(&over),
+        "the demo's test tweets with an image: {over}"
+    );
+    tmux.keys(&["F"]);
+    tmux.wait_text("wrote figures/test-0.svg and .png");
+    let svg = std::fs::read_to_string(scratch.path().join("figures/test-0.svg")).unwrap();
+    assert!(svg.contains("A: demo"), "the model's row");
+    let png = image::open(scratch.path().join("figures/test-0.png")).unwrap();
+    assert_eq!(png.width(), 1920);
+    tmux.keys(&["C"]);
+    tmux.wait_text("confusion · rows gold");
+    // Escape and a key sent at once read as Alt+key: wait for the window to close.
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the matrix to close", |s| !s.contains("confusion · rows gold"));
+    tmux.keys(&["J"]);
+    let jobs = tmux.wait_for("the curves", |s| {
+        s.contains("loss · full · best") && s.contains("dev F1 · full · best")
+    });
+    assert!(jobs.contains("runs (2)"), "{jobs}");
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the jobs panel to close", |s| !s.contains("runs (2)"));
+    tmux.keys(&["q"]);
+    tmux.wait_text("EXITED 0");
+}

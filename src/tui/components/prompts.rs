@@ -149,16 +149,19 @@ impl Spread {
             .fold(f32::NEG_INFINITY, f32::max);
         let [low_label, high_label] = [low, high].map(|v| format!("{v:.3}"));
         let bins = usize::from(bars_area.width).max(1);
-        let counts = histogram(&self.values, low, high, bins);
-        let title = format!(
-            "a_i of «{}» over {} tweets (p, P: another prompt)",
-            self.label,
-            self.values.len()
-        );
+        // Log counts: most tweets sit near 0 for most prompts, and one tall bin would
+        // flatten the rest of the spread.
+        let heights: Vec<u64> = histogram(&self.values, low, high, bins)
+            .into_iter()
+            .map(|count| ((count as f64).ln_1p() * 100.0).round() as u64)
+            .collect();
+        let tail = format!(" a_i over {} tweets, log count", self.values.len());
+        let room = usize::from(title_area.width).saturating_sub(tail.chars().count() + 2);
+        let title = format!("«{}»{tail}", clip(&self.label, room.max(4)));
         frame.render_widget(Line::styled(title, Style::new().fg(self.color)), title_area);
         frame.render_widget(
             Sparkline::default()
-                .data(&counts)
+                .data(&heights)
                 .style(Style::new().fg(self.color)),
             bars_area,
         );
