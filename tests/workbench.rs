@@ -319,7 +319,9 @@ fn the_research_views_plot_shade_and_write_a_case_study_figure() {
     tmux.wait_text("confusion · rows gold");
     // Escape and a key sent at once read as Alt+key: wait for the window to close.
     tmux.keys(&["Escape"]);
-    tmux.wait_for("the matrix to close", |s| !s.contains("confusion · rows gold"));
+    tmux.wait_for("the matrix to close", |s| {
+        !s.contains("confusion · rows gold")
+    });
     tmux.keys(&["J"]);
     let jobs = tmux.wait_for("the curves", |s| {
         s.contains("loss · full · best") && s.contains("dev F1 · full · best")

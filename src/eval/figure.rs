@@ -32,7 +32,7 @@ const LABEL_SIZE: f64 = 11.0;
 /// A tweet line: the type label above, the word, the gap to the next.
 const LINE_HEIGHT: f64 = 48.0;
 /// Where the words of a tweet row start (after the row's name).
-const WORDS_X: f64 = MARGIN + 150.0;
+const NAME_SIZE: f64 = 14.0;
 const BAR_ROW: f64 = 26.0;
 
 /// One model's predictions on the tweet.
@@ -107,10 +107,9 @@ impl FigureFormat {
 
 /// Writes `case` to `out` (SVG, or PNG at `scale`), atomically.
 pub fn write(case: &CaseStudy, out: &std::path::Path, scale: f32) -> Result<(), FigureError> {
-    let svg = svg(case);
     let bytes = match FigureFormat::of(out)? {
-        FigureFormat::Svg => svg.into_bytes(),
-        FigureFormat::Png => png(&svg, scale)?,
+        FigureFormat::Svg => svg(case).into_bytes(),
+        FigureFormat::Png => png(case, scale)?,
     };
     let write = || {
         if let Some(folder) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -148,22 +147,41 @@ pub fn image_png(image: &image::DynamicImage) -> Result<Vec<u8>, FigureError> {
     Ok(bytes)
 }
 
-/// The figure as an SVG document.
+/// The figure as an SVG document, the bundled font embedded.
 pub fn svg(case: &CaseStudy) -> String {
+    document(case, true)
+}
+
+/// The SVG, with the font embedded as a data URL or (for resvg, which loads it itself
+/// and reads no @font-face) not.
+fn document(case: &CaseStudy, embed_font: bool) -> String {
     let metrics = FontMetrics::new();
-    let defs = definitions();
+    let defs = definitions(embed_font);
     let mut document = Document::new().add(defs);
     document = document.add(text(MARGIN, 32.0, 20.0, &case.title).set("fill", "#222"));
     document = document.add(image_box(case));
     document = document.add(prompt_bars(&case.prompts, &metrics));
     let mut y = TOP + IMAGE_SIDE + 40.0;
+    let names = std::iter::once("gold").chain(case.models.iter().map(|m| m.name.as_str()));
+    let widest = names
+        .map(|n| metrics.width(n, NAME_SIZE))
+        .fold(0.0, f64::max);
+    // The words start after the longest row name, and never past a third of the width.
+    let words_x = (MARGIN + widest + 16.0).clamp(MARGIN + 150.0, WIDTH / 3.0);
     let rows = std::iter::once(("gold", &case.gold, None)).chain(
         case.models
             .iter()
             .map(|m| (m.name.as_str(), &m.spans, Some(&case.gold))),
     );
     for (name, spans, gold) in rows {
-        let (group, height) = tweet_row(name, &case.words, spans, gold, y, &metrics);
+        let row = TweetRow {
+            name,
+            spans,
+            gold,
+            top: y,
+            words_x,
+        };
+        let (group, height) = row.draw(&case.words, &metrics);
         document = document.add(group);
         y += height;
     }
@@ -179,15 +197,16 @@ pub fn svg(case: &CaseStudy) -> String {
         .to_string()
 }
 
-/// The SVG rasterised at `scale` (2 for print): only the bundled font is loaded.
-pub fn png(svg: &str, scale: f32) -> Result<Vec<u8>, FigureError> {
+/// The figure rasterised at `scale` (2 for print): only the bundled font is loaded.
+pub fn png(case: &CaseStudy, scale: f32) -> Result<Vec<u8>, FigureError> {
+    let svg = document(case, false);
     use resvg::{tiny_skia, usvg};
     let mut options = usvg::Options::default();
     let mut fonts = usvg::fontdb::Database::new();
     fonts.load_font_data(FONT.to_vec());
     fonts.set_sans_serif_family(FONT_FAMILY);
     options.fontdb = Arc::new(fonts);
-    let tree = usvg::Tree::from_str(svg, &options)?;
+    let tree = usvg::Tree::from_str(&svg, &options)?;
     let size = tree.size().to_int_size().scale_by(scale);
     let size = size.ok_or(FigureError::Size { scale })?;
     let mut pixmap =
@@ -220,12 +239,14 @@ fn pattern_id(kind: Option<EntityType>) -> String {
 
 /// The fill of a type: a light tint of its colour with its own pattern (PER diagonal
 /// hatching, LOC dots, ORG horizontal lines, OTHER a cross-hatch), and the bundled font.
-fn definitions() -> Definitions {
-    let font = base64::engine::general_purpose::STANDARD.encode(FONT);
-    let style = format!(
-        "@font-face {{ font-family: '{FONT_FAMILY}'; src: url(data:font/ttf;base64,{font}) format('truetype'); }}"
-    );
-    let mut defs = Definitions::new().add(Style::new(style));
+fn definitions(embed_font: bool) -> Definitions {
+    let mut defs = Definitions::new();
+    if embed_font {
+        let font = base64::engine::general_purpose::STANDARD.encode(FONT);
+        defs = defs.add(Style::new(format!(
+            "@font-face {{ font-family: '{FONT_FAMILY}'; src: url(data:font/ttf;base64,{font}) format('truetype'); }}"
+        )));
+    }
     let kinds = EntityType::ALL.map(Some).into_iter().chain([None]);
     for kind in kinds {
         let ink = color(kind);
@@ -354,60 +375,72 @@ fn prompt_bars(prompts: &[PromptBar], metrics: &FontMetrics) -> Group {
     group
 }
 
-/// One row of the tweet (gold, or a model's predictions): the row's name, the words
-/// wrapped to the width, each entity boxed in its type's pattern with its type above.
-/// A model's entities that gold lacks are labelled ✗. Returns the row and its height.
-fn tweet_row(
-    name: &str,
-    words: &[String],
-    spans: &[Span],
-    gold: Option<&Vec<Span>>,
+/// One row of the tweet (gold, or a model's predictions) and where it goes.
+struct TweetRow<'a> {
+    name: &'a str,
+    spans: &'a [Span],
+    /// The gold entities, for a model's row (its entities gold lacks are marked).
+    gold: Option<&'a Vec<Span>>,
     top: f64,
-    metrics: &FontMetrics,
-) -> (Group, f64) {
-    let space = metrics.width(" ", WORD_SIZE);
-    let mut group = Group::new().add(
-        text(MARGIN, top + LINE_HEIGHT - 18.0, 14.0, name)
-            .set("fill", "#222")
-            .set("font-weight", "bold"),
-    );
-    let places = place_words(words, metrics, space);
-    for span in spans {
-        let kind = Some(span.kind);
-        let wrong = gold.is_some_and(|g| !g.contains(span));
-        for (index, (line, from, to)) in span_segments(&places, span).into_iter().enumerate() {
-            let y = top + line as f64 * LINE_HEIGHT;
-            group = group.add(
-                Rectangle::new()
-                    .set("x", from - 3.0)
-                    .set("y", y + 13.0)
-                    .set("width", to - from + 6.0)
-                    .set("height", 24.0)
-                    .set("rx", 3)
-                    .set("fill", format!("url(#{})", pattern_id(kind)))
-                    .set("stroke", color(kind))
-                    .set("stroke-width", 1.5),
-            );
-            if index == 0 {
-                let label = if wrong {
-                    format!("{} ✗", span.kind)
-                } else {
-                    span.kind.to_string()
-                };
+    words_x: f64,
+}
+
+impl TweetRow<'_> {
+    /// The row's name, the words wrapped to the width, each entity boxed in its type's
+    /// pattern with its type above; a model's entities that gold lacks are labelled ✗.
+    /// Returns the row and its height.
+    fn draw(&self, words: &[String], metrics: &FontMetrics) -> (Group, f64) {
+        let TweetRow {
+            name,
+            spans,
+            gold,
+            top,
+            words_x,
+        } = *self;
+        let space = metrics.width(" ", WORD_SIZE);
+        let mut group = Group::new().add(
+            text(MARGIN, top + LINE_HEIGHT - 18.0, NAME_SIZE, name)
+                .set("fill", "#222")
+                .set("font-weight", "bold"),
+        );
+        let places = place_words(words, metrics, space, words_x);
+        for span in spans {
+            let kind = Some(span.kind);
+            let wrong = gold.is_some_and(|g| !g.contains(span));
+            for (index, (line, from, to)) in span_segments(&places, span).into_iter().enumerate() {
+                let y = top + line as f64 * LINE_HEIGHT;
                 group = group.add(
-                    text(from - 2.0, y + 10.0, LABEL_SIZE, &label)
-                        .set("fill", color(kind))
-                        .set("font-weight", "bold"),
+                    Rectangle::new()
+                        .set("x", from - 3.0)
+                        .set("y", y + 13.0)
+                        .set("width", to - from + 6.0)
+                        .set("height", 24.0)
+                        .set("rx", 3)
+                        .set("fill", format!("url(#{})", pattern_id(kind)))
+                        .set("stroke", color(kind))
+                        .set("stroke-width", 1.5),
                 );
+                if index == 0 {
+                    let label = if wrong {
+                        format!("{} ✗", span.kind)
+                    } else {
+                        span.kind.to_string()
+                    };
+                    group = group.add(
+                        text(from - 2.0, y + 10.0, LABEL_SIZE, &label)
+                            .set("fill", color(kind))
+                            .set("font-weight", "bold"),
+                    );
+                }
             }
         }
+        for (word, place) in words.iter().zip(&places) {
+            let y = top + place.line as f64 * LINE_HEIGHT;
+            group = group.add(text(place.x, y + 31.0, WORD_SIZE, word).set("fill", "#111"));
+        }
+        let lines = places.last().map_or(1, |p| p.line + 1);
+        (group, lines as f64 * LINE_HEIGHT + 6.0)
     }
-    for (word, place) in words.iter().zip(&places) {
-        let y = top + place.line as f64 * LINE_HEIGHT;
-        group = group.add(text(place.x, y + 31.0, WORD_SIZE, word).set("fill", "#111"));
-    }
-    let lines = places.last().map_or(1, |p| p.line + 1);
-    (group, lines as f64 * LINE_HEIGHT + 6.0)
 }
 
 /// Where a word is set: its line of the row and its left and right edges.
@@ -419,14 +452,14 @@ struct Place {
 }
 
 /// The words set left to right, wrapped at the figure's margin.
-fn place_words(words: &[String], metrics: &FontMetrics, space: f64) -> Vec<Place> {
+fn place_words(words: &[String], metrics: &FontMetrics, space: f64, left: f64) -> Vec<Place> {
     let mut places = Vec::with_capacity(words.len());
-    let (mut line, mut x) = (0, WORDS_X);
+    let (mut line, mut x) = (0, left);
     for word in words {
         let width = metrics.width(word, WORD_SIZE);
-        if x > WORDS_X && x + width > WIDTH - MARGIN {
+        if x > left && x + width > WIDTH - MARGIN {
             line += 1;
-            x = WORDS_X;
+            x = left;
         }
         places.push(Place {
             line,
@@ -616,7 +649,7 @@ mod tests {
     #[test]
     fn the_png_has_the_scaled_size_and_is_not_blank() {
         let svg = svg(&case());
-        let png = png(&svg, 2.0).unwrap();
+        let png = png(&case(), 2.0).unwrap();
         let image = image::load_from_memory(&png).unwrap().to_rgb8();
         let height: f64 = svg
             .split("height=\"")
@@ -642,7 +675,8 @@ mod tests {
     fn long_tweets_wrap_and_a_span_over_the_break_is_boxed_on_both_lines() {
         let metrics = FontMetrics::new();
         let words: Vec<String> = (0..40).map(|i| format!("word{i}")).collect();
-        let places = place_words(&words, &metrics, metrics.width(" ", WORD_SIZE));
+        let left = MARGIN + 150.0;
+        let places = place_words(&words, &metrics, metrics.width(" ", WORD_SIZE), left);
         assert!(places.last().unwrap().line >= 1, "40 words take two lines");
         assert!(places.iter().all(|p| p.right <= WIDTH - MARGIN));
         let first_break = places.iter().position(|p| p.line == 1).unwrap();
@@ -653,7 +687,7 @@ mod tests {
         };
         let segments = span_segments(&places, &span);
         assert_eq!(segments.len(), 2, "{segments:?}");
-        assert_eq!(segments[1].1, WORDS_X);
+        assert_eq!(segments[1].1, left);
     }
 
     #[test]
