@@ -42,9 +42,11 @@ impl Component for JobsPanel {
 
     fn draw(&self, frame: &mut Frame, area: Rect, shared: &Shared) {
         let table_height = (self.snapshot.table.len() as u16 + 3).min(area.height / 3);
+        // The runs take what they need (up to a third); the curves the rest.
+        let runs_height = (self.snapshot.runs.len() as u16 + 3).clamp(5, area.height / 3);
         let [runs_area, middle, results_area] = Layout::vertical([
-            Constraint::Min(5),
-            Constraint::Length(12),
+            Constraint::Length(runs_height),
+            Constraint::Min(12),
             Constraint::Length(table_height.max(4)),
         ])
         .areas(area);
@@ -240,7 +242,10 @@ impl JobsPanel {
             );
         }
         let epochs = seeds.iter().map(|r| r.epochs).max().unwrap_or(1).max(2) as f64;
-        let (low, high) = bounds(points.iter().flatten().map(|(_, y)| *y));
+        let (low, mut high) = bounds(points.iter().flatten().map(|(_, y)| *y));
+        if let Curve::DevF1 = curve {
+            high = high.min(100.0);
+        }
         let axis_style = Style::new().fg(Color::DarkGray);
         let chart = Chart::new(datasets)
             .block(block)
@@ -256,7 +261,7 @@ impl JobsPanel {
                     .bounds([low, high])
                     .labels([curve.label(low), curve.label(high)]),
             )
-            .legend_position(Some(LegendPosition::TopRight))
+            .legend_position(Some(curve.legend_position()))
             .hidden_legend_constraints((Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)));
         frame.render_widget(chart, area);
     }
@@ -321,6 +326,15 @@ impl Curve {
         }
     }
 
+    /// Where the legend hides the least: a loss falls from the top left, F1 rises to
+    /// the top right.
+    fn legend_position(self) -> LegendPosition {
+        match self {
+            Curve::Loss => LegendPosition::TopRight,
+            Curve::DevF1 => LegendPosition::BottomRight,
+        }
+    }
+
     fn label(self, value: f64) -> String {
         match self {
             Curve::Loss => format!("{value:.3}"),
@@ -337,8 +351,9 @@ fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
     if !low.is_finite() {
         return (0.0, 1.0);
     }
+    // Losses and F1 are never below 0 (nor F1 above 100): the margin stops there.
     let margin = ((high - low) * 0.05).max(1e-3);
-    (low - margin, high + margin)
+    ((low - margin).max(0.0), high + margin)
 }
 
 fn state_style(state: State) -> Style {
