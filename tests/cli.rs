@@ -859,3 +859,56 @@ fn eval_in_bf16_scores_the_demo_within_a_fifth_of_a_point_of_fp32() {
     );
     assert!((f1(&fp32) - f1(&bf16)).abs() <= 0.2, "{fp32} vs {bf16}");
 }
+
+#[test]
+fn figure_writes_a_case_study_as_svg_or_png_and_refuses_another_format() {
+    let scratch = tempfile::tempdir().unwrap();
+    let figure = |out: &Path, extra: &[&str]| {
+        promptmner()
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args([
+                "figure",
+                "--checkpoint",
+                "checkpoints/demo",
+                "--data",
+                "data/demo",
+            ])
+            .args(["--id", "test-82", "--device", "cpu", "--out"])
+            .arg(out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let svg_path = scratch.path().join("case/test-82.svg");
+    let out = figure(&svg_path, &["--compare", "checkpoints/demo"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    for text in [
+        "test-82 · image 101582",
+        "A: demo",
+        "B: demo",
+        "Golden",
+        "Kael",
+        "OTHER",
+    ] {
+        assert!(svg.contains(&format!("\n{text}\n</text>")), "{text}");
+    }
+    assert!(svg.contains("data:image/png;base64,"), "the tweet's image");
+    let png_path = scratch.path().join("test-82.png");
+    let out = figure(&png_path, &["--scale", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let png = image::open(&png_path).unwrap();
+    assert_eq!(png.width(), 960, "the SVG's width at scale 1");
+    let out = figure(&scratch.path().join("test-82.pdf"), &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("a figure is FILE.svg or FILE.png"), "{err}");
+}

@@ -241,23 +241,6 @@ fn a_key_typed_as_soon_as_the_first_screen_shows_is_not_lost() {
     tmux.wait_text("EXITED 0");
 }
 
-/// Runs `promptmner runs --runs ROOT ARGS` from the repository; its standard output.
-fn runs_command(root: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_promptmner"))
-        .args(["runs", "--runs"])
-        .arg(root)
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn the_research_views_plot_shade_and_write_a_case_study_figure() {
     let scratch = tempfile::tempdir().unwrap();
@@ -267,10 +250,10 @@ fn the_research_views_plot_shade_and_write_a_case_study_figure() {
     let mut submit = vec!["submit", "--from", "checkpoints/demo", "--variant", "full"];
     submit.extend(["--seeds", "2"]);
     submit.extend(quick);
-    let ids = runs_command(&root, &submit);
+    let ids = common::runs(&root, &submit);
     let start = Instant::now();
     while ids.lines().any(|id| {
-        !runs_command(&root, &["list"])
+        !common::runs(&root, &["list"])
             .lines()
             .any(|l| l.starts_with(id) && l.contains("finished"))
     }) {

@@ -6,38 +6,28 @@ use anyhow::bail;
 
 use crate::data::images::ImageResolver;
 use crate::eval::figure::{self, TOP_PROMPTS};
-use crate::model::device::DeviceChoice;
 
-use super::workbench::{TweetAt, find_tweet, tweet_view};
+use super::workbench::TweetArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct FigureArgs {
     /// Checkpoint directory (A).
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// Dataset directory.
-    #[arg(long)]
-    pub data: PathBuf,
-    /// The tweet: its image id (IMGID), or SPLIT-INDEX such as test-12.
-    #[arg(long)]
-    pub id: String,
+    #[command(flatten)]
+    pub tweet: TweetArgs,
     /// A second checkpoint (B): its predictions in a row of their own.
     #[arg(long)]
     pub compare: Option<PathBuf>,
     /// FILE.svg or FILE.png.
     #[arg(long)]
     pub out: PathBuf,
-    /// Images directory, instead of DATA/images.
-    #[arg(long)]
-    pub images: Option<PathBuf>,
     /// Prompts drawn as bars (A's, highest a_i first).
     #[arg(long, default_value_t = TOP_PROMPTS)]
     pub prompts: usize,
     /// Pixels per SVG unit of a PNG (2 for print).
     #[arg(long, default_value_t = 2.0)]
     pub scale: f32,
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
-    pub device: DeviceChoice,
 }
 
 pub(super) fn run(args: &FigureArgs) -> anyhow::Result<()> {
@@ -46,17 +36,10 @@ pub(super) fn run(args: &FigureArgs) -> anyhow::Result<()> {
     if !(args.scale > 0.0 && args.scale <= 8.0) {
         bail!("--scale {}: give a scale in (0, 8]", args.scale);
     }
-    let (split, index, tweet) = find_tweet(&args.data, &args.id)?;
-    let at = TweetAt {
-        data: &args.data,
-        images: args.images.clone(),
-        device: args.device,
-        split: &split,
-        index,
-    };
-    let a = tweet_view(&at, &args.checkpoint)?;
+    let (split, index, tweet) = args.tweet.find()?;
+    let a = args.tweet.view(&args.checkpoint, &split, index)?;
     let b = match &args.compare {
-        Some(other) => Some(tweet_view(&at, other)?),
+        Some(other) => Some(args.tweet.view(other, &split, index)?),
         None => None,
     };
     let name = |which: &str, path: &std::path::Path| {
@@ -66,7 +49,7 @@ pub(super) fn run(args: &FigureArgs) -> anyhow::Result<()> {
     if let (Some(b), Some(other)) = (&b, &args.compare) {
         views.push((name("B", other), b));
     }
-    let resolver = ImageResolver::for_dataset(&args.data, args.images.as_deref());
+    let resolver = ImageResolver::for_dataset(&args.tweet.data, args.tweet.images.as_deref());
     let picture = resolver
         .load(tweet.image_id.as_deref())
         .map(|(_, picture)| picture)

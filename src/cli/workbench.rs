@@ -101,29 +101,36 @@ pub(super) fn tui(args: &TuiArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One tweet of a dataset and how to run a checkpoint on it (`show`, `figure`).
 #[derive(Debug, clap::Args)]
-pub struct ShowArgs {
+pub struct TweetArgs {
     /// Dataset directory.
     #[arg(long)]
     pub data: PathBuf,
     /// The tweet: its image id (IMGID), or SPLIT-INDEX such as test-12.
     #[arg(long)]
     pub id: String,
-    /// Also show this checkpoint's predicted spans.
-    #[arg(long)]
-    pub checkpoint: Option<PathBuf>,
     /// Images directory, instead of DATA/images.
     #[arg(long)]
     pub images: Option<PathBuf>,
-    /// Width of the printed image in columns.
-    #[arg(long, default_value_t = 40)]
-    pub width: u32,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub tweet: TweetArgs,
+    /// Also show this checkpoint's predicted spans.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Width of the printed image in columns.
+    #[arg(long, default_value_t = 40)]
+    pub width: u32,
+}
+
 /// Finds a tweet by `split-index` or by image id; returns (split, index).
-pub(super) fn find_tweet(
+fn find_tweet(
     data: &std::path::Path,
     id: &str,
 ) -> anyhow::Result<(String, usize, crate::data::Tweet)> {
@@ -158,46 +165,46 @@ pub(super) fn find_tweet(
     )
 }
 
-/// Where a tweet is and how to run a checkpoint on it.
-pub(super) struct TweetAt<'a> {
-    pub data: &'a std::path::Path,
-    pub images: Option<PathBuf>,
-    pub device: DeviceChoice,
-    pub split: &'a str,
-    pub index: usize,
-}
+impl TweetArgs {
+    /// The tweet: (split, index, tweet).
+    pub(super) fn find(&self) -> anyhow::Result<(String, usize, crate::data::Tweet)> {
+        find_tweet(&self.data, &self.id)
+    }
 
-/// What the checkpoint says of one tweet (spans, a_i), through the engine.
-pub(super) fn tweet_view(
-    at: &TweetAt,
-    checkpoint: &std::path::Path,
-) -> anyhow::Result<crate::engine::TweetView> {
-    let options = EngineOptions {
-        device: device::select(at.device)?,
-        images: at.images.clone(),
-        first_tweet: at.index,
-        ..EngineOptions::default()
-    };
-    let index = at.index;
-    let (_engine, events) = Engine::spawn(checkpoint, at.data, at.split, options);
-    loop {
-        match events.recv_timeout(Duration::from_secs(600)) {
-            Ok(Event::Tweet { view, .. }) if view.index == index => return Ok(*view),
-            Ok(Event::Error { message, .. }) => bail!("{message}"),
-            Ok(_) => {}
-            Err(_) => bail!("the engine stopped before predicting tweet {index}"),
+    /// What `checkpoint` says of tweet `index` of `split` (spans, a_i), through the
+    /// engine.
+    pub(super) fn view(
+        &self,
+        checkpoint: &std::path::Path,
+        split: &str,
+        index: usize,
+    ) -> anyhow::Result<crate::engine::TweetView> {
+        let options = EngineOptions {
+            device: device::select(self.device)?,
+            images: self.images.clone(),
+            first_tweet: index,
+            ..EngineOptions::default()
+        };
+        let (_engine, events) = Engine::spawn(checkpoint, &self.data, split, options);
+        loop {
+            match events.recv_timeout(Duration::from_secs(600)) {
+                Ok(Event::Tweet { view, .. }) if view.index == index => return Ok(*view),
+                Ok(Event::Error { message, .. }) => bail!("{message}"),
+                Ok(_) => {}
+                Err(_) => bail!("the engine stopped before predicting tweet {index}"),
+            }
         }
     }
 }
 
 pub(super) fn show(args: &ShowArgs) -> anyhow::Result<()> {
-    let (split, index, tweet) = find_tweet(&args.data, &args.id)?;
+    let (split, index, tweet) = args.tweet.find()?;
     let image = tweet
         .image_id
         .as_deref()
         .map_or("no image id".into(), |id| format!("image {id}"));
     println!("{split}-{index} · {image}");
-    let resolver = ImageResolver::for_dataset(&args.data, args.images.as_deref());
+    let resolver = ImageResolver::for_dataset(&args.tweet.data, args.tweet.images.as_deref());
     match resolver.load(tweet.image_id.as_deref()) {
         Ok((_, picture)) => {
             // The kitty and iTerm protocols are detected by querying the terminal; into
@@ -217,14 +224,7 @@ pub(super) fn show(args: &ShowArgs) -> anyhow::Result<()> {
     let gold = crate::data::spans::spans_from_tags(&tweet.tags);
     let predicted = match &args.checkpoint {
         Some(checkpoint) => {
-            let at = TweetAt {
-                data: &args.data,
-                images: args.images.clone(),
-                device: args.device,
-                split: &split,
-                index,
-            };
-            let view = tweet_view(&at, checkpoint)?;
+            let view = args.tweet.view(checkpoint, &split, index)?;
             Some(view.predicted.iter().map(|p| p.span).collect::<Vec<Span>>())
         }
         None => None,
