@@ -98,13 +98,18 @@ fn test_predictions(runs: &[&RunView]) -> Vec<TestPredictions> {
 /// over its seeds) and its p-value against `full` (its seeds paired in order with
 /// full's, their tweets pooled).
 pub(crate) fn with_test_predictions(rows: &mut [Row], runs: &[RunView]) {
+    // Each variant's files are read once, full's included.
     let of = |variant: &str| -> Vec<TestPredictions> {
         let runs: Vec<&RunView> = runs.iter().filter(|r| r.spec.variant == variant).collect();
         test_predictions(&runs)
     };
-    let full = of("full");
+    let mut by_variant: BTreeMap<String, Vec<TestPredictions>> = rows
+        .iter()
+        .map(|row| (row.variant.clone(), of(&row.variant)))
+        .collect();
+    let full = by_variant.remove("full").unwrap_or_default();
     for row in rows.iter_mut() {
-        let mine = of(&row.variant);
+        let mine = by_variant.get(&row.variant).unwrap_or(&full);
         row.per_type_f1 = EntityType::ALL
             .into_iter()
             .filter_map(|kind| {
@@ -127,7 +132,7 @@ pub(crate) fn with_test_predictions(rows: &mut [Row], runs: &[RunView]) {
         };
         let test = crate::eval::significance::paired_test(
             &pool(&full),
-            &pool(&mine),
+            &pool(mine),
             crate::eval::significance::DEFAULT_RESAMPLES,
             crate::eval::significance::SEED,
         );

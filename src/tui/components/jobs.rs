@@ -242,28 +242,8 @@ impl JobsPanel {
             );
         }
         let epochs = seeds.iter().map(|r| r.epochs).max().unwrap_or(1).max(2) as f64;
-        let (low, mut high) = bounds(points.iter().flatten().map(|(_, y)| *y));
-        if let Curve::DevF1 = curve {
-            high = high.min(100.0);
-        }
-        let axis_style = Style::new().fg(Color::DarkGray);
-        let chart = Chart::new(datasets)
-            .block(block)
-            .x_axis(
-                Axis::default()
-                    .style(axis_style)
-                    .bounds([1.0, epochs])
-                    .labels(["1".to_string(), format!("{epochs}")]),
-            )
-            .y_axis(
-                Axis::default()
-                    .style(axis_style)
-                    .bounds([low, high])
-                    .labels([curve.label(low), curve.label(high)]),
-            )
-            .legend_position(Some(curve.legend_position()))
-            .hidden_legend_constraints((Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)));
-        frame.render_widget(chart, area);
+        let range = curve.range(points.iter().flatten().map(|(_, y)| *y));
+        frame.render_widget(curve.chart(datasets, block, epochs, range), area);
     }
 
     fn draw_results(&self, frame: &mut Frame, area: Rect) {
@@ -335,25 +315,56 @@ impl Curve {
         }
     }
 
+    /// The chart of `datasets` over epochs 1..=`epochs` and the y `range`.
+    fn chart<'a>(
+        self,
+        datasets: Vec<Dataset<'a>>,
+        block: ratatui::widgets::Block<'a>,
+        epochs: f64,
+        (low, high): (f64, f64),
+    ) -> Chart<'a> {
+        let axis_style = Style::new().fg(Color::DarkGray);
+        Chart::new(datasets)
+            .block(block)
+            .x_axis(
+                Axis::default()
+                    .style(axis_style)
+                    .bounds([1.0, epochs])
+                    .labels(["1".to_string(), format!("{epochs}")]),
+            )
+            .y_axis(
+                Axis::default()
+                    .style(axis_style)
+                    .bounds([low, high])
+                    .labels([self.label(low), self.label(high)]),
+            )
+            .legend_position(Some(self.legend_position()))
+            .hidden_legend_constraints((Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)))
+    }
+
+    /// The y range of the chart: the values' span with a margin so that a flat line
+    /// shows, never below 0 (losses, F1) nor above 100 (F1).
+    fn range(self, values: impl Iterator<Item = f64>) -> (f64, f64) {
+        let (low, high) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+        if !low.is_finite() {
+            return (0.0, 1.0);
+        }
+        let ceiling = match self {
+            Curve::Loss => f64::INFINITY,
+            Curve::DevF1 => 100.0,
+        };
+        let margin = ((high - low) * 0.05).max(1e-3);
+        ((low - margin).max(0.0), (high + margin).min(ceiling))
+    }
+
     fn label(self, value: f64) -> String {
         match self {
             Curve::Loss => format!("{value:.3}"),
             Curve::DevF1 => format!("{value:.1}"),
         }
     }
-}
-
-/// The y range of a chart: the values' span, with a margin so a flat line shows.
-fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
-    let (low, high) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-        (lo.min(v), hi.max(v))
-    });
-    if !low.is_finite() {
-        return (0.0, 1.0);
-    }
-    // Losses and F1 are never below 0 (nor F1 above 100): the margin stops there.
-    let margin = ((high - low) * 0.05).max(1e-3);
-    ((low - margin).max(0.0), high + margin)
 }
 
 fn state_style(state: State) -> Style {
